@@ -1,0 +1,61 @@
+/* The configuration file (libconfig syntax): every setting, its default and
+ * its bounds live in one table in rd_config.c. */
+#ifndef RD_CONFIG_H
+#define RD_CONFIG_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#define RD_CONFIG_MAX_LISTEN 16
+#define RD_ADMIN_KEY_SIZE 16
+#define RD_DEFAULT_PORT 18000
+
+typedef struct rd_listen_addr {
+    struct sockaddr_storage addr;
+    socklen_t addr_len;
+    char text[64];                 /* as written: "127.0.0.1:18000", "[::1]:18000" */
+} rd_listen_addr_t;
+
+typedef struct rd_config {
+    char path[PATH_MAX];
+    rd_listen_addr_t listen[RD_CONFIG_MAX_LISTEN];
+    size_t listen_count;
+    unsigned raida_id;             /* 0..24 */
+    unsigned coin_id;              /* u16 */
+    unsigned worker_threads;
+    unsigned epoll_timeout_ms;
+    unsigned events_per_wait;
+    unsigned max_descriptors;
+    unsigned max_body_size;
+    unsigned socket_timeout_ms;
+    unsigned mod_queue_size;
+    bool tcp_keepalive;
+    unsigned keepalive_idle;       /* seconds */
+    unsigned keepalive_interval;   /* seconds */
+    unsigned keepalive_count;
+    unsigned udp_payload_threshold;
+    bool admin_key_set;
+    uint8_t admin_key[RD_ADMIN_KEY_SIZE];
+    int log_level;
+} rd_config_t;
+
+/* Fills CF with the default of every setting. */
+void rd_config_defaults(rd_config_t *cf);
+
+/* Reads PATH into CF; absent settings keep their defaults. On failure returns
+ * -1, leaves CF untouched and writes "PATH:LINE: what is wrong" into ERR. */
+int rd_config_load(rd_config_t *cf, const char *path, char *err, size_t err_len);
+
+/* The same for configuration text in memory; NAME stands for the file in messages. */
+int rd_config_parse_string(rd_config_t *cf, const char *text, const char *name,
+                           char *err, size_t err_len);
+
+/* Parses "ADDR:PORT", "[V6ADDR]:PORT", "ADDR" or "PORT" (the missing part
+ * defaults to 0.0.0.0 and RD_DEFAULT_PORT). Returns -1 if malformed. */
+int rd_config_parse_listen(const char *text, rd_listen_addr_t *out);
+
+#endif

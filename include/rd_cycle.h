@@ -1,0 +1,19 @@
+/* Process-wide state, in one place (nginx's cycle): what a worker is given
+ * to run with. */
+#ifndef RD_CYCLE_H
+#define RD_CYCLE_H
+
+#include <stddef.h>
+
+#include "rd_config.h"
+#include "rd_listener.h"
+#include "rd_stats.h"
+
+typedef struct rd_cycle {
+    rd_config_t *config;
+    rd_listener_t *listeners;
+    size_t listener_count;
+    rd_stats_t *stats;
+} rd_cycle_t;
+
+#endif

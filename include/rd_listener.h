@@ -1,0 +1,23 @@
+/* The listening sockets: one TCP and one UDP socket per listen address. */
+#ifndef RD_LISTENER_H
+#define RD_LISTENER_H
+
+#include <stddef.h>
+
+#include "rd_config.h"
+
+typedef struct rd_listener {
+    int fd;
+    int type;                   /* SOCK_STREAM or SOCK_DGRAM */
+    rd_listen_addr_t addr;
+} rd_listener_t;
+
+/* Binds every listen address of CF, TCP and UDP. On failure logs why,
+ * closes what it opened and returns -1. */
+int rd_listeners_open(const rd_config_t *cf, rd_listener_t **out, size_t *count);
+void rd_listeners_close(rd_listener_t *ls, size_t count);
+
+int rd_socket_set_nonblocking(int fd);
+int rd_socket_set_blocking(int fd);
+
+#endif

@@ -1,0 +1,119 @@
+/* The RAIDA frame: header and body validation, command dispatch and
+ * response building. The network layer sees only this interface and never
+ * a command's details (see ../shared/protocol.md for the bytes). */
+#ifndef RD_PROTOCOL_H
+#define RD_PROTOCOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rd_stats.h"
+
+#define RD_PEEK_SIZE            17  /* bytes that reveal the header family (byte 16) */
+#define RD_LEGACY_HEADER_SIZE   32
+#define RD_MODERN_HEADER_SIZE   48
+#define RD_MAX_HEADER_SIZE      48
+#define RD_RESPONSE_HEADER_SIZE 32
+#define RD_CHALLENGE_SIZE       16
+#define RD_TRAILER_SIZE          2
+#define RD_MIN_BODY_SIZE        (RD_CHALLENGE_SIZE + RD_TRAILER_SIZE)
+#define RD_RESPONSE_INLINE      64  /* responses this small need no allocation */
+
+enum rd_status {
+    RD_STATUS_NO_ERROR = 0,
+    RD_STATUS_INVALID_SPLIT = 2,
+    RD_STATUS_INVALID_RAIDA_ID = 3,
+    RD_STATUS_INVALID_SHARD = 4,
+    RD_STATUS_INVALID_GROUP = 5,
+    RD_STATUS_INVALID_COMMAND = 6,
+    RD_STATUS_INVALID_COIN_ID = 7,
+    RD_STATUS_INVALID_PACKET_LENGTH = 16,
+    RD_STATUS_COIN_NOT_FOUND = 25,
+    RD_STATUS_INVALID_ENCRYPTION_CODE = 27,
+    RD_STATUS_INVALID_EOF = 33,
+    RD_STATUS_INVALID_ENCRYPTION = 34,
+    RD_STATUS_EMPTY_REQUEST = 36,
+    RD_STATUS_INVALID_CRC = 37,
+    RD_STATUS_ADMIN_AUTH = 38,
+    RD_STATUS_RATE_EXCEEDED = 160,
+    RD_STATUS_INVALID_HMAC = 204,
+    RD_STATUS_SUCCESS = 250,
+    RD_STATUS_INTERNAL_ERROR = 252,
+    RD_STATUS_MEMORY_ALLOC = 254,
+    RD_STATUS_INVALID_ROUTING = 255,
+};
+
+/* What the protocol needs to know of the server; read-only once set up, so
+ * the I/O thread and the pool share it without locks. */
+typedef struct rd_protocol {
+    uint8_t raida_id;
+    uint16_t coin_id;
+    uint32_t max_body_size;
+    bool admin_key_set;
+    uint8_t admin_key[16];
+    rd_stats_t *stats;
+} rd_protocol_t;
+
+typedef struct rd_request {
+    uint8_t header[RD_MAX_HEADER_SIZE];
+    uint16_t header_have;       /* header bytes actually received */
+    uint16_t header_size;       /* 32 or 48, once byte 16 is known; 0 before */
+    uint8_t group;
+    uint8_t command;
+    uint8_t enc_type;
+    bool header_valid;          /* group and command name a handler */
+    uint32_t body_size;         /* from the header: bytes after it, trailer included */
+    uint8_t *body;              /* body_size bytes, owned by whoever filled it */
+    bool body_complete;         /* all body_size bytes are in body */
+    const uint8_t *payload;     /* command payload inside body, after validate_body */
+    size_t payload_len;
+    uint64_t start_ns;          /* CLOCK_MONOTONIC when processing began */
+} rd_request_t;
+
+/* A whole response frame: header, payload, trailer. */
+typedef struct rd_response {
+    uint8_t *data;              /* inline_buf or a heap block */
+    size_t len;
+    size_t cap;
+    uint8_t inline_buf[RD_RESPONSE_INLINE];
+} rd_response_t;
+
+void rd_response_init(rd_response_t *resp);
+void rd_response_release(rd_response_t *resp);
+/* Room for N more payload bytes, or NULL when memory is short. */
+uint8_t *rd_response_append(rd_response_t *resp, size_t n);
+
+uint64_t rd_protocol_now_ns(void);
+
+/* Header size announced by the first RD_PEEK_SIZE bytes, or 0 when byte 16
+ * names no encryption type this server knows. */
+size_t rd_protocol_header_size(const uint8_t *peek);
+
+/* Checks a complete header (req->header, req->header_size bytes) and fills
+ * the request's fields. Returns RD_STATUS_NO_ERROR or the status to answer. */
+int rd_protocol_validate_header(const rd_protocol_t *p, rd_request_t *req);
+
+/* Checks (and, for encrypted types, decrypts) req->body. Returns
+ * RD_STATUS_NO_ERROR or the status to answer. */
+int rd_protocol_validate_body(const rd_protocol_t *p, rd_request_t *req);
+
+/* Runs the request's command and builds its response (success or the
+ * command's own error). Safe to call from any thread. */
+void rd_protocol_run_command(const rd_protocol_t *p, rd_request_t *req, rd_response_t *resp);
+
+/* Builds the answer for a request that failed with STATUS. Uses as much of
+ * the request as was read: echo bytes only with a whole header, the
+ * challenge only with a body. */
+void rd_protocol_error_response(const rd_protocol_t *p, const rd_request_t *req,
+                                int status, rd_response_t *resp);
+
+/* One whole frame in FRAME (a datagram): validates it, runs it, answers.
+ * The body is decrypted in place. Returns false when the frame is too short
+ * to be answered at all (nothing goes into RESP then). */
+bool rd_protocol_handle_frame(const rd_protocol_t *p, uint8_t *frame, size_t len,
+                              rd_response_t *resp);
+
+const char *rd_protocol_command_name(uint8_t group, uint8_t command);
+
+#endif

@@ -1,0 +1,43 @@
+/* A worker: one epoll loop (the I/O thread) serving the listening sockets it
+ * is given, with a thread pool for requests and the modification queue that
+ * brings finished ones back. */
+#ifndef RD_WORKER_H
+#define RD_WORKER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "rd_connection.h"
+#include "rd_cycle.h"
+#include "rd_event.h"
+#include "rd_protocol.h"
+#include "rd_queue.h"
+#include "rd_threadpool.h"
+
+typedef struct rd_worker {
+    const rd_cycle_t *cycle;
+    const rd_config_t *cf;
+    rd_protocol_t proto;
+    rd_event_loop_t loop;
+    rd_event_t *listener_events;   /* one per listener */
+    rd_event_t done_ev;            /* the modification queue's eventfd */
+    rd_event_t signal_ev;          /* signalfd: stop requests */
+    rd_threadpool_t *pool;
+    rd_queue_t *done;
+    rd_conn_t **conns;             /* indexed by descriptor */
+    size_t conns_size;
+    rd_conn_t *free_conns;         /* records kept for reuse */
+    size_t active;                 /* open client connections */
+    size_t in_flight;              /* requests in the pool or the queue */
+    size_t max_in_flight;          /* the queue's capacity */
+    rd_conn_list_t timeouts;
+    rd_conn_list_t waiting;
+    uint8_t *udp_buf;
+    bool stopping;
+} rd_worker_t;
+
+/* Serves CYCLE's listeners until SIGTERM, SIGINT or SIGQUIT. Returns 0 on a
+ * clean stop, -1 when it could not start. */
+int rd_worker_run(const rd_cycle_t *cycle);
+
+#endif
