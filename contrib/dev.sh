@@ -1,0 +1,104 @@
+#!/bin/sh
+# Developer entry point. Works from a clean clone on Debian 12 as root:
+# installs what is missing, bootstraps autotools, builds out of tree.
+#
+#   ./contrib/dev.sh run     build, then run raidad in the foreground on conf/raidad.conf
+#   ./contrib/dev.sh check   build and run every test (plain and sanitizer builds);
+#                            the last line is "N passed, N failed"
+#   ./contrib/dev.sh build   build only (build/)
+set -eu
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+jobs=$(nproc 2>/dev/null || echo 2)
+packages="build-essential autoconf automake autoconf-archive pkgconf \
+libconfig-dev libsystemd-dev libcmocka-dev libssl-dev zlib1g-dev \
+python3 clang libclang-rt-14-dev"
+
+ensure_packages() {
+    missing=""
+    for p in $packages; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
+            missing="$missing $p"
+    done
+    [ -z "$missing" ] && return 0
+    if [ "$(id -u)" != 0 ]; then
+        echo "dev.sh: missing Debian packages:$missing (run as root, or install them)" >&2
+        exit 1
+    fi
+    echo "dev.sh: installing$missing" >&2
+    apt-get -o DPkg::Lock::Timeout=300 update -q >&2
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 \
+        install -y -q --no-install-recommends $missing >&2
+}
+
+bootstrap() {
+    if [ ! -x "$top/configure" ] || [ "$top/configure.ac" -nt "$top/configure" ]; then
+        (cd "$top" && autoreconf -fi)
+    fi
+}
+
+# build DIR [configure arguments...]
+build() {
+    dir=$1
+    shift
+    mkdir -p "$dir"
+    (
+        cd "$dir"
+        [ -f Makefile ] || "$top/configure" -q "$@"
+        make -s -j"$jobs"
+    )
+}
+
+# check_in DIR: make check there; never stops the script, the totals tell.
+check_in() {
+    (cd "$1" && make -s -j"$jobs" check) || true
+}
+
+# Sums the "# PASS:" ... lines of every test-suite.log given.
+report() {
+    awk '
+        /^# PASS:/  { pass += $3 }
+        /^# XFAIL:/ { pass += $3 }
+        /^# SKIP:/  { skip += $3 }
+        /^# FAIL:/  { fail += $3 }
+        /^# XPASS:/ { fail += $3 }
+        /^# ERROR:/ { fail += $3 }
+        END {
+            line = sprintf("%d passed, %d failed", pass, fail)
+            if (skip) line = line sprintf(", %d skipped", skip)
+            print line
+            exit (fail > 0 || pass == 0) ? 1 : 0
+        }' "$@"
+}
+
+cmd_run() {
+    ensure_packages
+    bootstrap
+    build "$top/build"
+    exec "$top/build/raidad" -c "$top/conf/raidad.conf"
+}
+
+# A build that fails still ends with a line CI can count.
+build_or_fail() {
+    build "$@" || { echo "dev.sh: the build in $1 failed" >&2; echo "0 passed, 1 failed"; exit 1; }
+}
+
+cmd_check() {
+    ensure_packages
+    bootstrap
+    build_or_fail "$top/build"
+    check_in "$top/build"
+    build_or_fail "$top/build-asan" CC=clang --enable-sanitizers=address,undefined
+    ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 check_in "$top/build-asan"
+    for log in "$top/build/test-suite.log" "$top/build-asan/test-suite.log"; do
+        [ -f "$log" ] || { echo "dev.sh: no $log" >&2; echo "0 passed, 1 failed"; exit 1; }
+    done
+    report "$top/build/test-suite.log" "$top/build-asan/test-suite.log"
+}
+
+case "${1:-}" in
+run) cmd_run ;;
+check) cmd_check ;;
+build) ensure_packages; bootstrap; build "$top/build" ;;
+*) echo "usage: $0 run|check|build" >&2; exit 2 ;;
+esac

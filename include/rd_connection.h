@@ -36,6 +36,7 @@ struct rd_conn {
     struct rd_worker *worker;
     rd_conn_state_t state;
     bool input_left;            /* we answer before reading the whole request */
+    bool out_armed;             /* EPOLLOUT requested: the socket buffer filled */
     rd_conn_list_t *list;       /* the list it is on, if any */
     rd_conn_t *prev, *next;
     uint64_t deadline_ms;

@@ -33,6 +33,7 @@ typedef struct rd_worker {
     rd_conn_list_t timeouts;
     rd_conn_list_t waiting;
     uint8_t *udp_buf;
+    bool done_pending;             /* the queue's eventfd fired this batch */
     bool stopping;
 } rd_worker_t;
 

@@ -1,1 +1,442 @@
 #include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/tcp.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "rd_connection.h"
+#include "rd_log.h"
+#include "rd_worker.h"
+
+/* What a read step tells its caller: keep reading, stop reading for now
+ * (request complete or socket drained), or the connection is gone. */
+enum { CONN_MORE = 1, CONN_PAUSE = 0, CONN_GONE = -1 };
+
+uint64_t rd_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void rd_conn_list_append(rd_conn_list_t *list, rd_conn_t *c)
+{
+    c->list = list;
+    c->next = NULL;
+    c->prev = list->tail;
+    if (list->tail != NULL)
+        list->tail->next = c;
+    else
+        list->head = c;
+    list->tail = c;
+}
+
+void rd_conn_list_remove(rd_conn_t *c)
+{
+    rd_conn_list_t *list = c->list;
+
+    if (list == NULL)
+        return;
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        list->head = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    else
+        list->tail = c->prev;
+    c->list = NULL;
+    c->prev = c->next = NULL;
+}
+
+/* Records are recycled through a free list: no allocation per connection
+ * once the worker has seen its peak. */
+static rd_conn_t *conn_get(rd_worker_t *w)
+{
+    rd_conn_t *c = w->free_conns;
+
+    if (c != NULL)
+        w->free_conns = c->next;
+    else if ((c = malloc(sizeof(*c))) == NULL)
+        return NULL;
+    memset(c, 0, sizeof(*c));
+    rd_response_init(&c->resp);
+    c->worker = w;
+    return c;
+}
+
+static void conn_put(rd_worker_t *w, rd_conn_t *c)
+{
+    c->next = w->free_conns;
+    w->free_conns = c;
+}
+
+static void conn_set_deadline(rd_conn_t *c)
+{
+    rd_worker_t *w = c->worker;
+
+    /* Every entry gets the same timeout, so appending keeps the list
+     * ordered by deadline and expiry only ever looks at its head. */
+    rd_conn_list_remove(c);
+    c->deadline_ms = rd_now_ms() + w->cf->socket_timeout_ms;
+    rd_conn_list_append(&w->timeouts, c);
+}
+
+static void conn_close(rd_conn_t *c)
+{
+    rd_worker_t *w = c->worker;
+    int fd = c->ev.fd;
+
+    rd_conn_list_remove(c);
+    rd_event_del(&w->loop, &c->ev);
+    close(fd);
+    w->conns[fd] = NULL;
+    w->active--;
+    free(c->req.body);
+    rd_response_release(&c->resp);
+    conn_put(w, c);
+}
+
+/* Reads and discards input until the peer closes, so that closing our end
+ * does not send a reset that could destroy the answer in flight. */
+static int conn_drain(rd_conn_t *c)
+{
+    uint8_t sink[512];
+
+    for (;;) {
+        ssize_t n = recv(c->ev.fd, sink, sizeof(sink), 0);
+
+        if (n > 0)
+            continue;
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return CONN_PAUSE;
+        conn_close(c);
+        return CONN_GONE;
+    }
+}
+
+static int conn_finish(rd_conn_t *c)
+{
+    if (!c->input_left) {
+        conn_close(c);
+        return CONN_GONE;
+    }
+    shutdown(c->ev.fd, SHUT_WR);
+    c->state = RD_CONN_LINGER;
+    conn_set_deadline(c);
+    return conn_drain(c);
+}
+
+static int conn_write(rd_conn_t *c)
+{
+    rd_worker_t *w = c->worker;
+
+    while (c->written < c->resp.len) {
+        ssize_t n = send(c->ev.fd, c->resp.data + c->written,
+                         c->resp.len - c->written, MSG_NOSIGNAL);
+
+        if (n >= 0) {
+            c->written += (uint32_t)n;
+            continue;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            conn_close(c);
+            return CONN_GONE;
+        }
+        if (!c->out_armed) {
+            rd_event_mod(&w->loop, &c->ev, EPOLLIN | EPOLLOUT | EPOLLET);
+            c->out_armed = true;
+            conn_set_deadline(c);
+        }
+        return CONN_PAUSE;
+    }
+    return conn_finish(c);
+}
+
+/* The spec arms EPOLLOUT and waits for it; writing at once saves a system
+ * call and a loop turn, and EPOLLOUT is armed only when the socket buffer
+ * is full. */
+static int conn_start_write(rd_conn_t *c)
+{
+    c->state = RD_CONN_WRITE;
+    c->written = 0;
+    return conn_write(c);
+}
+
+static int conn_fail(rd_conn_t *c, int status)
+{
+    rd_worker_t *w = c->worker;
+
+    rd_log_debug("%s: request refused with status %d", c->client_ip, status);
+    c->input_left = !c->req.body_complete;
+    rd_protocol_error_response(&w->proto, &c->req, status, &c->resp);
+    return conn_start_write(c) == CONN_GONE ? CONN_GONE : CONN_PAUSE;
+}
+
+/* Runs on a pool thread: the pool owns the connection until it is back on
+ * the modification queue. */
+static void conn_process(void *arg)
+{
+    rd_conn_t *c = arg;
+    rd_worker_t *w = c->worker;
+
+    rd_protocol_run_command(&w->proto, &c->req, &c->resp);
+    /* The worker never has more requests in flight than the queue holds,
+     * so this cannot fail; should it ever, waiting beats losing the answer. */
+    while (rd_queue_push(w->done, c) < 0)
+        sched_yield();
+}
+
+static void conn_submit(rd_conn_t *c)
+{
+    rd_worker_t *w = c->worker;
+
+    c->state = RD_CONN_PROCESSING;
+    w->in_flight++;
+    if (rd_threadpool_submit(w->pool, conn_process, c) < 0) {
+        w->in_flight--;
+        rd_log(RD_LOG_ERR, "thread pool full with %zu requests in flight", w->in_flight);
+        conn_fail(c, RD_STATUS_INTERNAL_ERROR);
+    }
+}
+
+static int conn_dispatch(rd_conn_t *c)
+{
+    rd_worker_t *w = c->worker;
+
+    rd_log_debug("%s: %s", c->client_ip,
+                 rd_protocol_command_name(c->req.group, c->req.command));
+    /* The client has done its part; no timeout while we work. */
+    rd_conn_list_remove(c);
+    if (w->in_flight >= w->max_in_flight) {
+        c->state = RD_CONN_WAITING;
+        rd_conn_list_append(&w->waiting, c);
+    } else {
+        conn_submit(c);
+    }
+    return CONN_PAUSE;
+}
+
+static int conn_header_read(rd_conn_t *c)
+{
+    rd_worker_t *w = c->worker;
+    rd_request_t *req = &c->req;
+    int status;
+
+    req->header_have = (uint16_t)c->have;
+    if (c->want == RD_PEEK_SIZE) {
+        size_t size = rd_protocol_header_size(req->header);
+
+        if (size == 0)
+            return conn_fail(c, RD_STATUS_INVALID_ENCRYPTION_CODE);
+        req->header_size = (uint16_t)size;
+        c->want = (uint32_t)size;
+        return CONN_MORE;
+    }
+    status = rd_protocol_validate_header(&w->proto, req);
+    if (status != RD_STATUS_NO_ERROR)
+        return conn_fail(c, status);
+    req->body = malloc(req->body_size);
+    if (req->body == NULL)
+        return conn_fail(c, RD_STATUS_MEMORY_ALLOC);
+    c->state = RD_CONN_READ_BODY;
+    c->have = 0;
+    c->want = req->body_size;
+    return CONN_MORE;
+}
+
+static int conn_body_read(rd_conn_t *c)
+{
+    int status;
+
+    c->req.body_complete = true;
+    status = rd_protocol_validate_body(&c->worker->proto, &c->req);
+    if (status != RD_STATUS_NO_ERROR)
+        return conn_fail(c, status);
+    return conn_dispatch(c);
+}
+
+static int conn_read_request(rd_conn_t *c)
+{
+    for (;;) {
+        uint8_t *dst = c->state == RD_CONN_READ_HEADER ? c->req.header : c->req.body;
+        ssize_t n = recv(c->ev.fd, dst + c->have, c->want - c->have, 0);
+        int next;
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return CONN_PAUSE;
+        if (n <= 0) {
+            conn_close(c);
+            return CONN_GONE;
+        }
+        c->have += (uint32_t)n;
+        if (c->have < c->want)
+            continue;
+        next = c->state == RD_CONN_READ_HEADER ? conn_header_read(c) : conn_body_read(c);
+        if (next != CONN_MORE)
+            return next;
+    }
+}
+
+static int conn_on_readable(rd_conn_t *c)
+{
+    switch (c->state) {
+    case RD_CONN_READ_HEADER:
+    case RD_CONN_READ_BODY:
+        return conn_read_request(c);
+    case RD_CONN_LINGER:
+        return conn_drain(c);
+    default:
+        /* One request per connection: input after it waits unread. */
+        return CONN_PAUSE;
+    }
+}
+
+static void conn_handle_event(rd_event_t *ev, uint32_t events)
+{
+    rd_conn_t *c = ev->data;
+
+    if (events & (EPOLLERR | EPOLLHUP)) {
+        /* A pool thread owns a processing request: the write that follows
+         * its return finds the peer gone and closes then. */
+        if (c->state != RD_CONN_PROCESSING)
+            conn_close(c);
+        return;
+    }
+    if ((events & EPOLLIN) && conn_on_readable(c) == CONN_GONE)
+        return;
+    if ((events & EPOLLOUT) && c->state == RD_CONN_WRITE)
+        conn_write(c);
+}
+
+static void conn_set_keepalive(const rd_config_t *cf, int fd)
+{
+    int on = 1;
+    int idle = (int)cf->keepalive_idle;
+    int interval = (int)cf->keepalive_interval;
+    int count = (int)cf->keepalive_count;
+
+    if (!cf->tcp_keepalive)
+        return;
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof(interval));
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof(count));
+}
+
+static void conn_client_ip(const struct sockaddr_storage *ss, char *out, size_t len)
+{
+    const void *addr = ss->ss_family == AF_INET6
+        ? (const void *)&((const struct sockaddr_in6 *)ss)->sin6_addr
+        : (const void *)&((const struct sockaddr_in *)ss)->sin_addr;
+
+    if (inet_ntop(ss->ss_family, addr, out, (socklen_t)len) == NULL)
+        snprintf(out, len, "?");
+}
+
+static void conn_open(rd_worker_t *w, int fd, const struct sockaddr_storage *ss)
+{
+    rd_conn_t *c;
+
+    if ((size_t)fd >= w->conns_size || (c = conn_get(w)) == NULL) {
+        rd_log(RD_LOG_WARN, "no room for connection on descriptor %d: closing it", fd);
+        close(fd);
+        return;
+    }
+    c->ev = (rd_event_t){ .fd = fd, .handler = conn_handle_event, .data = c };
+    c->state = RD_CONN_READ_HEADER;
+    c->want = RD_PEEK_SIZE;
+    conn_client_ip(ss, c->client_ip, sizeof(c->client_ip));
+    conn_set_keepalive(w->cf, fd);
+    if (rd_event_add(&w->loop, &c->ev, EPOLLIN | EPOLLET) < 0) {
+        rd_log(RD_LOG_ERR, "epoll_ctl(add %d): %s", fd, strerror(errno));
+        close(fd);
+        conn_put(w, c);
+        return;
+    }
+    w->conns[fd] = c;
+    w->active++;
+    conn_set_deadline(c);
+    rd_stats_add(&w->proto.stats->tcp_accepted, 1);
+}
+
+void rd_conn_accept_all(rd_worker_t *w, int listen_fd)
+{
+    for (;;) {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+        int fd = accept4(listen_fd, (struct sockaddr *)&ss, &len,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+        if (fd >= 0) {
+            conn_open(w, fd, &ss);
+            continue;
+        }
+        if (errno == EINTR || errno == ECONNABORTED)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            rd_log(RD_LOG_ERR, "accept: %s", strerror(errno));
+        return;
+    }
+}
+
+void rd_conn_processed(rd_conn_t *c)
+{
+    c->worker->in_flight--;
+    conn_start_write(c);
+}
+
+void rd_conn_submit_waiting(rd_worker_t *w)
+{
+    while (w->waiting.head != NULL && w->in_flight < w->max_in_flight) {
+        rd_conn_t *c = w->waiting.head;
+
+        rd_conn_list_remove(c);
+        conn_submit(c);
+    }
+}
+
+int rd_conn_expire(rd_worker_t *w, uint64_t now_ms)
+{
+    rd_conn_t *c;
+
+    while ((c = w->timeouts.head) != NULL && c->deadline_ms <= now_ms) {
+        rd_log_debug("%s: timed out", c->client_ip);
+        conn_close(c);
+    }
+    return c == NULL ? -1 : (int)(c->deadline_ms - now_ms);
+}
+
+void rd_conn_close_all(rd_worker_t *w)
+{
+    void *done[64];
+    size_t n;
+
+    /* The pool has finished: what it handed back is ours again. */
+    while ((n = rd_queue_pop_all(w->done, done, 64)) > 0)
+        for (size_t i = 0; i < n; i++)
+            ((rd_conn_t *)done[i])->state = RD_CONN_WRITE;
+    for (size_t fd = 0; fd < w->conns_size; fd++)
+        if (w->conns[fd] != NULL)
+            conn_close(w->conns[fd]);
+    while (w->free_conns != NULL) {
+        rd_conn_t *c = w->free_conns;
+
+        w->free_conns = c->next;
+        free(c);
+    }
+}

@@ -1,1 +1,90 @@
 #include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "rd_listener.h"
+#include "rd_log.h"
+
+int rd_socket_set_nonblocking(int fd)
+{
+    int flags = fcntl(fd, F_GETFL, 0);
+
+    if (flags < 0)
+        return -1;
+    return fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+}
+
+int rd_socket_set_blocking(int fd)
+{
+    int flags = fcntl(fd, F_GETFL, 0);
+
+    if (flags < 0)
+        return -1;
+    return fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+}
+
+static int listener_bind(const rd_listen_addr_t *a, int type)
+{
+    const char *proto = type == SOCK_STREAM ? "tcp" : "udp";
+    int one = 1;
+    int fd = socket(a->addr.ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+    if (fd < 0) {
+        rd_log(RD_LOG_ERR, "socket(%s %s): %s", proto, a->text, strerror(errno));
+        return -1;
+    }
+    /* A restarted server must be able to bind while old connections sit in
+     * TIME_WAIT. */
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    /* "[::]" should mean IPv6 only, so that it can sit beside "0.0.0.0". */
+    if (a->addr.ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    if (bind(fd, (const struct sockaddr *)&a->addr, a->addr_len) < 0) {
+        rd_log(RD_LOG_ERR, "bind(%s %s): %s", proto, a->text, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (type == SOCK_STREAM && listen(fd, SOMAXCONN) < 0) {
+        rd_log(RD_LOG_ERR, "listen(%s): %s", a->text, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+int rd_listeners_open(const rd_config_t *cf, rd_listener_t **out, size_t *count)
+{
+    static const int types[] = { SOCK_STREAM, SOCK_DGRAM };
+    size_t n = 0;
+    rd_listener_t *ls = calloc(cf->listen_count * 2, sizeof(*ls));
+
+    if (ls == NULL)
+        return -1;
+    for (size_t i = 0; i < cf->listen_count; i++) {
+        for (size_t t = 0; t < 2; t++) {
+            ls[n].fd = listener_bind(&cf->listen[i], types[t]);
+            if (ls[n].fd < 0) {
+                rd_listeners_close(ls, n);
+                return -1;
+            }
+            ls[n].type = types[t];
+            ls[n].addr = cf->listen[i];
+            n++;
+        }
+    }
+    *out = ls;
+    *count = n;
+    return 0;
+}
+
+void rd_listeners_close(rd_listener_t *ls, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        if (ls[i].fd >= 0)
+            close(ls[i].fd);
+    free(ls);
+}

@@ -1,1 +1,339 @@
 #include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <zlib.h>
+
+#include "rd_commands.h"
+#include "rd_protocol.h"
+
+#define RD_TRAILER_BYTE     0x3E
+#define RD_MAX_U24          0xFFFFFFu
+#define RD_CRC_INPUT_SIZE   12  /* random bytes of the challenge covered by its CRC */
+
+/* ---- byte order ---------------------------------------------------------- */
+
+static uint32_t get_be(const uint8_t *src, size_t n)
+{
+    uint32_t v = 0;
+    for (size_t i = 0; i < n; i++)
+        v = (v << 8) | src[i];
+    return v;
+}
+
+static void put_be(uint8_t *dst, uint32_t v, size_t n)
+{
+    for (size_t i = n; i > 0; i--) {
+        dst[i - 1] = (uint8_t)v;
+        v >>= 8;
+    }
+}
+
+/* ---- response buffer ----------------------------------------------------- */
+
+void rd_response_init(rd_response_t *resp)
+{
+    resp->data = resp->inline_buf;
+    resp->len = 0;
+    resp->cap = sizeof(resp->inline_buf);
+}
+
+void rd_response_release(rd_response_t *resp)
+{
+    if (resp->data != NULL && resp->data != resp->inline_buf)
+        free(resp->data);
+    rd_response_init(resp);
+}
+
+static bool response_grow(rd_response_t *resp, size_t need)
+{
+    size_t cap = resp->cap;
+    while (cap < need)
+        cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+
+    uint8_t *block;
+    if (resp->data == resp->inline_buf) {
+        block = malloc(cap);
+        if (block == NULL)
+            return false;
+        memcpy(block, resp->inline_buf, resp->len);
+    } else {
+        block = realloc(resp->data, cap);
+        if (block == NULL)
+            return false;
+    }
+    resp->data = block;
+    resp->cap = cap;
+    return true;
+}
+
+/* Room for the trailer is always kept, so that finishing a response never
+ * has to allocate (and so never fails). */
+uint8_t *rd_response_append(rd_response_t *resp, size_t n)
+{
+    if (n > SIZE_MAX - RD_TRAILER_SIZE - resp->len)
+        return NULL;
+    size_t need = resp->len + n + RD_TRAILER_SIZE;
+    if (need > resp->cap && !response_grow(resp, need))
+        return NULL;
+    uint8_t *dst = resp->data + resp->len;
+    resp->len += n;
+    return dst;
+}
+
+/* Keeps whatever block the response already has (a reused connection keeps
+ * its buffer); a zero-filled record is accepted as an initialised one. */
+static void response_start(rd_response_t *resp)
+{
+    if (resp->data == NULL)
+        rd_response_init(resp);
+    resp->len = RD_RESPONSE_HEADER_SIZE;
+}
+
+/* ---- response header ----------------------------------------------------- */
+
+static uint8_t request_group(const rd_request_t *req)
+{
+    return req != NULL && req->header_have >= 5 ? req->header[4] : 0;
+}
+
+static void copy_echo(const rd_request_t *req, uint8_t *h)
+{
+    if (req != NULL && req->header_have >= RD_LEGACY_HEADER_SIZE
+        && req->header_size == RD_LEGACY_HEADER_SIZE)
+        memcpy(h + 6, req->header + 30, 2);
+}
+
+/* For type 0 the challenge hash is the challenge itself: it proves to the
+ * client that this answer belongs to its request. */
+static void copy_challenge(const rd_request_t *req, uint8_t *h)
+{
+    if (req != NULL && req->body_complete && req->body != NULL
+        && req->body_size >= RD_CHALLENGE_SIZE && req->enc_type == 0)
+        memcpy(h + 16, req->body, RD_CHALLENGE_SIZE);
+}
+
+static void write_header(const rd_protocol_t *p, const rd_request_t *req, uint8_t status,
+                         uint32_t body_size, uint32_t exec_us, uint8_t *h)
+{
+    memset(h, 0, RD_RESPONSE_HEADER_SIZE);
+    h[0] = p->raida_id;
+    h[2] = status;
+    h[3] = request_group(req);
+    h[5] = 1;                               /* one frame */
+    copy_echo(req, h);
+    put_be(h + 9, body_size, 3);
+    put_be(h + 12, exec_us, 4);
+    copy_challenge(req, h);
+}
+
+/* The one place every response goes through: adds the trailer, writes the
+ * header and counts the answer. */
+static void finish_response(const rd_protocol_t *p, const rd_request_t *req, int status,
+                            uint32_t exec_us, rd_response_t *resp)
+{
+    size_t payload_len = resp->len - RD_RESPONSE_HEADER_SIZE;
+    if (payload_len > RD_MAX_U24 - RD_TRAILER_SIZE) {
+        status = RD_STATUS_INTERNAL_ERROR;  /* cannot be described by a u24 */
+        payload_len = 0;
+        resp->len = RD_RESPONSE_HEADER_SIZE;
+    }
+    uint32_t body_size = 0;
+    if (payload_len > 0) {
+        resp->data[resp->len++] = RD_TRAILER_BYTE;
+        resp->data[resp->len++] = RD_TRAILER_BYTE;
+        body_size = (uint32_t)(payload_len + RD_TRAILER_SIZE);
+    }
+    write_header(p, req, (uint8_t)status, body_size, exec_us, resp->data);
+    if (p->stats != NULL)
+        rd_stats_count(p->stats, req != NULL && req->header_valid,
+                       req != NULL ? req->group : 0, req != NULL ? req->command : 0,
+                       (uint8_t)status);
+}
+
+/* ---- time ---------------------------------------------------------------- */
+
+uint64_t rd_protocol_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint32_t elapsed_us(uint64_t start_ns)
+{
+    uint64_t us = (rd_protocol_now_ns() - start_ns) / 1000u;
+    return us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
+}
+
+/* ---- header -------------------------------------------------------------- */
+
+size_t rd_protocol_header_size(const uint8_t *peek)
+{
+    switch (peek[16]) {
+    case 0: case 1: case 2:
+        return RD_LEGACY_HEADER_SIZE;
+    case 4: case 5:
+        return RD_MODERN_HEADER_SIZE;
+    default:
+        return 0;
+    }
+}
+
+/* Shard 0 is the only one there is for now. */
+static bool shard_known(uint8_t shard)
+{
+    return shard == 0;
+}
+
+static int check_route(const rd_protocol_t *p, const uint8_t *h)
+{
+    if (h[0] != 1)
+        return RD_STATUS_INVALID_ROUTING;
+    if (h[1] != 0)
+        return RD_STATUS_INVALID_SPLIT;
+    if (h[2] != p->raida_id)
+        return RD_STATUS_INVALID_RAIDA_ID;
+    if (!shard_known(h[3]))
+        return RD_STATUS_INVALID_SHARD;
+    return RD_STATUS_NO_ERROR;
+}
+
+static int check_handler(rd_request_t *req)
+{
+    if (!rd_command_group_known(req->group))
+        return RD_STATUS_INVALID_GROUP;
+    if (rd_command_lookup(req->group, req->command) == NULL)
+        return RD_STATUS_INVALID_COMMAND;
+    req->header_valid = true;
+    return RD_STATUS_NO_ERROR;
+}
+
+static int check_body_size(const rd_protocol_t *p, const rd_request_t *req)
+{
+    if (req->body_size > p->max_body_size || req->body_size < RD_MIN_BODY_SIZE)
+        return RD_STATUS_INVALID_PACKET_LENGTH;
+    return RD_STATUS_NO_ERROR;
+}
+
+int rd_protocol_validate_header(const rd_protocol_t *p, rd_request_t *req)
+{
+    const uint8_t *h = req->header;
+    req->header_valid = false;
+    if (req->header_have < RD_LEGACY_HEADER_SIZE)
+        return RD_STATUS_INVALID_PACKET_LENGTH;
+    req->group = h[4];
+    req->command = h[5];
+    req->enc_type = h[16];
+
+    int status = check_route(p, h);
+    if (status == RD_STATUS_NO_ERROR)
+        status = check_handler(req);
+    if (status != RD_STATUS_NO_ERROR)
+        return status;
+    if (get_be(h + 6, 2) != p->coin_id)
+        return RD_STATUS_INVALID_COIN_ID;
+    if (req->enc_type != 0)
+        return RD_STATUS_INVALID_ENCRYPTION_CODE;
+    req->body_size = get_be(h + 22, 2);
+    return check_body_size(p, req);
+}
+
+/* ---- body ---------------------------------------------------------------- */
+
+int rd_protocol_validate_body(const rd_protocol_t *p, rd_request_t *req)
+{
+    (void)p;
+    const uint8_t *b = req->body;
+    size_t size = req->body_size;
+    if (req->enc_type != 0)
+        return RD_STATUS_INVALID_ENCRYPTION_CODE;
+    if (b == NULL || size < RD_MIN_BODY_SIZE)
+        return RD_STATUS_INVALID_PACKET_LENGTH;
+    if (b[size - 2] != RD_TRAILER_BYTE || b[size - 1] != RD_TRAILER_BYTE)
+        return RD_STATUS_INVALID_EOF;
+    if (crc32(0L, b, RD_CRC_INPUT_SIZE) != get_be(b + RD_CRC_INPUT_SIZE, 4))
+        return RD_STATUS_INVALID_CRC;
+    req->payload = b + RD_CHALLENGE_SIZE;
+    req->payload_len = size - RD_MIN_BODY_SIZE;
+    return RD_STATUS_NO_ERROR;
+}
+
+/* ---- running ------------------------------------------------------------- */
+
+static int dispatch(const rd_protocol_t *p, const rd_request_t *req, rd_response_t *resp)
+{
+    const rd_command_t *cmd = rd_command_lookup(req->group, req->command);
+    if (cmd == NULL)
+        return RD_STATUS_INVALID_COMMAND;
+    int status = cmd->handler(p, req, resp);
+    if (status == RD_STATUS_MEMORY_ALLOC)
+        resp->len = RD_RESPONSE_HEADER_SIZE;    /* a partial payload means nothing */
+    return status;
+}
+
+void rd_protocol_run_command(const rd_protocol_t *p, rd_request_t *req, rd_response_t *resp)
+{
+    req->start_ns = rd_protocol_now_ns();
+    response_start(resp);
+    int status = dispatch(p, req, resp);
+    finish_response(p, req, status, elapsed_us(req->start_ns), resp);
+}
+
+void rd_protocol_error_response(const rd_protocol_t *p, const rd_request_t *req,
+                                int status, rd_response_t *resp)
+{
+    response_start(resp);
+    finish_response(p, req, status, 0, resp);
+}
+
+/* A datagram's header is copied (the request keeps its own), its body is
+ * used where it lies. */
+static int frame_request(const rd_protocol_t *p, uint8_t *frame, size_t len,
+                         size_t header_size, rd_request_t *req)
+{
+    memcpy(req->header, frame, header_size);
+    req->header_have = (uint16_t)header_size;
+    req->header_size = (uint16_t)header_size;
+    int status = rd_protocol_validate_header(p, req);
+    if (status != RD_STATUS_NO_ERROR)
+        return status;
+    if (len - header_size != req->body_size)
+        return RD_STATUS_INVALID_PACKET_LENGTH;
+    req->body = frame + header_size;
+    req->body_complete = true;
+    return rd_protocol_validate_body(p, req);
+}
+
+bool rd_protocol_handle_frame(const rd_protocol_t *p, uint8_t *frame, size_t len,
+                              rd_response_t *resp)
+{
+    if (len < RD_LEGACY_HEADER_SIZE)
+        return false;
+    rd_request_t req;
+    memset(&req, 0, sizeof(req));
+    size_t header_size = rd_protocol_header_size(frame);
+    if (header_size == 0) {
+        /* Unknown family: the layout is unknown too, so only the group byte
+         * (common to both families) is echoed. */
+        memcpy(req.header, frame, RD_LEGACY_HEADER_SIZE);
+        req.header_have = RD_LEGACY_HEADER_SIZE;
+        rd_protocol_error_response(p, &req, RD_STATUS_INVALID_ENCRYPTION_CODE, resp);
+        return true;
+    }
+    if (len < header_size)
+        return false;
+    int status = frame_request(p, frame, len, header_size, &req);
+    if (status != RD_STATUS_NO_ERROR)
+        rd_protocol_error_response(p, &req, status, resp);
+    else
+        rd_protocol_run_command(p, &req, resp);
+    return true;
+}
+
+const char *rd_protocol_command_name(uint8_t group, uint8_t command)
+{
+    const rd_command_t *cmd = rd_command_lookup(group, command);
+    return cmd != NULL ? cmd->name : "unknown";
+}

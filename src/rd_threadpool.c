@@ -1,1 +1,186 @@
 #include "config.h"
+
+#include "rd_threadpool.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdlib.h>
+
+struct rd_job {
+    rd_job_fn fn;
+    void *arg;
+};
+
+struct rd_threadpool {
+    pthread_mutex_t lock;
+    pthread_cond_t wake;    /* a job was queued, or the pool is stopping */
+    struct rd_job *jobs;    /* circular FIFO of CAPACITY jobs */
+    size_t capacity;
+    size_t head;            /* index of the oldest job */
+    size_t count;           /* jobs queued, not yet taken */
+    size_t running;         /* jobs taken and not yet finished */
+    bool stop;
+    pthread_t *tids;
+    unsigned threads;       /* threads actually started */
+};
+
+/* Waits for a job; the caller holds the lock. Returns false when the pool
+ * is stopping and the FIFO is empty, so that queued jobs all run first. */
+static bool pool_take(rd_threadpool_t *pool, struct rd_job *job)
+{
+    while (pool->count == 0 && !pool->stop)
+        pthread_cond_wait(&pool->wake, &pool->lock);
+    if (pool->count == 0)
+        return false;
+    *job = pool->jobs[pool->head];
+    pool->head = (pool->head + 1) % pool->capacity;
+    pool->count--;
+    pool->running++;
+    return true;
+}
+
+static void *pool_main(void *data)
+{
+    rd_threadpool_t *pool = data;
+    struct rd_job job;
+
+    pthread_mutex_lock(&pool->lock);
+    while (pool_take(pool, &job)) {
+        pthread_mutex_unlock(&pool->lock);
+        job.fn(job.arg);
+        pthread_mutex_lock(&pool->lock);
+        pool->running--;
+    }
+    pthread_mutex_unlock(&pool->lock);
+    return NULL;
+}
+
+/* Tells the started threads to finish what is queued, and joins them. */
+static void pool_stop(rd_threadpool_t *pool)
+{
+    unsigned i;
+
+    pthread_mutex_lock(&pool->lock);
+    pool->stop = true;
+    pthread_cond_broadcast(&pool->wake);
+    pthread_mutex_unlock(&pool->lock);
+    for (i = 0; i < pool->threads; i++)
+        pthread_join(pool->tids[i], NULL);
+}
+
+static void pool_free(rd_threadpool_t *pool)
+{
+    pthread_cond_destroy(&pool->wake);
+    pthread_mutex_destroy(&pool->lock);
+    free(pool->tids);
+    free(pool->jobs);
+    free(pool);
+}
+
+/* Threads inherit the creator's signal mask. Blocking everything while
+ * creating them leaves the I/O thread the only one that can take SIGTERM,
+ * SIGHUP and the like, so its handlers and signalfd see every signal and
+ * no job is interrupted (EINTR) by a signal meant for the daemon. */
+static int pool_start(rd_threadpool_t *pool, unsigned threads)
+{
+    sigset_t all, old;
+    int rc = 0;
+
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    while (pool->threads < threads) {
+        if (pthread_create(&pool->tids[pool->threads], NULL, pool_main,
+                           pool) != 0) {
+            rc = -1;
+            break;
+        }
+        pool->threads++;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return rc;
+}
+
+static rd_threadpool_t *pool_alloc(unsigned threads, size_t capacity)
+{
+    rd_threadpool_t *pool = calloc(1, sizeof(*pool));
+
+    if (pool == NULL)
+        return NULL;
+    pool->jobs = calloc(capacity, sizeof(*pool->jobs));
+    pool->tids = calloc(threads, sizeof(*pool->tids));
+    if (pool->jobs == NULL || pool->tids == NULL)
+        goto fail;
+    if (pthread_mutex_init(&pool->lock, NULL) != 0)
+        goto fail;
+    if (pthread_cond_init(&pool->wake, NULL) != 0) {
+        pthread_mutex_destroy(&pool->lock);
+        goto fail;
+    }
+    pool->capacity = capacity;
+    return pool;
+
+fail:
+    free(pool->tids);
+    free(pool->jobs);
+    free(pool);
+    return NULL;
+}
+
+rd_threadpool_t *rd_threadpool_create(unsigned threads, size_t capacity)
+{
+    rd_threadpool_t *pool;
+
+    if (threads == 0 || capacity == 0)
+        return NULL;
+    pool = pool_alloc(threads, capacity);
+    if (pool == NULL)
+        return NULL;
+    if (pool_start(pool, threads) != 0) {
+        pool_stop(pool);
+        pool_free(pool);
+        return NULL;
+    }
+    return pool;
+}
+
+int rd_threadpool_submit(rd_threadpool_t *pool, rd_job_fn fn, void *arg)
+{
+    int rc = -1;
+
+    pthread_mutex_lock(&pool->lock);
+    /* Refuse rather than drop: the caller still owns the job and can
+     * answer "busy" or retry. */
+    if (pool->count < pool->capacity && !pool->stop) {
+        pool->jobs[(pool->head + pool->count) % pool->capacity] =
+            (struct rd_job){ fn, arg };
+        pool->count++;
+        pthread_cond_signal(&pool->wake);
+        rc = 0;
+    }
+    pthread_mutex_unlock(&pool->lock);
+    return rc;
+}
+
+size_t rd_threadpool_busy(rd_threadpool_t *pool)
+{
+    size_t busy;
+
+    pthread_mutex_lock(&pool->lock);
+    busy = pool->count + pool->running;
+    pthread_mutex_unlock(&pool->lock);
+    return busy;
+}
+
+unsigned rd_threadpool_threads(const rd_threadpool_t *pool)
+{
+    return pool->threads;
+}
+
+void rd_threadpool_destroy(rd_threadpool_t *pool)
+{
+    if (pool == NULL)
+        return;
+    pool_stop(pool);
+    pool_free(pool);
+}

@@ -1,1 +1,193 @@
 #include "config.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "rd_log.h"
+#include "rd_udp.h"
+#include "rd_worker.h"
+
+static void worker_on_accept(rd_event_t *ev, uint32_t events)
+{
+    (void)events;
+    rd_conn_accept_all(ev->data, ev->fd);
+}
+
+static void worker_on_datagram(rd_event_t *ev, uint32_t events)
+{
+    (void)events;
+    rd_udp_handle_readable(ev->data, ev->fd);
+}
+
+/* Finished requests are collected after the event batch, not here: closing
+ * a connection in the middle of a batch would let a later event of that
+ * batch reach a recycled record. */
+static void worker_on_done(rd_event_t *ev, uint32_t events)
+{
+    rd_worker_t *w = ev->data;
+
+    (void)events;
+    w->done_pending = true;
+}
+
+static void worker_on_signal(rd_event_t *ev, uint32_t events)
+{
+    rd_worker_t *w = ev->data;
+    struct signalfd_siginfo si;
+
+    (void)events;
+    while (read(ev->fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+        rd_log(RD_LOG_NOTICE, "signal %s: stopping", strsignal((int)si.ssi_signo));
+        w->stopping = true;
+    }
+}
+
+static void worker_drain_done(rd_worker_t *w)
+{
+    void *done[256];
+    size_t n;
+
+    w->done_pending = false;
+    while ((n = rd_queue_pop_all(w->done, done, 256)) > 0)
+        for (size_t i = 0; i < n; i++)
+            rd_conn_processed(done[i]);
+    rd_conn_submit_waiting(w);
+}
+
+static int worker_watch(rd_worker_t *w, rd_event_t *ev, int fd, rd_event_handler handler)
+{
+    *ev = (rd_event_t){ .fd = fd, .handler = handler, .data = w };
+    if (rd_event_add(&w->loop, ev, EPOLLIN | EPOLLET) < 0) {
+        rd_log(RD_LOG_ERR, "epoll_ctl(add %d): %s", fd, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static int worker_watch_listeners(rd_worker_t *w)
+{
+    const rd_cycle_t *cy = w->cycle;
+
+    w->listener_events = calloc(cy->listener_count, sizeof(rd_event_t));
+    if (w->listener_events == NULL)
+        return -1;
+    for (size_t i = 0; i < cy->listener_count; i++) {
+        const rd_listener_t *l = &cy->listeners[i];
+        rd_event_handler h = l->type == SOCK_STREAM ? worker_on_accept : worker_on_datagram;
+
+        if (worker_watch(w, &w->listener_events[i], l->fd, h) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Stop requests arrive as events, not as handlers interrupting the loop
+ * (the caller has blocked these signals in every thread). */
+static int worker_open_signalfd(void)
+{
+    sigset_t mask;
+
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGQUIT);
+    return signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+}
+
+static void worker_set_protocol(rd_worker_t *w)
+{
+    const rd_config_t *cf = w->cf;
+
+    w->proto.raida_id = (uint8_t)cf->raida_id;
+    w->proto.coin_id = (uint16_t)cf->coin_id;
+    w->proto.max_body_size = cf->max_body_size;
+    w->proto.admin_key_set = cf->admin_key_set;
+    memcpy(w->proto.admin_key, cf->admin_key, sizeof(w->proto.admin_key));
+    w->proto.stats = w->cycle->stats;
+}
+
+static int worker_init(rd_worker_t *w, const rd_cycle_t *cycle)
+{
+    const rd_config_t *cf = cycle->config;
+
+    w->cycle = cycle;
+    w->cf = cf;
+    w->loop.epfd = -1;
+    w->signal_ev.fd = -1;
+    worker_set_protocol(w);
+    w->conns_size = cf->max_descriptors;
+    w->max_in_flight = cf->mod_queue_size;
+    w->conns = calloc(w->conns_size, sizeof(*w->conns));
+    w->udp_buf = malloc(cf->udp_payload_threshold);
+    if (w->conns == NULL || w->udp_buf == NULL)
+        return -1;
+    if (rd_event_loop_init(&w->loop, (int)cf->events_per_wait) < 0)
+        return -1;
+    /* The pool's FIFO and the queue both hold every request in flight, so
+     * neither can overflow. */
+    w->done = rd_queue_create(cf->mod_queue_size);
+    w->pool = rd_threadpool_create(cf->worker_threads, cf->mod_queue_size);
+    if (w->done == NULL || w->pool == NULL)
+        return -1;
+    if (worker_watch(w, &w->done_ev, rd_queue_fd(w->done), worker_on_done) < 0)
+        return -1;
+    if (worker_watch(w, &w->signal_ev, worker_open_signalfd(), worker_on_signal) < 0)
+        return -1;
+    return worker_watch_listeners(w);
+}
+
+static void worker_free(rd_worker_t *w)
+{
+    /* Joining the pool first means every request it held is back on the
+     * queue, where close_all finds it. */
+    if (w->pool != NULL)
+        rd_threadpool_destroy(w->pool);
+    if (w->done != NULL && w->conns != NULL)
+        rd_conn_close_all(w);
+    if (w->done != NULL)
+        rd_queue_destroy(w->done);
+    if (w->signal_ev.fd >= 0)
+        close(w->signal_ev.fd);
+    rd_event_loop_free(&w->loop);
+    free(w->listener_events);
+    free(w->udp_buf);
+    free(w->conns);
+}
+
+static void worker_loop(rd_worker_t *w)
+{
+    while (!w->stopping) {
+        int next = rd_conn_expire(w, rd_now_ms());
+        int timeout = (int)w->cf->epoll_timeout_ms;
+
+        if (next >= 0 && next < timeout)
+            timeout = next;
+        if (rd_event_loop_poll(&w->loop, timeout) < 0) {
+            rd_log(RD_LOG_CRIT, "epoll_wait: %s", strerror(errno));
+            return;
+        }
+        if (w->done_pending)
+            worker_drain_done(w);
+    }
+}
+
+int rd_worker_run(const rd_cycle_t *cycle)
+{
+    rd_worker_t w;
+    int rc = 0;
+
+    memset(&w, 0, sizeof(w));
+    if (worker_init(&w, cycle) < 0) {
+        rd_log(RD_LOG_CRIT, "worker: cannot start: %s", strerror(errno));
+        rc = -1;
+    } else {
+        worker_loop(&w);
+    }
+    worker_free(&w);
+    return rc;
+}
