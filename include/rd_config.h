@@ -41,6 +41,14 @@ typedef struct rd_config {
     bool admin_key_set;
     uint8_t admin_key[RD_ADMIN_KEY_SIZE];
     int log_level;
+    /* The process model (master and workers). */
+    unsigned worker_processes;     /* 0: one per CPU ("auto") */
+    unsigned shutdown_timeout_ms;  /* graceful stop and reload drain bound */
+    unsigned max_old_generations;  /* draining generations kept at most */
+    char pid_file[PATH_MAX];       /* "" for none */
+    char error_log[PATH_MAX];      /* "" for stderr */
+    char user[64];                 /* "" keeps the master's identity */
+    char group[64];
 } rd_config_t;
 
 /* Fills CF with the default of every setting. */

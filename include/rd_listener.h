@@ -17,6 +17,16 @@ typedef struct rd_listener {
 int rd_listeners_open(const rd_config_t *cf, rd_listener_t **out, size_t *count);
 void rd_listeners_close(rd_listener_t *ls, size_t count);
 
+/* The same, for a reload: a socket whose address and type are unchanged is
+ * taken over from OLD (same descriptor), so its accept queue lives on;
+ * only new addresses are bound. */
+int rd_listeners_open_reusing(const rd_config_t *cf, const rd_listener_t *old, size_t old_count,
+                              rd_listener_t **out, size_t *count);
+
+/* Frees LS, closing every descriptor that KEEP does not also hold. */
+void rd_listeners_release(rd_listener_t *ls, size_t count,
+                          const rd_listener_t *keep, size_t keep_count);
+
 int rd_socket_set_nonblocking(int fd);
 int rd_socket_set_blocking(int fd);
 

@@ -3,6 +3,11 @@
 #ifndef RD_NOTIFY_H
 #define RD_NOTIFY_H
 
+#include <stdint.h>
+
 void rd_notify(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* The watchdog interval systemd asks for (WATCHDOG_USEC), or 0. */
+uint64_t rd_notify_watchdog_usec(void);
 
 #endif

@@ -22,6 +22,7 @@ typedef struct rd_worker {
     rd_event_t *listener_events;   /* one per listener */
     rd_event_t done_ev;            /* the modification queue's eventfd */
     rd_event_t signal_ev;          /* signalfd: stop requests */
+    rd_event_t channel_ev;         /* to the master: ready, heartbeat */
     rd_threadpool_t *pool;
     rd_queue_t *done;
     rd_conn_t **conns;             /* indexed by descriptor */
@@ -34,11 +35,15 @@ typedef struct rd_worker {
     rd_conn_list_t waiting;
     uint8_t *udp_buf;
     bool done_pending;             /* the queue's eventfd fired this batch */
+    bool draining;                 /* SIGQUIT: no new requests, finish the rest */
+    uint64_t drain_deadline;
     bool stopping;
 } rd_worker_t;
 
-/* Serves CYCLE's listeners until SIGTERM, SIGINT or SIGQUIT. Returns 0 on a
- * clean stop, -1 when it could not start. */
-int rd_worker_run(const rd_cycle_t *cycle);
+/* Serves CYCLE's listeners until SIGTERM or SIGINT (at once) or SIGQUIT
+ * (once the requests under way are answered, within shutdown_timeout_ms).
+ * CHANNEL (or -1) leads to the master: READY once serving, heartbeats.
+ * Returns 0 on a clean stop, -1 when it could not start. */
+int rd_worker_run(const rd_cycle_t *cycle, int channel);
 
 #endif

@@ -1,2 +1,430 @@
 #include "config.h"
-int main(void) { return 0; }
+
+#include <errno.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
+#include "rd_client.h"
+#include "rd_protocol.h"
+
+#define EXIT_OK      0
+#define EXIT_STATUS  1      /* the server answered with another status than success */
+#define EXIT_USAGE   2      /* bad arguments, network trouble, malformed answer */
+
+#define ADMIN_KEY_SIZE 16
+#define MAX_PAYLOAD    (0xFFFFu - RD_MIN_BODY_SIZE)
+#define RESP_CAP       (RD_RESPONSE_HEADER_SIZE + 0xFFFFFFu)   /* the largest u24 body */
+
+enum cli_command { CLI_ECHO, CLI_VERSION, CLI_STATS, CLI_RAW };
+
+typedef struct cli {
+    bool udp;
+    int timeout_ms;
+    const char *host;
+    const char *port;
+    enum cli_command cmd;
+    bool key_set;
+    uint8_t key[ADMIN_KEY_SIZE];
+    rd_client_request_t req;
+    uint8_t *payload;           /* raw payload, owned */
+} cli_t;
+
+#define SYNOPSIS \
+    "usage: raida-cli [-u] [-r RAIDA_ID] [-c COIN_ID] [-k ADMIN_KEY_HEX] [-t TIMEOUT_MS]\n" \
+    "                 [-e ECHO] HOST PORT COMMAND\n"
+
+static void usage(FILE *out)
+{
+    fprintf(out, SYNOPSIS
+        "\n"
+        "Sends one request to a RAIDA server and prints its answer.\n"
+        "\n"
+        "commands:\n"
+        "  echo                              group 0, command 0\n"
+        "  version                           group 0, command 1\n"
+        "  stats                             group 0, command 2 (send the key with -k)\n"
+        "  raw GROUP COMMAND [PAYLOAD_HEX]   any command, the answer's payload in hex\n"
+        "\n"
+        "options:\n"
+        "  -u              UDP instead of TCP\n"
+        "  -r RAIDA_ID     RAIDA id to address (default 0)\n"
+        "  -c COIN_ID      coin id (default 6)\n"
+        "  -k KEY          admin key, 32 hex digits\n"
+        "  -t TIMEOUT_MS   timeout of each network wait (default 2000)\n"
+        "  -e ECHO         echo bytes, 0..65535 or 0x0000..0xffff (default random)\n"
+        "  -h              this help\n"
+        "\n"
+        "exit status: 0 success (250), 1 any other status, 2 usage or network error\n");
+}
+
+/* On a mistake the synopsis is enough; -h tells the rest. */
+static void short_usage(void)
+{
+    fputs(SYNOPSIS "(raida-cli -h for more)\n", stderr);
+}
+
+static int usage_error(const char *what, const char *arg)
+{
+    fprintf(stderr, "raida-cli: %s: %s\n", what, arg);
+    short_usage();
+    return -1;
+}
+
+/* Decimal, or hexadecimal with 0x: a leading zero does not mean octal here. */
+static bool parse_uint(const char *s, unsigned long max, unsigned long *out)
+{
+    int base = 10;
+    if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+        base = 16;
+        s += 2;
+    }
+    if (*s == '\0' || *s == '-' || *s == '+')
+        return false;
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, base);
+    if (errno != 0 || *end != '\0' || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+static int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Decodes HEX into OUT (room for strlen(hex) / 2 bytes); -1 if malformed. */
+static long parse_hex(const char *hex, uint8_t *out)
+{
+    size_t len = strlen(hex);
+    if (len % 2 != 0)
+        return -1;
+    for (size_t i = 0; i < len / 2; i++) {
+        int hi = hex_digit(hex[2 * i]), lo = hex_digit(hex[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return -1;
+        out[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return (long)(len / 2);
+}
+
+static int parse_key(cli_t *c, const char *arg)
+{
+    if (strlen(arg) != 2 * ADMIN_KEY_SIZE || parse_hex(arg, c->key) != ADMIN_KEY_SIZE)
+        return usage_error("the admin key must be 32 hex digits", arg);
+    c->key_set = true;
+    return 0;
+}
+
+static int parse_number(const char *arg, unsigned long max, const char *what, unsigned long *v)
+{
+    if (!parse_uint(arg, max, v))
+        return usage_error(what, arg);
+    return 0;
+}
+
+static int parse_option(cli_t *c, int opt, const char *arg)
+{
+    unsigned long v;
+    switch (opt) {
+    case 'u':
+        c->udp = true;
+        return 0;
+    case 'r':
+        if (parse_number(arg, UINT8_MAX, "bad RAIDA id", &v) < 0)
+            return -1;
+        c->req.raida_id = (uint8_t)v;
+        return 0;
+    case 'c':
+        if (parse_number(arg, UINT16_MAX, "bad coin id", &v) < 0)
+            return -1;
+        c->req.coin_id = (uint16_t)v;
+        return 0;
+    case 'k':
+        return parse_key(c, arg);
+    case 't':
+        if (!parse_uint(arg, INT_MAX, &v) || v == 0)
+            return usage_error("bad timeout", arg);
+        c->timeout_ms = (int)v;
+        return 0;
+    case 'e':
+        if (parse_number(arg, UINT16_MAX, "bad echo", &v) < 0)
+            return -1;
+        c->req.echo = (uint16_t)v;
+        return 0;
+    default:
+        short_usage();
+        return -1;
+    }
+}
+
+static int parse_raw(cli_t *c, int argc, char **argv)
+{
+    unsigned long g, cmd;
+    if (argc < 2 || argc > 3) {
+        fprintf(stderr, "raida-cli: raw needs GROUP COMMAND [PAYLOAD_HEX]\n");
+        short_usage();
+        return -1;
+    }
+    if (parse_number(argv[0], UINT8_MAX, "bad group", &g) < 0
+        || parse_number(argv[1], UINT8_MAX, "bad command", &cmd) < 0)
+        return -1;
+    c->req.group = (uint8_t)g;
+    c->req.command = (uint8_t)cmd;
+    if (argc < 3)
+        return 0;
+
+    size_t hex_len = strlen(argv[2]);
+    if (hex_len / 2 > MAX_PAYLOAD)
+        return usage_error("payload too long", "at most 65517 bytes");
+    c->payload = malloc(hex_len / 2 + 1);
+    if (c->payload == NULL) {
+        fprintf(stderr, "raida-cli: out of memory\n");
+        return -1;
+    }
+    long n = parse_hex(argv[2], c->payload);
+    if (n < 0)
+        return usage_error("bad payload (hex digits expected)", argv[2]);
+    c->req.payload = c->payload;
+    c->req.payload_len = (size_t)n;
+    return 0;
+}
+
+static int parse_command(cli_t *c, int argc, char **argv)
+{
+    const char *name = argv[0];
+    c->req.group = 0;
+    if (strcmp(name, "raw") == 0) {
+        c->cmd = CLI_RAW;
+        return parse_raw(c, argc - 1, argv + 1);
+    }
+    if (argc != 1)
+        return usage_error("unexpected argument", argv[1]);
+    if (strcmp(name, "echo") == 0) {
+        c->cmd = CLI_ECHO;
+        c->req.command = 0;
+    } else if (strcmp(name, "version") == 0) {
+        c->cmd = CLI_VERSION;
+        c->req.command = 1;
+    } else if (strcmp(name, "stats") == 0) {
+        c->cmd = CLI_STATS;
+        c->req.command = 2;
+        /* Without -k no key is sent at all: the server answers 38. */
+        if (c->key_set) {
+            c->req.payload = c->key;
+            c->req.payload_len = ADMIN_KEY_SIZE;
+        }
+    } else {
+        return usage_error("unknown command", name);
+    }
+    return 0;
+}
+
+static bool random_echo(uint16_t *echo)
+{
+    uint8_t b[2];
+    if (RAND_bytes(b, sizeof(b)) != 1)
+        return false;
+    *echo = (uint16_t)(b[0] << 8 | b[1]);
+    return true;
+}
+
+/* Returns 1 when -h asked for help, 0 when C is ready, -1 on a usage error. */
+static int parse_args(cli_t *c, int argc, char **argv)
+{
+    bool echo_set = false;
+    int opt;
+    while ((opt = getopt(argc, argv, "ur:c:k:t:e:h")) != -1) {
+        if (opt == 'h') {
+            usage(stdout);
+            return 1;
+        }
+        if (parse_option(c, opt, optarg) < 0)
+            return -1;
+        echo_set |= opt == 'e';
+    }
+    if (argc - optind < 3) {
+        fprintf(stderr, "raida-cli: HOST PORT COMMAND expected\n");
+        short_usage();
+        return -1;
+    }
+    c->host = argv[optind];
+    c->port = argv[optind + 1];
+    if (parse_command(c, argc - optind - 2, argv + optind + 2) < 0)
+        return -1;
+    if (!echo_set && !random_echo(&c->req.echo)) {
+        fprintf(stderr, "raida-cli: no random bytes for the echo\n");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- printing the answer ------------------------------------------------- */
+
+typedef struct reader {
+    const uint8_t *p;
+    size_t left;
+} reader_t;
+
+static bool read_be(reader_t *r, size_t n, uint64_t *v)
+{
+    if (r->left < n)
+        return false;
+    *v = 0;
+    for (size_t i = 0; i < n; i++)
+        *v = (*v << 8) | r->p[i];
+    r->p += n;
+    r->left -= n;
+    return true;
+}
+
+static bool print_status_counts(reader_t *r)
+{
+    uint64_t n, code, count;
+    if (!read_be(r, 2, &n))
+        return false;
+    for (uint64_t i = 0; i < n; i++) {
+        if (!read_be(r, 1, &code) || !read_be(r, 8, &count))
+            return false;
+        printf("status %u: %llu\n", (unsigned)code, (unsigned long long)count);
+    }
+    return true;
+}
+
+static bool print_command_counts(reader_t *r)
+{
+    uint64_t n, group, command, count;
+    if (!read_be(r, 2, &n))
+        return false;
+    for (uint64_t i = 0; i < n; i++) {
+        if (!read_be(r, 1, &group) || !read_be(r, 1, &command) || !read_be(r, 8, &count))
+            return false;
+        printf("command %u.%u (%s): %llu\n", (unsigned)group, (unsigned)command,
+               rd_protocol_command_name((uint8_t)group, (uint8_t)command),
+               (unsigned long long)count);
+    }
+    return true;
+}
+
+static int print_stats(const uint8_t *payload, size_t len)
+{
+    reader_t r = { payload, len };
+    uint64_t uptime, requests;
+    if (!read_be(&r, 4, &uptime) || !read_be(&r, 8, &requests))
+        goto malformed;
+    printf("uptime: %llu\nrequests: %llu\n", (unsigned long long)uptime,
+           (unsigned long long)requests);
+    if (!print_status_counts(&r) || !print_command_counts(&r) || r.left != 0)
+        goto malformed;
+    return 0;
+malformed:
+    fprintf(stderr, "raida-cli: malformed stats payload (%zu bytes)\n", len);
+    return -1;
+}
+
+static void print_version(const uint8_t *payload, size_t len)
+{
+    fputs("version: ", stdout);
+    for (size_t i = 0; i < len; i++)
+        putchar(payload[i] >= 0x20 && payload[i] < 0x7F ? payload[i] : '?');
+    putchar('\n');
+}
+
+static void print_hex(const uint8_t *payload, size_t len)
+{
+    fputs("payload: ", stdout);
+    for (size_t i = 0; i < len; i++)
+        printf("%02x", payload[i]);
+    putchar('\n');
+}
+
+static void print_header(const rd_client_response_t *r, const uint8_t *challenge)
+{
+    bool challenge_ok = CRYPTO_memcmp(r->challenge_hash, challenge, RD_CHALLENGE_SIZE) == 0;
+    printf("status: %u (%s)\n", r->status, rd_client_status_name(r->status));
+    printf("raida_id: %u\n", r->raida_id);
+    printf("group: %u\n", r->group);
+    printf("echo: 0x%04x\n", r->echo);
+    printf("body_size: %u\n", r->body_size);
+    printf("exec_us: %u\n", r->exec_us);
+    printf("challenge_ok: %s\n", challenge_ok ? "yes" : "no");
+}
+
+static int print_body(enum cli_command cmd, const rd_client_response_t *r)
+{
+    bool ok = r->status == RD_STATUS_SUCCESS;
+    if (ok && cmd == CLI_STATS)
+        return print_stats(r->payload, r->payload_len);
+    if (ok && cmd == CLI_VERSION)
+        print_version(r->payload, r->payload_len);
+    else if (r->payload_len > 0)
+        print_hex(r->payload, r->payload_len);
+    return 0;
+}
+
+/* ---- main ---------------------------------------------------------------- */
+
+static int run(const cli_t *c)
+{
+    size_t req_cap = RD_LEGACY_HEADER_SIZE + RD_MIN_BODY_SIZE + c->req.payload_len;
+    uint8_t *req = malloc(req_cap), *resp = malloc(RESP_CAP);
+    uint8_t challenge[RD_CHALLENGE_SIZE];
+    int rc = EXIT_USAGE;
+    if (req == NULL || resp == NULL) {
+        fprintf(stderr, "raida-cli: out of memory\n");
+        goto out;
+    }
+    size_t req_len = rd_client_build(&c->req, req, req_cap, challenge);
+    if (req_len == 0) {
+        fprintf(stderr, "raida-cli: cannot build the request\n");
+        goto out;
+    }
+    long n = rd_client_exchange(c->host, c->port, c->udp, req, req_len, resp, RESP_CAP,
+                                c->timeout_ms);
+    if (n < 0) {
+        fprintf(stderr, "raida-cli: %s %s:%s: %s\n", c->udp ? "udp" : "tcp", c->host, c->port,
+                strerror(errno));
+        goto out;
+    }
+    rd_client_response_t r;
+    if (rd_client_parse(resp, (size_t)n, &r) < 0) {
+        fprintf(stderr, "raida-cli: malformed response (%ld bytes)\n", n);
+        goto out;
+    }
+    print_header(&r, challenge);
+    if (print_body(c->cmd, &r) == 0)
+        rc = r.status == RD_STATUS_SUCCESS ? EXIT_OK : EXIT_STATUS;
+out:
+    fflush(stdout);
+    free(req);
+    free(resp);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    cli_t c;
+    memset(&c, 0, sizeof(c));
+    c.timeout_ms = 2000;
+    c.req.coin_id = 6;
+    int rc = parse_args(&c, argc, argv);
+    if (rc == 0)
+        rc = run(&c);
+    else
+        rc = rc > 0 ? EXIT_OK : EXIT_USAGE;
+    free(c.payload);
+    return rc;
+}

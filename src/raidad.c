@@ -7,31 +7,33 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "rd_config.h"
-#include "rd_cycle.h"
-#include "rd_listener.h"
 #include "rd_log.h"
-#include "rd_notify.h"
-#include "rd_stats.h"
-#include "rd_worker.h"
+#include "rd_master.h"
+#include "rd_proctitle.h"
 
 #define DEFAULT_CONF SYSCONFDIR "/raidad/raidad.conf"
+#define RELOAD_WAIT_S 30
 
 typedef struct options {
     const char *conf;
+    const char *signal;
     int test_only;
 } options_t;
 
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: raidad [-c FILE] [-t] [-v] [-h]\n"
-            "  -c FILE  configuration file (default " DEFAULT_CONF ")\n"
-            "  -t       test the configuration and exit\n"
-            "  -v       print the version and exit\n"
-            "  -h       print this help and exit\n");
+            "usage: raidad [-c FILE] [-t] [-s reload|quit|stop|reopen] [-v] [-h]\n"
+            "  -c FILE    configuration file (default " DEFAULT_CONF ")\n"
+            "  -t         test the configuration and exit\n"
+            "  -s SIGNAL  signal the running master (found through pid_file):\n"
+            "             reload (waits for the verdict), quit (graceful), stop (fast), reopen (logs)\n"
+            "  -v         print the version and exit\n"
+            "  -h         print this help and exit\n");
 }
 
 /* Returns -1 to go on, or the exit status when there is nothing to run. */
@@ -40,9 +42,10 @@ static int parse_options(int argc, char **argv, options_t *opt)
     int ch;
 
     opt->conf = DEFAULT_CONF;
-    while ((ch = getopt(argc, argv, "c:tvh")) != -1) {
+    while ((ch = getopt(argc, argv, "c:s:tvh")) != -1) {
         switch (ch) {
         case 'c': opt->conf = optarg; break;
+        case 's': opt->signal = optarg; break;
         case 't': opt->test_only = 1; break;
         case 'v': printf("raidad %s (build %s)\n", PACKAGE_VERSION, RAIDAD_BUILD_VERSION); return 0;
         case 'h': usage(stdout); return 0;
@@ -56,16 +59,89 @@ static int parse_options(int argc, char **argv, options_t *opt)
     return -1;
 }
 
+static pid_t read_pid_file(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    long pid = 0;
+
+    if (f == NULL) {
+        fprintf(stderr, "raidad: cannot read the pid file %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    if (fscanf(f, "%ld", &pid) != 1 || pid <= 1) {
+        fprintf(stderr, "raidad: the pid file %s holds no process id\n", path);
+        pid = -1;
+    }
+    fclose(f);
+    return (pid_t)pid;
+}
+
+/* SIGHUP carrying RD_RELOAD_MAGIC asks the master for its verdict, which
+ * comes back as SIGUSR1 (reloaded) or SIGUSR2 (refused: see its log). */
+static int signal_reload(pid_t pid)
+{
+    struct timespec wait = { .tv_sec = RELOAD_WAIT_S };
+    union sigval value = { .sival_int = RD_RELOAD_MAGIC };
+    sigset_t mask;
+    siginfo_t si;
+
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGUSR1);
+    sigaddset(&mask, SIGUSR2);
+    sigprocmask(SIG_BLOCK, &mask, NULL);
+    if (sigqueue(pid, SIGHUP, value) < 0) {
+        fprintf(stderr, "raidad: cannot signal process %ld: %s\n", (long)pid, strerror(errno));
+        return 1;
+    }
+    for (;;) {
+        int sig = sigtimedwait(&mask, &si, &wait);
+
+        if (sig < 0) {
+            fprintf(stderr, "raidad: no answer from process %ld to the reload\n", (long)pid);
+            return 1;
+        }
+        if (si.si_pid != pid)
+            continue;
+        if (sig == SIGUSR1)
+            return 0;
+        fprintf(stderr, "raidad: the reload was refused; the old configuration keeps serving (see the log)\n");
+        return 1;
+    }
+}
+
+static int send_signal(const rd_config_t *cf, const char *name)
+{
+    static const struct { const char *name; int sig; } sigs[] = {
+        { "reload", SIGHUP }, { "quit", SIGQUIT }, { "stop", SIGTERM }, { "reopen", SIGUSR1 },
+    };
+    pid_t pid;
+
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+        if (strcmp(name, sigs[i].name) != 0)
+            continue;
+        if (cf->pid_file[0] == '\0' || (pid = read_pid_file(cf->pid_file)) < 0)
+            return 1;
+        if (sigs[i].sig == SIGHUP)
+            return signal_reload(pid);
+        if (kill(pid, sigs[i].sig) == 0)
+            return 0;
+        fprintf(stderr, "raidad: cannot signal process %ld: %s\n", (long)pid, strerror(errno));
+        return 1;
+    }
+    fprintf(stderr, "raidad: unknown signal '%s' (reload, quit, stop or reopen)\n", name);
+    return 2;
+}
+
 /* Each connection is a descriptor: raise the soft limit towards
  * max_descriptors as far as the hard limit allows, and say when it falls
  * short. */
 static void raise_nofile(const rd_config_t *cf)
 {
     struct rlimit rl;
+    rlim_t want = cf->max_descriptors;
 
     if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
         return;
-    rlim_t want = cf->max_descriptors;
     if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want) {
         rd_log(RD_LOG_NOTICE, "max_descriptors %u is over the hard limit %lu: serving with %lu",
                cf->max_descriptors, (unsigned long)rl.rlim_max, (unsigned long)rl.rlim_max);
@@ -78,74 +154,60 @@ static void raise_nofile(const rd_config_t *cf)
         rd_log(RD_LOG_WARN, "setrlimit(NOFILE, %lu): %s", (unsigned long)want, strerror(errno));
 }
 
-/* Blocked before any thread exists, so that every thread inherits the mask
- * and the signals reach only the worker's signalfd. */
+/* Blocked before any process or thread exists, so that everything inherits
+ * the mask and the signals arrive only through signalfd. */
 static void block_signals(void)
 {
+    static const int sigs[] = { SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGCHLD };
     sigset_t mask;
 
     sigemptyset(&mask);
-    sigaddset(&mask, SIGTERM);
-    sigaddset(&mask, SIGINT);
-    sigaddset(&mask, SIGQUIT);
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+        sigaddset(&mask, sigs[i]);
     sigprocmask(SIG_BLOCK, &mask, NULL);
     signal(SIGPIPE, SIG_IGN);
 }
 
-static int serve(rd_config_t *cf)
+static rd_config_t *load_config(const char *path)
 {
-    rd_cycle_t cycle = { .config = cf };
-    int rc;
+    rd_config_t *cf = malloc(sizeof(*cf));
+    char err[512];
 
-    if (rd_listeners_open(cf, &cycle.listeners, &cycle.listener_count) < 0)
-        return 1;
-    cycle.stats = rd_stats_create();
-    if (cycle.stats == NULL) {
-        rd_log(RD_LOG_CRIT, "cannot map the statistics: %s", strerror(errno));
-        rd_listeners_close(cycle.listeners, cycle.listener_count);
-        return 1;
+    if (cf == NULL) {
+        fprintf(stderr, "raidad: out of memory\n");
+        return NULL;
     }
-    for (size_t i = 0; i < cf->listen_count; i++)
-        rd_log(RD_LOG_NOTICE, "listening on %s (tcp, udp)", cf->listen[i].text);
-    /* The sockets are bound: connections queue in the kernel until the
-     * loop takes them, so none is refused from here on. */
-    rd_notify("READY=1\nSTATUS=serving on %s\nMAINPID=%ld", cf->listen[0].text, (long)getpid());
-    rc = rd_worker_run(&cycle);
-    rd_notify("STOPPING=1");
-    rd_stats_destroy(cycle.stats);
-    rd_listeners_close(cycle.listeners, cycle.listener_count);
-    return rc < 0 ? 1 : 0;
+    rd_config_defaults(cf);
+    if (rd_config_load(cf, path, err, sizeof(err)) < 0) {
+        fprintf(stderr, "%s\n", err);
+        free(cf);
+        return NULL;
+    }
+    return cf;
 }
 
 int main(int argc, char **argv)
 {
     options_t opt = { 0 };
     rd_config_t *cf;
-    char err[512];
     int rc = parse_options(argc, argv, &opt);
 
     if (rc >= 0)
         return rc;
-    cf = malloc(sizeof(*cf));
-    if (cf == NULL) {
-        fprintf(stderr, "raidad: out of memory\n");
+    if ((cf = load_config(opt.conf)) == NULL)
         return 1;
-    }
-    rd_config_defaults(cf);
-    if (rd_config_load(cf, opt.conf, err, sizeof(err)) < 0) {
-        fprintf(stderr, "%s\n", err);
+    if (opt.test_only || opt.signal != NULL) {
+        if (opt.test_only)
+            printf("raidad: the configuration file %s is valid\n", opt.conf);
+        rc = opt.signal != NULL ? send_signal(cf, opt.signal) : 0;
         free(cf);
-        return 1;
-    }
-    if (opt.test_only) {
-        printf("raidad: the configuration file %s syntax is ok\n", opt.conf);
-        free(cf);
-        return 0;
+        return rc;
     }
     rd_log_set_level(cf->log_level);
+    if (rd_log_open(cf->error_log) < 0)
+        fprintf(stderr, "raidad: cannot open the log %s: %s\n", cf->error_log, strerror(errno));
+    rd_proctitle_init(argc, argv);
     raise_nofile(cf);
     block_signals();
-    rc = serve(cf);
-    free(cf);
-    return rc;
+    return rd_master_run(opt.conf, cf);
 }

@@ -1,1 +1,312 @@
 #include "config.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <poll.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <openssl/rand.h>
+#include <zlib.h>
+
+#include "rd_client.h"
+
+#define HEADER_SIZE     32
+#define CHALLENGE_SIZE  16
+#define CRC_INPUT_SIZE  12
+#define TRAILER_SIZE     2
+#define TRAILER_BYTE  0x3E
+#define MAX_BODY_SIZE 0xFFFFu   /* a type-0 request announces it in a u16 */
+
+/* ---- byte order ---------------------------------------------------------- */
+
+static uint32_t get_be(const uint8_t *src, size_t n)
+{
+    uint32_t v = 0;
+    for (size_t i = 0; i < n; i++)
+        v = (v << 8) | src[i];
+    return v;
+}
+
+static void put_be(uint8_t *dst, uint32_t v, size_t n)
+{
+    for (size_t i = n; i > 0; i--) {
+        dst[i - 1] = (uint8_t)v;
+        v >>= 8;
+    }
+}
+
+/* ---- building and parsing ------------------------------------------------ */
+
+static void write_request_header(const rd_client_request_t *r, size_t body_size, uint8_t *h)
+{
+    memset(h, 0, HEADER_SIZE);
+    h[0] = 1;                   /* routing: the RAIDA cloud */
+    h[2] = r->raida_id;
+    h[3] = r->shard;
+    h[4] = r->group;
+    h[5] = r->command;
+    put_be(h + 6, r->coin_id, 2);
+    put_be(h + 22, (uint32_t)body_size, 2);
+    put_be(h + 30, r->echo, 2);
+}
+
+/* 12 random bytes and their CRC: the server checks the CRC and sends the
+ * 16 bytes back, which ties its answer to this request. */
+static bool write_challenge(uint8_t *c)
+{
+    if (RAND_bytes(c, CRC_INPUT_SIZE) != 1)
+        return false;
+    put_be(c + CRC_INPUT_SIZE, (uint32_t)crc32(0L, c, CRC_INPUT_SIZE), 4);
+    return true;
+}
+
+size_t rd_client_build(const rd_client_request_t *r, uint8_t *out, size_t cap,
+                       uint8_t *challenge)
+{
+    if (r->payload_len > MAX_BODY_SIZE - CHALLENGE_SIZE - TRAILER_SIZE
+        || (r->payload_len > 0 && r->payload == NULL))
+        return 0;
+    size_t body_size = CHALLENGE_SIZE + r->payload_len + TRAILER_SIZE;
+    size_t total = HEADER_SIZE + body_size;
+    if (cap < total)
+        return 0;
+
+    uint8_t *body = out + HEADER_SIZE;
+    write_request_header(r, body_size, out);
+    if (!write_challenge(body))
+        return 0;
+    if (r->payload_len > 0)
+        memcpy(body + CHALLENGE_SIZE, r->payload, r->payload_len);
+    body[body_size - 2] = TRAILER_BYTE;
+    body[body_size - 1] = TRAILER_BYTE;
+    if (challenge != NULL)
+        memcpy(challenge, body, CHALLENGE_SIZE);
+    return total;
+}
+
+int rd_client_parse(const uint8_t *buf, size_t len, rd_client_response_t *resp)
+{
+    if (len < HEADER_SIZE)
+        return -1;
+    resp->raida_id = buf[0];
+    resp->shard = buf[1];
+    resp->status = buf[2];
+    resp->group = buf[3];
+    resp->frames = (uint16_t)get_be(buf + 4, 2);
+    resp->echo = (uint16_t)get_be(buf + 6, 2);
+    resp->body_size = get_be(buf + 9, 3);
+    resp->exec_us = get_be(buf + 12, 4);
+    memcpy(resp->challenge_hash, buf + 16, sizeof(resp->challenge_hash));
+    resp->payload = buf + HEADER_SIZE;
+    resp->payload_len = 0;
+    if (resp->body_size == 0)
+        return 0;
+
+    const uint8_t *body = buf + HEADER_SIZE;
+    size_t size = resp->body_size;
+    if (size < TRAILER_SIZE || len - HEADER_SIZE < size
+        || body[size - 2] != TRAILER_BYTE || body[size - 1] != TRAILER_BYTE)
+        return -1;
+    resp->payload_len = size - TRAILER_SIZE;
+    return 0;
+}
+
+/* ---- sockets ------------------------------------------------------------- */
+
+static void close_keep_errno(int fd)
+{
+    int saved = errno;
+    close(fd);
+    errno = saved;
+}
+
+static int wait_fd(int fd, short events, int timeout_ms)
+{
+    struct pollfd pfd = { .fd = fd, .events = events };
+    for (;;) {
+        int rc = poll(&pfd, 1, timeout_ms);
+        if (rc > 0)
+            return 0;
+        if (rc == 0) {
+            errno = ETIMEDOUT;
+            return -1;
+        }
+        if (errno != EINTR)
+            return -1;
+    }
+}
+
+static int pending_error(int fd)
+{
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+        return -1;
+    if (err != 0) {
+        errno = err;
+        return -1;
+    }
+    return 0;
+}
+
+/* A connected non-blocking socket, or -1: connect() itself may wait, so it
+ * is bounded by the timeout like every other wait. */
+static int open_connected(const struct addrinfo *ai, int timeout_ms)
+{
+    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                    ai->ai_protocol);
+    if (fd < 0)
+        return -1;
+    if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+        return fd;
+    if (errno == EINPROGRESS && wait_fd(fd, POLLOUT, timeout_ms) == 0 && pending_error(fd) == 0)
+        return fd;
+    close_keep_errno(fd);
+    return -1;
+}
+
+static int send_all(int fd, const uint8_t *buf, size_t len, int timeout_ms)
+{
+    size_t sent = 0;
+    while (sent < len) {
+        ssize_t n = send(fd, buf + sent, len - sent, MSG_NOSIGNAL);
+        if (n >= 0) {
+            sent += (size_t)n;
+        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            if (wait_fd(fd, POLLOUT, timeout_ms) < 0)
+                return -1;
+        } else if (errno != EINTR) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* One recv(), waiting up to the timeout for something to arrive. */
+static ssize_t recv_wait(int fd, uint8_t *buf, size_t cap, int timeout_ms)
+{
+    for (;;) {
+        ssize_t n = recv(fd, buf, cap, 0);
+        if (n >= 0)
+            return n;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            if (wait_fd(fd, POLLIN, timeout_ms) < 0)
+                return -1;
+        } else if (errno != EINTR) {
+            return -1;
+        }
+    }
+}
+
+/* The server closes after its answer, so EOF ends the answer. A reset after
+ * part of it arrived still leaves that part to the caller to judge. */
+static long recv_until_eof(int fd, uint8_t *buf, size_t cap, int timeout_ms)
+{
+    size_t got = 0;
+    while (got < cap) {
+        ssize_t n = recv_wait(fd, buf + got, cap - got, timeout_ms);
+        if (n < 0)
+            return got > 0 ? (long)got : -1;
+        if (n == 0)
+            break;
+        got += (size_t)n;
+    }
+    return (long)got;
+}
+
+static long exchange_one(const struct addrinfo *ai, bool udp, const uint8_t *req, size_t req_len,
+                         uint8_t *resp, size_t resp_cap, int timeout_ms)
+{
+    int fd = open_connected(ai, timeout_ms);
+    if (fd < 0)
+        return -1;
+    long n = -1;
+    if (send_all(fd, req, req_len, timeout_ms) == 0)
+        n = udp ? (long)recv_wait(fd, resp, resp_cap, timeout_ms)
+                : recv_until_eof(fd, resp, resp_cap, timeout_ms);
+    close_keep_errno(fd);
+    return n;
+}
+
+/* Errors that say "not at this address": the next address may do better
+ * (say, localhost resolving to ::1 first while the server listens on IPv4). */
+static bool try_next_address(int err)
+{
+    return err == ECONNREFUSED || err == ENETUNREACH || err == EHOSTUNREACH
+        || err == EADDRNOTAVAIL || err == EAFNOSUPPORT;
+}
+
+static int gai_errno(int rc)
+{
+    switch (rc) {
+    case EAI_SYSTEM:  return errno;
+    case EAI_MEMORY:  return ENOMEM;
+    case EAI_AGAIN:   return EAGAIN;
+    case EAI_SERVICE: case EAI_SOCKTYPE: case EAI_BADFLAGS: return EINVAL;
+    default:          return ENXIO;     /* no such host */
+    }
+}
+
+long rd_client_exchange(const char *host, const char *port, bool udp,
+                        const uint8_t *req, size_t req_len,
+                        uint8_t *resp, size_t resp_cap, int timeout_ms)
+{
+    struct addrinfo hints, *res;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = udp ? SOCK_DGRAM : SOCK_STREAM;
+    int rc = getaddrinfo(host, port, &hints, &res);
+    if (rc != 0) {
+        errno = gai_errno(rc);
+        return -1;
+    }
+    long n = -1;
+    for (const struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
+        n = exchange_one(ai, udp, req, req_len, resp, resp_cap, timeout_ms);
+        if (n >= 0 || !try_next_address(errno))
+            break;
+    }
+    int saved = errno;
+    freeaddrinfo(res);
+    errno = saved;
+    return n;
+}
+
+/* ---- status names -------------------------------------------------------- */
+
+static const struct {
+    uint8_t code;
+    const char *name;
+} status_names[] = {
+    { 0,   "no error" },
+    { 2,   "invalid split id" },
+    { 3,   "invalid RAIDA id" },
+    { 4,   "invalid shard" },
+    { 5,   "invalid command group" },
+    { 6,   "invalid command" },
+    { 7,   "invalid coin id" },
+    { 16,  "invalid packet length" },
+    { 25,  "encryption coin not found" },
+    { 27,  "invalid encryption code" },
+    { 33,  "invalid EOF" },
+    { 34,  "invalid encryption" },
+    { 36,  "empty request" },
+    { 37,  "invalid CRC" },
+    { 38,  "admin authentication failed" },
+    { 160, "request rate exceeded" },
+    { 204, "invalid HMAC" },
+    { 250, "success" },
+    { 252, "internal error" },
+    { 254, "memory allocation failed" },
+    { 255, "invalid routing" },
+};
+
+const char *rd_client_status_name(uint8_t status)
+{
+    for (size_t i = 0; i < sizeof(status_names) / sizeof(status_names[0]); i++) {
+        if (status_names[i].code == status)
+            return status_names[i].name;
+    }
+    return "unknown";
+}

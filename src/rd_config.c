@@ -1,1 +1,614 @@
 #include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libconfig.h>
+
+#include "rd_config.h"
+#include "rd_log.h"
+
+/* A configuration file larger than this is surely not one (/dev/zero...). */
+#define RD_CONFIG_MAX_SIZE (16 * 1024 * 1024)
+
+enum rd_opt_type {
+    RD_OPT_INT,         /* unsigned field, min..max */
+    RD_OPT_BOOL,        /* bool field */
+    RD_OPT_STRING,      /* one string, given to parse */
+    RD_OPT_STRINGS,     /* a string or a list of min..max strings, each given to parse */
+};
+
+/* Stores string number IDX of a setting into CF; on failure writes into WHY
+ * a sentence that says what is wrong (the caller adds the file and line). */
+typedef int rd_opt_parse_fn(rd_config_t *cf, size_t idx, const char *text,
+                            char *why, size_t why_len);
+
+typedef struct rd_opt {
+    const char *name;
+    enum rd_opt_type type;
+    size_t offset;              /* of the field, for RD_OPT_INT and RD_OPT_BOOL */
+    long long def, min, max;
+    const char *def_text;       /* default of a string setting; NULL: none */
+    rd_opt_parse_fn *parse;
+} rd_opt_t;
+
+/* Where a file is read, so that errors can name it and integers be read again. */
+typedef struct rd_load {
+    const char *name;           /* the file as messages call it */
+    const char *text;           /* its text */
+    const char *incdir;         /* where @include looks; NULL: the current directory */
+    char *err;
+    size_t err_len;
+} rd_load_t;
+
+static rd_opt_parse_fn rd_opt_listen, rd_opt_admin_key, rd_opt_log_level;
+
+/* The table stores through an unsigned * or a bool *: the _Generic makes an
+ * entry for a field of any other C type fail to compile. */
+#define RD_FIELD(field, ctype) (offsetof(rd_config_t, field) + \
+    0 * sizeof(char[_Generic(((rd_config_t *)0)->field, ctype: 1)]))
+#define RD_INT(field, d, lo, hi) { .name = #field, .type = RD_OPT_INT, \
+    .offset = RD_FIELD(field, unsigned), .def = d, .min = lo, .max = hi }
+#define RD_BOOL(field, d) { .name = #field, .type = RD_OPT_BOOL, \
+    .offset = RD_FIELD(field, bool), .def = d, .min = 0, .max = 1 }
+
+static const rd_opt_t rd_opts[] = {
+    { .name = "listen", .type = RD_OPT_STRINGS, .min = 1, .max = RD_CONFIG_MAX_LISTEN,
+      .def_text = "0.0.0.0:18000", .parse = rd_opt_listen },
+    RD_INT(raida_id, 0, 0, 24),
+    RD_INT(coin_id, 6, 0, 65535),
+    RD_INT(worker_threads, 4, 1, 256),
+    RD_INT(epoll_timeout_ms, 10000, 1, 3600000),
+    RD_INT(events_per_wait, 10000, 1, 1000000),
+    RD_INT(max_descriptors, 65535, 64, 1048576),
+    RD_INT(max_body_size, 65536, 18, 1048576),
+    RD_INT(socket_timeout_ms, 2000, 10, 3600000),
+    RD_INT(mod_queue_size, 1024, 1, 1048576),
+    RD_BOOL(tcp_keepalive, true),
+    RD_INT(keepalive_idle, 60, 1, 32767),
+    RD_INT(keepalive_interval, 10, 1, 32767),
+    RD_INT(keepalive_count, 5, 1, 127),
+    RD_INT(udp_payload_threshold, 65507, 32, 65507),
+    { .name = "admin_key", .type = RD_OPT_STRING, .parse = rd_opt_admin_key },
+    { .name = "log_level", .type = RD_OPT_STRING, .def_text = "info",
+      .parse = rd_opt_log_level },
+};
+
+/* ---- listen addresses ---------------------------------------------------- */
+
+static int rd_parse_port(const char *s, in_port_t *port)
+{
+    unsigned long v = 0;
+
+    if (*s == '\0')
+        return -1;
+    for (; *s != '\0'; s++) {
+        if (*s < '0' || *s > '9')
+            return -1;
+        v = v * 10 + (unsigned long)(*s - '0');
+        if (v > 65535)
+            return -1;
+    }
+    if (v == 0)
+        return -1;
+    *port = (in_port_t)v;
+    return 0;
+}
+
+static bool rd_all_digits(const char *s)
+{
+    if (*s == '\0')
+        return false;
+    for (; *s != '\0'; s++)
+        if (*s < '0' || *s > '9')
+            return false;
+    return true;
+}
+
+static int rd_listen_fill(rd_listen_addr_t *out, const char *host, bool v6, in_port_t port)
+{
+    rd_listen_addr_t a;
+    char buf[INET6_ADDRSTRLEN];
+
+    memset(&a, 0, sizeof a);
+    if (v6) {
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&a.addr;
+        if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1)
+            return -1;
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons(port);
+        a.addr_len = sizeof *sin6;
+        inet_ntop(AF_INET6, &sin6->sin6_addr, buf, sizeof buf);
+        snprintf(a.text, sizeof a.text, "[%s]:%u", buf, (unsigned)port);
+    } else {
+        struct sockaddr_in *sin = (struct sockaddr_in *)&a.addr;
+        if (strcmp(host, "*") == 0)
+            sin->sin_addr.s_addr = htonl(INADDR_ANY);
+        else if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
+            return -1;
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons(port);
+        a.addr_len = sizeof *sin;
+        inet_ntop(AF_INET, &sin->sin_addr, buf, sizeof buf);
+        snprintf(a.text, sizeof a.text, "%s:%u", buf, (unsigned)port);
+    }
+    *out = a;
+    return 0;
+}
+
+/* An IPv6 address must be in brackets even without a port: in "::1:8000"
+ * nobody can tell whether 8000 is a port or the last group. */
+int rd_config_parse_listen(const char *text, rd_listen_addr_t *out)
+{
+    char host[INET6_ADDRSTRLEN];
+    const char *port = NULL, *end;
+    size_t len;
+    in_port_t portnum = RD_DEFAULT_PORT;
+    bool v6 = text != NULL && text[0] == '[';
+
+    if (text == NULL)
+        return -1;
+    if (v6) {
+        end = strchr(text, ']');
+        if (end == NULL || (end[1] != '\0' && end[1] != ':'))
+            return -1;
+        len = (size_t)(end - text - 1);
+        text++;
+        port = end[1] == ':' ? end + 2 : NULL;
+    } else if (rd_all_digits(text)) {
+        port = text;
+        text = "*";
+        len = 1;
+    } else {
+        end = strchr(text, ':');
+        if (end != NULL && strchr(end + 1, ':') != NULL)
+            return -1;
+        len = end != NULL ? (size_t)(end - text) : strlen(text);
+        port = end != NULL ? end + 1 : NULL;
+    }
+    if (len == 0 || len >= sizeof host)
+        return -1;
+    memcpy(host, text, len);
+    host[len] = '\0';
+    if (port != NULL && rd_parse_port(port, &portnum) < 0)
+        return -1;
+    return rd_listen_fill(out, host, v6, portnum);
+}
+
+/* ---- the string settings ------------------------------------------------- */
+
+static int rd_opt_listen(rd_config_t *cf, size_t idx, const char *text,
+                         char *why, size_t why_len)
+{
+    rd_listen_addr_t a;
+
+    if (rd_config_parse_listen(text, &a) < 0) {
+        snprintf(why, why_len, "listen '%s' is not a valid address: write ADDR:PORT, "
+                 "[IPV6]:PORT, ADDR or PORT, with a numeric address and a port 1..65535",
+                 text);
+        return -1;
+    }
+    /* The second bind() would fail with EADDRINUSE; better said here. */
+    for (size_t i = 0; i < idx; i++)
+        if (strcmp(cf->listen[i].text, a.text) == 0) {
+            snprintf(why, why_len, "listen '%s' is given twice", a.text);
+            return -1;
+        }
+    cf->listen[idx] = a;
+    cf->listen_count = idx + 1;
+    return 0;
+}
+
+static int rd_hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* The messages never quote the key: it would end up in the logs. */
+static int rd_opt_admin_key(rd_config_t *cf, size_t idx, const char *text,
+                            char *why, size_t why_len)
+{
+    size_t len = strlen(text);
+
+    (void)idx;
+    if (len != 2 * RD_ADMIN_KEY_SIZE) {
+        snprintf(why, why_len, "admin_key must be exactly %d hex digits (%d bytes), not %zu",
+                 2 * RD_ADMIN_KEY_SIZE, RD_ADMIN_KEY_SIZE, len);
+        return -1;
+    }
+    for (size_t i = 0; i < RD_ADMIN_KEY_SIZE; i++) {
+        int hi = rd_hex_digit(text[2 * i]), lo = rd_hex_digit(text[2 * i + 1]);
+        if (hi < 0 || lo < 0) {
+            snprintf(why, why_len, "admin_key must contain only hex digits (0-9, a-f)");
+            return -1;
+        }
+        cf->admin_key[i] = (uint8_t)(hi << 4 | lo);
+    }
+    cf->admin_key_set = true;
+    return 0;
+}
+
+static int rd_opt_log_level(rd_config_t *cf, size_t idx, const char *text,
+                            char *why, size_t why_len)
+{
+    int level = rd_log_level_parse(text);
+
+    (void)idx;
+    if (level < 0) {
+        snprintf(why, why_len, "log_level '%s' is not a level (emerg, alert, crit, "
+                 "error, warn, notice, info, debug)", text);
+        return -1;
+    }
+    cf->log_level = level;
+    return 0;
+}
+
+/* ---- defaults ------------------------------------------------------------ */
+
+static void rd_store_int(rd_config_t *cf, const rd_opt_t *opt, long long v)
+{
+    if (opt->type == RD_OPT_BOOL)
+        *(bool *)((char *)cf + opt->offset) = v != 0;
+    else
+        *(unsigned *)((char *)cf + opt->offset) = (unsigned)v;
+}
+
+void rd_config_defaults(rd_config_t *cf)
+{
+    char why[256];
+
+    memset(cf, 0, sizeof *cf);
+    for (size_t i = 0; i < sizeof rd_opts / sizeof rd_opts[0]; i++) {
+        const rd_opt_t *opt = &rd_opts[i];
+        if (opt->type == RD_OPT_INT || opt->type == RD_OPT_BOOL)
+            rd_store_int(cf, opt, opt->def);
+        else if (opt->def_text != NULL)
+            opt->parse(cf, 0, opt->def_text, why, sizeof why);
+    }
+}
+
+/* ---- errors -------------------------------------------------------------- */
+
+/* libconfig names an included file as the @include line wrote it, relative
+ * to the include directory: the message names it from where the user is. */
+static const char *rd_file_name(const rd_load_t *ld, const char *file, char *buf, size_t len)
+{
+    if (file == NULL)
+        return ld->name;
+    if (ld->incdir == NULL || file[0] == '/')
+        return file;
+    snprintf(buf, len, "%s/%s", ld->incdir, file);
+    return buf;
+}
+
+static int rd_failv(const rd_load_t *ld, const char *file, int line, const char *fmt, va_list ap)
+{
+    char name[PATH_MAX + 64];
+    int n;
+
+    if (ld->err == NULL || ld->err_len == 0)
+        return -1;
+    file = rd_file_name(ld, file, name, sizeof name);
+    if (line > 0)
+        n = snprintf(ld->err, ld->err_len, "%s:%d: ", file, line);
+    else
+        n = snprintf(ld->err, ld->err_len, "%s: ", file);
+    if (n >= 0 && (size_t)n < ld->err_len)
+        vsnprintf(ld->err + n, ld->err_len - (size_t)n, fmt, ap);
+    return -1;
+}
+
+__attribute__((format(printf, 4, 5)))
+static int rd_fail(const rd_load_t *ld, const char *file, int line, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    rd_failv(ld, file, line, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+__attribute__((format(printf, 3, 4)))
+static int rd_fail_at(const rd_load_t *ld, const config_setting_t *s, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    rd_failv(ld, config_setting_source_file(s), config_setting_source_line(s), fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* ---- reading files ------------------------------------------------------- */
+
+/* libconfig 1.5 takes a comment on the last line, without its newline, for a
+ * syntax error: every text gets a final newline. BUF has room for two more. */
+static char *rd_terminate(char *buf, size_t len)
+{
+    if (len == 0 || buf[len - 1] != '\n')
+        buf[len++] = '\n';
+    buf[len] = '\0';
+    return buf;
+}
+
+/* The whole of PATH, or NULL with errno set. */
+static char *rd_slurp(const char *path)
+{
+    FILE *f = fopen(path, "re");
+    size_t len = 0, cap = 4096;
+    char *buf = malloc(cap);
+    int saved;
+
+    if (f == NULL || buf == NULL)
+        goto fail;
+    for (;;) {
+        len += fread(buf + len, 1, cap - len - 2, f);
+        if (ferror(f) || feof(f))
+            break;
+        char *bigger = cap < RD_CONFIG_MAX_SIZE ? realloc(buf, cap * 2) : NULL;
+        if (bigger == NULL) {
+            errno = cap < RD_CONFIG_MAX_SIZE ? ENOMEM : EFBIG;
+            goto fail;
+        }
+        buf = bigger;
+        cap *= 2;
+    }
+    if (ferror(f))
+        goto fail;
+    fclose(f);
+    return rd_terminate(buf, len);
+fail:
+    saved = errno;
+    if (f != NULL)
+        fclose(f);
+    free(buf);
+    errno = saved;
+    return NULL;
+}
+
+/* ---- integers ------------------------------------------------------------ */
+
+static bool rd_name_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '_' || c == '-' || c == '*';
+}
+
+/* The value of setting NAME that starts on line LINE of TEXT, or NULL. */
+static const char *rd_find_value(const char *text, const char *name, unsigned line)
+{
+    size_t len = strlen(name);
+
+    for (; line > 1 && text != NULL; line--) {
+        text = strchr(text, '\n');
+        text = text != NULL ? text + 1 : NULL;
+    }
+    for (const char *p = text; p != NULL && *p != '\0' && *p != '\n'; p++) {
+        if (strncmp(p, name, len) != 0 || (p > text && rd_name_char(p[-1])))
+            continue;
+        const char *q = p + len + strspn(p + len, " \t\r\n");
+        if (*q == '=' || *q == ':')
+            return q + 1 + strspn(q + 1, " \t\r\n");
+    }
+    return NULL;
+}
+
+/* True if the literal at P does not give V; copies it into LIT. */
+static bool rd_literal_differs(const char *p, long long v, char *lit, size_t lit_len)
+{
+    size_t n = 0;
+    char *end;
+
+    while (n + 1 < lit_len && (rd_name_char(p[n]) || p[n] == '+'))
+        n++;
+    memcpy(lit, p, n);
+    lit[n] = '\0';
+    if (n == 0 || lit[n - 1] == 'L' || lit[n - 1] == 'l')
+        return false;           /* 64-bit already */
+    errno = 0;
+    if (lit[0] == '0' && (lit[1] == 'x' || lit[1] == 'X')) {
+        unsigned long long u = strtoull(lit, &end, 16);
+        return end != lit && (errno == ERANGE || u != (unsigned long long)v);
+    }
+    long long x = strtoll(lit, &end, 10);
+    return end != lit && (errno == ERANGE || x != v);
+}
+
+/* libconfig 1.5 reads a plain integer with atoi(): 4294967297 arrives as 1
+ * and would pass the range check. So the literal is read again from the
+ * source and must give the same value; into LIT when it does not. A layout
+ * this cannot follow (a comment between name and value) is left to libconfig. */
+static bool rd_int_wrapped(const rd_load_t *ld, const config_setting_t *s, long long v,
+                           char *lit, size_t lit_len)
+{
+    char name[PATH_MAX + 64];
+    const char *file = config_setting_source_file(s);
+    char *own = file != NULL ? rd_slurp(rd_file_name(ld, file, name, sizeof name)) : NULL;
+    const char *text = file != NULL ? own : ld->text;
+    const char *p = text != NULL ?
+        rd_find_value(text, config_setting_name(s), config_setting_source_line(s)) : NULL;
+    bool wrapped = p != NULL && rd_literal_differs(p, v, lit, lit_len);
+
+    free(own);
+    return wrapped;
+}
+
+/* ---- applying settings --------------------------------------------------- */
+
+static int rd_apply_int(rd_config_t *cf, const rd_opt_t *opt, const config_setting_t *s,
+                        const rd_load_t *ld)
+{
+    int type = config_setting_type(s);
+    char lit[48];
+
+    if (opt->type == RD_OPT_BOOL) {
+        if (type != CONFIG_TYPE_BOOL)
+            return rd_fail_at(ld, s, "%s must be a boolean", opt->name);
+        rd_store_int(cf, opt, config_setting_get_bool(s));
+        return 0;
+    }
+    if (type != CONFIG_TYPE_INT && type != CONFIG_TYPE_INT64)
+        return rd_fail_at(ld, s, "%s must be an integer", opt->name);
+    long long v = config_setting_get_int64(s);
+    if (rd_int_wrapped(ld, s, v, lit, sizeof lit))
+        return rd_fail_at(ld, s, "%s = %s is out of range (%lld..%lld)",
+                          opt->name, lit, opt->min, opt->max);
+    if (v < opt->min || v > opt->max)
+        return rd_fail_at(ld, s, "%s = %lld is out of range (%lld..%lld)",
+                          opt->name, v, opt->min, opt->max);
+    rd_store_int(cf, opt, v);
+    return 0;
+}
+
+static int rd_apply_text(rd_config_t *cf, const rd_opt_t *opt, const config_setting_t *s,
+                         size_t idx, const rd_load_t *ld)
+{
+    char why[512];
+
+    if (opt->parse(cf, idx, config_setting_get_string(s), why, sizeof why) < 0)
+        return rd_fail_at(ld, s, "%s", why);
+    return 0;
+}
+
+static int rd_apply_strings(rd_config_t *cf, const rd_opt_t *opt, const config_setting_t *s,
+                            const rd_load_t *ld)
+{
+    const char *want = opt->type == RD_OPT_STRING ? "a string" : "a string or a list of strings";
+
+    if (config_setting_type(s) == CONFIG_TYPE_STRING)
+        return rd_apply_text(cf, opt, s, 0, ld);
+    if (opt->type == RD_OPT_STRING || !(config_setting_is_list(s) || config_setting_is_array(s)))
+        return rd_fail_at(ld, s, "%s must be %s", opt->name, want);
+    int n = config_setting_length(s);
+    if (n < opt->min || n > opt->max)
+        return rd_fail_at(ld, s, "%s has %d entries (%lld..%lld allowed)",
+                          opt->name, n, opt->min, opt->max);
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+        if (config_setting_type(e) != CONFIG_TYPE_STRING)
+            return rd_fail_at(ld, e, "%s must be %s", opt->name, want);
+        if (rd_apply_text(cf, opt, e, (size_t)i, ld) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static const rd_opt_t *rd_opt_find(const char *name)
+{
+    for (size_t i = 0; i < sizeof rd_opts / sizeof rd_opts[0]; i++)
+        if (strcmp(rd_opts[i].name, name) == 0)
+            return &rd_opts[i];
+    return NULL;
+}
+
+static int rd_apply_all(rd_config_t *cf, const config_t *lc, const rd_load_t *ld)
+{
+    const config_setting_t *root = config_root_setting(lc);
+
+    rd_config_defaults(cf);
+    snprintf(cf->path, sizeof cf->path, "%s", ld->name);
+    for (int i = 0; i < config_setting_length(root); i++) {
+        const config_setting_t *s = config_setting_get_elem(root, (unsigned)i);
+        const rd_opt_t *opt = rd_opt_find(config_setting_name(s));
+        int rc;
+
+        if (opt == NULL)
+            return rd_fail_at(ld, s, "unknown setting '%s'", config_setting_name(s));
+        if (opt->type == RD_OPT_INT || opt->type == RD_OPT_BOOL)
+            rc = rd_apply_int(cf, opt, s, ld);
+        else
+            rc = rd_apply_strings(cf, opt, s, ld);
+        if (rc < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Parses into a copy, so that CF only changes when all of it is right. */
+static int rd_parse(rd_config_t *cf, const rd_load_t *ld)
+{
+    config_t lc;
+    rd_config_t tmp;
+    int rc = -1;
+
+    if (strlen(ld->name) >= sizeof cf->path)
+        return rd_fail(ld, NULL, 0, "the path is too long");
+    config_init(&lc);
+    if (ld->incdir != NULL)
+        config_set_include_dir(&lc, ld->incdir);
+    if (!config_read_string(&lc, ld->text))
+        rd_fail(ld, config_error_file(&lc), config_error_line(&lc), "%s",
+                config_error_text(&lc));
+    else
+        rc = rd_apply_all(&tmp, &lc, ld);
+    config_destroy(&lc);
+    if (rc == 0)
+        *cf = tmp;
+    return rc;
+}
+
+/* ---- entry points -------------------------------------------------------- */
+
+/* The folder of PATH into BUF, NULL when PATH has none (the current one). */
+static const char *rd_dirname(const char *path, char *buf, size_t len)
+{
+    const char *slash = strrchr(path, '/');
+
+    if (slash == NULL)
+        return NULL;
+    size_t n = slash == path ? 1 : (size_t)(slash - path);
+    if (n >= len)
+        return NULL;
+    memcpy(buf, path, n);
+    buf[n] = '\0';
+    return buf;
+}
+
+int rd_config_load(rd_config_t *cf, const char *path, char *err, size_t err_len)
+{
+    char dir[PATH_MAX];
+    rd_load_t ld = { .name = path, .err = err, .err_len = err_len };
+
+    if (path == NULL || path[0] == '\0') {
+        ld.name = "(none)";
+        return rd_fail(&ld, NULL, 0, "no configuration file given");
+    }
+    /* Read here rather than by config_read_file(), which says "file I/O
+     * error" without errno; the text is also needed by rd_int_wrapped(). */
+    char *text = rd_slurp(path);
+    if (text == NULL)
+        return rd_fail(&ld, NULL, 0, "cannot read: %s", strerror(errno));
+    ld.text = text;
+    ld.incdir = rd_dirname(path, dir, sizeof dir);
+    int rc = rd_parse(cf, &ld);
+    free(text);
+    return rc;
+}
+
+int rd_config_parse_string(rd_config_t *cf, const char *text, const char *name,
+                           char *err, size_t err_len)
+{
+    rd_load_t ld = { .name = name != NULL ? name : "(string)", .err = err, .err_len = err_len };
+    size_t len = text != NULL ? strlen(text) : 0;
+    char *copy = malloc(len + 2);
+
+    if (copy == NULL)
+        return rd_fail(&ld, NULL, 0, "out of memory");
+    if (len > 0)
+        memcpy(copy, text, len);
+    ld.text = rd_terminate(copy, len);
+    int rc = rd_parse(cf, &ld);
+    free(copy);
+    return rc;
+}

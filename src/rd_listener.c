@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -56,7 +57,18 @@ static int listener_bind(const rd_listen_addr_t *a, int type)
     return fd;
 }
 
-int rd_listeners_open(const rd_config_t *cf, rd_listener_t **out, size_t *count)
+static int listener_find(const rd_listener_t *ls, size_t count,
+                         const rd_listen_addr_t *a, int type)
+{
+    for (size_t i = 0; i < count; i++)
+        if (ls[i].type == type && ls[i].addr.addr_len == a->addr_len &&
+            memcmp(&ls[i].addr.addr, &a->addr, a->addr_len) == 0)
+            return ls[i].fd;
+    return -1;
+}
+
+int rd_listeners_open_reusing(const rd_config_t *cf, const rd_listener_t *old, size_t old_count,
+                              rd_listener_t **out, size_t *count)
 {
     static const int types[] = { SOCK_STREAM, SOCK_DGRAM };
     size_t n = 0;
@@ -66,14 +78,13 @@ int rd_listeners_open(const rd_config_t *cf, rd_listener_t **out, size_t *count)
         return -1;
     for (size_t i = 0; i < cf->listen_count; i++) {
         for (size_t t = 0; t < 2; t++) {
-            ls[n].fd = listener_bind(&cf->listen[i], types[t]);
-            if (ls[n].fd < 0) {
-                rd_listeners_close(ls, n);
+            int fd = listener_find(old, old_count, &cf->listen[i], types[t]);
+
+            if (fd < 0 && (fd = listener_bind(&cf->listen[i], types[t])) < 0) {
+                rd_listeners_release(ls, n, old, old_count);
                 return -1;
             }
-            ls[n].type = types[t];
-            ls[n].addr = cf->listen[i];
-            n++;
+            ls[n++] = (rd_listener_t){ .fd = fd, .type = types[t], .addr = cf->listen[i] };
         }
     }
     *out = ls;
@@ -81,10 +92,26 @@ int rd_listeners_open(const rd_config_t *cf, rd_listener_t **out, size_t *count)
     return 0;
 }
 
+int rd_listeners_open(const rd_config_t *cf, rd_listener_t **out, size_t *count)
+{
+    return rd_listeners_open_reusing(cf, NULL, 0, out, count);
+}
+
+void rd_listeners_release(rd_listener_t *ls, size_t count,
+                          const rd_listener_t *keep, size_t keep_count)
+{
+    for (size_t i = 0; i < count; i++) {
+        bool kept = false;
+
+        for (size_t k = 0; k < keep_count; k++)
+            kept |= keep[k].fd == ls[i].fd;
+        if (!kept && ls[i].fd >= 0)
+            close(ls[i].fd);
+    }
+    free(ls);
+}
+
 void rd_listeners_close(rd_listener_t *ls, size_t count)
 {
-    for (size_t i = 0; i < count; i++)
-        if (ls[i].fd >= 0)
-            close(ls[i].fd);
-    free(ls);
+    rd_listeners_release(ls, count, NULL, 0);
 }

@@ -23,3 +23,14 @@ void rd_notify(const char *fmt, ...)
     (void)fmt;
 #endif
 }
+
+uint64_t rd_notify_watchdog_usec(void)
+{
+#ifdef HAVE_SYSTEMD
+    uint64_t usec = 0;
+
+    return sd_watchdog_enabled(0, &usec) > 0 ? usec : 0;
+#else
+    return 0;
+#endif
+}

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "rd_channel.h"
 #include "rd_log.h"
 #include "rd_udp.h"
 #include "rd_worker.h"
@@ -35,6 +36,27 @@ static void worker_on_done(rd_event_t *ev, uint32_t events)
     w->done_pending = true;
 }
 
+/* Graceful stop: take what the listeners already hold (their wake-up may
+ * have come to this worker alone), then leave them to the other workers
+ * and finish the requests under way. */
+static void worker_start_draining(rd_worker_t *w)
+{
+    const rd_cycle_t *cy = w->cycle;
+
+    if (w->draining)
+        return;
+    for (size_t i = 0; i < cy->listener_count; i++) {
+        rd_event_t *ev = &w->listener_events[i];
+
+        ev->handler(ev, EPOLLIN);
+        rd_event_del(&w->loop, ev);
+        close(ev->fd);
+    }
+    w->draining = true;
+    w->drain_deadline = rd_now_ms() + w->cf->shutdown_timeout_ms;
+    rd_log(RD_LOG_INFO, "worker draining: %zu connections open", w->active);
+}
+
 static void worker_on_signal(rd_event_t *ev, uint32_t events)
 {
     rd_worker_t *w = ev->data;
@@ -42,7 +64,29 @@ static void worker_on_signal(rd_event_t *ev, uint32_t events)
 
     (void)events;
     while (read(ev->fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-        rd_log(RD_LOG_NOTICE, "signal %s: stopping", strsignal((int)si.ssi_signo));
+        if (si.ssi_signo == SIGQUIT) {
+            worker_start_draining(w);
+        } else if (si.ssi_signo == SIGUSR1) {
+            rd_log_open(w->cf->error_log);
+        } else {
+            rd_log(RD_LOG_INFO, "worker stopping on %s", strsignal((int)si.ssi_signo));
+            w->stopping = true;
+        }
+    }
+}
+
+static void worker_on_channel(rd_event_t *ev, uint32_t events)
+{
+    rd_worker_t *w = ev->data;
+    rd_channel_msg_t msg;
+    int rc;
+
+    (void)events;
+    while ((rc = rd_channel_recv(ev->fd, &msg)) == 1)
+        if (msg.type == RD_CHANNEL_PING)
+            rd_channel_send(ev->fd, RD_CHANNEL_PONG, (uint32_t)w->active);
+    if (rc < 0) {
+        rd_log(RD_LOG_ERR, "worker: the master is gone: stopping");
         w->stopping = true;
     }
 }
@@ -96,6 +140,7 @@ static int worker_open_signalfd(void)
     sigaddset(&mask, SIGTERM);
     sigaddset(&mask, SIGINT);
     sigaddset(&mask, SIGQUIT);
+    sigaddset(&mask, SIGUSR1);
     return signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 }
 
@@ -111,7 +156,7 @@ static void worker_set_protocol(rd_worker_t *w)
     w->proto.stats = w->cycle->stats;
 }
 
-static int worker_init(rd_worker_t *w, const rd_cycle_t *cycle)
+static int worker_init(rd_worker_t *w, const rd_cycle_t *cycle, int channel)
 {
     const rd_config_t *cf = cycle->config;
 
@@ -138,6 +183,8 @@ static int worker_init(rd_worker_t *w, const rd_cycle_t *cycle)
         return -1;
     if (worker_watch(w, &w->signal_ev, worker_open_signalfd(), worker_on_signal) < 0)
         return -1;
+    if (channel >= 0 && worker_watch(w, &w->channel_ev, channel, worker_on_channel) < 0)
+        return -1;
     return worker_watch_listeners(w);
 }
 
@@ -159,14 +206,30 @@ static void worker_free(rd_worker_t *w)
     free(w->conns);
 }
 
+static bool worker_done(const rd_worker_t *w, uint64_t now)
+{
+    if (w->stopping)
+        return true;
+    if (!w->draining)
+        return false;
+    if (w->active == 0 && w->in_flight == 0)
+        return true;
+    if (now < w->drain_deadline)
+        return false;
+    rd_log(RD_LOG_WARN, "shutdown timeout: closing %zu connections", w->active);
+    return true;
+}
+
 static void worker_loop(rd_worker_t *w)
 {
-    while (!w->stopping) {
+    while (!worker_done(w, rd_now_ms())) {
         int next = rd_conn_expire(w, rd_now_ms());
         int timeout = (int)w->cf->epoll_timeout_ms;
 
         if (next >= 0 && next < timeout)
             timeout = next;
+        if (w->draining && timeout > 100)
+            timeout = 100;
         if (rd_event_loop_poll(&w->loop, timeout) < 0) {
             rd_log(RD_LOG_CRIT, "epoll_wait: %s", strerror(errno));
             return;
@@ -176,16 +239,18 @@ static void worker_loop(rd_worker_t *w)
     }
 }
 
-int rd_worker_run(const rd_cycle_t *cycle)
+int rd_worker_run(const rd_cycle_t *cycle, int channel)
 {
     rd_worker_t w;
     int rc = 0;
 
     memset(&w, 0, sizeof(w));
-    if (worker_init(&w, cycle) < 0) {
+    if (worker_init(&w, cycle, channel) < 0) {
         rd_log(RD_LOG_CRIT, "worker: cannot start: %s", strerror(errno));
         rc = -1;
     } else {
+        if (channel >= 0)
+            rd_channel_send(channel, RD_CHANNEL_READY, 0);
         worker_loop(&w);
     }
     worker_free(&w);

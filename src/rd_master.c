@@ -1,0 +1,685 @@
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "rd_channel.h"
+#include "rd_connection.h"
+#include "rd_cycle.h"
+#include "rd_event.h"
+#include "rd_listener.h"
+#include "rd_log.h"
+#include "rd_master.h"
+#include "rd_notify.h"
+#include "rd_proctitle.h"
+#include "rd_worker.h"
+
+#define MAX_WORKERS 64
+#define MAX_PROCS 512
+#define TICK_MS 1000
+#define RELOAD_TIMEOUT_MS 10000
+#define KILL_GRACE_MS 3000
+#define RESPAWN_MAX_DELAY_MS 30000
+#define CRASH_LIFETIME_MS 2000   /* a worker that dies younger crashed on start */
+
+typedef struct rd_master rd_master_t;
+
+typedef struct rd_proc {
+    rd_master_t *master;
+    pid_t pid;                  /* 0: free entry */
+    unsigned generation;
+    unsigned slot;
+    rd_event_t ev;              /* the channel */
+    bool ready;
+    bool draining;
+    bool pong;
+    uint32_t connections;
+    uint64_t started_ms;
+} rd_proc_t;
+
+typedef struct rd_slot {
+    uint64_t respawn_at;        /* 0: nothing due */
+    unsigned crashes;
+} rd_slot_t;
+
+struct rd_master {
+    const char *conf_path;
+    rd_cycle_t cycle;           /* serving now */
+    rd_cycle_t next;            /* being started by a reload; next.config NULL if none */
+    unsigned generation;        /* the serving workers' generation */
+    unsigned next_generation;   /* the reload's, while next.config is set */
+    unsigned last_generation;
+    rd_event_loop_t loop;
+    rd_event_t signal_ev;
+    rd_proc_t procs[MAX_PROCS];
+    rd_slot_t slots[MAX_WORKERS];
+    pid_t reload_requester;
+    uint64_t reload_deadline;
+    char last_error[512];
+    int stop;                   /* 0, SIGQUIT (graceful) or SIGTERM (fast) */
+    uint64_t kill_deadline;
+    uint64_t next_tick;
+    uint64_t watchdog_usec;
+    bool ready;
+};
+
+static unsigned worker_count(const rd_config_t *cf)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+    if (cf->worker_processes > 0)
+        return cf->worker_processes > MAX_WORKERS ? MAX_WORKERS : cf->worker_processes;
+    return n < 1 ? 1 : n > MAX_WORKERS ? MAX_WORKERS : (unsigned)n;
+}
+
+static void master_signal_generation(rd_master_t *m, unsigned generation, int sig)
+{
+    for (size_t i = 0; i < MAX_PROCS; i++)
+        if (m->procs[i].pid > 0 && m->procs[i].generation == generation)
+            kill(m->procs[i].pid, sig);
+}
+
+static void master_signal_all(rd_master_t *m, int sig)
+{
+    for (size_t i = 0; i < MAX_PROCS; i++)
+        if (m->procs[i].pid > 0)
+            kill(m->procs[i].pid, sig);
+}
+
+static size_t master_live_procs(const rd_master_t *m)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < MAX_PROCS; i++)
+        n += m->procs[i].pid > 0;
+    return n;
+}
+
+
+/* ---- worker processes ---- */
+
+static void child_close_inherited(rd_master_t *m, int keep)
+{
+    close(m->loop.epfd);
+    close(m->signal_ev.fd);
+    for (size_t i = 0; i < MAX_PROCS; i++)
+        if (m->procs[i].pid > 0 && m->procs[i].ev.fd != keep)
+            close(m->procs[i].ev.fd);
+}
+
+static int child_drop_privileges(const rd_config_t *cf)
+{
+    struct passwd *pw;
+    gid_t gid;
+
+    if (cf->user[0] == '\0' || geteuid() != 0)
+        return 0;
+    if ((pw = getpwnam(cf->user)) == NULL) {
+        rd_log(RD_LOG_CRIT, "worker: unknown user '%s'", cf->user);
+        return -1;
+    }
+    gid = pw->pw_gid;
+    if (cf->group[0] != '\0') {
+        struct group *gr = getgrnam(cf->group);
+
+        if (gr == NULL) {
+            rd_log(RD_LOG_CRIT, "worker: unknown group '%s'", cf->group);
+            return -1;
+        }
+        gid = gr->gr_gid;
+    }
+    if (initgroups(cf->user, gid) < 0 || setgid(gid) < 0 || setuid(pw->pw_uid) < 0) {
+        rd_log(RD_LOG_CRIT, "worker: cannot become %s: %s", cf->user, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* Never returns. exit(), not _exit(): the sanitizers' leak check and
+ * coverage run at exit, and the master flushed nothing that could be
+ * written twice. */
+static void child_run(rd_master_t *m, const rd_cycle_t *cycle, int channel, pid_t master)
+{
+    int rc;
+
+    child_close_inherited(m, channel);
+    /* Workers never outlive the master. */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != master)
+        exit(1);
+    rd_proctitle_set("raidad: worker process");
+    if (child_drop_privileges(cycle->config) < 0)
+        exit(1);
+    rc = rd_worker_run(cycle, channel);
+    close(channel);
+    exit(rc < 0 ? 1 : 0);
+}
+
+static rd_proc_t *master_free_proc(rd_master_t *m)
+{
+    for (size_t i = 0; i < MAX_PROCS; i++)
+        if (m->procs[i].pid == 0)
+            return &m->procs[i];
+    return NULL;
+}
+
+static void master_on_channel(rd_event_t *ev, uint32_t events);
+
+static int master_spawn(rd_master_t *m, const rd_cycle_t *cycle, unsigned generation, unsigned slot)
+{
+    rd_proc_t *p = master_free_proc(m);
+    pid_t master = getpid();
+    int fds[2];
+    pid_t pid;
+
+    if (p == NULL || rd_channel_open(fds) < 0) {
+        rd_log(RD_LOG_ALERT, "cannot start a worker: %s", p ? strerror(errno) : "too many processes");
+        return -1;
+    }
+    pid = fork();
+    if (pid == 0) {
+        close(fds[0]);
+        child_run(m, cycle, fds[1], master);
+    }
+    close(fds[1]);
+    if (pid < 0) {
+        rd_log(RD_LOG_ALERT, "fork: %s", strerror(errno));
+        close(fds[0]);
+        return -1;
+    }
+    *p = (rd_proc_t){ .master = m, .pid = pid, .generation = generation, .slot = slot,
+                      .started_ms = rd_now_ms() };
+    p->ev = (rd_event_t){ .fd = fds[0], .handler = master_on_channel, .data = p };
+    rd_event_add(&m->loop, &p->ev, EPOLLIN | EPOLLET);
+    rd_log(RD_LOG_INFO, "started worker %ld (generation %u)", (long)pid, generation);
+    return 0;
+}
+
+static int master_spawn_generation(rd_master_t *m, const rd_cycle_t *cycle, unsigned generation)
+{
+    unsigned n = worker_count(cycle->config);
+
+    for (unsigned slot = 0; slot < n; slot++)
+        if (master_spawn(m, cycle, generation, slot) < 0)
+            return -1;
+    return 0;
+}
+
+static bool generation_ready(const rd_master_t *m, unsigned generation, unsigned want)
+{
+    unsigned ready = 0;
+
+    for (size_t i = 0; i < MAX_PROCS; i++)
+        if (m->procs[i].pid > 0 && m->procs[i].generation == generation && m->procs[i].ready)
+            ready++;
+    return ready >= want;
+}
+
+/* ---- systemd and operators ---- */
+
+static void master_status(rd_master_t *m)
+{
+    unsigned workers = 0, connections = 0;
+
+    for (size_t i = 0; i < MAX_PROCS; i++) {
+        if (m->procs[i].pid > 0 && m->procs[i].ready) {
+            workers += !m->procs[i].draining;
+            connections += m->procs[i].connections;
+        }
+    }
+    rd_notify("STATUS=%u workers, %u connections%s%s", workers, connections,
+              m->last_error[0] ? "; last reload refused: " : "", m->last_error);
+}
+
+static void master_reload_reply(rd_master_t *m, bool ok)
+{
+    if (m->reload_requester > 0)
+        kill(m->reload_requester, ok ? SIGUSR1 : SIGUSR2);
+    m->reload_requester = 0;
+}
+
+static void master_reload_refused(rd_master_t *m, const char *why)
+{
+    rd_log(RD_LOG_ERR, "reload refused, the old configuration keeps serving: %s", why);
+    snprintf(m->last_error, sizeof(m->last_error), "%s", why);
+    master_reload_reply(m, false);
+    master_status(m);
+}
+
+static void cycle_release(rd_cycle_t *c, const rd_cycle_t *keep)
+{
+    rd_listeners_release(c->listeners, c->listener_count,
+                         keep ? keep->listeners : NULL, keep ? keep->listener_count : 0);
+    free(c->config);
+    c->config = NULL;
+    c->listeners = NULL;
+    c->listener_count = 0;
+}
+
+static bool generation_alive(const rd_master_t *m, unsigned generation)
+{
+    for (size_t i = 0; i < MAX_PROCS; i++)
+        if (m->procs[i].pid > 0 && m->procs[i].generation == generation)
+            return true;
+    return false;
+}
+
+/* Generations are numbered in order: walking down from the newest old one,
+ * those past the cap are stopped at once. */
+static void master_cap_draining(rd_master_t *m)
+{
+    unsigned count = 0;
+
+    for (unsigned g = m->generation; g-- > 0;) {
+        if (!generation_alive(m, g) || ++count <= m->cycle.config->max_old_generations)
+            continue;
+        rd_log(RD_LOG_WARN, "too many generations draining: stopping generation %u now", g);
+        master_signal_generation(m, g, SIGTERM);
+    }
+}
+
+static void master_reload_commit(rd_master_t *m)
+{
+    for (size_t i = 0; i < MAX_PROCS; i++) {
+        rd_proc_t *p = &m->procs[i];
+
+        if (p->pid > 0 && p->generation == m->generation && !p->draining) {
+            p->draining = true;
+            kill(p->pid, SIGQUIT);
+        }
+    }
+    cycle_release(&m->cycle, &m->next);
+    m->cycle = m->next;
+    m->next = (rd_cycle_t){ 0 };
+    m->generation = m->next_generation;
+    memset(m->slots, 0, sizeof(m->slots));
+    m->last_error[0] = '\0';
+    rd_log_set_level(m->cycle.config->log_level);
+    rd_log(RD_LOG_NOTICE, "reloaded %s: generation %u serving", m->conf_path, m->generation);
+    master_cap_draining(m);
+    master_reload_reply(m, true);
+    rd_notify("READY=1");
+    master_status(m);
+}
+
+static void master_reload_abort(rd_master_t *m, const char *why)
+{
+    master_signal_generation(m, m->next_generation, SIGTERM);
+    cycle_release(&m->next, &m->cycle);
+    rd_notify("READY=1");
+    master_reload_refused(m, why);
+}
+
+static void master_check_ready(rd_master_t *m)
+{
+    if (m->next.config != NULL) {
+        if (generation_ready(m, m->next_generation, worker_count(m->next.config)))
+            master_reload_commit(m);
+    } else if (!m->ready && generation_ready(m, m->generation, worker_count(m->cycle.config))) {
+        m->ready = true;
+        rd_log(RD_LOG_NOTICE, "ready: %u workers serving", worker_count(m->cycle.config));
+        rd_notify("READY=1\nMAINPID=%ld", (long)getpid());
+        master_status(m);
+    }
+}
+
+static uint64_t monotonic_usec(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static void master_reload(rd_master_t *m, pid_t requester)
+{
+    char err[512];
+    rd_cycle_t *next = &m->next;
+
+    if (m->next.config != NULL || m->stop) {
+        rd_log(RD_LOG_NOTICE, "reload ignored: %s", m->stop ? "stopping" : "a reload is under way");
+        if (requester > 0)
+            kill(requester, SIGUSR2);
+        return;
+    }
+    m->reload_requester = requester;
+    next->config = malloc(sizeof(*next->config));
+    if (next->config == NULL) {
+        master_reload_refused(m, "out of memory");
+        return;
+    }
+    rd_config_defaults(next->config);
+    if (rd_config_load(next->config, m->conf_path, err, sizeof(err)) < 0) {
+        free(next->config);
+        next->config = NULL;
+        master_reload_refused(m, err);
+        return;
+    }
+    rd_notify("RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)monotonic_usec());
+    rd_log(RD_LOG_NOTICE, "reloading %s", m->conf_path);
+    next->stats = m->cycle.stats;
+    if (rd_listeners_open_reusing(next->config, m->cycle.listeners, m->cycle.listener_count,
+                                  &next->listeners, &next->listener_count) < 0) {
+        free(next->config);
+        next->config = NULL;
+        rd_notify("READY=1");
+        master_reload_refused(m, "cannot open the new listening sockets");
+        return;
+    }
+    m->next_generation = ++m->last_generation;
+    m->reload_deadline = rd_now_ms() + RELOAD_TIMEOUT_MS;
+    if (master_spawn_generation(m, next, m->next_generation) < 0)
+        master_reload_abort(m, "cannot start the new workers");
+}
+
+/* ---- events ---- */
+
+static void master_on_channel(rd_event_t *ev, uint32_t events)
+{
+    rd_proc_t *p = ev->data;
+    rd_channel_msg_t msg;
+    int rc;
+
+    (void)events;
+    while ((rc = rd_channel_recv(ev->fd, &msg)) == 1) {
+        if (msg.type == RD_CHANNEL_READY) {
+            p->ready = true;
+            p->pong = true;
+            master_check_ready(p->master);
+        } else if (msg.type == RD_CHANNEL_PONG) {
+            p->pong = true;
+            p->connections = msg.value;
+        }
+    }
+    /* A closed channel means the worker is exiting: SIGCHLD tells the rest. */
+    if (rc < 0)
+        rd_event_del(&p->master->loop, ev);
+}
+
+static void log_exit(const rd_proc_t *p, int status)
+{
+    if (WIFSIGNALED(status))
+        rd_log(p->draining || p->master->stop ? RD_LOG_NOTICE : RD_LOG_ERR,
+               "worker %ld exited on signal %d (%s)", (long)p->pid,
+               WTERMSIG(status), strsignal(WTERMSIG(status)));
+    else if (WEXITSTATUS(status) != 0)
+        rd_log(RD_LOG_ERR, "worker %ld exited with status %d", (long)p->pid, WEXITSTATUS(status));
+    else
+        rd_log(RD_LOG_INFO, "worker %ld exited", (long)p->pid);
+}
+
+/* A worker of the serving generation that dies is replaced at once; one
+ * that keeps dying young is replaced after a delay that doubles each time. */
+static void master_schedule_respawn(rd_master_t *m, const rd_proc_t *p)
+{
+    rd_slot_t *s = &m->slots[p->slot];
+    uint64_t now = rd_now_ms();
+    uint64_t delay = 0;
+
+    if (now - p->started_ms < CRASH_LIFETIME_MS) {
+        s->crashes++;
+        delay = 100ULL << (s->crashes < 9 ? s->crashes - 1 : 8);
+        if (delay > RESPAWN_MAX_DELAY_MS)
+            delay = RESPAWN_MAX_DELAY_MS;
+        rd_log(RD_LOG_ERR, "worker slot %u crashed %u times in a row: respawning in %llu ms",
+               p->slot, s->crashes, (unsigned long long)delay);
+    } else {
+        s->crashes = 0;
+    }
+    s->respawn_at = now + delay;
+}
+
+static void master_proc_exited(rd_master_t *m, rd_proc_t *p, int status)
+{
+    log_exit(p, status);
+    rd_event_del(&m->loop, &p->ev);
+    close(p->ev.fd);
+    if (!m->stop && p->generation == m->generation && !p->draining)
+        master_schedule_respawn(m, p);
+    else if (m->next.config != NULL && p->generation == m->next_generation && !p->ready)
+        master_reload_abort(m, "a new worker exited before serving");
+    p->pid = 0;
+    master_status(m);
+}
+
+static void master_reap(rd_master_t *m)
+{
+    int status;
+    pid_t pid;
+
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        for (size_t i = 0; i < MAX_PROCS; i++) {
+            if (m->procs[i].pid == pid) {
+                master_proc_exited(m, &m->procs[i], status);
+                break;
+            }
+        }
+    }
+}
+
+static void master_stop(rd_master_t *m, int sig)
+{
+    uint64_t grace = sig == SIGQUIT ? m->cycle.config->shutdown_timeout_ms : 0;
+
+    if (m->stop == SIGTERM || m->stop == sig)
+        return;
+    rd_log(RD_LOG_NOTICE, "%s shutdown", sig == SIGQUIT ? "graceful" : "fast");
+    rd_notify("STOPPING=1");
+    if (m->next.config != NULL)
+        master_reload_abort(m, "stopping");
+    m->stop = sig;
+    m->kill_deadline = rd_now_ms() + grace + KILL_GRACE_MS;
+    master_signal_all(m, sig);
+}
+
+static void master_reopen_logs(rd_master_t *m)
+{
+    rd_log(RD_LOG_NOTICE, "reopening the log");
+    rd_log_open(m->cycle.config->error_log);
+    master_signal_all(m, SIGUSR1);
+}
+
+static void master_on_signal(rd_event_t *ev, uint32_t events)
+{
+    rd_master_t *m = ev->data;
+    struct signalfd_siginfo si;
+
+    (void)events;
+    while (read(ev->fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+        switch (si.ssi_signo) {
+        case SIGCHLD: master_reap(m); break;
+        case SIGHUP:
+            master_reload(m, si.ssi_code == SI_QUEUE && si.ssi_int == RD_RELOAD_MAGIC
+                                 ? (pid_t)si.ssi_pid : 0);
+            break;
+        case SIGQUIT: master_stop(m, SIGQUIT); break;
+        case SIGUSR1: master_reopen_logs(m); break;
+        default: master_stop(m, SIGTERM); break;
+        }
+    }
+}
+
+/* ---- timers ---- */
+
+/* Heartbeat: every worker is pinged; systemd's watchdog is fed only when
+ * every serving worker answered the previous ping. */
+static void master_tick(rd_master_t *m, uint64_t now)
+{
+    bool all_answered = true;
+
+    for (size_t i = 0; i < MAX_PROCS; i++) {
+        rd_proc_t *p = &m->procs[i];
+
+        if (p->pid <= 0 || !p->ready)
+            continue;
+        if (!p->draining && !p->pong)
+            all_answered = false;
+        p->pong = false;
+        rd_channel_send(p->ev.fd, RD_CHANNEL_PING, 0);
+    }
+    if (m->watchdog_usec > 0 && m->ready && all_answered)
+        rd_notify("WATCHDOG=1");
+    else if (m->watchdog_usec > 0 && m->ready)
+        rd_log(RD_LOG_WARN, "a worker missed its heartbeat: watchdog not fed");
+    master_status(m);
+    m->next_tick = now + (m->watchdog_usec > 0 && m->watchdog_usec / 3000 < TICK_MS
+                              ? m->watchdog_usec / 3000 : TICK_MS);
+}
+
+static void master_respawn_due(rd_master_t *m, uint64_t now)
+{
+    for (unsigned slot = 0; slot < MAX_WORKERS; slot++) {
+        rd_slot_t *s = &m->slots[slot];
+
+        if (s->respawn_at == 0 || s->respawn_at > now || m->stop)
+            continue;
+        s->respawn_at = 0;
+        if (master_spawn(m, &m->cycle, m->generation, slot) < 0)
+            s->respawn_at = now + RESPAWN_MAX_DELAY_MS;
+    }
+}
+
+static void master_timers(rd_master_t *m, uint64_t now)
+{
+    if (now >= m->next_tick)
+        master_tick(m, now);
+    master_respawn_due(m, now);
+    if (m->next.config != NULL && now >= m->reload_deadline)
+        master_reload_abort(m, "the new workers did not start in time");
+    if (m->stop && now >= m->kill_deadline) {
+        rd_log(RD_LOG_WARN, "workers still running after the shutdown timeout: killing them");
+        master_signal_all(m, SIGKILL);
+        m->kill_deadline = now + KILL_GRACE_MS;
+    }
+}
+
+static int master_timeout(const rd_master_t *m, uint64_t now)
+{
+    uint64_t next = m->next_tick;
+
+    for (unsigned slot = 0; slot < MAX_WORKERS; slot++)
+        if (m->slots[slot].respawn_at != 0 && m->slots[slot].respawn_at < next)
+            next = m->slots[slot].respawn_at;
+    if (m->next.config != NULL && m->reload_deadline < next)
+        next = m->reload_deadline;
+    if (m->stop && m->kill_deadline < next)
+        next = m->kill_deadline;
+    return next <= now ? 0 : (int)(next - now);
+}
+
+/* ---- the master's life ---- */
+
+static int master_write_pid(const rd_config_t *cf)
+{
+    char buf[32];
+    int fd, len;
+
+    if (cf->pid_file[0] == '\0')
+        return 0;
+    fd = open(cf->pid_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    len = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
+    if (fd < 0 || write(fd, buf, (size_t)len) != len) {
+        rd_log(RD_LOG_CRIT, "cannot write the pid file %s: %s", cf->pid_file, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    close(fd);
+    return 0;
+}
+
+static int master_open_signalfd(void)
+{
+    sigset_t mask;
+
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGCHLD);
+    sigaddset(&mask, SIGHUP);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGQUIT);
+    sigaddset(&mask, SIGUSR1);
+    return signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+}
+
+static int master_init(rd_master_t *m)
+{
+    const rd_config_t *cf = m->cycle.config;
+    int sfd;
+
+    if (rd_event_loop_init(&m->loop, 64) < 0 || (sfd = master_open_signalfd()) < 0)
+        return -1;
+    m->signal_ev = (rd_event_t){ .fd = sfd, .handler = master_on_signal, .data = m };
+    if (rd_event_add(&m->loop, &m->signal_ev, EPOLLIN | EPOLLET) < 0)
+        return -1;
+    if (rd_listeners_open(cf, &m->cycle.listeners, &m->cycle.listener_count) < 0)
+        return -1;
+    if ((m->cycle.stats = rd_stats_create()) == NULL)
+        return -1;
+    for (size_t i = 0; i < cf->listen_count; i++)
+        rd_log(RD_LOG_NOTICE, "listening on %s (tcp, udp)", cf->listen[i].text);
+    return master_write_pid(cf);
+}
+
+static void master_loop(rd_master_t *m)
+{
+    while (!(m->stop && master_live_procs(m) == 0)) {
+        uint64_t now = rd_now_ms();
+
+        master_timers(m, now);
+        if (rd_event_loop_poll(&m->loop, master_timeout(m, now)) < 0) {
+            rd_log(RD_LOG_ALERT, "epoll_wait: %s", strerror(errno));
+            master_signal_all(m, SIGKILL);
+            return;
+        }
+    }
+}
+
+static void master_free(rd_master_t *m)
+{
+    if (m->cycle.config != NULL && m->cycle.config->pid_file[0] != '\0')
+        unlink(m->cycle.config->pid_file);
+    if (m->cycle.stats != NULL)
+        rd_stats_destroy(m->cycle.stats);
+    cycle_release(&m->cycle, NULL);
+    if (m->signal_ev.fd > 0)
+        close(m->signal_ev.fd);
+    rd_event_loop_free(&m->loop);
+}
+
+int rd_master_run(const char *conf_path, rd_config_t *cf)
+{
+    rd_master_t master;
+    rd_master_t *m = &master;
+    int rc = 1;
+
+    memset(m, 0, sizeof(*m));
+    m->conf_path = conf_path;
+    m->cycle.config = cf;
+    m->loop.epfd = -1;
+    m->signal_ev.fd = -1;
+    rd_proctitle_set("raidad: master process -c %s", conf_path);
+    m->watchdog_usec = rd_notify_watchdog_usec();
+    if (master_init(m) == 0) {
+        m->generation = m->last_generation = 1;
+        if (master_spawn_generation(m, &m->cycle, m->generation) == 0)
+            rc = 0;
+        else
+            master_stop(m, SIGTERM);
+        master_loop(m);
+    }
+    master_free(m);
+    rd_log(RD_LOG_NOTICE, "exiting");
+    return rc;
+}
