@@ -28,6 +28,8 @@ void rd_listeners_release(rd_listener_t *ls, size_t count,
                           const rd_listener_t *keep, size_t keep_count);
 
 int rd_socket_set_nonblocking(int fd);
+/* The address part of SS as text ("192.0.2.1", "2001:db8::1"). */
+void rd_socket_ip_text(const struct sockaddr_storage *ss, char *out, size_t len);
 int rd_socket_set_blocking(int fd);
 
 #endif

@@ -108,11 +108,12 @@ void rd_protocol_run_command(const rd_protocol_t *p, rd_request_t *req, rd_respo
 void rd_protocol_error_response(const rd_protocol_t *p, const rd_request_t *req,
                                 int status, rd_response_t *resp);
 
-/* One whole frame in FRAME (a datagram): validates it, runs it, answers.
- * The body is decrypted in place. Returns false when the frame is too short
- * to be answered at all (nothing goes into RESP then). */
-bool rd_protocol_handle_frame(const rd_protocol_t *p, uint8_t *frame, size_t len,
-                              rd_response_t *resp);
+/* One whole frame in FRAME (a datagram): validates it, runs it, answers;
+ * REQ is filled as far as the frame allowed (for the caller's log). The body
+ * is decrypted in place. Returns false when the frame is too short to be
+ * answered at all (nothing goes into RESP then). */
+bool rd_protocol_handle_frame(const rd_protocol_t *p, rd_request_t *req, uint8_t *frame,
+                              size_t len, rd_response_t *resp);
 
 const char *rd_protocol_command_name(uint8_t group, uint8_t command);
 

@@ -2,10 +2,13 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
+#include <pwd.h>
 
 #include <libconfig.h>
 
@@ -20,6 +23,7 @@ enum rd_opt_type {
     RD_OPT_BOOL,        /* bool field */
     RD_OPT_STRING,      /* one string, given to parse */
     RD_OPT_STRINGS,     /* a string or a list of min..max strings, each given to parse */
+    RD_OPT_TEXT,        /* a string copied into a char[size] field (parse may check it) */
 };
 
 /* Stores string number IDX of a setting into CF; on failure writes into WHY
@@ -30,7 +34,9 @@ typedef int rd_opt_parse_fn(rd_config_t *cf, size_t idx, const char *text,
 typedef struct rd_opt {
     const char *name;
     enum rd_opt_type type;
-    size_t offset;              /* of the field, for RD_OPT_INT and RD_OPT_BOOL */
+    size_t offset;              /* of the field, for RD_OPT_INT, _BOOL and _TEXT */
+    size_t size;                /* of the field, for RD_OPT_TEXT */
+    bool auto_zero;             /* RD_OPT_INT: the string "auto" stands for 0 */
     long long def, min, max;
     const char *def_text;       /* default of a string setting; NULL: none */
     rd_opt_parse_fn *parse;
@@ -46,6 +52,7 @@ typedef struct rd_load {
 } rd_load_t;
 
 static rd_opt_parse_fn rd_opt_listen, rd_opt_admin_key, rd_opt_log_level;
+static rd_opt_parse_fn rd_opt_user, rd_opt_group;
 
 /* The table stores through an unsigned * or a bool *: the _Generic makes an
  * entry for a field of any other C type fail to compile. */
@@ -53,6 +60,9 @@ static rd_opt_parse_fn rd_opt_listen, rd_opt_admin_key, rd_opt_log_level;
     0 * sizeof(char[_Generic(((rd_config_t *)0)->field, ctype: 1)]))
 #define RD_INT(field, d, lo, hi) { .name = #field, .type = RD_OPT_INT, \
     .offset = RD_FIELD(field, unsigned), .def = d, .min = lo, .max = hi }
+#define RD_TEXT(field, d, check) { .name = #field, .type = RD_OPT_TEXT, \
+    .offset = offsetof(rd_config_t, field), .size = sizeof(((rd_config_t *)0)->field), \
+    .def_text = d, .parse = check }
 #define RD_BOOL(field, d) { .name = #field, .type = RD_OPT_BOOL, \
     .offset = RD_FIELD(field, bool), .def = d, .min = 0, .max = 1 }
 
@@ -76,6 +86,14 @@ static const rd_opt_t rd_opts[] = {
     { .name = "admin_key", .type = RD_OPT_STRING, .parse = rd_opt_admin_key },
     { .name = "log_level", .type = RD_OPT_STRING, .def_text = "info",
       .parse = rd_opt_log_level },
+    { .name = "worker_processes", .type = RD_OPT_INT, .auto_zero = true,
+      .offset = RD_FIELD(worker_processes, unsigned), .def = 0, .min = 1, .max = 64 },
+    RD_INT(shutdown_timeout_ms, 5000, 0, 3600000),
+    RD_INT(max_old_generations, 4, 1, 64),
+    RD_TEXT(pid_file, "/run/raidad.pid", NULL),
+    RD_TEXT(error_log, "", NULL),
+    RD_TEXT(user, "", rd_opt_user),
+    RD_TEXT(group, "", rd_opt_group),
 };
 
 /* ---- listen addresses ---------------------------------------------------- */
@@ -253,6 +271,43 @@ static int rd_opt_log_level(rd_config_t *cf, size_t idx, const char *text,
     return 0;
 }
 
+/* Unknown accounts are configuration errors, caught by -t and by a reload,
+ * not a surprise for the first worker that tries to become them. */
+static int rd_opt_user(rd_config_t *cf, size_t idx, const char *text, char *why, size_t why_len)
+{
+    (void)cf;
+    (void)idx;
+    if (text[0] != '\0' && getpwnam(text) == NULL) {
+        snprintf(why, why_len, "user '%s' does not exist", text);
+        return -1;
+    }
+    return 0;
+}
+
+static int rd_opt_group(rd_config_t *cf, size_t idx, const char *text, char *why, size_t why_len)
+{
+    (void)cf;
+    (void)idx;
+    if (text[0] != '\0' && getgrnam(text) == NULL) {
+        snprintf(why, why_len, "group '%s' does not exist", text);
+        return -1;
+    }
+    return 0;
+}
+
+static int rd_store_text(rd_config_t *cf, const rd_opt_t *opt, const char *text,
+                         char *why, size_t why_len)
+{
+    if (strlen(text) >= opt->size) {
+        snprintf(why, why_len, "%s is longer than %zu characters", opt->name, opt->size - 1);
+        return -1;
+    }
+    if (opt->parse != NULL && opt->parse(cf, 0, text, why, why_len) < 0)
+        return -1;
+    memcpy((char *)cf + opt->offset, text, strlen(text) + 1);
+    return 0;
+}
+
 /* ---- defaults ------------------------------------------------------------ */
 
 static void rd_store_int(rd_config_t *cf, const rd_opt_t *opt, long long v)
@@ -272,6 +327,8 @@ void rd_config_defaults(rd_config_t *cf)
         const rd_opt_t *opt = &rd_opts[i];
         if (opt->type == RD_OPT_INT || opt->type == RD_OPT_BOOL)
             rd_store_int(cf, opt, opt->def);
+        else if (opt->type == RD_OPT_TEXT)
+            rd_store_text(cf, opt, opt->def_text, why, sizeof why);
         else if (opt->def_text != NULL)
             opt->parse(cf, 0, opt->def_text, why, sizeof why);
     }
@@ -404,8 +461,11 @@ static const char *rd_find_value(const char *text, const char *name, unsigned li
     return NULL;
 }
 
-/* True if the literal at P does not give V; copies it into LIT. */
-static bool rd_literal_differs(const char *p, long long v, char *lit, size_t lit_len)
+/* True if the literal at P is one that libconfig 1.5 cut to 32 bits into V
+ * (atoi() of a decimal, strtoul() cast to int of a hex); copies it into LIT.
+ * Requiring that the cut value is V keeps another literal found by mistake
+ * from being taken for it. */
+static bool rd_literal_wrapped(const char *p, long long v, char *lit, size_t lit_len)
 {
     size_t n = 0;
     char *end;
@@ -415,20 +475,26 @@ static bool rd_literal_differs(const char *p, long long v, char *lit, size_t lit
     memcpy(lit, p, n);
     lit[n] = '\0';
     if (n == 0 || lit[n - 1] == 'L' || lit[n - 1] == 'l')
-        return false;           /* 64-bit already */
+        return false;           /* a 64-bit literal, read whole */
     errno = 0;
     if (lit[0] == '0' && (lit[1] == 'x' || lit[1] == 'X')) {
         unsigned long long u = strtoull(lit, &end, 16);
-        return end != lit && (errno == ERANGE || u != (unsigned long long)v);
+        if (*end != '\0')
+            return false;
+        return errno == ERANGE ? v == -1 : u > INT_MAX && (int)(unsigned)u == v;
     }
     long long x = strtoll(lit, &end, 10);
-    return end != lit && (errno == ERANGE || x != v);
+    if (end == lit || *end != '\0')
+        return false;
+    if (errno == ERANGE)
+        return v == (x > 0 ? -1 : 0);   /* (int)LONG_MAX, (int)LONG_MIN */
+    return (x > INT_MAX || x < INT_MIN) && (int)x == v;
 }
 
 /* libconfig 1.5 reads a plain integer with atoi(): 4294967297 arrives as 1
  * and would pass the range check. So the literal is read again from the
- * source and must give the same value; into LIT when it does not. A layout
- * this cannot follow (a comment between name and value) is left to libconfig. */
+ * source, into LIT. A layout this cannot follow (a comment between name and
+ * value) is left to libconfig. */
 static bool rd_int_wrapped(const rd_load_t *ld, const config_setting_t *s, long long v,
                            char *lit, size_t lit_len)
 {
@@ -438,7 +504,7 @@ static bool rd_int_wrapped(const rd_load_t *ld, const config_setting_t *s, long 
     const char *text = file != NULL ? own : ld->text;
     const char *p = text != NULL ?
         rd_find_value(text, config_setting_name(s), config_setting_source_line(s)) : NULL;
-    bool wrapped = p != NULL && rd_literal_differs(p, v, lit, lit_len);
+    bool wrapped = p != NULL && rd_literal_wrapped(p, v, lit, lit_len);
 
     free(own);
     return wrapped;
@@ -458,8 +524,15 @@ static int rd_apply_int(rd_config_t *cf, const rd_opt_t *opt, const config_setti
         rd_store_int(cf, opt, config_setting_get_bool(s));
         return 0;
     }
+    if (opt->auto_zero && type == CONFIG_TYPE_STRING) {
+        if (strcmp(config_setting_get_string(s), "auto") != 0)
+            return rd_fail_at(ld, s, "%s must be an integer or \"auto\"", opt->name);
+        rd_store_int(cf, opt, 0);
+        return 0;
+    }
     if (type != CONFIG_TYPE_INT && type != CONFIG_TYPE_INT64)
-        return rd_fail_at(ld, s, "%s must be an integer", opt->name);
+        return rd_fail_at(ld, s, "%s must be an integer%s", opt->name,
+                          opt->auto_zero ? " or \"auto\"" : "");
     long long v = config_setting_get_int64(s);
     if (rd_int_wrapped(ld, s, v, lit, sizeof lit))
         return rd_fail_at(ld, s, "%s = %s is out of range (%lld..%lld)",
@@ -475,20 +548,21 @@ static int rd_apply_text(rd_config_t *cf, const rd_opt_t *opt, const config_sett
                          size_t idx, const rd_load_t *ld)
 {
     char why[512];
+    const char *text = config_setting_get_string(s);
+    int rc = opt->type == RD_OPT_TEXT ? rd_store_text(cf, opt, text, why, sizeof why)
+                                      : opt->parse(cf, idx, text, why, sizeof why);
 
-    if (opt->parse(cf, idx, config_setting_get_string(s), why, sizeof why) < 0)
-        return rd_fail_at(ld, s, "%s", why);
-    return 0;
+    return rc < 0 ? rd_fail_at(ld, s, "%s", why) : 0;
 }
 
 static int rd_apply_strings(rd_config_t *cf, const rd_opt_t *opt, const config_setting_t *s,
                             const rd_load_t *ld)
 {
-    const char *want = opt->type == RD_OPT_STRING ? "a string" : "a string or a list of strings";
+    const char *want = opt->type == RD_OPT_STRINGS ? "a string or a list of strings" : "a string";
 
     if (config_setting_type(s) == CONFIG_TYPE_STRING)
         return rd_apply_text(cf, opt, s, 0, ld);
-    if (opt->type == RD_OPT_STRING || !(config_setting_is_list(s) || config_setting_is_array(s)))
+    if (opt->type != RD_OPT_STRINGS || !(config_setting_is_list(s) || config_setting_is_array(s)))
         return rd_fail_at(ld, s, "%s must be %s", opt->name, want);
     int n = config_setting_length(s);
     if (n < opt->min || n > opt->max)

@@ -1,6 +1,5 @@
 #include "config.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/tcp.h>
 #include <sched.h>
@@ -12,6 +11,7 @@
 #include <unistd.h>
 
 #include "rd_connection.h"
+#include "rd_listener.h"
 #include "rd_log.h"
 #include "rd_worker.h"
 
@@ -338,16 +338,6 @@ static void conn_set_keepalive(const rd_config_t *cf, int fd)
     setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof(count));
 }
 
-static void conn_client_ip(const struct sockaddr_storage *ss, char *out, size_t len)
-{
-    const void *addr = ss->ss_family == AF_INET6
-        ? (const void *)&((const struct sockaddr_in6 *)ss)->sin6_addr
-        : (const void *)&((const struct sockaddr_in *)ss)->sin_addr;
-
-    if (inet_ntop(ss->ss_family, addr, out, (socklen_t)len) == NULL)
-        snprintf(out, len, "?");
-}
-
 static void conn_open(rd_worker_t *w, int fd, const struct sockaddr_storage *ss)
 {
     rd_conn_t *c;
@@ -360,7 +350,7 @@ static void conn_open(rd_worker_t *w, int fd, const struct sockaddr_storage *ss)
     c->ev = (rd_event_t){ .fd = fd, .handler = conn_handle_event, .data = c };
     c->state = RD_CONN_READ_HEADER;
     c->want = RD_PEEK_SIZE;
-    conn_client_ip(ss, c->client_ip, sizeof(c->client_ip));
+    rd_socket_ip_text(ss, c->client_ip, sizeof(c->client_ip));
     conn_set_keepalive(w->cf, fd);
     if (rd_event_add(&w->loop, &c->ev, EPOLLIN | EPOLLET) < 0) {
         rd_log(RD_LOG_ERR, "epoll_ctl(add %d): %s", fd, strerror(errno));

@@ -1,6 +1,8 @@
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -26,6 +28,16 @@ int rd_socket_set_blocking(int fd)
     if (flags < 0)
         return -1;
     return fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+}
+
+void rd_socket_ip_text(const struct sockaddr_storage *ss, char *out, size_t len)
+{
+    const void *addr = ss->ss_family == AF_INET6
+        ? (const void *)&((const struct sockaddr_in6 *)ss)->sin6_addr
+        : (const void *)&((const struct sockaddr_in *)ss)->sin_addr;
+
+    if (inet_ntop(ss->ss_family, addr, out, (socklen_t)len) == NULL)
+        snprintf(out, len, "?");
 }
 
 static int listener_bind(const rd_listen_addr_t *a, int type)

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
@@ -54,7 +55,7 @@ typedef struct rd_slot {
 } rd_slot_t;
 
 struct rd_master {
-    const char *conf_path;
+    char conf_path[PATH_MAX];   /* a copy: the process title overwrites argv */
     rd_cycle_t cycle;           /* serving now */
     rd_cycle_t next;            /* being started by a reload; next.config NULL if none */
     unsigned generation;        /* the serving workers' generation */
@@ -427,16 +428,15 @@ static void master_schedule_respawn(rd_master_t *m, const rd_proc_t *p)
     uint64_t now = rd_now_ms();
     uint64_t delay = 0;
 
-    if (now - p->started_ms < CRASH_LIFETIME_MS) {
-        s->crashes++;
-        delay = 100ULL << (s->crashes < 9 ? s->crashes - 1 : 8);
-        if (delay > RESPAWN_MAX_DELAY_MS)
-            delay = RESPAWN_MAX_DELAY_MS;
-        rd_log(RD_LOG_ERR, "worker slot %u crashed %u times in a row: respawning in %llu ms",
-               p->slot, s->crashes, (unsigned long long)delay);
-    } else {
+    if (now - p->started_ms >= CRASH_LIFETIME_MS)
         s->crashes = 0;
-    }
+    else if (++s->crashes > 1)
+        delay = 100ULL << (s->crashes < 10 ? s->crashes - 2 : 8);
+    if (delay > RESPAWN_MAX_DELAY_MS)
+        delay = RESPAWN_MAX_DELAY_MS;
+    if (delay > 0)
+        rd_log(RD_LOG_ERR, "worker slot %u died young %u times in a row: respawning in %llu ms",
+               p->slot, s->crashes, (unsigned long long)delay);
     s->respawn_at = now + delay;
 }
 
@@ -665,11 +665,11 @@ int rd_master_run(const char *conf_path, rd_config_t *cf)
     int rc = 1;
 
     memset(m, 0, sizeof(*m));
-    m->conf_path = conf_path;
+    snprintf(m->conf_path, sizeof(m->conf_path), "%s", conf_path);
     m->cycle.config = cf;
     m->loop.epfd = -1;
     m->signal_ev.fd = -1;
-    rd_proctitle_set("raidad: master process -c %s", conf_path);
+    rd_proctitle_set("raidad: master process -c %s", m->conf_path);
     m->watchdog_usec = rd_notify_watchdog_usec();
     if (master_init(m) == 0) {
         m->generation = m->last_generation = 1;

@@ -306,29 +306,28 @@ static int frame_request(const rd_protocol_t *p, uint8_t *frame, size_t len,
     return rd_protocol_validate_body(p, req);
 }
 
-bool rd_protocol_handle_frame(const rd_protocol_t *p, uint8_t *frame, size_t len,
-                              rd_response_t *resp)
+bool rd_protocol_handle_frame(const rd_protocol_t *p, rd_request_t *req, uint8_t *frame,
+                              size_t len, rd_response_t *resp)
 {
     if (len < RD_LEGACY_HEADER_SIZE)
         return false;
-    rd_request_t req;
-    memset(&req, 0, sizeof(req));
+    memset(req, 0, sizeof(*req));
     size_t header_size = rd_protocol_header_size(frame);
     if (header_size == 0) {
         /* Unknown family: the layout is unknown too, so only the group byte
          * (common to both families) is echoed. */
-        memcpy(req.header, frame, RD_LEGACY_HEADER_SIZE);
-        req.header_have = RD_LEGACY_HEADER_SIZE;
-        rd_protocol_error_response(p, &req, RD_STATUS_INVALID_ENCRYPTION_CODE, resp);
+        memcpy(req->header, frame, RD_LEGACY_HEADER_SIZE);
+        req->header_have = RD_LEGACY_HEADER_SIZE;
+        rd_protocol_error_response(p, req, RD_STATUS_INVALID_ENCRYPTION_CODE, resp);
         return true;
     }
     if (len < header_size)
         return false;
-    int status = frame_request(p, frame, len, header_size, &req);
+    int status = frame_request(p, frame, len, header_size, req);
     if (status != RD_STATUS_NO_ERROR)
-        rd_protocol_error_response(p, &req, status, resp);
+        rd_protocol_error_response(p, req, status, resp);
     else
-        rd_protocol_run_command(p, &req, resp);
+        rd_protocol_run_command(p, req, resp);
     return true;
 }
 

@@ -4,19 +4,35 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "rd_listener.h"
 #include "rd_log.h"
 #include "rd_udp.h"
 #include "rd_worker.h"
+
+static void udp_log(const struct sockaddr_storage *peer, const rd_request_t *req, bool answered)
+{
+    char ip[INET6_ADDRSTRLEN];
+
+    rd_socket_ip_text(peer, ip, sizeof(ip));
+    if (answered)
+        rd_log(RD_LOG_DEBUG, "%s: udp %s", ip, rd_protocol_command_name(req->group, req->command));
+    else
+        rd_log(RD_LOG_DEBUG, "%s: udp: dropped a datagram too short to answer", ip);
+}
 
 static void udp_answer(rd_worker_t *w, int fd, size_t len,
                        const struct sockaddr_storage *peer, socklen_t peer_len)
 {
     rd_response_t resp;
+    rd_request_t req;
+    bool answered;
 
     rd_response_init(&resp);
-    if (!rd_protocol_handle_frame(&w->proto, w->udp_buf, len, &resp)) {
+    answered = rd_protocol_handle_frame(&w->proto, &req, w->udp_buf, len, &resp);
+    if (rd_log_enabled(RD_LOG_DEBUG))
+        udp_log(peer, &req, answered);
+    if (!answered) {
         rd_stats_add(&w->proto.stats->udp_dropped, 1);
-        rd_log_debug("udp: dropped a %zu-byte datagram", len);
         return;
     }
     /* A full send buffer drops the answer, as the network may: the client

@@ -760,7 +760,7 @@ def udp_socket(timeout=IO_TIMEOUT):
     return s
 
 
-def udp_exchange(port, data, timeout=2.0):
+def udp_exchange(port, data, timeout=5.0):
     """Sends one datagram; returns the answer, or None if none came in TIMEOUT s."""
     with udp_socket(timeout) as s:
         s.sendto(data, ("127.0.0.1", port))

@@ -219,6 +219,7 @@ static void test_integer_forms(void **state)
     /* The name also appearing in a string on the same line. */
     assert_int_equal(parse_ok("log_level = \"info\"; coin_id = 8; # coin_id = 99999999999")
                      ->coin_id, 8);
+    assert_int_equal(parse_ok("/* raida_id = 4294967297 */ raida_id = 7;")->raida_id, 7);
 }
 
 static void test_log_level_setting(void **state)

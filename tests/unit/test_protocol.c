@@ -183,7 +183,7 @@ static uint32_t assert_header(const uint8_t *got, const uint8_t *want)
 
 static void handle(fixture_t *f, uint8_t *frame, size_t len)
 {
-    assert_true(rd_protocol_handle_frame(&f->p, frame, len, &f->resp));
+    assert_true(rd_protocol_handle_frame(&f->p, &(rd_request_t){ 0 }, frame, len, &f->resp));
 }
 
 static void handle_expect_status(fixture_t *f, uint8_t *frame, size_t len, int status)
@@ -597,12 +597,12 @@ static void test_handle_frame_short(void **state)
     make_frame(frame, 0, 0, NULL, 0);
     const size_t lens[] = { 0, 1, 17, 31 };
     for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
-        assert_false(rd_protocol_handle_frame(&f->p, frame, lens[i], &f->resp));
+        assert_false(rd_protocol_handle_frame(&f->p, &(rd_request_t){ 0 }, frame, lens[i], &f->resp));
         assert_int_equal(f->resp.len, 0);
     }
     /* The 48-byte family needs 48 bytes before anything can be said. */
     frame[16] = 4;
-    assert_false(rd_protocol_handle_frame(&f->p, frame, 40, &f->resp));
+    assert_false(rd_protocol_handle_frame(&f->p, &(rd_request_t){ 0 }, frame, 40, &f->resp));
     assert_int_equal(f->resp.len, 0);
     assert_int_equal(f->p.stats->requests, 0);
 }
@@ -970,13 +970,13 @@ static void *serve_one(void *arg)
         struct sockaddr_storage from;
         socklen_t fl = sizeof(from);
         ssize_t n = recvfrom(s->fd, buf, sizeof(buf), 0, (struct sockaddr *)&from, &fl);
-        if (n > 0 && rd_protocol_handle_frame(s->p, buf, (size_t)n, &resp))
+        if (n > 0 && rd_protocol_handle_frame(s->p, &(rd_request_t){ 0 }, buf, (size_t)n, &resp))
             sendto(s->fd, resp.data, resp.len, 0, (struct sockaddr *)&from, fl);
     } else {
         int c = accept(s->fd, NULL, NULL);
         if (c >= 0) {
             size_t n = read_request(c, buf, sizeof(buf));
-            if (rd_protocol_handle_frame(s->p, buf, n, &resp))
+            if (rd_protocol_handle_frame(s->p, &(rd_request_t){ 0 }, buf, n, &resp))
                 send(c, resp.data, resp.len, MSG_NOSIGNAL);
             close(c);
         }
