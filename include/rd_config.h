@@ -41,6 +41,13 @@ typedef struct rd_config {
     bool admin_key_set;
     uint8_t admin_key[RD_ADMIN_KEY_SIZE];
     int log_level;
+    /* Abuse: caps and limits. */
+    unsigned worker_connections;   /* per worker; 0: from the descriptor limit */
+    unsigned write_timeout_ms;     /* a client that does not read its answer */
+    bool udp;                      /* answer on UDP at all */
+    unsigned max_connections_per_ip;  /* 0: no limit */
+    unsigned rate_limit;           /* requests per second per address; 0: none */
+    unsigned rate_limit_burst;     /* 0: as many as rate_limit */
     /* The process model (master and workers). */
     unsigned worker_processes;     /* 0: one per CPU ("auto") */
     unsigned shutdown_timeout_ms;  /* graceful stop and reload drain bound */

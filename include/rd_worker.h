@@ -31,7 +31,12 @@ typedef struct rd_worker {
     size_t active;                 /* open client connections */
     size_t in_flight;              /* requests in the pool or the queue */
     size_t max_in_flight;          /* the queue's capacity */
-    rd_conn_list_t timeouts;
+    size_t max_conns;              /* worker_connections */
+    unsigned accept_blocked;       /* RD_ACCEPT_* reasons the listeners are paused */
+    uint64_t accept_retry_ms;      /* when to try again after running out of descriptors */
+    uint64_t accept_warned_ms;     /* last log line about it: at most one a second */
+    rd_conn_list_t timeouts;       /* reading a request: socket_timeout_ms */
+    rd_conn_list_t write_timeouts; /* writing or lingering: write_timeout_ms */
     rd_conn_list_t waiting;
     uint8_t *udp_buf;
     bool done_pending;             /* the queue's eventfd fired this batch */
@@ -39,6 +44,17 @@ typedef struct rd_worker {
     uint64_t drain_deadline;
     bool stopping;
 } rd_worker_t;
+
+/* Why the TCP listeners are paused; they resume when no reason is left. */
+enum {
+    RD_ACCEPT_FULL = 1,            /* worker_connections reached */
+    RD_ACCEPT_NOFD = 2,            /* the process ran out of descriptors */
+    RD_ACCEPT_BUSY = 4,            /* the pool is saturated: requests wait */
+};
+
+/* Pauses or resumes accepting for REASON; the connection code calls these. */
+void rd_worker_accept_block(rd_worker_t *w, unsigned reason);
+void rd_worker_accept_unblock(rd_worker_t *w, unsigned reason);
 
 /* Serves CYCLE's listeners until SIGTERM or SIGINT (at once) or SIGQUIT
  * (once the requests under way are answered, within shutdown_timeout_ms).

@@ -79,15 +79,18 @@ static void conn_put(rd_worker_t *w, rd_conn_t *c)
     w->free_conns = c;
 }
 
-static void conn_set_deadline(rd_conn_t *c)
+/* Every entry of a timeout list gets the same timeout, so appending keeps
+ * it ordered by deadline and expiry only ever looks at its head. */
+static void conn_set_deadline(rd_conn_t *c, rd_conn_list_t *list, unsigned timeout_ms)
 {
-    rd_worker_t *w = c->worker;
-
-    /* Every entry gets the same timeout, so appending keeps the list
-     * ordered by deadline and expiry only ever looks at its head. */
     rd_conn_list_remove(c);
-    c->deadline_ms = rd_now_ms() + w->cf->socket_timeout_ms;
-    rd_conn_list_append(&w->timeouts, c);
+    c->deadline_ms = rd_now_ms() + timeout_ms;
+    rd_conn_list_append(list, c);
+}
+
+static void conn_write_deadline(rd_conn_t *c)
+{
+    conn_set_deadline(c, &c->worker->write_timeouts, c->worker->cf->write_timeout_ms);
 }
 
 static void conn_close(rd_conn_t *c)
@@ -103,6 +106,8 @@ static void conn_close(rd_conn_t *c)
     free(c->req.body);
     rd_response_release(&c->resp);
     conn_put(w, c);
+    /* A descriptor and a slot are free again. */
+    rd_worker_accept_unblock(w, RD_ACCEPT_FULL | RD_ACCEPT_NOFD);
 }
 
 /* Reads and discards input until the peer closes, so that closing our end
@@ -133,7 +138,7 @@ static int conn_finish(rd_conn_t *c)
     }
     shutdown(c->ev.fd, SHUT_WR);
     c->state = RD_CONN_LINGER;
-    conn_set_deadline(c);
+    conn_write_deadline(c);
     return conn_drain(c);
 }
 
@@ -158,7 +163,7 @@ static int conn_write(rd_conn_t *c)
         if (!c->out_armed) {
             rd_event_mod(&w->loop, &c->ev, EPOLLIN | EPOLLOUT | EPOLLET);
             c->out_armed = true;
-            conn_set_deadline(c);
+            conn_write_deadline(c);
         }
         return CONN_PAUSE;
     }
@@ -221,8 +226,12 @@ static int conn_dispatch(rd_conn_t *c)
     /* The client has done its part; no timeout while we work. */
     rd_conn_list_remove(c);
     if (w->in_flight >= w->max_in_flight) {
+        /* Every request slot is taken: this one waits its turn, and no new
+         * connection is taken until the backlog is gone, so memory stays
+         * bounded by the connections already open. */
         c->state = RD_CONN_WAITING;
         rd_conn_list_append(&w->waiting, c);
+        rd_worker_accept_block(w, RD_ACCEPT_BUSY);
     } else {
         conn_submit(c);
     }
@@ -360,25 +369,34 @@ static void conn_open(rd_worker_t *w, int fd, const struct sockaddr_storage *ss)
     }
     w->conns[fd] = c;
     w->active++;
-    conn_set_deadline(c);
+    conn_set_deadline(c, &w->timeouts, w->cf->socket_timeout_ms);
     rd_stats_add(&w->proto.stats->tcp_accepted, 1);
 }
 
+/* Accepts until EAGAIN: an edge-triggered listener reports a burst once.
+ * At the connection cap or out of descriptors it pauses the listeners
+ * instead, so that the loop neither spins nor leaves them forgotten. */
 void rd_conn_accept_all(rd_worker_t *w, int listen_fd)
 {
     for (;;) {
         struct sockaddr_storage ss;
         socklen_t len = sizeof(ss);
-        int fd = accept4(listen_fd, (struct sockaddr *)&ss, &len,
-                         SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd;
 
+        if (w->active >= w->max_conns) {
+            rd_worker_accept_block(w, RD_ACCEPT_FULL);
+            return;
+        }
+        fd = accept4(listen_fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
             conn_open(w, fd, &ss);
             continue;
         }
         if (errno == EINTR || errno == ECONNABORTED)
             continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK)
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+            rd_worker_accept_block(w, RD_ACCEPT_NOFD);
+        else if (errno != EAGAIN && errno != EWOULDBLOCK)
             rd_log(RD_LOG_ERR, "accept: %s", strerror(errno));
         return;
     }
@@ -398,17 +416,31 @@ void rd_conn_submit_waiting(rd_worker_t *w)
         rd_conn_list_remove(c);
         conn_submit(c);
     }
+    if (w->waiting.head == NULL)
+        rd_worker_accept_unblock(w, RD_ACCEPT_BUSY);
+}
+
+static int conn_expire_list(rd_conn_list_t *list, uint64_t now_ms)
+{
+    rd_conn_t *c;
+
+    while ((c = list->head) != NULL && c->deadline_ms <= now_ms) {
+        rd_log_debug("%s: timed out %s", c->client_ip,
+                     c->state == RD_CONN_READ_HEADER || c->state == RD_CONN_READ_BODY
+                         ? "reading the request" : "writing the answer");
+        conn_close(c);
+    }
+    return c == NULL ? -1 : (int)(c->deadline_ms - now_ms);
 }
 
 int rd_conn_expire(rd_worker_t *w, uint64_t now_ms)
 {
-    rd_conn_t *c;
+    int reading = conn_expire_list(&w->timeouts, now_ms);
+    int writing = conn_expire_list(&w->write_timeouts, now_ms);
 
-    while ((c = w->timeouts.head) != NULL && c->deadline_ms <= now_ms) {
-        rd_log_debug("%s: timed out", c->client_ip);
-        conn_close(c);
-    }
-    return c == NULL ? -1 : (int)(c->deadline_ms - now_ms);
+    if (reading < 0 || (writing >= 0 && writing < reading))
+        return writing;
+    return reading;
 }
 
 void rd_conn_close_all(rd_worker_t *w)

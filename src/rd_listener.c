@@ -90,7 +90,11 @@ int rd_listeners_open_reusing(const rd_config_t *cf, const rd_listener_t *old, s
         return -1;
     for (size_t i = 0; i < cf->listen_count; i++) {
         for (size_t t = 0; t < 2; t++) {
-            int fd = listener_find(old, old_count, &cf->listen[i], types[t]);
+            int fd;
+
+            if (types[t] == SOCK_DGRAM && !cf->udp)
+                continue;
+            fd = listener_find(old, old_count, &cf->listen[i], types[t]);
 
             if (fd < 0 && (fd = listener_bind(&cf->listen[i], types[t])) < 0) {
                 rd_listeners_release(ls, n, old, old_count);

@@ -628,7 +628,7 @@ static int master_init(rd_master_t *m)
     if ((m->cycle.stats = rd_stats_create()) == NULL)
         return -1;
     for (size_t i = 0; i < cf->listen_count; i++)
-        rd_log(RD_LOG_NOTICE, "listening on %s (tcp, udp)", cf->listen[i].text);
+        rd_log(RD_LOG_NOTICE, "listening on %s (%s)", cf->listen[i].text, cf->udp ? "tcp, udp" : "tcp");
     return master_write_pid(cf);
 }
 

@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -49,7 +50,7 @@ static void worker_start_draining(rd_worker_t *w)
         rd_event_t *ev = &w->listener_events[i];
 
         ev->handler(ev, EPOLLIN);
-        rd_event_del(&w->loop, ev);
+        rd_event_del(&w->loop, ev);   /* fails harmlessly if paused */
         close(ev->fd);
     }
     w->draining = true;
@@ -103,14 +104,74 @@ static void worker_drain_done(rd_worker_t *w)
     rd_conn_submit_waiting(w);
 }
 
-static int worker_watch(rd_worker_t *w, rd_event_t *ev, int fd, rd_event_handler handler)
+static int worker_watch(rd_worker_t *w, rd_event_t *ev, int fd, rd_event_handler handler,
+                        uint32_t mask)
 {
     *ev = (rd_event_t){ .fd = fd, .handler = handler, .data = w };
-    if (rd_event_add(&w->loop, ev, EPOLLIN | EPOLLET) < 0) {
+    if (rd_event_add(&w->loop, ev, mask) < 0) {
         rd_log(RD_LOG_ERR, "epoll_ctl(add %d): %s", fd, strerror(errno));
         return -1;
     }
     return 0;
+}
+
+/* Listeners are shared by every worker: EPOLLEXCLUSIVE wakes one of them
+ * per event instead of all (no thundering herd). */
+static uint32_t listener_mask(void)
+{
+    return EPOLLIN | EPOLLET | EPOLLEXCLUSIVE;
+}
+
+static void worker_listeners_watch(rd_worker_t *w, bool on)
+{
+    const rd_cycle_t *cy = w->cycle;
+
+    for (size_t i = 0; i < cy->listener_count; i++) {
+        if (cy->listeners[i].type != SOCK_STREAM)
+            continue;
+        /* EPOLLEXCLUSIVE forbids EPOLL_CTL_MOD: remove and add again. Adding
+         * reports connections already waiting, so none is left behind. */
+        if (on)
+            rd_event_add(&w->loop, &w->listener_events[i], listener_mask());
+        else
+            rd_event_del(&w->loop, &w->listener_events[i]);
+    }
+}
+
+static void worker_warn_accept(rd_worker_t *w, const char *why)
+{
+    uint64_t now = rd_now_ms();
+
+    if (now - w->accept_warned_ms < 1000)
+        return;
+    w->accept_warned_ms = now;
+    rd_log(RD_LOG_WARN, "not accepting connections for now: %s (%zu open)", why, w->active);
+}
+
+void rd_worker_accept_block(rd_worker_t *w, unsigned reason)
+{
+    static const char *const why[] = {
+        [RD_ACCEPT_FULL] = "worker_connections reached",
+        [RD_ACCEPT_NOFD] = "out of descriptors",
+        [RD_ACCEPT_BUSY] = "all request slots busy",
+    };
+
+    if (reason == RD_ACCEPT_NOFD)
+        w->accept_retry_ms = rd_now_ms() + 100;
+    if (reason != RD_ACCEPT_BUSY)
+        worker_warn_accept(w, why[reason]);
+    if (w->accept_blocked == 0 && !w->draining)
+        worker_listeners_watch(w, false);
+    w->accept_blocked |= reason;
+}
+
+void rd_worker_accept_unblock(rd_worker_t *w, unsigned reason)
+{
+    if ((w->accept_blocked & reason) == 0)
+        return;
+    w->accept_blocked &= ~reason;
+    if (w->accept_blocked == 0 && !w->draining)
+        worker_listeners_watch(w, true);
 }
 
 static int worker_watch_listeners(rd_worker_t *w)
@@ -124,7 +185,7 @@ static int worker_watch_listeners(rd_worker_t *w)
         const rd_listener_t *l = &cy->listeners[i];
         rd_event_handler h = l->type == SOCK_STREAM ? worker_on_accept : worker_on_datagram;
 
-        if (worker_watch(w, &w->listener_events[i], l->fd, h) < 0)
+        if (worker_watch(w, &w->listener_events[i], l->fd, h, listener_mask()) < 0)
             return -1;
     }
     return 0;
@@ -156,6 +217,20 @@ static void worker_set_protocol(rd_worker_t *w)
     w->proto.stats = w->cycle->stats;
 }
 
+/* "auto": what the descriptor limit allows, less a reserve for the loop,
+ * the listeners, the channel and the logs. */
+static size_t worker_connection_cap(const rd_config_t *cf)
+{
+    struct rlimit rl;
+    size_t limit = cf->max_descriptors;
+
+    if (cf->worker_connections > 0)
+        return cf->worker_connections;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < limit)
+        limit = rl.rlim_cur;
+    return limit > 128 ? limit - 64 : limit / 2;
+}
+
 static int worker_init(rd_worker_t *w, const rd_cycle_t *cycle, int channel)
 {
     const rd_config_t *cf = cycle->config;
@@ -167,6 +242,7 @@ static int worker_init(rd_worker_t *w, const rd_cycle_t *cycle, int channel)
     worker_set_protocol(w);
     w->conns_size = cf->max_descriptors;
     w->max_in_flight = cf->mod_queue_size;
+    w->max_conns = worker_connection_cap(cf);
     w->conns = calloc(w->conns_size, sizeof(*w->conns));
     w->udp_buf = malloc(cf->udp_payload_threshold);
     if (w->conns == NULL || w->udp_buf == NULL)
@@ -179,11 +255,13 @@ static int worker_init(rd_worker_t *w, const rd_cycle_t *cycle, int channel)
     w->pool = rd_threadpool_create(cf->worker_threads, cf->mod_queue_size);
     if (w->done == NULL || w->pool == NULL)
         return -1;
-    if (worker_watch(w, &w->done_ev, rd_queue_fd(w->done), worker_on_done) < 0)
+    if (worker_watch(w, &w->done_ev, rd_queue_fd(w->done), worker_on_done, EPOLLIN | EPOLLET) < 0)
         return -1;
-    if (worker_watch(w, &w->signal_ev, worker_open_signalfd(), worker_on_signal) < 0)
+    if (worker_watch(w, &w->signal_ev, worker_open_signalfd(), worker_on_signal,
+                     EPOLLIN | EPOLLET) < 0)
         return -1;
-    if (channel >= 0 && worker_watch(w, &w->channel_ev, channel, worker_on_channel) < 0)
+    if (channel >= 0 && worker_watch(w, &w->channel_ev, channel, worker_on_channel,
+                                    EPOLLIN | EPOLLET) < 0)
         return -1;
     return worker_watch_listeners(w);
 }
@@ -228,7 +306,7 @@ static void worker_loop(rd_worker_t *w)
 
         if (next >= 0 && next < timeout)
             timeout = next;
-        if (w->draining && timeout > 100)
+        if ((w->draining || (w->accept_blocked & RD_ACCEPT_NOFD)) && timeout > 100)
             timeout = 100;
         if (rd_event_loop_poll(&w->loop, timeout) < 0) {
             rd_log(RD_LOG_CRIT, "epoll_wait: %s", strerror(errno));
@@ -236,6 +314,8 @@ static void worker_loop(rd_worker_t *w)
         }
         if (w->done_pending)
             worker_drain_done(w);
+        if ((w->accept_blocked & RD_ACCEPT_NOFD) && rd_now_ms() >= w->accept_retry_ms)
+            rd_worker_accept_unblock(w, RD_ACCEPT_NOFD);
     }
 }
 

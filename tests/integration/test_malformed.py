@@ -19,6 +19,7 @@ from raidatest import (  # noqa: E402
 
 SOCKET_TIMEOUT_MS = 1000
 MAX_BODY_SIZE = 1024
+UDP_PAYLOAD_THRESHOLD = 512
 
 state = {}
 
@@ -26,6 +27,7 @@ state = {}
 def daemon():
     if "daemon" not in state:
         d = Daemon({"max_body_size": MAX_BODY_SIZE, "socket_timeout_ms": SOCKET_TIMEOUT_MS,
+                    "udp_payload_threshold": UDP_PAYLOAD_THRESHOLD,
                     "admin_key": "00112233445566778899aabbccddeeff"}, log_level="debug")
         state["daemon"] = d
         d.start()
@@ -73,12 +75,11 @@ def tcp_error_case(status, **request):
     with served_meanwhile():
         frame, _ = d.request(**request)
         result = tcp_talk(d.port, frame)
-        expect(result.how in ("eof", "reset"), "no end of connection after the answer", result)
-        expect(result.data, f"connection closed ({result.how}) without an answer", result)
+        expect(result.data, f"connection ended ({result.how}) without an answer", result)
         assert_status(result.data, status, echo=frame[30:32], raida_id=d.raida_id)
-        if result.how == "reset":
-            diag(f"note: the answer ({status}) was followed by a reset, not a FIN "
-                 "(closed with request bytes unread)")
+        # The daemon reads what is left of the request before closing, so
+        # that no reset can destroy the answer on its way.
+        expect(result.how == "eof", "the answer was not followed by a clean close (FIN)", result)
 
 
 @test
@@ -168,6 +169,12 @@ def test_tcp_body_over_max_body_size_answered_without_the_body():
         expect(result.data, "no answer to a body_size over max_body_size", result)
         assert_status(result.data, 16, echo=frame[30:32], raida_id=d.raida_id)
         expect(result.how == "eof", "the answer was not followed by a clean close", result)
+        # The same with the oversized body sent along: answered, then closed.
+        frame, _ = d.request(body=bytes(4000))
+        result = tcp_talk(d.port, frame)
+        expect(result.data, "no answer to a body over max_body_size", result)
+        assert_status(result.data, 16, echo=frame[30:32], raida_id=d.raida_id)
+        expect(result.how == "eof", "the answer was not followed by a clean close", result)
 
 
 @test
@@ -231,6 +238,45 @@ def test_tcp_request_then_half_close_is_answered():
         expect(r.challenge_hash == challenge, "challenge hash differs", r)
 
 
+@test
+def test_tcp_second_request_on_a_connection_is_not_answered():
+    """One request per connection: the first is answered, then the close."""
+    d = daemon()
+    with served_meanwhile():
+        first, challenge = d.request(echo=b"\x01\x01")
+        second, _ = d.request(echo=b"\x02\x02")
+        result = tcp_talk(d.port, first + second)
+        expect(len(result.data) == 32, "expected exactly one 32-byte answer", result)
+        r = assert_status(result.data, 250, echo=b"\x01\x01")
+        expect(r.challenge_hash == challenge, "challenge hash differs", r)
+        expect(result.how == "eof", "the answer was not followed by a clean close (FIN) but a "
+               "reset: the unread second request was left in the socket at close", result)
+
+
+@test(timeout=60)
+def test_tcp_client_streaming_after_its_answer_is_cut_off():
+    """After an error answer the daemon reads what the client still sends,
+    but not for ever: within a few socket timeouts the connection is gone."""
+    d = daemon()
+    with served_meanwhile():
+        frame, _ = d.request(routing=255)
+        start = time.monotonic()
+        with tcp_connect(d.port) as s:
+            s.sendall(frame)
+            gone = None
+            while time.monotonic() - start < 10:
+                try:
+                    s.sendall(bytes(1024))
+                except (BrokenPipeError, ConnectionResetError) as e:
+                    gone = e
+                    break
+                time.sleep(0.05)
+        elapsed = time.monotonic() - start
+        expect(gone is not None, f"connection still accepting data after {elapsed:.1f} s")
+        expect(elapsed <= 6, f"connection cut after {elapsed:.1f} s (socket_timeout_ms = "
+               f"{SOCKET_TIMEOUT_MS})")
+
+
 # ---------------------------------------------------------------- UDP
 
 def udp_ask(sock, port, frame, timeout=3.0):
@@ -287,6 +333,32 @@ def test_udp_header_errors():
     udp_error_case(255, routing=255)
     udp_error_case(7, coin_id=5)
     udp_error_case(27, enc=9)
+
+
+@test
+def test_udp_datagram_over_udp_payload_threshold():
+    d = daemon()
+    limit = UDP_PAYLOAD_THRESHOLD
+    with served_meanwhile(), udp_socket() as s:
+        frame, challenge = d.request(payload=bytes(limit - 32 - 18))
+        expect(len(frame) == limit, "test bug: frame size")
+        answer = udp_ask(s, d.port, frame)
+        expect(answer is not None, f"no answer to a {limit}-byte datagram")
+        r = assert_status(answer, 250, echo=frame[30:32])
+        expect(r.challenge_hash == challenge, "challenge hash differs", r)
+
+        frame, _ = d.request(payload=bytes(limit - 32 - 18 + 1))
+        answer = udp_ask(s, d.port, frame)
+        expect(answer is not None, f"no answer to a {len(frame)}-byte datagram")
+        assert_status(answer, 16, echo=frame[30:32])
+
+        # Its first udp_payload_threshold bytes are a whole request (body
+        # size field included), 88 more bytes follow: the datagram is over
+        # the threshold and its length does not match its body size.
+        frame, _ = d.request(payload=bytes(limit - 32 - 18))
+        answer = udp_ask(s, d.port, frame + bytes(88))
+        expect(answer is not None, f"no answer to a {len(frame) + 88}-byte datagram")
+        assert_status(answer, 16, echo=frame[30:32])
 
 
 @test
