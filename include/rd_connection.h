@@ -9,6 +9,7 @@
 #include <netinet/in.h>
 
 #include "rd_event.h"
+#include "rd_limit.h"
 #include "rd_protocol.h"
 
 struct rd_worker;
@@ -37,6 +38,7 @@ struct rd_conn {
     rd_conn_state_t state;
     bool input_left;            /* we answer before reading the whole request */
     bool out_armed;             /* EPOLLOUT requested: the socket buffer filled */
+    bool limit_counted;         /* counted in the per-address connection limit */
     rd_conn_list_t *list;       /* the list it is on, if any */
     rd_conn_t *prev, *next;
     uint64_t deadline_ms;
@@ -46,6 +48,7 @@ struct rd_conn {
     rd_request_t req;
     rd_response_t resp;
     char client_ip[INET6_ADDRSTRLEN];
+    uint8_t client_key[RD_LIMIT_KEY_SIZE];
 };
 
 void rd_conn_list_append(rd_conn_list_t *list, rd_conn_t *c);

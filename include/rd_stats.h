@@ -16,6 +16,7 @@ typedef struct rd_stats {
     _Atomic uint64_t by_command[RD_STATS_GROUPS][256];
     _Atomic uint64_t udp_dropped;                /* datagrams too short to answer */
     _Atomic uint64_t tcp_accepted;
+    _Atomic uint64_t refused_per_ip;             /* over max_connections_per_ip */
 } rd_stats_t;
 
 rd_stats_t *rd_stats_create(void);

@@ -103,6 +103,8 @@ static void conn_close(rd_conn_t *c)
     close(fd);
     w->conns[fd] = NULL;
     w->active--;
+    if (c->limit_counted)
+        rd_limit_conn_close(w->limit, c->client_key);
     free(c->req.body);
     rd_response_release(&c->resp);
     conn_put(w, c);
@@ -268,10 +270,13 @@ static int conn_header_read(rd_conn_t *c)
 
 static int conn_body_read(rd_conn_t *c)
 {
+    rd_worker_t *w = c->worker;
     int status;
 
     c->req.body_complete = true;
-    status = rd_protocol_validate_body(&c->worker->proto, &c->req);
+    if (w->limit != NULL && !rd_limit_request(w->limit, c->client_key, rd_now_ms()))
+        return conn_fail(c, RD_STATUS_RATE_EXCEEDED);
+    status = rd_protocol_validate_body(&w->proto, &c->req);
     if (status != RD_STATUS_NO_ERROR)
         return conn_fail(c, status);
     return conn_dispatch(c);
@@ -347,6 +352,19 @@ static void conn_set_keepalive(const rd_config_t *cf, int fd)
     setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof(count));
 }
 
+/* Applies the per-address connection limit; false when C must go. */
+static bool conn_admit(rd_worker_t *w, rd_conn_t *c, const struct sockaddr_storage *ss)
+{
+    int rc;
+
+    if (w->limit == NULL)
+        return true;
+    rd_limit_key(ss, c->client_key);
+    rc = rd_limit_conn_open(w->limit, c->client_key, rd_now_ms());
+    c->limit_counted = rc > 0;
+    return rc >= 0;
+}
+
 static void conn_open(rd_worker_t *w, int fd, const struct sockaddr_storage *ss)
 {
     rd_conn_t *c;
@@ -354,6 +372,13 @@ static void conn_open(rd_worker_t *w, int fd, const struct sockaddr_storage *ss)
     if ((size_t)fd >= w->conns_size || (c = conn_get(w)) == NULL) {
         rd_log(RD_LOG_WARN, "no room for connection on descriptor %d: closing it", fd);
         close(fd);
+        return;
+    }
+    if (!conn_admit(w, c, ss)) {
+        rd_log_debug("connection refused: too many from this address");
+        rd_stats_add(&w->proto.stats->refused_per_ip, 1);
+        close(fd);
+        conn_put(w, c);
         return;
     }
     c->ev = (rd_event_t){ .fd = fd, .handler = conn_handle_event, .data = c };

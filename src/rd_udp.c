@@ -20,6 +20,30 @@ static void udp_log(const struct sockaddr_storage *peer, const rd_request_t *req
         rd_log(RD_LOG_DEBUG, "%s: udp: dropped a datagram too short to answer", ip);
 }
 
+/* Over its rate: the answer (160) carries the request's own header
+ * fields, and no command runs. */
+static bool udp_refuse(rd_worker_t *w, rd_request_t *req, size_t len, rd_response_t *resp)
+{
+    if (len < RD_LEGACY_HEADER_SIZE)
+        return false;
+    memset(req, 0, sizeof(*req));
+    memcpy(req->header, w->udp_buf, RD_LEGACY_HEADER_SIZE);
+    req->header_have = RD_LEGACY_HEADER_SIZE;
+    req->header_size = RD_LEGACY_HEADER_SIZE;
+    rd_protocol_error_response(&w->proto, req, RD_STATUS_RATE_EXCEEDED, resp);
+    return true;
+}
+
+static bool udp_over_rate(rd_worker_t *w, const struct sockaddr_storage *peer)
+{
+    uint8_t key[RD_LIMIT_KEY_SIZE];
+
+    if (w->limit == NULL)
+        return false;
+    rd_limit_key(peer, key);
+    return !rd_limit_request(w->limit, key, rd_now_ms());
+}
+
 static void udp_answer(rd_worker_t *w, int fd, size_t len,
                        const struct sockaddr_storage *peer, socklen_t peer_len)
 {
@@ -28,7 +52,10 @@ static void udp_answer(rd_worker_t *w, int fd, size_t len,
     bool answered;
 
     rd_response_init(&resp);
-    answered = rd_protocol_handle_frame(&w->proto, &req, w->udp_buf, len, &resp);
+    if (udp_over_rate(w, peer))
+        answered = udp_refuse(w, &req, len, &resp);
+    else
+        answered = rd_protocol_handle_frame(&w->proto, &req, w->udp_buf, len, &resp);
     if (rd_log_enabled(RD_LOG_DEBUG))
         udp_log(peer, &req, answered);
     if (!answered) {

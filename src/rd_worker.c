@@ -217,6 +217,19 @@ static void worker_set_protocol(rd_worker_t *w)
     w->proto.stats = w->cycle->stats;
 }
 
+static int worker_open_limits(rd_worker_t *w)
+{
+    const rd_config_t *cf = w->cf;
+    rd_limit_conf_t lc = { .max_connections = cf->max_connections_per_ip,
+                           .rate = cf->rate_limit, .burst = cf->rate_limit_burst };
+    size_t capacity = w->max_conns * 2 > 4096 ? w->max_conns * 2 : 4096;
+
+    if (lc.max_connections == 0 && lc.rate == 0)
+        return 0;
+    w->limit = rd_limit_create(&lc, capacity > (1u << 20) ? (1u << 20) : capacity);
+    return w->limit == NULL ? -1 : 0;
+}
+
 /* "auto": what the descriptor limit allows, less a reserve for the loop,
  * the listeners, the channel and the logs. */
 static size_t worker_connection_cap(const rd_config_t *cf)
@@ -249,6 +262,8 @@ static int worker_init(rd_worker_t *w, const rd_cycle_t *cycle, int channel)
         return -1;
     if (rd_event_loop_init(&w->loop, (int)cf->events_per_wait) < 0)
         return -1;
+    if (worker_open_limits(w) < 0)
+        return -1;
     /* The pool's FIFO and the queue both hold every request in flight, so
      * neither can overflow. */
     w->done = rd_queue_create(cf->mod_queue_size);
@@ -279,6 +294,7 @@ static void worker_free(rd_worker_t *w)
     if (w->signal_ev.fd >= 0)
         close(w->signal_ev.fd);
     rd_event_loop_free(&w->loop);
+    rd_limit_destroy(w->limit);
     free(w->listener_events);
     free(w->udp_buf);
     free(w->conns);

@@ -19,6 +19,7 @@ that is removed at exit.
 """
 
 import atexit
+import ctypes
 import errno
 import os
 import re
@@ -37,6 +38,7 @@ import traceback
 import zlib
 
 HEADER_SIZE = 32
+PR_SET_PDEATHSIG = 1
 TRAILER = b"\x3e\x3e"
 STATUS_SUCCESS = 250
 
@@ -205,6 +207,8 @@ def run():
     print(f"1..{len(_tests)}", flush=True)
     failed = 0
     signal.signal(signal.SIGALRM, _alarm)
+    # Killed by make or a CI timeout: exit through atexit, which stops the daemons.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     for number, func in enumerate(_tests, 1):
         name = func.__name__.replace("_", " ").removeprefix("test ")
         error = None
@@ -329,7 +333,8 @@ class Daemon:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [RAIDAD, "-c", self.config_path], stdin=subprocess.DEVNULL,
-                stdout=log, stderr=log, env=env, close_fds=True)
+                stdout=log, stderr=log, env=env, close_fds=True,
+                preexec_fn=_die_with_parent)
         Daemon.live.append(self)
         try:
             self._wait_ready()
@@ -386,22 +391,21 @@ class Daemon:
             self._read_notifications(min(left, 0.2))
         return True
 
-    def stop(self, expect_log=()):
-        """SIGTERM, wait, then check: exit status 0 and a clean log."""
+    def stop(self, expect_log=(), sig=signal.SIGTERM):
+        """SIGTERM (or SIG), wait, then check: exit status 0 and a clean log."""
         if self.proc is None or self.returncode is not None:
             return self.returncode
-        os.kill(self.proc.pid, signal.SIGTERM)
+        name = signal.Signals(sig).name
+        self.proc.send_signal(sig)
         try:
             self.returncode = self.proc.wait(STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
             self.kill()
-            raise DaemonError(f"raidad did not exit within {STOP_TIMEOUT} s of SIGTERM")
+            raise DaemonError(f"raidad did not exit within {STOP_TIMEOUT} s of {name}")
         self._forget()
-        if self.notify_sock is not None:
-            self._read_notifications(0)
         self.check_log(expect_log)
         if self.returncode != 0:
-            raise DaemonError(f"raidad exited with status {self.returncode} after SIGTERM")
+            raise DaemonError(f"raidad exited with status {self.returncode} after {name}")
         return self.returncode
 
     def kill(self):
@@ -550,6 +554,15 @@ class Daemon:
         assert r.echo == frame[30:32], f"echo bytes {r.echo.hex()} != {frame[30:32].hex()}"
         assert r.challenge_hash == challenge, "challenge hash differs"
         return r
+
+
+def _die_with_parent():
+    """In the child before exec: SIGTERM it if the test process dies, even
+    by SIGKILL, so that no daemon outlives its test."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
 
 
 def _kill_all_daemons():

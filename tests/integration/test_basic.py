@@ -4,6 +4,7 @@ sd_notify, log format.  Prints TAP."""
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -289,6 +290,32 @@ def test_config_test_rejects_a_syntax_error_with_its_line():
            f"no '{path}:2: message' on stderr", proc.stderr)
 
 
+@test
+def test_config_test_rejects_an_unknown_setting_with_its_line():
+    path, proc = config_test('listen = "127.0.0.1:18999";\nlog_level = "info";\n'
+                             'raida_idd = 3;\n', "unknown.conf")
+    expect(proc.returncode == 1, f"raidad -t exit {proc.returncode}, expected 1", proc.stderr)
+    expect(re.search(re.escape(path) + r":3: \S", proc.stderr),
+           f"no '{path}:3: message' on stderr", proc.stderr)
+
+
+@test
+def test_config_test_rejects_a_value_of_the_wrong_type_with_its_line():
+    path, proc = config_test('listen = "127.0.0.1:18999";\nraida_id = "seven";\n', "type.conf")
+    expect(proc.returncode == 1, f"raidad -t exit {proc.returncode}, expected 1", proc.stderr)
+    expect(re.search(re.escape(path) + r":2: \S", proc.stderr),
+           f"no '{path}:2: message' on stderr", proc.stderr)
+
+
+@test
+def test_config_test_rejects_a_missing_file():
+    path = os.path.join(workdir(), "no-such.conf")
+    proc = subprocess.run([RAIDAD, "-t", "-c", path], capture_output=True, text=True,
+                          timeout=30, stdin=subprocess.DEVNULL)
+    expect(proc.returncode == 1, f"raidad -t exit {proc.returncode}, expected 1", proc.stderr)
+    expect(path in proc.stderr, "the missing file is not named on stderr", proc.stderr)
+
+
 # ---------------------------------------------------------------- log and stop
 
 LEVEL_WORDS = {0: {"emerg"}, 1: {"alert"}, 2: {"crit"}, 3: {"error", "err"},
@@ -320,8 +347,10 @@ def test_sigterm_notifies_stopping_and_exits_0():
 
 
 @test
-def test_sigterm_stops_the_second_daemon():
-    daemon("r7").stop()
+def test_sigint_stops_the_second_daemon_with_exit_0():
+    d = daemon("r7")
+    d.echo_ok()
+    d.stop(sig=signal.SIGINT)
 
 
 if __name__ == "__main__":

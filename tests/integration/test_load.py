@@ -207,6 +207,18 @@ def test_udp_2000_echoes_window_64():
     expect(answered >= total * 99 // 100, f"only {answered} of {total} answered")
 
 
+@test(timeout=DEADLINE + 30)
+def test_one_thread_and_a_queue_of_one_serve_300_clients():
+    """worker_threads = 1, mod_queue_size = 1: requests wait their turn,
+    none is lost."""
+    with Daemon({"worker_threads": 1, "mod_queue_size": 1}, log_level="info") as d:
+        requests = [d.request(echo=0x6000 + i) for i in range(300)]
+        start = time.monotonic()
+        results = many_tcp_exchanges(d.port, [f for f, _ in requests], start + DEADLINE)
+        check_all_answered(requests, results)
+        diag(f"300 connections through one thread answered in {time.monotonic() - start:.2f} s")
+
+
 @test(timeout=DEADLINE)
 def test_no_descriptor_leak_at_the_end():
     assert_settles_to_baseline()
