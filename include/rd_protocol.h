@@ -8,16 +8,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "rd_keystore.h"
 #include "rd_stats.h"
 
 #define RD_PEEK_SIZE            17  /* bytes that reveal the header family (byte 16) */
 #define RD_LEGACY_HEADER_SIZE   32
 #define RD_MODERN_HEADER_SIZE   48
 #define RD_MAX_HEADER_SIZE      48
-#define RD_RESPONSE_HEADER_SIZE 32
+#define RD_RESPONSE_HEADER_SIZE 32  /* legacy family; the 48-byte family answers in 48 */
 #define RD_CHALLENGE_SIZE       16
 #define RD_TRAILER_SIZE          2
 #define RD_MIN_BODY_SIZE        (RD_CHALLENGE_SIZE + RD_TRAILER_SIZE)
+#define RD_HMAC_SIZE            32  /* types 4 and 5: HMAC-SHA256 after the ciphertext */
+#define RD_MODERN_MIN_BODY_SIZE (RD_HMAC_SIZE + RD_TRAILER_SIZE)
 #define RD_RESPONSE_INLINE      64  /* responses this small need no allocation */
 
 enum rd_status {
@@ -53,6 +56,7 @@ typedef struct rd_protocol {
     bool admin_key_set;
     uint8_t admin_key[16];
     rd_stats_t *stats;
+    rd_keystore_t *keys;        /* coin keys of types 1, 4, 5; NULL: every coin is missing */
 } rd_protocol_t;
 
 typedef struct rd_request {
@@ -69,6 +73,11 @@ typedef struct rd_request {
     const uint8_t *payload;     /* command payload inside body, after validate_body */
     size_t payload_len;
     uint64_t start_ns;          /* CLOCK_MONOTONIC when processing began */
+    /* Encryption (types 1, 4, 5), set by run_command; the key is wiped
+     * once the answer is built. */
+    uint8_t key[32];            /* type 1: the coin key (16 bytes); 4, 5: the SHA-256 */
+    uint8_t challenge_hash[RD_CHALLENGE_SIZE];  /* type 1: challenge XOR key */
+    bool challenge_set;         /* type 1: the decrypted challenge passed its CRC */
 } rd_request_t;
 
 /* A whole response frame: header, payload, trailer. */
@@ -76,6 +85,7 @@ typedef struct rd_response {
     uint8_t *data;              /* inline_buf or a heap block */
     size_t len;
     size_t cap;
+    size_t header_len;          /* 32 or 48: the payload starts there */
     uint8_t inline_buf[RD_RESPONSE_INLINE];
 } rd_response_t;
 
@@ -86,20 +96,23 @@ uint8_t *rd_response_append(rd_response_t *resp, size_t n);
 
 uint64_t rd_protocol_now_ns(void);
 
-/* Header size announced by the first RD_PEEK_SIZE bytes, or 0 when byte 16
- * names no encryption type this server knows. */
+/* Header size announced by the first RD_PEEK_SIZE bytes: 48 for types 4
+ * and 5, else 32 (an unknown type is refused by validate_header). */
 size_t rd_protocol_header_size(const uint8_t *peek);
 
 /* Checks a complete header (req->header, req->header_size bytes) and fills
  * the request's fields. Returns RD_STATUS_NO_ERROR or the status to answer. */
 int rd_protocol_validate_header(const rd_protocol_t *p, rd_request_t *req);
 
-/* Checks (and, for encrypted types, decrypts) req->body. Returns
- * RD_STATUS_NO_ERROR or the status to answer. */
+/* Checks req->body: length and trailer, and for type 0 the challenge.
+ * Encrypted bodies are checked further (key, CRC or HMAC) and decrypted by
+ * rd_protocol_run_command, on a pool thread, since finding a key may read a
+ * file. Returns RD_STATUS_NO_ERROR or the status to answer. */
 int rd_protocol_validate_body(const rd_protocol_t *p, rd_request_t *req);
 
-/* Runs the request's command and builds its response (success or the
- * command's own error). Safe to call from any thread. */
+/* Decrypts the body (encrypted types), runs the request's command and
+ * builds its response (success, or the error of decryption or of the
+ * command), encrypted like the request. Safe to call from any thread. */
 void rd_protocol_run_command(const rd_protocol_t *p, rd_request_t *req, rd_response_t *resp);
 
 /* Builds the answer for a request that failed with STATUS. Uses as much of

@@ -132,9 +132,19 @@ static int conn_drain(rd_conn_t *c)
     }
 }
 
+/* Closing with unread input sends a reset, which can destroy the answer
+ * before the client reads it: a client that sent more than its request
+ * gets a lingering close instead. One peek costs less than lingering always. */
+static bool conn_input_pending(const rd_conn_t *c)
+{
+    uint8_t byte;
+
+    return recv(c->ev.fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
+}
+
 static int conn_finish(rd_conn_t *c)
 {
-    if (!c->input_left) {
+    if (!c->input_left && !conn_input_pending(c)) {
         conn_close(c);
         return CONN_GONE;
     }
@@ -248,12 +258,8 @@ static int conn_header_read(rd_conn_t *c)
 
     req->header_have = (uint16_t)c->have;
     if (c->want == RD_PEEK_SIZE) {
-        size_t size = rd_protocol_header_size(req->header);
-
-        if (size == 0)
-            return conn_fail(c, RD_STATUS_INVALID_ENCRYPTION_CODE);
-        req->header_size = (uint16_t)size;
-        c->want = (uint32_t)size;
+        req->header_size = (uint16_t)rd_protocol_header_size(req->header);
+        c->want = req->header_size;
         return CONN_MORE;
     }
     status = rd_protocol_validate_header(&w->proto, req);

@@ -68,6 +68,7 @@ struct rd_master {
     pid_t reload_requester;
     uint64_t reload_deadline;
     char last_error[512];
+    char status[640];           /* the last STATUS= sent */
     int stop;                   /* 0, SIGQUIT (graceful) or SIGTERM (fast) */
     uint64_t kill_deadline;
     uint64_t next_tick;
@@ -229,9 +230,12 @@ static bool generation_ready(const rd_master_t *m, unsigned generation, unsigned
 
 /* ---- systemd and operators ---- */
 
+/* Sent only when it changes: sd_notify blocks when the manager reads
+ * slowly, and the master must not be kept waiting by it. */
 static void master_status(rd_master_t *m)
 {
     unsigned workers = 0, connections = 0;
+    char status[sizeof(m->status)];
 
     for (size_t i = 0; i < MAX_PROCS; i++) {
         if (m->procs[i].pid > 0 && m->procs[i].ready) {
@@ -239,8 +243,12 @@ static void master_status(rd_master_t *m)
             connections += m->procs[i].connections;
         }
     }
-    rd_notify("STATUS=%u workers, %u connections%s%s", workers, connections,
-              m->last_error[0] ? "; last reload refused: " : "", m->last_error);
+    snprintf(status, sizeof(status), "%u workers, %u connections%s%s", workers, connections,
+             m->last_error[0] ? "; last reload refused: " : "", m->last_error);
+    if (strcmp(status, m->status) == 0)
+        return;
+    memcpy(m->status, status, sizeof(status));
+    rd_notify("STATUS=%s", status);
 }
 
 static void master_reload_reply(rd_master_t *m, bool ok)

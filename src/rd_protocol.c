@@ -169,15 +169,15 @@ static uint32_t elapsed_us(uint64_t start_ns)
 
 /* ---- header -------------------------------------------------------------- */
 
+/* An unknown type is read as the legacy family, the default: the whole
+ * header then arrives, and the answer (27) carries the request's echo bytes. */
 size_t rd_protocol_header_size(const uint8_t *peek)
 {
     switch (peek[16]) {
-    case 0: case 1: case 2:
-        return RD_LEGACY_HEADER_SIZE;
     case 4: case 5:
         return RD_MODERN_HEADER_SIZE;
     default:
-        return 0;
+        return RD_LEGACY_HEADER_SIZE;
     }
 }
 
@@ -313,14 +313,6 @@ bool rd_protocol_handle_frame(const rd_protocol_t *p, rd_request_t *req, uint8_t
         return false;
     memset(req, 0, sizeof(*req));
     size_t header_size = rd_protocol_header_size(frame);
-    if (header_size == 0) {
-        /* Unknown family: the layout is unknown too, so only the group byte
-         * (common to both families) is echoed. */
-        memcpy(req->header, frame, RD_LEGACY_HEADER_SIZE);
-        req->header_have = RD_LEGACY_HEADER_SIZE;
-        rd_protocol_error_response(p, req, RD_STATUS_INVALID_ENCRYPTION_CODE, resp);
-        return true;
-    }
     if (len < header_size)
         return false;
     int status = frame_request(p, frame, len, header_size, req);

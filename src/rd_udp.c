@@ -20,9 +20,10 @@ static void udp_log(const struct sockaddr_storage *peer, const rd_request_t *req
         rd_log(RD_LOG_DEBUG, "%s: udp: dropped a datagram too short to answer", ip);
 }
 
-/* Over its rate: the answer (160) carries the request's own header
- * fields, and no command runs. */
-static bool udp_refuse(rd_worker_t *w, rd_request_t *req, size_t len, rd_response_t *resp)
+/* Refused before the protocol runs (over its rate, or too long): the
+ * answer carries the request's own header fields, and no command runs. */
+static bool udp_refuse(rd_worker_t *w, rd_request_t *req, size_t len, int status,
+                       rd_response_t *resp)
 {
     if (len < RD_LEGACY_HEADER_SIZE)
         return false;
@@ -30,7 +31,7 @@ static bool udp_refuse(rd_worker_t *w, rd_request_t *req, size_t len, rd_respons
     memcpy(req->header, w->udp_buf, RD_LEGACY_HEADER_SIZE);
     req->header_have = RD_LEGACY_HEADER_SIZE;
     req->header_size = RD_LEGACY_HEADER_SIZE;
-    rd_protocol_error_response(&w->proto, req, RD_STATUS_RATE_EXCEEDED, resp);
+    rd_protocol_error_response(&w->proto, req, status, resp);
     return true;
 }
 
@@ -44,16 +45,20 @@ static bool udp_over_rate(rd_worker_t *w, const struct sockaddr_storage *peer)
     return !rd_limit_request(w->limit, key, rd_now_ms());
 }
 
+/* LEN is the datagram's real length, which can exceed the buffer. */
 static void udp_answer(rd_worker_t *w, int fd, size_t len,
                        const struct sockaddr_storage *peer, socklen_t peer_len)
 {
+    size_t cap = w->cf->udp_payload_threshold;
     rd_response_t resp;
     rd_request_t req;
     bool answered;
 
     rd_response_init(&resp);
     if (udp_over_rate(w, peer))
-        answered = udp_refuse(w, &req, len, &resp);
+        answered = udp_refuse(w, &req, len, RD_STATUS_RATE_EXCEEDED, &resp);
+    else if (len > cap)
+        answered = udp_refuse(w, &req, len, RD_STATUS_INVALID_PACKET_LENGTH, &resp);
     else
         answered = rd_protocol_handle_frame(&w->proto, &req, w->udp_buf, len, &resp);
     if (rd_log_enabled(RD_LOG_DEBUG))
@@ -77,7 +82,7 @@ void rd_udp_handle_readable(rd_worker_t *w, int fd)
         struct sockaddr_storage peer;
         socklen_t peer_len = sizeof(peer);
         /* MSG_TRUNC reports the real size: a datagram over the threshold
-         * arrives cut, and the protocol then answers status 16. */
+         * arrives cut, and is answered with status 16. */
         ssize_t n = recvfrom(fd, w->udp_buf, cap, MSG_TRUNC,
                              (struct sockaddr *)&peer, &peer_len);
 
@@ -88,6 +93,6 @@ void rd_udp_handle_readable(rd_worker_t *w, int fd)
                 rd_log(RD_LOG_WARN, "udp: recvfrom: %s", strerror(errno));
             return;
         }
-        udp_answer(w, fd, (size_t)n < cap ? (size_t)n : cap, &peer, peer_len);
+        udp_answer(w, fd, (size_t)n, &peer, peer_len);
     }
 }

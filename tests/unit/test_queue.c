@@ -147,8 +147,6 @@ static void test_partial_pop(void **state)
 struct stress {
     rd_queue_t *q;
     atomic_bool abort;          /* consumer gave up: producers stop */
-    size_t burst;               /* items per round; 0: one long round */
-    atomic_size_t delivered;    /* items the consumer has so far */
     unsigned char seen[TOTAL];  /* times each item arrived */
     uintptr_t last[PRODUCERS];  /* next sequence expected per producer */
     size_t received;
@@ -172,19 +170,6 @@ static bool produce(struct stress *s, void *item)
     return true;
 }
 
-/* Waits until the consumer has WANT items. Every producer's last push of
- * a round is then followed by silence, so a lost wake-up cannot be masked
- * by the next push: the consumer's poll() times out instead. */
-static bool end_round(struct stress *s, size_t want)
-{
-    while (atomic_load(&s->delivered) < want) {
-        if (atomic_load(&s->abort))
-            return false;
-        sched_yield();
-    }
-    return true;
-}
-
 static void *producer_main(void *data)
 {
     struct producer *p = data;
@@ -193,9 +178,6 @@ static void *producer_main(void *data)
 
     for (i = 0; i < PER_PRODUCER; i++) {
         if (!produce(s, tag((uintptr_t)p->id * PER_PRODUCER + i)))
-            return NULL;
-        if (s->burst > 0 && (i + 1) % s->burst == 0 &&
-            !end_round(s, (i + 1) * PRODUCERS))
             return NULL;
     }
     return NULL;
@@ -221,7 +203,6 @@ static void stress_record(struct stress *s, void **items, size_t n)
         s->last[prod] = v % PER_PRODUCER + 1;
         s->received++;
     }
-    atomic_store(&s->delivered, s->received);
 }
 
 static int start_producers(struct stress *s, pthread_t *tids,
@@ -272,7 +253,7 @@ static bool consume(struct stress *s, size_t batch, bool strict)
     return true;
 }
 
-static void run_stress(size_t batch, size_t burst, bool strict)
+static void run_stress(size_t batch, bool strict)
 {
     struct stress *s = calloc(1, sizeof(*s));
     struct producer p[PRODUCERS];
@@ -282,7 +263,6 @@ static void run_stress(size_t batch, size_t burst, bool strict)
 
     assert_non_null(s);
     s->q = rd_queue_create(1024);
-    s->burst = burst;
     assert_non_null(s->q);
     assert_int_equal(start_producers(s, tids, p), 0);
     done = consume(s, batch, strict);
@@ -304,16 +284,98 @@ static void run_stress(size_t batch, size_t burst, bool strict)
 static void test_concurrent_producers(void **state)
 {
     (void)state;
-    run_stress(1024, 0, false);
+    run_stress(1024, false);
 }
 
 /* The consumer sleeps in poll() only, and pops fewer than the capacity at
- * a time: every item must still be announced by the eventfd. Producers go
- * in rounds of 100 items each, so that quiet spells expose a lost wake-up. */
+ * a time: every item must still be announced by the eventfd. */
 static void test_wakeup_not_lost(void **state)
 {
     (void)state;
-    run_stress(64, 100, true);
+    run_stress(64, true);
+}
+
+#define RACE_ROUNDS 20000
+
+/* One producer, one item per round, pushed the moment the consumer enters
+ * rd_queue_pop_all. */
+struct race {
+    rd_queue_t *q;
+    atomic_uint go;             /* round the consumer has started */
+    atomic_bool abort;
+};
+
+/* Spins until round K starts; false if the consumer gave up. */
+static bool race_wait(struct race *r, unsigned k)
+{
+    unsigned spins = 0;
+
+    while (atomic_load(&r->go) < k) {
+        if (atomic_load(&r->abort))
+            return false;
+        if (++spins % 4096 == 0)
+            sched_yield();
+    }
+    return true;
+}
+
+static void *race_producer(void *data)
+{
+    struct race *r = data;
+    unsigned k;
+
+    for (k = 1; k <= RACE_ROUNDS; k++) {
+        volatile unsigned delay;
+
+        if (!race_wait(r, k))
+            return NULL;
+        /* A varying head start sweeps the push across every point of
+         * the consumer's pop_all. */
+        for (delay = k % 97; delay > 0; delay--)
+            ;
+        if (rd_queue_push(r->q, tag(k)) != 0)
+            return NULL;
+    }
+    return NULL;
+}
+
+/* Starts round K and takes its item, waking only on the eventfd; returns
+ * false if the item never arrives or is not K. */
+static bool race_round(struct race *r, unsigned k)
+{
+    void *item;
+    size_t n;
+
+    atomic_store(&r->go, k);
+    n = rd_queue_pop_all(r->q, &item, 1);
+    while (n == 0) {
+        if (!readable(r->q, WAIT_MS))
+            return false;
+        n = rd_queue_pop_all(r->q, &item, 1);
+    }
+    return untag(item) == k;
+}
+
+/* A push racing the consumer's pop_all: if pop_all cleared the eventfd
+ * after draining, a push landing in between would leave its item without a
+ * wake-up, and with no further push to cover for it poll() would time out. */
+static void test_push_races_pop(void **state)
+{
+    struct race r = { .q = rd_queue_create(4) };
+    pthread_t producer;
+    unsigned k, failed_round = 0;
+
+    (void)state;
+    assert_non_null(r.q);
+    assert_int_equal(pthread_create(&producer, NULL, race_producer, &r), 0);
+    for (k = 1; k <= RACE_ROUNDS && failed_round == 0; k++)
+        if (!race_round(&r, k))
+            failed_round = k;
+    atomic_store(&r.abort, true);
+    pthread_join(producer, NULL);
+
+    assert_int_equal(failed_round, 0);
+    rd_queue_destroy(r.q);
 }
 
 int main(void)
@@ -326,6 +388,7 @@ int main(void)
         cmocka_unit_test(test_partial_pop),
         cmocka_unit_test(test_concurrent_producers),
         cmocka_unit_test(test_wakeup_not_lost),
+        cmocka_unit_test(test_push_races_pop),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,86 @@
+/* Fuzz target: a request header as the TCP reader collects it.
+ *
+ * The input is the bytes received before the header was complete or the
+ * connection gave up: its first 48 bytes at most. As in rd_connection.c,
+ * byte 16 (known from 17 bytes on) gives the header size;
+ * rd_protocol_validate_header runs on a complete header, and a refused or
+ * incomplete one is answered with rd_protocol_error_response. */
+#include "config.h"
+
+#include "fuzz_common.h"
+#include "rd_client.h"
+#include "rd_commands.h"
+
+static void check_accepted(const rd_protocol_t *p, const rd_request_t *req)
+{
+    const uint8_t *h = req->header;
+
+    FUZZ_CHECK(req->header_have >= RD_LEGACY_HEADER_SIZE);
+    FUZZ_CHECK(req->header_valid);
+    FUZZ_CHECK(req->group == h[4] && req->command == h[5] && req->enc_type == h[16]);
+    FUZZ_CHECK(rd_command_lookup(req->group, req->command) != NULL);
+    FUZZ_CHECK(h[0] == 1 && h[1] == 0 && h[2] == p->raida_id && h[3] == 0);
+    FUZZ_CHECK(fuzz_be(h + 6, 2) == p->coin_id);
+    FUZZ_CHECK(req->body_size >= RD_MIN_BODY_SIZE && req->body_size <= p->max_body_size);
+    if (req->header_size == RD_LEGACY_HEADER_SIZE)
+        FUZZ_CHECK(req->body_size == fuzz_be(h + 22, 2));
+}
+
+static void check_refused(const rd_protocol_t *p, const rd_request_t *req, int status)
+{
+    rd_response_t resp;
+    rd_client_response_t parsed;
+    uint64_t before = fuzz_requests(p);
+
+    FUZZ_CHECK(status > 0 && status <= 255 && status != RD_STATUS_SUCCESS);
+    if (status == RD_STATUS_INVALID_GROUP || status == RD_STATUS_INVALID_COMMAND)
+        FUZZ_CHECK(!req->header_valid);
+
+    rd_response_init(&resp);
+    rd_protocol_error_response(p, req, status, &resp);
+    const uint8_t *r = resp.data;
+    FUZZ_CHECK(resp.len == RD_RESPONSE_HEADER_SIZE);
+    FUZZ_CHECK(rd_client_parse(r, resp.len, &parsed) == 0);
+    FUZZ_CHECK(parsed.raida_id == p->raida_id && parsed.shard == 0);
+    FUZZ_CHECK(parsed.status == status);
+    FUZZ_CHECK(parsed.group == (req->header_have >= 5 ? req->header[4] : 0));
+    FUZZ_CHECK(parsed.frames == 1 && parsed.body_size == 0 && parsed.payload_len == 0);
+    FUZZ_CHECK(parsed.exec_us == 0 && r[8] == 0);
+    if (req->header_have >= RD_LEGACY_HEADER_SIZE && req->header_size == RD_LEGACY_HEADER_SIZE)
+        FUZZ_CHECK(parsed.echo == fuzz_be(req->header + 30, 2));
+    else
+        FUZZ_CHECK(parsed.echo == 0);
+    /* No body was read: there is no challenge to send back. */
+    FUZZ_CHECK(fuzz_all_zero(parsed.challenge_hash, sizeof(parsed.challenge_hash)));
+    FUZZ_CHECK(fuzz_requests(p) == before + 1);
+    rd_response_release(&resp);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    const rd_protocol_t *p = fuzz_protocol();
+    rd_request_t req;
+    int status;
+
+    memset(&req, 0, sizeof(req));
+    req.header_have = (uint16_t)(size < RD_MAX_HEADER_SIZE ? size : RD_MAX_HEADER_SIZE);
+    memcpy(req.header, data, req.header_have);
+    if (req.header_have >= RD_PEEK_SIZE) {
+        req.header_size = (uint16_t)rd_protocol_header_size(req.header);
+        FUZZ_CHECK(req.header_size == 0 || req.header_size == RD_LEGACY_HEADER_SIZE
+                   || req.header_size == RD_MODERN_HEADER_SIZE);
+    }
+
+    if (req.header_have >= RD_PEEK_SIZE && req.header_size == 0)
+        status = RD_STATUS_INVALID_ENCRYPTION_CODE;     /* unknown family */
+    else if (req.header_size == 0 || req.header_have < req.header_size)
+        status = RD_STATUS_INVALID_PACKET_LENGTH;       /* the client stopped short */
+    else
+        status = rd_protocol_validate_header(p, &req);
+
+    if (status == RD_STATUS_NO_ERROR)
+        check_accepted(p, &req);
+    else
+        check_refused(p, &req, status);
+    return 0;
+}
