@@ -56,6 +56,10 @@ typedef struct rd_config {
     char error_log[PATH_MAX];      /* "" for stderr */
     char user[64];                 /* "" keeps the master's identity */
     char group[64];
+    /* Coin keys of the encrypted requests (types 1, 4, 5). */
+    char data_dir[PATH_MAX - 32];  /* the folder holding Data/ ("" for none); room is
+                                      left for "/Data/DD/MM/PPPP.bin" */
+    unsigned key_cache_pages;      /* page files a worker keeps in memory */
 } rd_config_t;
 
 /* Fills CF with the default of every setting. */

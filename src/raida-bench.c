@@ -1296,21 +1296,18 @@ static void progress_line(bench_t *b, progress_t *p, uint64_t now)
     p->last_ok = t.ok;
 }
 
-/* Idle mode says once when every connection is settled, so that a script
- * can measure the server while they are held. */
+/* Idle mode says once, on stderr, when every connection is settled, so
+ * that a script can measure the server while they are held. */
 static void idle_ready(bench_t *b, progress_t *p)
 {
     totals_t t = shown_totals(b);
 
-    if (p->ready_said || b->opt.mode != MODE_IDLE || b->opt.json
+    if (p->ready_said || b->opt.mode != MODE_IDLE || b->opt.quiet
         || t.established + t.errors < b->opt.conns)
         return;
     p->ready_said = true;
-    if (p->tty)
-        fputs("\r\033[K", stderr);
-    printf("holding %" PRIu64 " established connections (%" PRIu64 " failed)\n",
-           t.established, t.errors);
-    fflush(stdout);
+    fprintf(stderr, "%sholding %" PRIu64 " established connections (%" PRIu64 " failed)\n",
+            p->tty ? "\r\033[K" : "", t.established, t.errors);
 }
 
 static void wait_workers(bench_t *b)
@@ -1386,32 +1383,41 @@ static double pct_us(const result_t *r, double q)
     return (double)hist_percentile(&r->hist, q) / 1000.0;
 }
 
+static void report_latency(const result_t *r)
+{
+    if (r->hist.total == 0) {
+        printf("latency (us)      none answered\n");
+        return;
+    }
+    printf("latency (us)      p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f\n",
+           pct_us(r, 50), pct_us(r, 90), pct_us(r, 99), pct_us(r, 99.9),
+           (double)r->hist.max / 1000.0);
+}
+
 static void report_text(const bench_t *b, const result_t *r)
 {
     const options_t *o = &b->opt;
 
-    printf("target        %s %s port %s, %lu connection%s, %u thread%s\n", mode_name(o->mode),
+    printf("target            %s %s port %s, %lu connection%s, %u thread%s\n", mode_name(o->mode),
            o->addr_text, o->port, o->conns, o->conns == 1 ? "" : "s", b->nworkers,
            b->nworkers == 1 ? "" : "s");
-    printf("duration      %.3f s\n", r->seconds);
+    printf("duration          %.3f s\n", r->seconds);
     if (o->mode == MODE_IDLE) {
-        printf("established   %" PRIu64 "\n", r->established);
-        printf("held to end   %" PRIu64 "\n", r->established - r->closed_by_peer);
-        printf("closed by server %" PRIu64 "\n", r->closed_by_peer);
-        printf("connect errors %" PRIu64 "\n", r->err[ERR_CONNECT]);
+        printf("established       %" PRIu64 "\n", r->established);
+        printf("held to the end   %" PRIu64 "\n", r->established - r->closed_by_peer);
+        printf("closed by server  %" PRIu64 "\n", r->closed_by_peer);
+        printf("connect errors    %" PRIu64 "\n", r->err[ERR_CONNECT]);
         return;
     }
-    printf("requests      %" PRIu64 "\n", r->ok + r->errors);
-    printf("ok            %" PRIu64 "\n", r->ok);
-    printf("errors        %" PRIu64 " (connect %" PRIu64 ", closed %" PRIu64 ", timeout %"
+    printf("requests          %" PRIu64 "\n", r->ok + r->errors);
+    printf("ok                %" PRIu64 "\n", r->ok);
+    printf("errors            %" PRIu64 " (connect %" PRIu64 ", closed %" PRIu64 ", timeout %"
            PRIu64 ", bad answer %" PRIu64 ")\n", r->errors, r->err[ERR_CONNECT],
            r->err[ERR_CLOSED], r->err[ERR_TIMEOUT], r->err[ERR_BAD]);
     if (o->mode == MODE_UDP)
-        printf("late answers  %" PRIu64 "\n", r->late);
-    printf("requests/s    %.1f\n", rate(r));
-    printf("latency (us)  p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f\n",
-           pct_us(r, 50), pct_us(r, 90), pct_us(r, 99), pct_us(r, 99.9),
-           (double)r->hist.max / 1000.0);
+        printf("late answers      %" PRIu64 "\n", r->late);
+    printf("requests/s        %.1f\n", rate(r));
+    report_latency(r);
 }
 
 static void report_json(const bench_t *b, const result_t *r)

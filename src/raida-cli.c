@@ -7,10 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <openssl/crypto.h>
 #include <openssl/rand.h>
 
 #include "rd_client.h"
+#include "rd_keystore.h"
 #include "rd_protocol.h"
 
 #define EXIT_OK      0
@@ -19,7 +19,10 @@
 
 #define ADMIN_KEY_SIZE 16
 #define MAX_PAYLOAD    (0xFFFFu - RD_MIN_BODY_SIZE)
-#define RESP_CAP       (RD_RESPONSE_HEADER_SIZE + 0xFFFFFFu)   /* the largest u24 body */
+#define RESP_CAP       (RD_MODERN_HEADER_SIZE + 0xFFFFFFu)     /* the largest u24 body */
+#define MAX_COINS      2
+
+_Static_assert(RD_KEY_SIZE == RD_CLIENT_KEY_SIZE, "page files hold the keys the client uses");
 
 enum cli_command { CLI_ECHO, CLI_VERSION, CLI_STATS, CLI_RAW };
 
@@ -33,11 +36,15 @@ typedef struct cli {
     uint8_t key[ADMIN_KEY_SIZE];
     rd_client_request_t req;
     uint8_t *payload;           /* raw payload, owned */
+    /* Encryption coins: each of -D, -S, -K may come twice (type 5). */
+    unsigned n_den, n_sn, n_key;
+    const char *data_dir;
 } cli_t;
 
 #define SYNOPSIS \
     "usage: raida-cli [-u] [-r RAIDA_ID] [-c COIN_ID] [-k ADMIN_KEY_HEX] [-t TIMEOUT_MS]\n" \
-    "                 [-e ECHO] HOST PORT COMMAND\n"
+    "                 [-e ECHO] [-E TYPE -D DEN -S SN [-K KEY_HEX | -d DATA_DIR]]\n" \
+    "                 HOST PORT COMMAND\n"
 
 static void usage(FILE *out)
 {
@@ -58,9 +65,17 @@ static void usage(FILE *out)
         "  -k KEY          admin key, 32 hex digits\n"
         "  -t TIMEOUT_MS   timeout of each network wait (default 2000)\n"
         "  -e ECHO         echo bytes, 0..65535 or 0x0000..0xffff (default random)\n"
+        "  -E TYPE         encryption: 0 none (default), 1 AES-128 with the coin's key,\n"
+        "                  4 AES-256 with its SHA-256, 5 AES-256 with two coins\n"
+        "  -D DEN          denomination of the encryption coin, -128..127\n"
+        "  -S SN           serial number of the encryption coin\n"
+        "  -K KEY          key of the encryption coin, 32 hex digits\n"
+        "  -d DATA_DIR     read the keys from the page files under DATA_DIR/Data instead\n"
+        "                  (type 5: give -D, -S and -K twice, the first coin first)\n"
         "  -h              this help\n"
         "\n"
-        "exit status: 0 success (250), 1 any other status, 2 usage or network error\n");
+        "exit status: 0 success (250), 1 any other status, 2 usage or network error,\n"
+        "or an answer that is malformed or not authentic\n");
 }
 
 /* On a mistake the synopsis is enough; -h tells the rest. */
@@ -136,6 +151,49 @@ static int parse_number(const char *arg, unsigned long max, const char *what, un
     return 0;
 }
 
+/* The signed byte; 128..255 name the same bytes as -128..-1. */
+static int parse_den(const char *arg, int8_t *den)
+{
+    unsigned long v;
+    bool neg = arg[0] == '-';
+    if (!parse_uint(arg + neg, neg ? 128 : 255, &v))
+        return usage_error("bad denomination (-128..127)", arg);
+    *den = (int8_t)(uint8_t)(neg ? 256 - v : v);
+    return 0;
+}
+
+static int parse_enc_type(cli_t *c, const char *arg)
+{
+    unsigned long v;
+    if (!parse_uint(arg, 5, &v) || v == 2 || v == 3)
+        return usage_error("the encryption type must be 0, 1, 4 or 5", arg);
+    c->req.enc_type = (uint8_t)v;
+    return 0;
+}
+
+/* The first -D, -S or -K is the first coin's, the second the second's. */
+static int parse_coin_option(cli_t *c, int opt, const char *arg)
+{
+    unsigned *n = opt == 'D' ? &c->n_den : opt == 'S' ? &c->n_sn : &c->n_key;
+    unsigned long v;
+    if (*n >= MAX_COINS)
+        return usage_error("-D, -S and -K come at most twice", arg);
+    rd_client_coin_t *coin = &c->req.coin[(*n)++];
+    switch (opt) {
+    case 'D':
+        return parse_den(arg, &coin->den);
+    case 'S':
+        if (parse_number(arg, UINT32_MAX, "bad serial number", &v) < 0)
+            return -1;
+        coin->sn = (uint32_t)v;
+        return 0;
+    default:
+        if (strlen(arg) != 2 * RD_CLIENT_KEY_SIZE || parse_hex(arg, coin->key) != RD_CLIENT_KEY_SIZE)
+            return usage_error("a coin key must be 32 hex digits", arg);
+        return 0;
+    }
+}
+
 static int parse_option(cli_t *c, int opt, const char *arg)
 {
     unsigned long v;
@@ -164,6 +222,13 @@ static int parse_option(cli_t *c, int opt, const char *arg)
         if (parse_number(arg, UINT16_MAX, "bad echo", &v) < 0)
             return -1;
         c->req.echo = (uint16_t)v;
+        return 0;
+    case 'E':
+        return parse_enc_type(c, arg);
+    case 'D': case 'S': case 'K':
+        return parse_coin_option(c, opt, arg);
+    case 'd':
+        c->data_dir = arg;
         return 0;
     default:
         short_usage();
@@ -242,12 +307,58 @@ static bool random_echo(uint16_t *echo)
     return true;
 }
 
+static int coin_usage(const char *what)
+{
+    fprintf(stderr, "raida-cli: %s\n", what);
+    short_usage();
+    return -1;
+}
+
+static int load_keys(cli_t *c, unsigned n)
+{
+    rd_keystore_t *ks = rd_keystore_create(c->data_dir, n);
+    if (ks == NULL) {
+        fprintf(stderr, "raida-cli: %s: %s\n", c->data_dir, strerror(errno));
+        return -1;
+    }
+    int rc = 0;
+    for (unsigned i = 0; i < n && rc == 0; i++) {
+        rd_client_coin_t *coin = &c->req.coin[i];
+        if (rd_keystore_get(ks, coin->den, coin->sn, coin->key) != RD_KEY_FOUND) {
+            fprintf(stderr, "raida-cli: no key for coin %d/%u in %s\n", coin->den, coin->sn,
+                    c->data_dir);
+            rc = -1;
+        }
+    }
+    rd_keystore_destroy(ks);
+    return rc;
+}
+
+/* Type 1 and 4 name one coin, type 5 two; their keys come from -K or -d. */
+static int check_coins(cli_t *c)
+{
+    uint8_t type = c->req.enc_type;
+    unsigned need = type == 5 ? 2 : type == 0 ? 0 : 1;
+    if (need == 0 && (c->n_den || c->n_sn || c->n_key || c->data_dir))
+        return coin_usage("-D, -S, -K and -d need -E 1, 4 or 5");
+    if (c->n_den != need || c->n_sn != need)
+        return coin_usage(need == 2 ? "-E 5 needs two coins: -D DEN -S SN, twice"
+                                    : "-E 1 and -E 4 need one coin: -D DEN -S SN");
+    if (c->data_dir != NULL && c->n_key > 0)
+        return coin_usage("-K and -d exclude each other");
+    if (c->data_dir != NULL)
+        return load_keys(c, need);
+    if (c->n_key != need)
+        return coin_usage("every coin needs its key: -K KEY_HEX (or -d DATA_DIR)");
+    return 0;
+}
+
 /* Returns 1 when -h asked for help, 0 when C is ready, -1 on a usage error. */
 static int parse_args(cli_t *c, int argc, char **argv)
 {
     bool echo_set = false;
     int opt;
-    while ((opt = getopt(argc, argv, "ur:c:k:t:e:h")) != -1) {
+    while ((opt = getopt(argc, argv, "ur:c:k:t:e:E:D:S:K:d:h")) != -1) {
         if (opt == 'h') {
             usage(stdout);
             return 1;
@@ -263,7 +374,7 @@ static int parse_args(cli_t *c, int argc, char **argv)
     }
     c->host = argv[optind];
     c->port = argv[optind + 1];
-    if (parse_command(c, argc - optind - 2, argv + optind + 2) < 0)
+    if (parse_command(c, argc - optind - 2, argv + optind + 2) < 0 || check_coins(c) < 0)
         return -1;
     if (!echo_set && !random_echo(&c->req.echo)) {
         fprintf(stderr, "raida-cli: no random bytes for the echo\n");
@@ -351,16 +462,41 @@ static void print_hex(const uint8_t *payload, size_t len)
     putchar('\n');
 }
 
-static void print_header(const rd_client_response_t *r, const uint8_t *challenge)
+static bool modern_type(uint8_t type)
 {
-    bool challenge_ok = CRYPTO_memcmp(r->challenge_hash, challenge, RD_CHALLENGE_SIZE) == 0;
+    return type == 4 || type == 5;
+}
+
+/* The 48-byte family has no echo bytes nor challenge: its answer names the
+ * coin and proves itself by the HMAC of its body, when it has one. */
+static void print_header(const rd_client_response_t *r)
+{
+    bool modern = modern_type(r->enc_type);
     printf("status: %u (%s)\n", r->status, rd_client_status_name(r->status));
     printf("raida_id: %u\n", r->raida_id);
     printf("group: %u\n", r->group);
-    printf("echo: 0x%04x\n", r->echo);
+    if (r->enc_type != 0)
+        printf("encryption: %u\n", r->enc_type);
+    if (modern)
+        printf("coin: %d/%u\n", r->den, r->sn);
+    else
+        printf("echo: 0x%04x\n", r->echo);
     printf("body_size: %u\n", r->body_size);
     printf("exec_us: %u\n", r->exec_us);
-    printf("challenge_ok: %s\n", challenge_ok ? "yes" : "no");
+    if (!modern)
+        printf("challenge_ok: %s\n", r->authentic ? "yes" : "no");
+    else
+        printf("hmac_ok: %s\n", r->body_size == 0 ? "none" : r->authentic ? "yes" : "no");
+}
+
+/* Type 0 proves nothing (anyone can echo a challenge): its check is only
+ * shown. An encrypted success must prove the key, and any body of type 4
+ * or 5 must carry a good HMAC, or its payload is not even readable. */
+static bool answer_trusted(const rd_client_response_t *r)
+{
+    if (modern_type(r->enc_type))
+        return r->body_size == 0 || r->authentic;
+    return r->enc_type == 0 || r->status != RD_STATUS_SUCCESS || r->authentic;
 }
 
 static int print_body(enum cli_command cmd, const rd_client_response_t *r)
@@ -379,15 +515,15 @@ static int print_body(enum cli_command cmd, const rd_client_response_t *r)
 
 static int run(const cli_t *c)
 {
-    size_t req_cap = RD_LEGACY_HEADER_SIZE + RD_MIN_BODY_SIZE + c->req.payload_len;
-    uint8_t *req = malloc(req_cap), *resp = malloc(RESP_CAP);
-    uint8_t challenge[RD_CHALLENGE_SIZE];
+    size_t req_cap = rd_client_frame_size(&c->req);    /* 0: seal says no below */
+    uint8_t *req = malloc(req_cap > 0 ? req_cap : 1), *resp = malloc(RESP_CAP);
+    rd_client_ctx_t ctx;
     int rc = EXIT_USAGE;
     if (req == NULL || resp == NULL) {
         fprintf(stderr, "raida-cli: out of memory\n");
         goto out;
     }
-    size_t req_len = rd_client_build(&c->req, req, req_cap, challenge);
+    size_t req_len = rd_client_seal(&c->req, req, req_cap, &ctx);
     if (req_len == 0) {
         fprintf(stderr, "raida-cli: cannot build the request\n");
         goto out;
@@ -400,11 +536,15 @@ static int run(const cli_t *c)
         goto out;
     }
     rd_client_response_t r;
-    if (rd_client_parse(resp, (size_t)n, &r) < 0) {
+    if (rd_client_open(&ctx, resp, (size_t)n, &r) < 0) {
         fprintf(stderr, "raida-cli: malformed response (%ld bytes)\n", n);
         goto out;
     }
-    print_header(&r, challenge);
+    print_header(&r);
+    if (!answer_trusted(&r)) {
+        fprintf(stderr, "raida-cli: the answer is not authentic (a wrong key?)\n");
+        goto out;
+    }
     if (print_body(c->cmd, &r) == 0)
         rc = r.status == RD_STATUS_SUCCESS ? EXIT_OK : EXIT_STATUS;
 out:

@@ -10,13 +10,20 @@
 #include <zlib.h>
 
 #include "rd_client.h"
+#include "rd_crypto.h"
 
 #define HEADER_SIZE     32
+#define MODERN_HEADER_SIZE 48
 #define CHALLENGE_SIZE  16
 #define CRC_INPUT_SIZE  12
 #define TRAILER_SIZE     2
 #define TRAILER_BYTE  0x3E
-#define MAX_BODY_SIZE 0xFFFFu   /* a type-0 request announces it in a u16 */
+#define HMAC_SIZE       32
+#define MAX_BODY_SIZE 0xFFFFu   /* requests announce it in a u16 */
+#define LEGACY_NONCE_AT 24      /* type 1: 8 bytes, the last two being the echo bytes */
+#define LEGACY_RANDOM    6
+#define NONCE_AT        24      /* types 4, 5: 24 bytes; type 5's second coin in 24-28 */
+#define NONCE_SIZE      24
 
 /* ---- byte order ---------------------------------------------------------- */
 
@@ -38,15 +45,20 @@ static void put_be(uint8_t *dst, uint32_t v, size_t n)
 
 /* ---- building and parsing ------------------------------------------------ */
 
-static void write_request_header(const rd_client_request_t *r, size_t body_size, uint8_t *h)
+static void write_route(const rd_client_request_t *r, uint8_t *h)
 {
-    memset(h, 0, HEADER_SIZE);
     h[0] = 1;                   /* routing: the RAIDA cloud */
     h[2] = r->raida_id;
     h[3] = r->shard;
     h[4] = r->group;
     h[5] = r->command;
     put_be(h + 6, r->coin_id, 2);
+}
+
+static void write_request_header(const rd_client_request_t *r, size_t body_size, uint8_t *h)
+{
+    memset(h, 0, HEADER_SIZE);
+    write_route(r, h);
     put_be(h + 22, (uint32_t)body_size, 2);
     put_be(h + 30, r->echo, 2);
 }
@@ -64,31 +76,141 @@ static bool write_challenge(uint8_t *c)
 size_t rd_client_build(const rd_client_request_t *r, uint8_t *out, size_t cap,
                        uint8_t *challenge)
 {
-    if (r->payload_len > MAX_BODY_SIZE - CHALLENGE_SIZE - TRAILER_SIZE
-        || (r->payload_len > 0 && r->payload == NULL))
+    rd_client_ctx_t ctx;
+    if (r->enc_type != 0)
         return 0;
-    size_t body_size = CHALLENGE_SIZE + r->payload_len + TRAILER_SIZE;
-    size_t total = HEADER_SIZE + body_size;
-    if (cap < total)
-        return 0;
+    size_t len = rd_client_seal(r, out, cap, &ctx);
+    if (len > 0 && challenge != NULL)
+        memcpy(challenge, ctx.expect, CHALLENGE_SIZE);
+    return len;
+}
 
+/* ---- encrypted requests ---------------------------------------------------- */
+
+static bool modern_type(uint8_t type)
+{
+    return type == 4 || type == 5;
+}
+
+/* The body besides the payload: challenge or HMAC, and the trailer. */
+static size_t body_overhead(uint8_t type)
+{
+    return (modern_type(type) ? HMAC_SIZE : CHALLENGE_SIZE) + TRAILER_SIZE;
+}
+
+static size_t body_size_of(const rd_client_request_t *r)
+{
+    return body_overhead(r->enc_type) + r->payload_len;
+}
+
+size_t rd_client_frame_size(const rd_client_request_t *r)
+{
+    bool modern = modern_type(r->enc_type);
+    if ((!modern && r->enc_type > 1) || (r->payload_len > 0 && r->payload == NULL)
+        || r->payload_len > MAX_BODY_SIZE - body_overhead(r->enc_type))
+        return 0;
+    return (modern ? MODERN_HEADER_SIZE : HEADER_SIZE) + body_size_of(r);
+}
+
+/* Type 1: the 8-byte nonce is 6 random bytes and the echo bytes; the
+ * answer's challenge hash is the challenge XOR the key. */
+static bool seal_aes128(const rd_client_request_t *r, uint8_t *out, size_t body_size,
+                        rd_client_ctx_t *ctx)
+{
+    uint8_t *body = out + HEADER_SIZE;
+    out[16] = 1;
+    out[17] = (uint8_t)r->coin[0].den;
+    put_be(out + 18, r->coin[0].sn, 4);
+    if (RAND_bytes(out + LEGACY_NONCE_AT, LEGACY_RANDOM) != 1)
+        return false;
+    memcpy(ctx->key, r->coin[0].key, RD_CLIENT_KEY_SIZE);
+    memcpy(ctx->iv, out + LEGACY_NONCE_AT, 8);
+    for (size_t i = 0; i < CHALLENGE_SIZE; i++)
+        ctx->expect[i] ^= ctx->key[i];
+    return rd_aes128_ctr(ctx->key, ctx->iv, body, body, body_size - TRAILER_SIZE) == 0;
+}
+
+static bool seal_legacy(const rd_client_request_t *r, uint8_t *out, size_t body_size,
+                        rd_client_ctx_t *ctx)
+{
     uint8_t *body = out + HEADER_SIZE;
     write_request_header(r, body_size, out);
     if (!write_challenge(body))
-        return 0;
+        return false;
     if (r->payload_len > 0)
         memcpy(body + CHALLENGE_SIZE, r->payload, r->payload_len);
     body[body_size - 2] = TRAILER_BYTE;
     body[body_size - 1] = TRAILER_BYTE;
-    if (challenge != NULL)
-        memcpy(challenge, body, CHALLENGE_SIZE);
-    return total;
+    memcpy(ctx->expect, body, CHALLENGE_SIZE);
+    return r->enc_type == 0 || seal_aes128(r, out, body_size, ctx);
 }
+
+/* Key: SHA-256 of the coin key, or of both (first coin first). */
+static bool modern_key(const rd_client_request_t *r, uint8_t *key)
+{
+    uint8_t keys[2 * RD_CLIENT_KEY_SIZE];
+    size_t n = r->enc_type == 5 ? 2 : 1;
+    for (size_t i = 0; i < n; i++)
+        memcpy(keys + i * RD_CLIENT_KEY_SIZE, r->coin[i].key, RD_CLIENT_KEY_SIZE);
+    bool ok = rd_sha256(keys, n * RD_CLIENT_KEY_SIZE, key) == 0;
+    rd_crypto_wipe(keys, sizeof(keys));
+    return ok;
+}
+
+static bool write_modern_header(const rd_client_request_t *r, size_t body_size, uint8_t *h)
+{
+    memset(h, 0, MODERN_HEADER_SIZE);
+    write_route(r, h);
+    h[16] = r->enc_type;
+    put_be(h + 17, (uint32_t)body_size, 2);
+    h[19] = (uint8_t)r->coin[0].den;
+    put_be(h + 20, r->coin[0].sn, 4);
+    if (RAND_bytes(h + NONCE_AT, NONCE_SIZE) != 1)
+        return false;
+    if (r->enc_type == 5) {
+        h[24] = (uint8_t)r->coin[1].den;
+        put_be(h + 25, r->coin[1].sn, 4);
+    }
+    return true;
+}
+
+/* Types 4, 5: ciphertext, its HMAC, the trailer; no challenge. */
+static bool seal_modern(const rd_client_request_t *r, uint8_t *out, size_t body_size,
+                        rd_client_ctx_t *ctx)
+{
+    uint8_t *body = out + MODERN_HEADER_SIZE;
+    size_t len = r->payload_len;
+    if (!write_modern_header(r, body_size, out) || !modern_key(r, ctx->key))
+        return false;
+    if (len > 0)
+        memcpy(body, r->payload, len);
+    body[body_size - 2] = TRAILER_BYTE;
+    body[body_size - 1] = TRAILER_BYTE;
+    return rd_aes256_ctr(ctx->key, out + NONCE_AT, body, body, len) == 0
+        && rd_hmac_sha256(ctx->key, RD_AES256_KEY_SIZE, body, len, body + len) == 0;
+}
+
+size_t rd_client_seal(const rd_client_request_t *r, uint8_t *out, size_t cap,
+                      rd_client_ctx_t *ctx)
+{
+    memset(ctx, 0, sizeof(*ctx));
+    ctx->enc_type = r->enc_type;
+    size_t total = rd_client_frame_size(r);
+    if (total == 0 || cap < total)
+        return 0;
+    size_t body_size = body_size_of(r);
+    bool ok = modern_type(r->enc_type) ? seal_modern(r, out, body_size, ctx)
+                                       : seal_legacy(r, out, body_size, ctx);
+    return ok ? total : 0;
+}
+
+/* ---- parsing and opening answers --------------------------------------------- */
 
 int rd_client_parse(const uint8_t *buf, size_t len, rd_client_response_t *resp)
 {
     if (len < HEADER_SIZE)
         return -1;
+    memset(resp, 0, sizeof(*resp));
     resp->raida_id = buf[0];
     resp->shard = buf[1];
     resp->status = buf[2];
@@ -109,6 +231,67 @@ int rd_client_parse(const uint8_t *buf, size_t len, rd_client_response_t *resp)
         || body[size - 2] != TRAILER_BYTE || body[size - 1] != TRAILER_BYTE)
         return -1;
     resp->payload_len = size - TRAILER_SIZE;
+    return 0;
+}
+
+static int parse_modern(const uint8_t *buf, size_t len, rd_client_response_t *resp)
+{
+    if (len < MODERN_HEADER_SIZE)
+        return -1;
+    memset(resp, 0, sizeof(*resp));
+    resp->raida_id = buf[0];
+    resp->shard = buf[1];
+    resp->status = buf[2];
+    resp->group = buf[3];
+    resp->exec_us = get_be(buf + 4, 4);
+    resp->body_size = get_be(buf + 9, 3);
+    resp->enc_type = buf[16];
+    resp->den = (int8_t)buf[17];
+    resp->sn = get_be(buf + 18, 4);
+    resp->payload = buf + MODERN_HEADER_SIZE;
+    if (resp->body_size == 0)
+        return 0;
+
+    const uint8_t *body = buf + MODERN_HEADER_SIZE;
+    size_t size = resp->body_size;
+    if (size < HMAC_SIZE + TRAILER_SIZE || len - MODERN_HEADER_SIZE < size
+        || body[size - 2] != TRAILER_BYTE || body[size - 1] != TRAILER_BYTE)
+        return -1;
+    resp->payload_len = size - HMAC_SIZE - TRAILER_SIZE;
+    return 0;
+}
+
+static int open_modern(const rd_client_ctx_t *ctx, uint8_t *buf, size_t len,
+                       rd_client_response_t *resp)
+{
+    uint8_t mac[HMAC_SIZE];
+    if (parse_modern(buf, len, resp) < 0)
+        return -1;
+    if (resp->body_size == 0)
+        return 0;               /* nothing to authenticate */
+    uint8_t *ct = buf + MODERN_HEADER_SIZE;
+    size_t n = resp->payload_len;
+    if (rd_hmac_sha256(ctx->key, RD_AES256_KEY_SIZE, ct, n, mac) < 0)
+        return -1;
+    resp->authentic = rd_crypto_equal(mac, ct + n, HMAC_SIZE);
+    if (resp->authentic && rd_aes256_ctr(ctx->key, buf + NONCE_AT, ct, ct, n) < 0)
+        return -1;
+    return 0;
+}
+
+int rd_client_open(const rd_client_ctx_t *ctx, uint8_t *buf, size_t len,
+                   rd_client_response_t *resp)
+{
+    if (modern_type(ctx->enc_type))
+        return open_modern(ctx, buf, len, resp);
+    if (rd_client_parse(buf, len, resp) < 0)
+        return -1;
+    resp->enc_type = ctx->enc_type;
+    resp->authentic = rd_crypto_equal(resp->challenge_hash, ctx->expect, CHALLENGE_SIZE);
+    if (ctx->enc_type == 1 && resp->payload_len > 0
+        && rd_aes128_ctr(ctx->key, ctx->iv, buf + HEADER_SIZE, buf + HEADER_SIZE,
+                         resp->payload_len) < 0)
+        return -1;
     return 0;
 }
 

@@ -97,10 +97,12 @@ static const rd_opt_t rd_opts[] = {
       .offset = RD_FIELD(worker_processes, unsigned), .def = 0, .min = 1, .max = 64 },
     RD_INT(shutdown_timeout_ms, 5000, 0, 3600000),
     RD_INT(max_old_generations, 4, 1, 64),
-    RD_TEXT(pid_file, "/run/raidad.pid", NULL),
+    RD_TEXT(pid_file, "/run/raidad/raidad.pid", NULL),
     RD_TEXT(error_log, "", NULL),
     RD_TEXT(user, "", rd_opt_user),
     RD_TEXT(group, "", rd_opt_group),
+    RD_TEXT(data_dir, "", NULL),
+    RD_INT(key_cache_pages, 1024, 1, 1048576),
 };
 
 /* ---- listen addresses ---------------------------------------------------- */

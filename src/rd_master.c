@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -161,6 +162,10 @@ static void child_run(rd_master_t *m, const rd_cycle_t *cycle, int channel, pid_
     if (getppid() != master)
         exit(1);
     rd_proctitle_set("raidad: worker process");
+    /* A reload may bring a new level or log file: the new workers apply
+     * them, the file opened while still privileged. */
+    rd_log_set_level(cycle->config->log_level);
+    rd_log_open(cycle->config->error_log);
     if (child_drop_privileges(cycle->config) < 0)
         exit(1);
     rc = rd_worker_run(cycle, channel);
@@ -315,6 +320,7 @@ static void master_reload_commit(rd_master_t *m)
     memset(m->slots, 0, sizeof(m->slots));
     m->last_error[0] = '\0';
     rd_log_set_level(m->cycle.config->log_level);
+    rd_log_open(m->cycle.config->error_log);
     rd_log(RD_LOG_NOTICE, "reloaded %s: generation %u serving", m->conf_path, m->generation);
     master_cap_draining(m);
     master_reload_reply(m, true);
@@ -588,6 +594,20 @@ static int master_timeout(const rd_master_t *m, uint64_t now)
 
 /* ---- the master's life ---- */
 
+/* The pid file's folder (/run/raidad) may be gone after a reboot. */
+static void master_make_pid_dir(const char *path)
+{
+    char dir[PATH_MAX];
+    char *slash;
+
+    snprintf(dir, sizeof(dir), "%s", path);
+    if ((slash = strrchr(dir, '/')) == NULL || slash == dir)
+        return;
+    *slash = '\0';
+    if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+        rd_log(RD_LOG_WARN, "cannot create %s: %s", dir, strerror(errno));
+}
+
 static int master_write_pid(const rd_config_t *cf)
 {
     char buf[32];
@@ -595,6 +615,7 @@ static int master_write_pid(const rd_config_t *cf)
 
     if (cf->pid_file[0] == '\0')
         return 0;
+    master_make_pid_dir(cf->pid_file);
     fd = open(cf->pid_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     len = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
     if (fd < 0 || write(fd, buf, (size_t)len) != len) {

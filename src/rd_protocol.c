@@ -3,14 +3,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <zlib.h>
 
 #include "rd_commands.h"
+#include "rd_crypto.h"
 #include "rd_protocol.h"
+#include "rd_protocol_crypt.h"
 
 #define RD_TRAILER_BYTE     0x3E
 #define RD_MAX_U24          0xFFFFFFu
-#define RD_CRC_INPUT_SIZE   12  /* random bytes of the challenge covered by its CRC */
 
 /* ---- byte order ---------------------------------------------------------- */
 
@@ -37,6 +37,7 @@ void rd_response_init(rd_response_t *resp)
     resp->data = resp->inline_buf;
     resp->len = 0;
     resp->cap = sizeof(resp->inline_buf);
+    resp->header_len = RD_RESPONSE_HEADER_SIZE;
 }
 
 void rd_response_release(rd_response_t *resp)
@@ -84,14 +85,25 @@ uint8_t *rd_response_append(rd_response_t *resp, size_t n)
 
 /* Keeps whatever block the response already has (a reused connection keeps
  * its buffer); a zero-filled record is accepted as an initialised one. */
-static void response_start(rd_response_t *resp)
+static void response_start(rd_response_t *resp, size_t header_len)
 {
     if (resp->data == NULL)
         rd_response_init(resp);
-    resp->len = RD_RESPONSE_HEADER_SIZE;
+    resp->header_len = header_len;
+    resp->len = header_len;
 }
 
 /* ---- response header ----------------------------------------------------- */
+
+/* An answer is in the request's family once its whole header was read;
+ * before, the layout of what came is not known to be the 48-byte one. */
+static size_t response_header_size(const rd_request_t *req)
+{
+    if (req != NULL && req->header_size == RD_MODERN_HEADER_SIZE
+        && req->header_have >= RD_MODERN_HEADER_SIZE)
+        return RD_MODERN_HEADER_SIZE;
+    return RD_LEGACY_HEADER_SIZE;
+}
 
 static uint8_t request_group(const rd_request_t *req)
 {
@@ -106,18 +118,23 @@ static void copy_echo(const rd_request_t *req, uint8_t *h)
 }
 
 /* For type 0 the challenge hash is the challenge itself: it proves to the
- * client that this answer belongs to its request. */
+ * client that this answer belongs to its request. Type 1's is only known
+ * once the body was decrypted and its CRC matched. */
 static void copy_challenge(const rd_request_t *req, uint8_t *h)
 {
-    if (req != NULL && req->body_complete && req->body != NULL
+    if (req == NULL)
+        return;
+    if (req->body_complete && req->body != NULL
         && req->body_size >= RD_CHALLENGE_SIZE && req->enc_type == 0)
         memcpy(h + 16, req->body, RD_CHALLENGE_SIZE);
+    else if (req->challenge_set)
+        memcpy(h + 16, req->challenge_hash, RD_CHALLENGE_SIZE);
 }
 
-static void write_header(const rd_protocol_t *p, const rd_request_t *req, uint8_t status,
-                         uint32_t body_size, uint32_t exec_us, uint8_t *h)
+static void write_legacy_header(const rd_protocol_t *p, const rd_request_t *req, uint8_t status,
+                                uint32_t body_size, uint32_t exec_us, uint8_t *h)
 {
-    memset(h, 0, RD_RESPONSE_HEADER_SIZE);
+    memset(h, 0, RD_LEGACY_HEADER_SIZE);
     h[0] = p->raida_id;
     h[2] = status;
     h[3] = request_group(req);
@@ -128,16 +145,31 @@ static void write_header(const rd_protocol_t *p, const rd_request_t *req, uint8_
     copy_challenge(req, h);
 }
 
-/* The one place every response goes through: adds the trailer, writes the
- * header and counts the answer. */
+/* Bytes 24-47, the answer's nonce, were written when it was sealed. */
+static void write_modern_header(const rd_protocol_t *p, const rd_request_t *req, uint8_t status,
+                                uint32_t body_size, uint32_t exec_us, uint8_t *h)
+{
+    memset(h, 0, 24);
+    h[0] = p->raida_id;
+    h[2] = status;
+    h[3] = request_group(req);
+    put_be(h + 4, exec_us, 4);
+    put_be(h + 9, body_size, 3);
+    h[16] = req->header[16];                /* encryption type */
+    memcpy(h + 17, req->header + 19, 5);    /* the (first) coin */
+}
+
+/* The one place every response goes through: encrypts it like the
+ * request, adds the trailer, writes the header and counts the answer. */
 static void finish_response(const rd_protocol_t *p, const rd_request_t *req, int status,
                             uint32_t exec_us, rd_response_t *resp)
 {
-    size_t payload_len = resp->len - RD_RESPONSE_HEADER_SIZE;
+    status = rd_crypt_seal(req, resp, status);
+    size_t payload_len = resp->len - resp->header_len;
     if (payload_len > RD_MAX_U24 - RD_TRAILER_SIZE) {
         status = RD_STATUS_INTERNAL_ERROR;  /* cannot be described by a u24 */
         payload_len = 0;
-        resp->len = RD_RESPONSE_HEADER_SIZE;
+        resp->len = resp->header_len;
     }
     uint32_t body_size = 0;
     if (payload_len > 0) {
@@ -145,7 +177,10 @@ static void finish_response(const rd_protocol_t *p, const rd_request_t *req, int
         resp->data[resp->len++] = RD_TRAILER_BYTE;
         body_size = (uint32_t)(payload_len + RD_TRAILER_SIZE);
     }
-    write_header(p, req, (uint8_t)status, body_size, exec_us, resp->data);
+    if (resp->header_len == RD_MODERN_HEADER_SIZE)
+        write_modern_header(p, req, (uint8_t)status, body_size, exec_us, resp->data);
+    else
+        write_legacy_header(p, req, (uint8_t)status, body_size, exec_us, resp->data);
     if (p->stats != NULL)
         rd_stats_count(p->stats, req != NULL && req->header_valid,
                        req != NULL ? req->group : 0, req != NULL ? req->command : 0,
@@ -212,7 +247,7 @@ static int check_handler(rd_request_t *req)
 
 static int check_body_size(const rd_protocol_t *p, const rd_request_t *req)
 {
-    if (req->body_size > p->max_body_size || req->body_size < RD_MIN_BODY_SIZE)
+    if (req->body_size > p->max_body_size || req->body_size < rd_crypt_min_body(req->enc_type))
         return RD_STATUS_INVALID_PACKET_LENGTH;
     return RD_STATUS_NO_ERROR;
 }
@@ -234,9 +269,9 @@ int rd_protocol_validate_header(const rd_protocol_t *p, rd_request_t *req)
         return status;
     if (get_be(h + 6, 2) != p->coin_id)
         return RD_STATUS_INVALID_COIN_ID;
-    if (req->enc_type != 0)
-        return RD_STATUS_INVALID_ENCRYPTION_CODE;
-    req->body_size = get_be(h + 22, 2);
+    status = rd_crypt_parse_header(req);
+    if (status != RD_STATUS_NO_ERROR)
+        return status;
     return check_body_size(p, req);
 }
 
@@ -247,13 +282,16 @@ int rd_protocol_validate_body(const rd_protocol_t *p, rd_request_t *req)
     (void)p;
     const uint8_t *b = req->body;
     size_t size = req->body_size;
-    if (req->enc_type != 0)
+    uint32_t min_size = rd_crypt_min_body(req->enc_type);
+    if (min_size == 0)
         return RD_STATUS_INVALID_ENCRYPTION_CODE;
-    if (b == NULL || size < RD_MIN_BODY_SIZE)
+    if (b == NULL || size < min_size)
         return RD_STATUS_INVALID_PACKET_LENGTH;
     if (b[size - 2] != RD_TRAILER_BYTE || b[size - 1] != RD_TRAILER_BYTE)
         return RD_STATUS_INVALID_EOF;
-    if (crc32(0L, b, RD_CRC_INPUT_SIZE) != get_be(b + RD_CRC_INPUT_SIZE, 4))
+    if (req->enc_type != 0)
+        return RD_STATUS_NO_ERROR;      /* the rest needs the key: rd_crypt_open */
+    if (!rd_crypt_challenge_ok(b))
         return RD_STATUS_INVALID_CRC;
     req->payload = b + RD_CHALLENGE_SIZE;
     req->payload_len = size - RD_MIN_BODY_SIZE;
@@ -269,22 +307,25 @@ static int dispatch(const rd_protocol_t *p, const rd_request_t *req, rd_response
         return RD_STATUS_INVALID_COMMAND;
     int status = cmd->handler(p, req, resp);
     if (status == RD_STATUS_MEMORY_ALLOC)
-        resp->len = RD_RESPONSE_HEADER_SIZE;    /* a partial payload means nothing */
+        resp->len = resp->header_len;   /* a partial payload means nothing */
     return status;
 }
 
 void rd_protocol_run_command(const rd_protocol_t *p, rd_request_t *req, rd_response_t *resp)
 {
     req->start_ns = rd_protocol_now_ns();
-    response_start(resp);
-    int status = dispatch(p, req, resp);
+    response_start(resp, response_header_size(req));
+    int status = rd_crypt_open(p, req);
+    if (status == RD_STATUS_NO_ERROR)
+        status = dispatch(p, req, resp);
     finish_response(p, req, status, elapsed_us(req->start_ns), resp);
+    rd_crypto_wipe(req->key, sizeof(req->key));
 }
 
 void rd_protocol_error_response(const rd_protocol_t *p, const rd_request_t *req,
                                 int status, rd_response_t *resp)
 {
-    response_start(resp);
+    response_start(resp, response_header_size(req));
     finish_response(p, req, status, 0, resp);
 }
 

@@ -215,6 +215,16 @@ static void worker_set_protocol(rd_worker_t *w)
     w->proto.admin_key_set = cf->admin_key_set;
     memcpy(w->proto.admin_key, cf->admin_key, sizeof(w->proto.admin_key));
     w->proto.stats = w->cycle->stats;
+    /* Each worker reads the keys afresh: after a reload, the new workers
+     * see the page files as they are now. Without a store, every coin is
+     * missing: a degraded worker still serves the other requests. */
+    w->proto.keys = NULL;
+    if (cf->data_dir[0] == '\0')
+        return;
+    w->proto.keys = rd_keystore_create(cf->data_dir, cf->key_cache_pages);
+    if (w->proto.keys == NULL)
+        rd_log(RD_LOG_ERR, "key store %s: %s: encrypted requests will be refused",
+               cf->data_dir, strerror(errno));
 }
 
 static int worker_open_limits(rd_worker_t *w)
@@ -298,6 +308,7 @@ static void worker_free(rd_worker_t *w)
     free(w->listener_events);
     free(w->udp_buf);
     free(w->conns);
+    rd_keystore_destroy(w->proto.keys);    /* the pool, its user, is gone */
 }
 
 static bool worker_done(const rd_worker_t *w, uint64_t now)

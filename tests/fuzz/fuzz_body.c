@@ -1,101 +1,133 @@
 /* Fuzz target: a request body behind a valid header.
  *
- * Input: byte 0 picks the command (echo, version or stats, modulo 3), the
- * rest is the body; the header (type 0, RAIDA 7, coin 0x0106) announces its
- * length. The body lies in a block of exactly that size, as the TCP reader
- * allocates it, so that AddressSanitizer sees any read past its end. Then
- * validate_body, and run_command or error_response, as rd_connection.c
- * does. Every answer is decoded with rd_client_parse and checked against
- * what the protocol says it must be. */
+ * Input: byte 0 picks the command (echo, version, stats: byte 0 modulo 3)
+ * and the encryption type (0, 1, 4, 5: byte 0 / 3 modulo 4); the rest is
+ * the body. The header (RAIDA 7, coin 0x0106, the key store's coin 1, and
+ * coin 2 for type 5, a fixed nonce) announces the body's length. The body
+ * lies in a block of exactly that size, as the TCP reader allocates it, so
+ * that AddressSanitizer sees any access past its end. Then validate_body,
+ * and run_command or error_response, as rd_connection.c does; every answer
+ * is checked (fuzz_check_answer), type 0's against what the protocol says,
+ * worked out here independently. */
 #include "config.h"
 
 #include <zlib.h>
 
 #include "fuzz_common.h"
-#include "rd_client.h"
 
-static const uint8_t commands[] = { 0, 1, 2 };     /* echo, version, stats */
+static const uint8_t enc_types[] = { 0, 1, 4, 5 };
 
-static void make_header(uint8_t *h, uint8_t command, size_t body_size)
+static bool modern(uint8_t enc)
 {
-    memset(h, 0, RD_LEGACY_HEADER_SIZE);
+    return enc == 4 || enc == 5;
+}
+
+static uint32_t min_body(uint8_t enc)
+{
+    return modern(enc) ? RD_MODERN_MIN_BODY_SIZE : RD_MIN_BODY_SIZE;
+}
+
+static void put_coin(uint8_t *at, uint32_t sn)
+{
+    at[0] = FUZZ_DEN;
+    at[1] = (uint8_t)(sn >> 24);
+    at[2] = (uint8_t)(sn >> 16);
+    at[3] = (uint8_t)(sn >> 8);
+    at[4] = (uint8_t)sn;
+}
+
+/* Both families; the nonce is bytes 24-31 (type 1) or 24-47 (types 4, 5;
+ * type 5's second coin is its first five bytes), as gen_corpus.py writes. */
+static void make_header(rd_request_t *req, uint8_t enc, uint8_t command, size_t body_size)
+{
+    uint8_t *h = req->header;
+    size_t hs = modern(enc) ? RD_MODERN_HEADER_SIZE : RD_LEGACY_HEADER_SIZE;
+
+    memset(h, 0, RD_MAX_HEADER_SIZE);
     h[0] = 1;
     h[2] = FUZZ_RAIDA_ID;
-    h[4] = 0;
     h[5] = command;
     h[6] = FUZZ_COIN_ID >> 8;
     h[7] = FUZZ_COIN_ID & 0xFF;
-    h[22] = (uint8_t)(body_size >> 8);
-    h[23] = (uint8_t)body_size;
-    h[30] = FUZZ_ECHO >> 8;
-    h[31] = FUZZ_ECHO & 0xFF;
+    h[16] = enc;
+    for (size_t i = 24; i < hs; i++)
+        h[i] = (uint8_t)(0x40 + i);
+    if (modern(enc)) {
+        h[17] = (uint8_t)(body_size >> 8);
+        h[18] = (uint8_t)body_size;
+        put_coin(h + 19, FUZZ_SN1);
+        if (enc == 5)
+            put_coin(h + 24, FUZZ_SN2);
+    } else {
+        if (enc == 1)
+            put_coin(h + 17, FUZZ_SN1);
+        h[22] = (uint8_t)(body_size >> 8);
+        h[23] = (uint8_t)body_size;
+        h[30] = FUZZ_ECHO >> 8;
+        h[31] = FUZZ_ECHO & 0xFF;
+    }
+    req->header_have = (uint16_t)hs;
+    req->header_size = (uint16_t)hs;
 }
 
-/* What validate_body must answer, worked out here independently. */
-static int expected_body_status(const uint8_t *b, size_t n)
+/* What validate_body must answer: all of it for type 0; the length and
+ * the trailer for the others (their CRC or HMAC needs the key). */
+static int expected_body_status(uint8_t enc, const uint8_t *b, size_t n)
 {
-    if (n < RD_MIN_BODY_SIZE)
+    if (n < min_body(enc))
         return RD_STATUS_INVALID_PACKET_LENGTH;
     if (b[n - 2] != 0x3E || b[n - 1] != 0x3E)
         return RD_STATUS_INVALID_EOF;
-    if (crc32(0L, b, 12) != fuzz_be(b + 12, 4))
+    if (enc == 0 && crc32(0L, b, 12) != fuzz_be(b + 12, 4))
         return RD_STATUS_INVALID_CRC;
     return RD_STATUS_NO_ERROR;
-}
-
-static void check_response(const rd_protocol_t *p, const rd_request_t *req,
-                           const rd_response_t *resp, rd_client_response_t *parsed)
-{
-    FUZZ_CHECK(resp->len >= RD_RESPONSE_HEADER_SIZE);
-    FUZZ_CHECK(rd_client_parse(resp->data, resp->len, parsed) == 0);
-    FUZZ_CHECK(resp->len == RD_RESPONSE_HEADER_SIZE + parsed->body_size);
-    FUZZ_CHECK(parsed->raida_id == p->raida_id && parsed->shard == 0);
-    FUZZ_CHECK(parsed->group == 0 && parsed->frames == 1 && parsed->echo == FUZZ_ECHO);
-    if (req->body_complete && req->body_size >= RD_CHALLENGE_SIZE)
-        FUZZ_CHECK(memcmp(parsed->challenge_hash, req->body, RD_CHALLENGE_SIZE) == 0);
-    else
-        FUZZ_CHECK(fuzz_all_zero(parsed->challenge_hash, sizeof(parsed->challenge_hash)));
 }
 
 static void check_refused(const rd_protocol_t *p, const rd_request_t *req, int status)
 {
     rd_response_t resp;
-    rd_client_response_t parsed;
 
     rd_response_init(&resp);
     rd_protocol_error_response(p, req, status, &resp);
-    check_response(p, req, &resp, &parsed);
-    FUZZ_CHECK(resp.len == RD_RESPONSE_HEADER_SIZE && parsed.status == status);
+    FUZZ_CHECK(fuzz_check_answer(p, req, &resp) == status);
+    FUZZ_CHECK(resp.len == fuzz_answer_header_size(req));
     rd_response_release(&resp);
 }
 
 static void check_run(const rd_protocol_t *p, rd_request_t *req)
 {
     rd_response_t resp;
-    rd_client_response_t parsed;
     uint64_t before = fuzz_requests(p);
-    bool key_ok = req->payload_len == sizeof(p->admin_key)
-        && memcmp(req->payload, p->admin_key, sizeof(p->admin_key)) == 0;
+    uint8_t enc = req->enc_type;
+    bool key_ok = false;
+
+    if (enc == 0)
+        key_ok = req->payload_len == sizeof(p->admin_key)
+            && memcmp(req->payload, p->admin_key, sizeof(p->admin_key)) == 0;
 
     rd_response_init(&resp);
     rd_protocol_run_command(p, req, &resp);
-    check_response(p, req, &resp, &parsed);
+    uint8_t status = fuzz_check_answer(p, req, &resp);
+    size_t body = resp.len - fuzz_answer_header_size(req);
     FUZZ_CHECK(fuzz_requests(p) == before + 1);
-    switch (req->command) {
-    case 0:     /* echo: success, no body */
-        FUZZ_CHECK(parsed.status == RD_STATUS_SUCCESS && resp.len == RD_RESPONSE_HEADER_SIZE);
-        break;
-    case 1:     /* version: 8 bytes */
-        FUZZ_CHECK(parsed.status == RD_STATUS_SUCCESS && parsed.payload_len == 8);
-        break;
-    default:    /* stats: uptime, requests, two counted lists; or refused */
-        if (key_ok) {
-            FUZZ_CHECK(parsed.status == RD_STATUS_SUCCESS);
-            FUZZ_CHECK(parsed.payload_len >= 4 + 8 + 2 + 2);
-        } else {
-            FUZZ_CHECK(parsed.status == RD_STATUS_ADMIN_AUTH && parsed.payload_len == 0);
-        }
-        break;
+    FUZZ_CHECK(fuzz_all_zero(req->key, sizeof(req->key)));     /* wiped */
+
+    if (enc != 0) {
+        /* The body was opened with the key, or refused for it. */
+        FUZZ_CHECK(status == RD_STATUS_SUCCESS || status == RD_STATUS_ADMIN_AUTH
+                   || status == (modern(enc) ? RD_STATUS_INVALID_HMAC : RD_STATUS_INVALID_CRC));
+        if (status == RD_STATUS_SUCCESS && req->command == 0)
+            FUZZ_CHECK(body == 0);
+        if (status == RD_STATUS_SUCCESS && req->command == 1)
+            FUZZ_CHECK(body == 8 + RD_TRAILER_SIZE + (modern(enc) ? RD_HMAC_SIZE : 0));
+    } else if (req->command == 0) {         /* echo: success, no body */
+        FUZZ_CHECK(status == RD_STATUS_SUCCESS && body == 0);
+    } else if (req->command == 1) {         /* version: 8 bytes */
+        FUZZ_CHECK(status == RD_STATUS_SUCCESS && body == 8 + RD_TRAILER_SIZE);
+    } else if (key_ok) {                    /* stats: uptime, requests, two lists */
+        FUZZ_CHECK(status == RD_STATUS_SUCCESS && body >= 4 + 8 + 2 + 2 + RD_TRAILER_SIZE);
+    } else {
+        FUZZ_CHECK(status == RD_STATUS_ADMIN_AUTH && body == 0);
     }
     rd_response_release(&resp);
 }
@@ -107,23 +139,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     if (size < 1 || size - 1 > 0xFFFF)
         return -1;  /* a u16 cannot announce it: not an input of this target */
-    uint8_t command = commands[data[0] % sizeof(commands)];
+    uint8_t command = (uint8_t)(data[0] % 3);
+    uint8_t enc = enc_types[(data[0] / 3) % sizeof(enc_types)];
+    const uint8_t *in = data + 1;
     size_t body_size = size - 1;
 
     memset(&req, 0, sizeof(req));
-    make_header(req.header, command, body_size);
-    req.header_have = RD_LEGACY_HEADER_SIZE;
-    req.header_size = RD_LEGACY_HEADER_SIZE;
+    make_header(&req, enc, command, body_size);
     int status = rd_protocol_validate_header(p, &req);
-    if (body_size < RD_MIN_BODY_SIZE || body_size > p->max_body_size) {
+    if (body_size < min_body(enc) || body_size > p->max_body_size) {
         FUZZ_CHECK(status == RD_STATUS_INVALID_PACKET_LENGTH);
         check_refused(p, &req, status);
-        if (body_size < RD_MIN_BODY_SIZE) {
+        if (body_size < min_body(enc)) {
             /* Never reached through the header, but the body check must
              * refuse a short body on its own too. */
             uint8_t *small = malloc(body_size > 0 ? body_size : 1);
             FUZZ_CHECK(small != NULL);
-            memcpy(small, data + 1, body_size);
+            memcpy(small, in, body_size);
             req.body = small;
             req.body_size = (uint32_t)body_size;
             req.body_complete = true;
@@ -133,25 +165,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     FUZZ_CHECK(status == RD_STATUS_NO_ERROR && req.body_size == body_size);
+    FUZZ_CHECK(req.header_valid && req.enc_type == enc);
 
-    /* Exactly body_size bytes, never a NULL for an empty body. */
-    uint8_t *body = malloc(body_size > 0 ? body_size : 1);
+    uint8_t *body = malloc(body_size);
     FUZZ_CHECK(body != NULL);
-    memcpy(body, data + 1, body_size);
+    memcpy(body, in, body_size);
     req.body = body;
     req.body_complete = true;
 
     status = rd_protocol_validate_body(p, &req);
-    FUZZ_CHECK(status == expected_body_status(data + 1, body_size));
+    FUZZ_CHECK(status == expected_body_status(enc, in, body_size));
     if (status == RD_STATUS_NO_ERROR) {
-        FUZZ_CHECK(req.payload == body + RD_CHALLENGE_SIZE);
-        FUZZ_CHECK(req.payload_len == body_size - RD_MIN_BODY_SIZE);
+        if (enc == 0) {
+            FUZZ_CHECK(req.payload == body + RD_CHALLENGE_SIZE);
+            FUZZ_CHECK(req.payload_len == body_size - RD_MIN_BODY_SIZE);
+        }
         check_run(p, &req);
     } else {
         check_refused(p, &req, status);
     }
-    /* Type 0 is never changed in place. */
-    FUZZ_CHECK(memcmp(body, data + 1, body_size) == 0);
+    if (enc == 0)   /* nothing to decrypt: the body is left as it came */
+        FUZZ_CHECK(memcmp(body, in, body_size) == 0);
     free(body);
     return 0;
 }

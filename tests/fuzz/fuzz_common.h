@@ -1,16 +1,22 @@
-/* What the libFuzzer targets share: the server they play (made once, on the
- * first input), an invariant check that crashes loudly, and byte helpers.
- * The seed corpora (gen_corpus.py) are built for these very values. */
+/* What the protocol fuzz targets share: the server they play (made once,
+ * on the first input), an invariant check that crashes loudly, and the
+ * checks every answer must pass. The seed corpora (gen_corpus.py) are built
+ * for these very values. */
 #ifndef RD_FUZZ_COMMON_H
 #define RD_FUZZ_COMMON_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
 
+#include "rd_client.h"
+#include "rd_keystore.h"
 #include "rd_protocol.h"
 #include "rd_stats.h"
 
@@ -18,6 +24,12 @@
 #define FUZZ_COIN_ID   0x0106       /* both bytes matter */
 #define FUZZ_MAX_BODY  4096
 #define FUZZ_ECHO      0xBEEF
+/* The key store holds, for denomination 1, coin 1 (key 10 11 ... 1F) and
+ * coin 2 (key 20 21 ... 2F); denomination 2's first page is a short file
+ * (a broken page: status 252). */
+#define FUZZ_DEN       1
+#define FUZZ_SN1       1
+#define FUZZ_SN2       2
 
 /* libFuzzer calls this; declared for -Wmissing-prototypes. */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -47,8 +59,77 @@ static inline bool fuzz_all_zero(const uint8_t *b, size_t n)
     return true;
 }
 
-/* The server: RAIDA 7, coin 0x0106, bodies up to 4096 bytes, admin key
- * A0 A1 ... AF, a stats block (its counters grow for the whole run). */
+/* ---- the key store ------------------------------------------------------- */
+
+static char fuzz_data_dir[PATH_MAX];
+
+static inline void fuzz_write_file(const char *path, const uint8_t *data, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    FUZZ_CHECK(f != NULL);
+    FUZZ_CHECK(fwrite(data, 1, len, f) == len);
+    FUZZ_CHECK(fclose(f) == 0);
+}
+
+static inline void fuzz_path(char *buf, const char *rest)
+{
+    int n = snprintf(buf, PATH_MAX, "%s/%s", fuzz_data_dir, rest);
+    FUZZ_CHECK(n > 0 && n < PATH_MAX);
+}
+
+/* At exit (a crash leaves it: run.sh points TMPDIR at its own temporary
+ * folder, which it removes). */
+static inline void fuzz_remove_data_dir(void)
+{
+    static const char *const files[] = {
+        "Data/01/00/0000.bin", "Data/01/00", "Data/01",
+        "Data/02/00/0000.bin", "Data/02/00", "Data/02", "Data", "",
+    };
+    char path[PATH_MAX];
+
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        fuzz_path(path, files[i]);
+        remove(path);
+    }
+}
+
+static inline rd_keystore_t *fuzz_keystore(void)
+{
+    static const char *const dirs[] = { "Data", "Data/01", "Data/01/00", "Data/02", "Data/02/00" };
+    static uint8_t page[RD_KEY_PAGE_SIZE];
+    char path[PATH_MAX];
+    const char *tmp = getenv("TMPDIR");
+
+    snprintf(fuzz_data_dir, sizeof(fuzz_data_dir), "%s/raidad-fuzz-keys.XXXXXX",
+             tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp");
+    FUZZ_CHECK(mkdtemp(fuzz_data_dir) != NULL);
+    for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+        fuzz_path(path, dirs[i]);
+        FUZZ_CHECK(mkdir(path, 0700) == 0);
+    }
+    for (size_t i = 0; i < RD_KEY_SIZE; i++) {
+        page[FUZZ_SN1 * RD_KEY_RECORD_SIZE + i] = (uint8_t)(0x10 + i);
+        page[FUZZ_SN2 * RD_KEY_RECORD_SIZE + i] = (uint8_t)(0x20 + i);
+    }
+    page[FUZZ_SN1 * RD_KEY_RECORD_SIZE + RD_KEY_SIZE] = 1;
+    page[FUZZ_SN2 * RD_KEY_RECORD_SIZE + RD_KEY_SIZE] = 1;
+    fuzz_path(path, "Data/01/00/0000.bin");
+    fuzz_write_file(path, page, sizeof(page));
+    fuzz_path(path, "Data/02/00/0000.bin");
+    fuzz_write_file(path, page, 100);
+    atexit(fuzz_remove_data_dir);
+
+    /* Large enough that the pages the fuzzer asks for never push ours out
+     * for long; they would be read again anyway. */
+    rd_keystore_t *ks = rd_keystore_create(fuzz_data_dir, 4096);
+    FUZZ_CHECK(ks != NULL);
+    return ks;
+}
+
+/* ---- the server ---------------------------------------------------------- */
+
+/* RAIDA 7, coin 0x0106, bodies up to 4096 bytes, admin key A0 A1 ... AF, a
+ * stats block (its counters grow for the whole run) and the key store. */
 static inline const rd_protocol_t *fuzz_protocol(void)
 {
     static rd_protocol_t p;
@@ -63,10 +144,8 @@ static inline const rd_protocol_t *fuzz_protocol(void)
         for (size_t i = 0; i < sizeof(p.admin_key); i++)
             p.admin_key[i] = (uint8_t)(0xA0 + i);
         p.stats = rd_stats_create();
-        if (p.stats == NULL) {
-            fprintf(stderr, "fuzz: rd_stats_create failed\n");
-            abort();
-        }
+        FUZZ_CHECK(p.stats != NULL);
+        p.keys = fuzz_keystore();
         ready = true;
     }
     return &p;
@@ -75,6 +154,59 @@ static inline const rd_protocol_t *fuzz_protocol(void)
 static inline uint64_t fuzz_requests(const rd_protocol_t *p)
 {
     return atomic_load(&p->stats->requests);
+}
+
+/* ---- answers ------------------------------------------------------------- */
+
+/* The header family of REQ's answer: 48 bytes once a whole 48-byte header
+ * was read, 32 otherwise. */
+static inline size_t fuzz_answer_header_size(const rd_request_t *req)
+{
+    return req->header_size == RD_MODERN_HEADER_SIZE && req->header_have >= RD_MODERN_HEADER_SIZE
+        ? RD_MODERN_HEADER_SIZE : RD_LEGACY_HEADER_SIZE;
+}
+
+/* What every answer to REQ must be, whatever its status; returns the
+ * status. An answer other than success has no body. */
+static inline uint8_t fuzz_check_answer(const rd_protocol_t *p, const rd_request_t *req,
+                                        const rd_response_t *resp)
+{
+    const uint8_t *r = resp->data;
+    const uint8_t *h = req->header;
+    size_t hs = fuzz_answer_header_size(req);
+
+    FUZZ_CHECK(resp->len >= hs && resp->len <= resp->cap);
+    uint32_t body_size = fuzz_be(r + 9, 3);
+    FUZZ_CHECK(resp->len == hs + body_size);
+    FUZZ_CHECK(r[0] == p->raida_id && r[1] == 0);
+    FUZZ_CHECK(r[2] != RD_STATUS_NO_ERROR);
+    FUZZ_CHECK(r[3] == (req->header_have >= 5 ? h[4] : 0));
+    if (body_size > 0) {
+        FUZZ_CHECK(r[2] == RD_STATUS_SUCCESS);
+        FUZZ_CHECK(r[resp->len - 2] == 0x3E && r[resp->len - 1] == 0x3E);
+    }
+    if (hs == RD_MODERN_HEADER_SIZE) {
+        FUZZ_CHECK(r[8] == 0 && r[16] == h[16] && memcmp(r + 17, h + 19, 5) == 0);
+        if (body_size > 0)      /* payload, HMAC, trailer */
+            FUZZ_CHECK(body_size > RD_HMAC_SIZE + RD_TRAILER_SIZE);
+        return r[2];
+    }
+
+    rd_client_response_t parsed;
+    FUZZ_CHECK(rd_client_parse(r, resp->len, &parsed) == 0);
+    FUZZ_CHECK(parsed.frames == 1 && r[8] == 0);
+    if (req->header_have >= RD_LEGACY_HEADER_SIZE && req->header_size == RD_LEGACY_HEADER_SIZE)
+        FUZZ_CHECK(parsed.echo == fuzz_be(h + 30, 2));
+    else
+        FUZZ_CHECK(parsed.echo == 0);
+    /* Type 0 sends the challenge back once the body is there; type 1 only
+     * once it was decrypted and its CRC matched. */
+    if (req->enc_type == 0 && req->body_complete && req->body != NULL
+        && req->body_size >= RD_CHALLENGE_SIZE)
+        FUZZ_CHECK(memcmp(parsed.challenge_hash, req->body, RD_CHALLENGE_SIZE) == 0);
+    else if (req->enc_type == 0 || !req->body_complete)
+        FUZZ_CHECK(fuzz_all_zero(parsed.challenge_hash, RD_CHALLENGE_SIZE));
+    return parsed.status;
 }
 
 #endif

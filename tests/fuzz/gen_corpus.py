@@ -2,13 +2,17 @@
 """Writes the seed corpora of the fuzz targets into corpus/{header,body,frame,config}.
 
 The frames are built for the server the targets play (fuzz_common.h):
-RAIDA 7, coin 0x0106, bodies up to 4096 bytes, admin key A0 A1 ... AF.
-Run it again after changing those; the files are committed, so a build
-needs no Python:   python3 tests/fuzz/gen_corpus.py
+RAIDA 7, coin 0x0106, bodies up to 4096 bytes, admin key A0 A1 ... AF, and
+a key store holding coins (1, 1) and (1, 2). Run it again after changing
+those; the files are committed, so a build needs neither Python nor the
+openssl command this uses for AES-CTR:   python3 tests/fuzz/gen_corpus.py
 """
+import hashlib
+import hmac
 import os
 import shutil
 import struct
+import subprocess
 import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -16,6 +20,23 @@ TOP = os.path.dirname(os.path.dirname(HERE))
 RAIDA_ID, COIN_ID, MAX_BODY, ECHO = 7, 0x0106, 4096, 0xBEEF
 ADMIN_KEY = bytes(range(0xA0, 0xB0))
 RANDOM12 = bytes([0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xAA, 0xBB, 0xCC])
+
+
+DEN, SN1, SN2 = 1, 1, 2
+COIN_KEYS = {SN1: bytes(range(0x10, 0x20)), SN2: bytes(range(0x20, 0x30))}
+
+
+def aes_ctr(key, iv, data):
+    """AES-128 or -256 in CTR mode (SP 800-38A), as the daemon's OpenSSL does."""
+    if not data:
+        return b""
+    cipher = "-aes-128-ctr" if len(key) == 16 else "-aes-256-ctr"
+    return subprocess.run(["openssl", "enc", cipher, "-nosalt", "-K", key.hex(), "-iv", iv.hex()],
+                          input=data, stdout=subprocess.PIPE, check=True).stdout
+
+
+def coin(sn, den=DEN):
+    return struct.pack(">bI", den, sn)
 
 
 def challenge():
@@ -42,12 +63,45 @@ def frame(command=0, payload=b"", **over):
     return header(command, body_size=len(b), **over) + b
 
 
-def modern_header(enc=4, body_size=18 + 32):
-    h = bytearray(48)
-    h[0], h[2], h[16] = 1, RAIDA_ID, enc
+def modern_header(enc=4, body_size=18 + 32, command=0, sn1=SN1, sn2=SN2, den=DEN):
+    """The 48-byte family, with the nonce fuzz_body.c writes (0x40 + offset)."""
+    h = bytearray(0x40 + i for i in range(48))
+    h[0:16] = bytes(16)
+    h[0], h[2], h[5], h[16] = 1, RAIDA_ID, command, enc
     h[6:8] = struct.pack(">H", COIN_ID)
     h[17:19] = struct.pack(">H", body_size)
+    h[19:24] = coin(sn1, den)
+    if enc == 5:
+        h[24:29] = coin(sn2, den)
     return bytes(h)
+
+
+def type1_frame(command=0, payload=b"", sn=SN1, den=DEN, corrupt=False):
+    """Type 1: challenge and payload under AES-128-CTR with the coin's key;
+    the counter block is header bytes 24-31 (ending in the echo bytes)."""
+    plain = challenge() + payload
+    h = bytearray(header(command, body_size=len(plain) + 2, enc=1))
+    h[17:22] = coin(sn, den)
+    h[24:30] = bytes(0x40 + i for i in range(24, 30))
+    key = COIN_KEYS.get(sn, bytes(16))
+    ct = bytearray(aes_ctr(key, bytes(h[24:32]) + bytes(8), plain))
+    if corrupt:
+        ct[0] ^= 1
+    return bytes(h) + bytes(ct) + b"\x3e\x3e"
+
+
+def modern_frame(enc=4, command=0, payload=b"", sn1=SN1, den=DEN, corrupt=False):
+    """Types 4 and 5: AES-256-CTR under SHA-256 of the coin key(s), counter
+    block the first 16 nonce bytes, then HMAC-SHA256 of the ciphertext."""
+    body_size = len(payload) + 32 + 2
+    h = modern_header(enc, body_size, command, sn1=sn1, den=den)
+    keys = COIN_KEYS.get(sn1, bytes(16)) + (COIN_KEYS[SN2] if enc == 5 else b"")
+    key = hashlib.sha256(keys).digest()
+    ct = aes_ctr(key, h[24:40], payload)
+    mac = bytearray(hmac.new(key, ct, hashlib.sha256).digest())
+    if corrupt:
+        mac[0] ^= 1
+    return h + ct + bytes(mac) + b"\x3e\x3e"
 
 
 bad_crc = bytearray(body())
@@ -72,8 +126,22 @@ FRAMES = {
     "enc-type-1": frame(0, h16=1),
     "enc-type-2": frame(0, h16=2),
     "enc-type-9": frame(0, h16=9),
-    "enc-type-4": modern_header(4) + body(bytes(32)),
-    "enc-type-5": modern_header(5) + body(bytes(32)),
+    "enc-type-4-garbage": modern_header(4) + body(bytes(32)),
+    "enc-type-5-garbage": modern_header(5) + body(bytes(32)),
+    "type1-echo": type1_frame(0),
+    "type1-version": type1_frame(1),
+    "type1-stats": type1_frame(2, ADMIN_KEY),
+    "type1-bad-crc": type1_frame(0, corrupt=True),
+    "type1-unknown-coin": type1_frame(0, sn=3),
+    "type1-broken-page": type1_frame(0, den=2),
+    "type4-echo": modern_frame(4, 0),
+    "type4-version": modern_frame(4, 1),
+    "type4-stats": modern_frame(4, 2, ADMIN_KEY),
+    "type4-bad-hmac": modern_frame(4, 0, corrupt=True),
+    "type4-unknown-coin": modern_frame(4, 0, sn1=3),
+    "type5-echo": modern_frame(5, 0),
+    "type5-stats": modern_frame(5, 2, ADMIN_KEY),
+    "type4-in-legacy-size": header(0, enc=4) + body(),
     "modern-short": modern_header(4)[:40],
     "body-too-short": header(0, body_size=10) + bytes(10),
     "body-too-large": header(0, body_size=MAX_BODY + 1) + body(bytes(MAX_BODY + 1 - 18)),
@@ -91,7 +159,14 @@ for _name, _data in FRAMES.items():
     if _data[:48] not in HEADERS.values():
         HEADERS[_name] = _data[:48]
 
-# fuzz_body: byte 0 picks the command (0 echo, 1 version, 2 stats), then the body.
+# fuzz_body: byte 0 picks the command (byte 0 % 3: echo, version, stats) and
+# the type (byte 0 / 3 % 4: 0, 1, 4, 5), then the body; fuzz_body.c writes
+# the header, the same as these frames'.
+def body_seed(enc, command, frame_bytes):
+    hs = 48 if enc in (4, 5) else 32
+    return bytes([command + 3 * [0, 1, 4, 5].index(enc)]) + frame_bytes[hs:]
+
+
 BODIES = {
     "echo": b"\x00" + body(),
     "version": b"\x01" + body(),
@@ -104,6 +179,14 @@ BODIES = {
     "challenge-only": b"\x00" + challenge(),
     "empty": b"\x00",
     "too-large": b"\x00" + body(bytes(MAX_BODY)),
+    "type1-echo": body_seed(1, 0, type1_frame(0)),
+    "type1-version": body_seed(1, 1, type1_frame(1)),
+    "type1-stats": body_seed(1, 2, type1_frame(2, ADMIN_KEY)),
+    "type4-echo": body_seed(4, 0, modern_frame(4, 0)),
+    "type4-version": body_seed(4, 1, modern_frame(4, 1)),
+    "type4-stats": body_seed(4, 2, modern_frame(4, 2, ADMIN_KEY)),
+    "type5-version": body_seed(5, 1, modern_frame(5, 1)),
+    "type5-stats": body_seed(5, 2, modern_frame(5, 2, ADMIN_KEY)),
 }
 
 CONFIGS = {

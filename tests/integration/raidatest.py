@@ -112,6 +112,22 @@ def notify_supported():
     return re.search(r"^#define HAVE_SYSTEMD 1", text, re.M) is not None
 
 
+_setting_support = {}
+
+
+def setting_supported(name, value):
+    """Whether this raidad knows the setting NAME (asked through raidad -t,
+    once): lets the suite keep up with settings added after it was written."""
+    if name not in _setting_support:
+        path = os.path.join(workdir(), f"probe-{name}.conf")
+        with open(path, "w") as f:
+            f.write(render_config({name: value}))
+        proc = subprocess.run([RAIDAD, "-t", "-c", path], capture_output=True,
+                              stdin=subprocess.DEVNULL, timeout=30)
+        _setting_support[name] = proc.returncode == 0
+    return _setting_support[name]
+
+
 def free_port():
     """A port free for both TCP and UDP on 127.0.0.1."""
     for _ in range(100):
@@ -299,6 +315,10 @@ class Daemon:
         os.makedirs(self.dir)
         self.port = free_port()
         self.settings = {"listen": f"127.0.0.1:{self.port}", "log_level": log_level}
+        # Nothing may be written outside the temporary directory.
+        self.pid_file = os.path.join(self.dir, "raidad.pid")
+        if setting_supported("pid_file", self.pid_file):
+            self.settings["pid_file"] = self.pid_file
         self.settings.update(overrides or {})
         self.config_path = os.path.join(self.dir, "raidad.conf")
         self.log_path = os.path.join(self.dir, "raidad.log")
@@ -420,20 +440,23 @@ class Daemon:
         try:
             self.returncode = self.proc.wait(STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
-            self.kill()
-            raise DaemonError(f"raidad did not exit within {STOP_TIMEOUT} s of {name}")
+            self.kill(grace=0)
+            raise DaemonError(f"raidad did not exit within {STOP_TIMEOUT} s of {name}: killed")
         self._forget()
         self.check_log(expect_log)
         if self.returncode != 0:
             raise DaemonError(f"raidad exited with status {self.returncode} after {name}")
         return self.returncode
 
-    def kill(self):
-        """Ends the daemon whatever its state (SIGTERM, then SIGKILL)."""
+    def kill(self, grace=STOP_TIMEOUT):
+        """Ends the daemon whatever its state: SIGTERM, then SIGKILL after
+        GRACE seconds (at once if 0)."""
         if self.proc is not None and self.proc.poll() is None:
             try:
+                if grace <= 0:
+                    raise subprocess.TimeoutExpired(self.proc.args, 0)
                 self.proc.send_signal(signal.SIGTERM)
-                self.proc.wait(STOP_TIMEOUT)
+                self.proc.wait(grace)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()

@@ -338,6 +338,16 @@ def test_log_lines_are_well_formed():
 
 
 @test
+def test_pid_file_names_the_master():
+    d = daemon()
+    if "pid_file" not in d.settings:
+        raise Skip("this raidad has no pid_file setting")
+    with open(d.pid_file) as f:
+        text = f.read()
+    expect(text.strip() == str(d.pid), f"pid file holds {text!r}, the master is {d.pid}")
+
+
+@test
 def test_sigterm_notifies_stopping_and_exits_0():
     d = daemon()
     d.stop()

@@ -13,7 +13,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from raidatest import (  # noqa: E402
-    Daemon, DaemonError, EchoProber, assert_status, build_request, diag, expect,
+    Daemon, DaemonError, EchoProber, assert_status, diag, expect,
     parse_response, read_until_eof, run, tcp_connect, tcp_talk, test, udp_socket,
 )
 

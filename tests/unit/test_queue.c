@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -391,5 +392,8 @@ int main(void)
         cmocka_unit_test(test_push_races_pop),
     };
 
+    /* Every wait in the tests is bounded, but a broken destroy could still
+     * block in pthread_join: the default SIGALRM action ends the run. */
+    alarm(300);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,385 @@
+#!/usr/bin/env bash
+# bench/run.sh - raidad against the ceiling server (bench/ceiling.c: one
+# thread, one epoll loop, no checks: the most this machine can do).
+#
+# Builds raidad optimised (out of tree, in build-bench/), builds the
+# ceiling, then for TCP and UDP at each concurrency runs raida-bench against
+# raidad and against the ceiling, interleaved, each server fresh on its own
+# free port of 127.0.0.1. Prints a markdown table with the ratios raidad /
+# ceiling and marks the rows that miss the targets; then measures raidad's
+# memory per idle connection and the most idle connections it holds.
+#
+# Settings (environment):
+#   BENCH_SECONDS=5          length of each run
+#   BENCH_WORKERS=1          raidad worker_processes
+#   BENCH_WORKER_THREADS=    raidad worker_threads (default: raidad's)
+#   BENCH_CONCURRENCY="1 16 64 256"
+#   BENCH_CLIENT_THREADS=1   raida-bench -t
+#   BENCH_IDLE=10000         connections held for the memory measurement (0: skip)
+#   BENCH_MAX_IDLE=1         1: also find the most idle connections (0: skip)
+#   BENCH_BUILD_DIR=<top>/build-bench
+#
+# Only 127.0.0.1 is ever targeted. Every server started is stopped, by
+# process id, on any exit.
+set -euo pipefail
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+seconds=${BENCH_SECONDS:-5}
+workers=${BENCH_WORKERS:-1}
+worker_threads=${BENCH_WORKER_THREADS:-}
+concurrency=${BENCH_CONCURRENCY:-1 16 64 256}
+client_threads=${BENCH_CLIENT_THREADS:-1}
+idle_conns=${BENCH_IDLE:-10000}
+max_idle=${BENCH_MAX_IDLE:-1}
+build=${BENCH_BUILD_DIR:-$top/build-bench}
+host=127.0.0.1
+clk_tck=$(getconf CLK_TCK)
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/raidad-bench.XXXXXX")
+servers=""      # process ids of every server started, for the trap
+
+log() { printf '%s\n' "$*" >&2; }
+die() { log "run.sh: $*"; exit 1; }
+
+# ---- processes ------------------------------------------------------------
+
+stop_pid() {
+    local pid=$1 i
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for i in $(seq 50); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local pid
+    for pid in $servers; do
+        stop_pid "$pid"
+    done
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# The process and its children (raidad: the master and its workers).
+proc_tree() {
+    local pid=$1
+    echo "$pid"
+    if compgen -G "/proc/$pid/task/*/children" >/dev/null; then
+        cat /proc/"$pid"/task/*/children 2>/dev/null | tr ' ' '\n' | grep -v '^$' || true
+    else
+        pgrep -P "$pid" || true
+    fi
+}
+
+# utime + stime of every thread of the tree, in clock ticks. The fields
+# are counted after the ")" that ends the command name (which may hold
+# spaces): utime and stime are the 12th and 13th there.
+cpu_ticks() {
+    local total=0 p t
+    for p in $(proc_tree "$1"); do
+        t=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{ print $12 + $13 }') || t=0
+        total=$((total + ${t:-0}))
+    done
+    echo "$total"
+}
+
+# VmRSS of the tree, in kB.
+rss_kb() {
+    local total=0 p k
+    for p in $(proc_tree "$1"); do
+        k=$(awk '/^VmRSS:/ { print $2 }' "/proc/$p/status" 2>/dev/null) || k=0
+        total=$((total + ${k:-0}))
+    done
+    echo "$total"
+}
+
+# Descriptors open in the tree.
+fd_count() {
+    local total=0 p n
+    for p in $(proc_tree "$1"); do
+        n=$(ls "/proc/$p/fd" 2>/dev/null | wc -l) || n=0
+        total=$((total + n))
+    done
+    echo "$total"
+}
+
+# A port free for TCP and UDP on 127.0.0.1 (the kernel's pick for TCP).
+free_port() {
+    python3 - <<'EOF'
+import socket
+for _ in range(50):
+    t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    t.bind(("127.0.0.1", 0))
+    port = t.getsockname()[1]
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        u.bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    finally:
+        u.close()
+        t.close()
+    print(port)
+    break
+EOF
+}
+
+# ---- servers --------------------------------------------------------------
+
+# write_conf PORT [EXTRA LINE...]
+write_conf() {
+    local port=$1 conf=$tmp/raidad-$1.conf
+    shift
+    {
+        echo "listen = \"$host:$port\";"
+        echo "worker_processes = $workers;"
+        [ -n "$worker_threads" ] && echo "worker_threads = $worker_threads;"
+        echo 'log_level = "warn";'
+        echo "pid_file = \"$tmp/raidad-$port.pid\";"
+        local line
+        for line in "$@"; do echo "$line"; done
+    } >"$conf"
+    echo "$conf"
+}
+
+# Waits until the server on PORT answers an echo (10 s at most).
+wait_ready() {
+    local port=$1 pid=$2 i
+    for i in $(seq 100); do
+        kill -0 "$pid" 2>/dev/null || return 1
+        "$build/raida-cli" -t 200 "$host" "$port" echo >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# start_server KIND PORT [NOFILE]: KIND raidad or ceiling; sets server_pid.
+# The raidad configuration may carry extra lines in $extra_conf (an array).
+start_server() {
+    local kind=$1 port=$2 nofile=${3:-} conf
+    if [ "$kind" = raidad ]; then
+        conf=$(write_conf "$port" "${extra_conf[@]}")
+        set -- "$build/raidad" -c "$conf"
+    else
+        set -- "$build/ceiling" "$port"
+    fi
+    if [ -n "$nofile" ]; then
+        (ulimit -n "$nofile" && exec "$@") >>"$tmp/$kind.log" 2>&1 &
+    else
+        "$@" >>"$tmp/$kind.log" 2>&1 &
+    fi
+    server_pid=$!
+    servers="$servers $server_pid"
+    wait_ready "$port" "$server_pid" ||
+        { tail -5 "$tmp/$kind.log" >&2; die "$kind did not start on port $port"; }
+}
+
+stop_server() {
+    stop_pid "$1"
+    servers=$(echo "$servers" | tr ' ' '\n' | grep -vx "$1" | tr '\n' ' ' || true)
+}
+
+# ---- build ----------------------------------------------------------------
+
+build_all() {
+    [ -x "$top/configure" ] || die "no configure script: run autoreconf -fi in $top"
+    mkdir -p "$build"
+    (
+        cd "$build"
+        [ -f Makefile ] || "$top/configure" -q CFLAGS="-O2 -g"
+        make -s -j"$(nproc)" raidad raida-bench raida-cli
+    ) >&2
+    cc -O2 -g -Wall -Wextra -o "$build/ceiling" "$top/bench/ceiling.c"
+}
+
+# ---- one row --------------------------------------------------------------
+
+# json_field JSON NAME: a number from raida-bench -j output.
+json_field() {
+    printf '%s' "$1" | sed -n "s/.*\"$2\":\([0-9.]*\).*/\1/p"
+}
+
+# run_row KIND PROTO CONNS: sets row=(rps p50 p99 cpu_us_per_request errors).
+# Runs in this shell, never in $(...): the server it starts must be known
+# to the trap.
+run_row() {
+    local kind=$1 proto=$2 conns=$3 out before after ok errs cpu
+    local -a flags=(-q -j -d "$seconds" -c "$conns" -t "$client_threads")
+    [ "$proto" = udp ] && flags+=(-u)
+    port=$(free_port)
+    [ -n "$port" ] || die "no free port"
+    extra_conf=()
+    start_server "$kind" "$port"
+    before=$(cpu_ticks "$server_pid")
+    out=$("$build/raida-bench" "${flags[@]}" "$host" "$port") ||
+        log "run.sh: raida-bench reported bad answers from $kind ($proto, $conns)"
+    after=$(cpu_ticks "$server_pid")
+    stop_server "$server_pid"
+    ok=$(json_field "$out" ok)
+    errs=$(printf '%s' "$out" | sed -n 's/.*"errors":{\([^}]*\)}.*/\1/p' |
+           tr ',' '\n' | awk -F: '{ s += $2 } END { print s + 0 }')
+    cpu=$(awk -v t=$((after - before)) -v hz="$clk_tck" -v n="${ok:-0}" \
+          'BEGIN { if (n > 0) printf "%.2f", t / hz * 1e6 / n; else print "-" }')
+    row=("$(json_field "$out" requests_per_s)" "$(json_field "$out" p50)"
+         "$(json_field "$out" p99)" "$cpu" "$errs")
+    local i
+    for i in 0 1 2; do row[i]=${row[i]:--}; done
+}
+
+# ---- the table ------------------------------------------------------------
+
+# ratio A B
+ratio() {
+    awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0 && a == a + 0) printf "%.2f", a / b; else print "-" }'
+}
+
+# verdict PROTO CONNS RPS_RATIO P99_RATIO CPU_RATIO: the targets at 64.
+verdict() {
+    local proto=$1 conns=$2
+    [ "$conns" = 64 ] || { echo ""; return; }
+    awk -v p="$proto" -v r="$3" -v l="$4" -v c="$5" 'BEGIN {
+        rmin = p == "tcp" ? 0.95 : 0.8; cmax = p == "tcp" ? 1.2 : 1.5; miss = ""
+        if (r == "-" || r < rmin) miss = miss " rps<" rmin "x"
+        if (l == "-" || l > 1.5) miss = miss " p99>1.5x"
+        if (c == "-" || c > cmax) miss = miss " cpu>" cmax "x"
+        print miss == "" ? "meets targets" : "**MISS**" miss
+    }'
+}
+
+bench_table() {
+    local proto conns r c rr lr cr
+    echo "| proto | conns | server | req/s | p50 µs | p99 µs | CPU µs/req | errors | rps ratio | p99 ratio | CPU ratio | targets (at 64) |"
+    echo "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    for proto in tcp udp; do
+        for conns in $concurrency; do
+            run_row raidad "$proto" "$conns"
+            r=("${row[@]}")
+            log "  $proto c=$conns raidad:  ${r[*]}"
+            run_row ceiling "$proto" "$conns"
+            c=("${row[@]}")
+            log "  $proto c=$conns ceiling: ${c[*]}"
+            rr=$(ratio "${r[0]}" "${c[0]}")
+            lr=$(ratio "${r[2]}" "${c[2]}")
+            cr=$(ratio "${r[3]}" "${c[3]}")
+            echo "| $proto | $conns | raidad | ${r[0]} | ${r[1]} | ${r[2]} | ${r[3]} | ${r[4]} | $rr | $lr | $cr | $(verdict "$proto" "$conns" "$rr" "$lr" "$cr") |"
+            echo "| $proto | $conns | ceiling | ${c[0]} | ${c[1]} | ${c[2]} | ${c[3]} | ${c[4]} | | | | |"
+        done
+    done
+}
+
+# ---- idle connections -----------------------------------------------------
+
+# hold_idle CONNS HOLD_SECONDS: starts raida-bench -i in the background,
+# waits until every connection is settled and the server holds them;
+# sets idle_pid, idle_out.
+hold_idle() {
+    local conns=$1 hold=$2 base=$3 i
+    idle_out=$tmp/idle.$conns
+    "$build/raida-bench" -i -j -c "$conns" -d "$hold" "$host" "$port" \
+        >"$idle_out" 2>"$idle_out.err" &
+    idle_pid=$!
+    for i in $(seq 300); do
+        grep -q '^holding' "$idle_out.err" 2>/dev/null && break
+        kill -0 "$idle_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    # The client's handshake completes in the kernel; wait for the server
+    # to have accepted them too (or to stop gaining).
+    local last=-1 now
+    for i in $(seq 50); do
+        now=$(fd_count "$server_pid")
+        [ $((now - base)) -ge "$conns" ] && break
+        [ "$now" -eq "$last" ] && [ "$i" -gt 5 ] && break
+        last=$now
+        sleep 0.2
+    done
+}
+
+# raidad closes a connection that sends nothing within socket_timeout_ms:
+# raised here so that the idle ones stay.
+idle_conf=('socket_timeout_ms = 3600000;')
+
+memory_per_connection() {
+    local before after fds0 fds1 est
+    port=$(free_port)
+    extra_conf=("${idle_conf[@]}")
+    start_server raidad "$port" "$(ulimit -Hn)"
+    sleep 0.3
+    before=$(rss_kb "$server_pid")
+    fds0=$(fd_count "$server_pid")
+    hold_idle "$idle_conns" $((seconds + 20)) "$fds0"
+    after=$(rss_kb "$server_pid")
+    fds1=$(fd_count "$server_pid")
+    kill -TERM "$idle_pid" 2>/dev/null || true
+    wait "$idle_pid" 2>/dev/null || true
+    stop_server "$server_pid"
+    est=$(json_field "$(cat "$idle_out")" established)
+    echo "| idle connections asked | $idle_conns |"
+    echo "| established (client) | ${est:-?} |"
+    echo "| descriptors gained by raidad | $((fds1 - fds0)) |"
+    echo "| raidad RSS before / after | $before kB / $after kB |"
+    echo "| RSS per idle connection | $(awk -v a="$after" -v b="$before" -v n=$((fds1 - fds0)) \
+        'BEGIN { if (n > 0) printf "%.0f bytes", (a - b) * 1024 / n; else print "-" }') |"
+}
+
+# Client and server each get the hard limit (it is per process): the
+# client asks for almost that many, and raidad holds what it can.
+max_idle_connections() {
+    local hard conns fds0 fds1 est held
+    hard=$(ulimit -Hn)
+    conns=$((hard - 64))
+    port=$(free_port)
+    extra_conf=("${idle_conf[@]}")
+    start_server raidad "$port" "$hard"
+    sleep 0.3
+    fds0=$(fd_count "$server_pid")
+    hold_idle "$conns" $((seconds + 25)) "$fds0"
+    fds1=$(fd_count "$server_pid")
+    sleep 1
+    kill -TERM "$idle_pid" 2>/dev/null || true
+    wait "$idle_pid" 2>/dev/null || true
+    stop_server "$server_pid"
+    est=$(json_field "$(cat "$idle_out")" established)
+    held=$(json_field "$(cat "$idle_out")" held)
+    echo "| descriptor hard limit (client and server each) | $hard |"
+    echo "| idle connections asked | $conns |"
+    echo "| established (client), still open at the end | ${est:-?}, ${held:-?} |"
+    echo "| connections raidad holds (descriptors gained) | $((fds1 - fds0)) |"
+    grep -i 'descriptor\|accept' "$tmp/raidad.log" | sort | uniq -c | head -5 |
+        sed 's/^/| raidad log | /; s/$/ |/' || true
+}
+
+# ---- main -----------------------------------------------------------------
+
+main() {
+    log "run.sh: building in $build"
+    build_all
+    log "run.sh: $seconds s per run, raidad worker_processes = $workers"
+    echo "## raidad / ceiling, $seconds s per run, worker_processes = $workers"
+    echo
+    echo "$(nproc) CPUs ($(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1)), kernel $(uname -r)"
+    echo
+    bench_table
+    if [ "$idle_conns" -gt 0 ]; then
+        echo
+        echo "### Memory per idle connection"
+        echo
+        echo "| | |"
+        echo "|---|---|"
+        memory_per_connection
+    fi
+    if [ "$max_idle" = 1 ]; then
+        echo
+        echo "### Most idle connections"
+        echo
+        echo "| | |"
+        echo "|---|---|"
+        max_idle_connections
+    fi
+}
+
+main "$@"

@@ -1,0 +1,184 @@
+#!/bin/sh
+# "make install" of raidad into a scratch DESTDIR: every file where configure
+# said, the sample configuration never installed over an edited one, the
+# systemd unit accepted by systemd-analyze, the man pages rendered without a
+# warning, the logrotate file accepted by logrotate, and "make uninstall"
+# leaving only the edited configuration. TAP output.
+#
+# Environment (make check sets it): RAIDAD, the built raidad; its folder is
+# the build tree. Writes only under a mktemp -d folder, removed at the end.
+set -u
+
+if [ -z "${RAIDAD:-}" ] || [ ! -x "$RAIDAD" ]; then
+    echo "1..0 # SKIP RAIDAD does not name the built raidad"
+    exit 0
+fi
+builddir=$(cd "$(dirname "$RAIDAD")" && pwd)
+srcdir=${RAIDAD_SRCDIR:-}
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/raidad-install.XXXXXX") || exit 99
+trap 'rm -rf "$tmp"' EXIT
+trap 'exit 130' INT TERM
+dest=$tmp/dest
+
+n=0
+ok() { n=$((n + 1)); echo "ok $n - $1"; }
+not_ok() { n=$((n + 1)); echo "not ok $n - $1"; }
+skip() { n=$((n + 1)); echo "ok $n # SKIP $1"; }
+# check DESCRIPTION COMMAND...: ok when COMMAND succeeds.
+check() {
+    what=$1
+    shift
+    if "$@"; then ok "$what"; else not_ok "$what"; fi
+}
+# Shows a file as TAP diagnostics.
+diag() { sed 's/^/# /' "$1"; }
+
+# The outer make's flags (jobserver descriptors, TESTS=..., -k) are not for
+# these makes.
+mk() { env -u MAKEFLAGS -u MFLAGS -u GNUMAKEFLAGS make -C "$builddir" "$@"; }
+
+# The installation directories, as the build's Makefile expands them.
+mkvar() {
+    printf 'rd-print-var:\n\t@echo $(%s)\n' "$1" |
+        mk -s --no-print-directory -f Makefile -f - rd-print-var
+}
+
+echo "1..17"
+
+# 1. make install
+if mk -s install DESTDIR="$dest" >"$tmp/install.log" 2>&1; then
+    ok "make install DESTDIR=..."
+else
+    not_ok "make install DESTDIR=..."
+    diag "$tmp/install.log"
+fi
+
+sbindir=$(mkvar sbindir)
+bindir=$(mkvar bindir)
+sysconfdir=$(mkvar sysconfdir)
+mandir=$(mkvar mandir)
+unitdir=$(mkvar systemdsystemunitdir)
+conf=$dest$sysconfdir/raidad/raidad.conf
+
+# 2-4. the programs
+check "sbin/raidad installed and runs" sh -c '"$1" -v >/dev/null' sh "$dest$sbindir/raidad"
+check "bin/raida-cli installed" test -x "$dest$bindir/raida-cli"
+check "bin/raida-bench installed" test -x "$dest$bindir/raida-bench"
+
+# 5. the sample configuration, the one raidad -t accepts
+if [ -n "$srcdir" ] && [ -f "$srcdir/conf/raidad.conf" ]; then
+    check "etc/raidad/raidad.conf is the sample" cmp -s "$srcdir/conf/raidad.conf" "$conf"
+else
+    check "etc/raidad/raidad.conf installed" test -s "$conf"
+fi
+
+# 6. the man pages
+missing=""
+for page in man8/raidad.8 man5/raidad.conf.5 man1/raida-cli.1 man1/raida-bench.1; do
+    [ -s "$dest$mandir/$page" ] || missing="$missing $page"
+done
+if [ -z "$missing" ]; then
+    ok "man pages installed"
+else
+    not_ok "man pages installed (missing:$missing)"
+fi
+
+# 7. the unit, with the paths substituted
+unit=$dest$unitdir/raidad.service
+if [ -z "$unitdir" ]; then
+    skip "systemd unit not installed (configure --with-systemdsystemunitdir=no)"
+elif [ -s "$unit" ] && ! grep -q '@[a-z]*@' "$unit" &&
+        grep -qx "ExecStart=$sbindir/raidad -c $sysconfdir/raidad/raidad.conf" "$unit"; then
+    ok "systemd unit installed in $unitdir"
+else
+    not_ok "systemd unit installed in $unitdir, paths substituted"
+    [ -f "$unit" ] && diag "$unit"
+fi
+
+# 8. the logrotate file
+lr=$dest$sysconfdir/logrotate.d/raidad
+if [ -s "$lr" ] && ! grep -q '@[a-z]*@' "$lr" &&
+        grep -q "$sbindir/raidad -c $sysconfdir/raidad/raidad.conf -s reopen" "$lr"; then
+    ok "logrotate.d/raidad installed"
+else
+    not_ok "logrotate.d/raidad installed, paths substituted"
+    [ -f "$lr" ] && diag "$lr"
+fi
+
+# 9. a second install keeps an edited configuration
+if [ -f "$conf" ]; then
+    printf '\n# edited by the operator\nraida_id = 7;\n' >>"$conf"
+    cp "$conf" "$tmp/edited.conf"
+    mk -s install DESTDIR="$dest" >"$tmp/install2.log" 2>&1 || diag "$tmp/install2.log"
+    check "make install again keeps an edited raidad.conf" cmp -s "$tmp/edited.conf" "$conf"
+else
+    not_ok "make install again keeps an edited raidad.conf (none installed)"
+fi
+
+# 10. systemd-analyze verify on the generated unit, run from the build tree.
+# It fails only on hard errors: any output on stderr counts as a failure.
+# MANPATH: it also checks that the Documentation= pages resolve.
+if ! command -v systemd-analyze >/dev/null 2>&1; then
+    skip "systemd-analyze not found"
+elif [ ! -f "$builddir/contrib/raidad.service" ]; then
+    not_ok "systemd-analyze verify (no contrib/raidad.service in the build tree)"
+else
+    mkdir -p "$tmp/unit"
+    sed -e "s|$sbindir/raidad|$builddir/raidad|g" \
+        "$builddir/contrib/raidad.service" >"$tmp/unit/raidad.service"
+    if MANPATH=$dest$mandir SYSTEMD_LOG_COLOR=0 \
+            systemd-analyze verify "$tmp/unit/raidad.service" >"$tmp/verify.out" 2>"$tmp/verify.err" &&
+            [ ! -s "$tmp/verify.err" ]; then
+        ok "systemd-analyze verify raidad.service"
+    else
+        not_ok "systemd-analyze verify raidad.service"
+        diag "$tmp/verify.err"
+        diag "$tmp/verify.out"
+    fi
+fi
+
+# 11-14. each installed page renders without a warning, through groff and man
+for page in man8/raidad.8 man5/raidad.conf.5 man1/raida-cli.1 man1/raida-bench.1; do
+    file=$dest$mandir/$page
+    if ! command -v groff >/dev/null 2>&1; then
+        skip "$page: groff not found"
+        continue
+    fi
+    : >"$tmp/man.err"
+    groff -man -Tutf8 -ww -z "$file" 2>>"$tmp/man.err"
+    if command -v man >/dev/null 2>&1; then
+        MANWIDTH=80 MANPAGER=cat PAGER=cat man --warnings -l "$file" >/dev/null 2>>"$tmp/man.err"
+    fi
+    if [ -s "$file" ] && [ ! -s "$tmp/man.err" ]; then
+        ok "$page renders without warnings"
+    else
+        not_ok "$page renders without warnings"
+        diag "$tmp/man.err"
+    fi
+done
+
+# 15. logrotate accepts its file (a dry run, on a scratch state file)
+if ! command -v logrotate >/dev/null 2>&1; then
+    skip "logrotate not found"
+elif logrotate -d -s "$tmp/logrotate.state" "$lr" >"$tmp/logrotate.out" 2>&1 &&
+        ! grep -q '^error' "$tmp/logrotate.out"; then
+    ok "logrotate -d accepts logrotate.d/raidad"
+else
+    not_ok "logrotate -d accepts logrotate.d/raidad"
+    diag "$tmp/logrotate.out"
+fi
+
+# 16-17. make uninstall removes everything but the edited configuration
+if mk -s uninstall DESTDIR="$dest" >"$tmp/uninstall.log" 2>&1; then
+    ok "make uninstall DESTDIR=..."
+else
+    not_ok "make uninstall DESTDIR=..."
+    diag "$tmp/uninstall.log"
+fi
+left=$(cd "$dest" 2>/dev/null && find . -type f | sort)
+if [ "$left" = ".$sysconfdir/raidad/raidad.conf" ]; then
+    ok "make uninstall leaves only the edited raidad.conf"
+else
+    not_ok "make uninstall leaves only the edited raidad.conf"
+    echo "$left" | sed 's/^/# left: /'
+fi
