@@ -15,6 +15,7 @@
 #   BENCH_WORKER_THREADS=    raidad worker_threads (default: raidad's)
 #   BENCH_CONCURRENCY="1 16 64 256"
 #   BENCH_CLIENT_THREADS=1   raida-bench -t
+#   BENCH_REPEAT=1           runs per row; the table shows the medians
 #   BENCH_IDLE=10000         connections held for the memory measurement (0: skip)
 #   BENCH_MAX_IDLE=1         1: also find the most idle connections (0: skip)
 #   BENCH_BUILD_DIR=<top>/build-bench
@@ -29,6 +30,7 @@ workers=${BENCH_WORKERS:-1}
 worker_threads=${BENCH_WORKER_THREADS:-}
 concurrency=${BENCH_CONCURRENCY:-1 16 64 256}
 client_threads=${BENCH_CLIENT_THREADS:-1}
+repeat=${BENCH_REPEAT:-1}
 idle_conns=${BENCH_IDLE:-10000}
 max_idle=${BENCH_MAX_IDLE:-1}
 build=${BENCH_BUILD_DIR:-$top/build-bench}
@@ -250,18 +252,49 @@ verdict() {
     }'
 }
 
+# median VALUE...: the middle value ("-" values are left out).
+median() {
+    printf '%s\n' "$@" | grep -v '^-$' | sort -g | awk '{ v[NR] = $1 }
+        END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2];
+              else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# measure KIND PROTO CONNS: sets med=(rps p50 p99 cpu errors), the median
+# of BENCH_REPEAT runs (errors summed). Runs alternate with the other
+# server's through the caller, so that both see the same noise.
+declare -A runs
+record_run() {
+    local key=$1 i
+    for i in 0 1 2 3; do runs[$key,$i]="${runs[$key,$i]:-} ${row[i]}"; done
+    runs[$key,4]=$(( ${runs[$key,4]:-0} + ${row[4]:-0} ))
+}
+
+medians() {
+    local key=$1 i
+    med=()
+    # shellcheck disable=SC2086  # the lists are meant to split
+    for i in 0 1 2 3; do med+=("$(median ${runs[$key,$i]})"); done
+    med+=("${runs[$key,4]}")
+}
+
 bench_table() {
-    local proto conns r c rr lr cr
+    local proto conns rep r c rr lr cr
     echo "| proto | conns | server | req/s | p50 µs | p99 µs | CPU µs/req | errors | rps ratio | p99 ratio | CPU ratio | targets (at 64) |"
     echo "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     for proto in tcp udp; do
         for conns in $concurrency; do
-            run_row raidad "$proto" "$conns"
-            r=("${row[@]}")
-            log "  $proto c=$conns raidad:  ${r[*]}"
-            run_row ceiling "$proto" "$conns"
-            c=("${row[@]}")
-            log "  $proto c=$conns ceiling: ${c[*]}"
+            for rep in $(seq "$repeat"); do
+                run_row raidad "$proto" "$conns"
+                log "  $proto c=$conns raidad:  ${row[*]}"
+                record_run "raidad,$proto,$conns"
+                run_row ceiling "$proto" "$conns"
+                log "  $proto c=$conns ceiling: ${row[*]}"
+                record_run "ceiling,$proto,$conns"
+            done
+            medians "raidad,$proto,$conns"
+            r=("${med[@]}")
+            medians "ceiling,$proto,$conns"
+            c=("${med[@]}")
             rr=$(ratio "${r[0]}" "${c[0]}")
             lr=$(ratio "${r[2]}" "${c[2]}")
             cr=$(ratio "${r[3]}" "${c[3]}")
@@ -331,7 +364,7 @@ memory_per_connection() {
 max_idle_connections() {
     local hard conns fds0 fds1 est held
     hard=$(ulimit -Hn)
-    conns=$((hard - 64))
+    conns=$((hard - 32))     # raida-bench keeps 32 descriptors for itself
     port=$(free_port)
     extra_conf=("${idle_conf[@]}")
     start_server raidad "$port" "$hard"
@@ -349,8 +382,8 @@ max_idle_connections() {
     echo "| idle connections asked | $conns |"
     echo "| established (client), still open at the end | ${est:-?}, ${held:-?} |"
     echo "| connections raidad holds (descriptors gained) | $((fds1 - fds0)) |"
-    grep -i 'descriptor\|accept' "$tmp/raidad.log" | sort | uniq -c | head -5 |
-        sed 's/^/| raidad log | /; s/$/ |/' || true
+    grep -i 'connections\|descriptor\|accept' "$tmp/raidad.log" | tail -1 |
+        sed 's/^[^]]*\] [0-9]*: /| raidad said | /; s/$/ |/' || true
 }
 
 # ---- main -----------------------------------------------------------------
@@ -359,7 +392,9 @@ main() {
     log "run.sh: building in $build"
     build_all
     log "run.sh: $seconds s per run, raidad worker_processes = $workers"
-    echo "## raidad / ceiling, $seconds s per run, worker_processes = $workers"
+    echo "## raidad / ceiling: $seconds s per run, median of $repeat," \
+         "raidad worker_processes = $workers${worker_threads:+, worker_threads = $worker_threads}," \
+         "raida-bench -t $client_threads"
     echo
     echo "$(nproc) CPUs ($(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1)), kernel $(uname -r)"
     echo

@@ -3,9 +3,13 @@
 # installs what is missing, bootstraps autotools, builds out of tree.
 #
 #   ./contrib/dev.sh run     build, then run raidad in the foreground on conf/raidad.conf
-#   ./contrib/dev.sh check   build and run every test (plain and sanitizer builds);
+#   ./contrib/dev.sh check   build and run every test (plain and sanitizer builds,
+#                            and each fuzz target for 10 s in build-fuzz/);
 #                            the last line is "N passed, N failed"
 #   ./contrib/dev.sh build   build only (build/)
+#   ./contrib/dev.sh fuzz [SECONDS]
+#                            run each libFuzzer target SECONDS long (default 60),
+#                            built with clang in build-fuzz/
 set -eu
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -90,15 +94,33 @@ cmd_check() {
     check_in "$top/build"
     build_or_fail "$top/build-asan" CC=clang --enable-sanitizers=address,undefined
     ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 check_in "$top/build-asan"
-    for log in "$top/build/test-suite.log" "$top/build-asan/test-suite.log"; do
+    # In a fuzzing build "make check" runs only the fuzz targets (10 s each).
+    build_or_fail "$top/build-fuzz" CC=clang --enable-fuzzing --disable-tests
+    check_in "$top/build-fuzz"
+    for log in "$top/build/test-suite.log" "$top/build-asan/test-suite.log" \
+        "$top/build-fuzz/test-suite.log"; do
         [ -f "$log" ] || { echo "dev.sh: no $log" >&2; echo "0 passed, 1 failed"; exit 1; }
     done
-    report "$top/build/test-suite.log" "$top/build-asan/test-suite.log"
+    report "$top/build/test-suite.log" "$top/build-asan/test-suite.log" \
+        "$top/build-fuzz/test-suite.log"
+}
+
+# cmd_fuzz SECONDS: every fuzz target that long; crash inputs are kept in
+# build-fuzz/tests/fuzz/artifacts/.
+cmd_fuzz() {
+    case $1 in
+    '' | *[!0-9]*) echo "usage: $0 fuzz [SECONDS]" >&2; exit 2 ;;
+    esac
+    ensure_packages
+    bootstrap
+    build "$top/build-fuzz" CC=clang --enable-fuzzing --disable-tests
+    cd "$top/build-fuzz" && make -s fuzz FUZZ_SECONDS="$1"
 }
 
 case "${1:-}" in
 run) cmd_run ;;
 check) cmd_check ;;
 build) ensure_packages; bootstrap; build "$top/build" ;;
-*) echo "usage: $0 run|check|build" >&2; exit 2 ;;
+fuzz) cmd_fuzz "${2:-60}" ;;
+*) echo "usage: $0 run|check|build|fuzz [SECONDS]" >&2; exit 2 ;;
 esac

@@ -64,8 +64,9 @@ typedef struct rd_client_ctx {
 } rd_client_ctx_t;
 
 /* Writes an unencrypted (type 0) frame with a fresh random challenge into
- * OUT. Returns its length, or 0 when CAP is too small. The 16 challenge
- * bytes are copied to CHALLENGE when it is not NULL. */
+ * OUT. Returns its length, or 0 when CAP is too small (or R->enc_type is
+ * not 0: use rd_client_seal). The 16 challenge bytes are copied to
+ * CHALLENGE when it is not NULL. */
 size_t rd_client_build(const rd_client_request_t *r, uint8_t *out, size_t cap,
                        uint8_t *challenge);
 

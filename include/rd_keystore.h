@@ -7,9 +7,10 @@
  * write), then in uppercase; mixed case is not looked for.
  *
  * Pages are read on first use and kept in a bounded LRU cache, missing or
- * unreadable ones too (so that asking again costs no system call). Nothing
- * is ever read again: a process that must see changed files makes a new
- * store (raidad's workers do, on a reload). Safe to share between threads. */
+ * unreadable ones too (so that asking again costs no system call); a page
+ * is read again only once the cache has dropped it. A process that must
+ * see changed files makes a new store (raidad's workers do, on a reload).
+ * Safe to share between threads. */
 #ifndef RD_KEYSTORE_H
 #define RD_KEYSTORE_H
 

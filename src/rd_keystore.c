@@ -90,19 +90,24 @@ static ssize_t read_full(int fd, uint8_t *buf, size_t len)
     return (ssize_t)have;
 }
 
-static void read_page(int fd, page_t *pg)
+/* False only when out of memory: that says nothing of the file, so the
+ * page must not be remembered as broken. */
+static bool read_page(int fd, page_t *pg)
 {
     pg->data = malloc(RD_KEY_PAGE_SIZE);
-    ssize_t n = pg->data != NULL ? read_full(fd, pg->data, RD_KEY_PAGE_SIZE) : -1;
+    if (pg->data == NULL)
+        return false;
+    ssize_t n = read_full(fd, pg->data, RD_KEY_PAGE_SIZE);
     if (n == RD_KEY_PAGE_SIZE) {
         pg->state = PAGE_OK;
-        return;
+        return true;
     }
     pg->state = PAGE_BAD;
     pg->error = n < 0 ? errno : 0;
     pg->got = n < 0 ? 0 : (size_t)n;
     free(pg->data);
     pg->data = NULL;
+    return true;
 }
 
 /* Reads page ID from disk, without the lock: other threads go on meanwhile.
@@ -115,8 +120,12 @@ static page_t *load_page(const rd_keystore_t *ks, uint32_t id)
     pg->id = id;
     int fd = open_page(ks, pg);
     if (fd >= 0) {
-        read_page(fd, pg);
+        bool ok = read_page(fd, pg);
         close(fd);
+        if (!ok) {
+            free(pg);
+            return NULL;
+        }
     } else if (errno == ENOENT || errno == ENOTDIR) {
         pg->state = PAGE_MISSING;
     } else {
@@ -299,7 +308,8 @@ static int key_from_fresh(rd_keystore_t *ks, page_t **fresh, uint32_t sn, uint8_
         *fresh = NULL;
         cache_insert(ks, pg);
         *report = pg->state == PAGE_BAD;
-        *bad = *pg;
+        if (*report)
+            *bad = *pg;
     }
     int rc = page_key(pg, sn, key);
     pthread_mutex_unlock(&ks->lock);

@@ -112,13 +112,33 @@ static size_t master_live_procs(const rd_master_t *m)
 
 /* ---- worker processes ---- */
 
-static void child_close_inherited(rd_master_t *m, int keep)
+static bool cycle_has_fd(const rd_cycle_t *c, int fd)
+{
+    for (size_t i = 0; i < c->listener_count; i++)
+        if (c->listeners[i].fd == fd)
+            return true;
+    return false;
+}
+
+/* A listener left open here would keep its port accepting into a queue no
+ * one serves, long after a reload removed it. */
+static void child_close_other_listeners(const rd_cycle_t *other, const rd_cycle_t *mine)
+{
+    for (size_t i = 0; i < other->listener_count; i++)
+        if (other != mine && !cycle_has_fd(mine, other->listeners[i].fd))
+            close(other->listeners[i].fd);
+}
+
+/* The child keeps only its channel and its own generation's listeners. */
+static void child_close_inherited(rd_master_t *m, const rd_cycle_t *mine, int channel)
 {
     close(m->loop.epfd);
     close(m->signal_ev.fd);
     for (size_t i = 0; i < MAX_PROCS; i++)
-        if (m->procs[i].pid > 0 && m->procs[i].ev.fd != keep)
+        if (m->procs[i].pid > 0 && m->procs[i].ev.fd != channel)
             close(m->procs[i].ev.fd);
+    child_close_other_listeners(&m->cycle, mine);
+    child_close_other_listeners(&m->next, mine);
 }
 
 static int child_drop_privileges(const rd_config_t *cf)
@@ -156,7 +176,7 @@ static void child_run(rd_master_t *m, const rd_cycle_t *cycle, int channel, pid_
 {
     int rc;
 
-    child_close_inherited(m, channel);
+    child_close_inherited(m, cycle, channel);
     /* Workers never outlive the master. */
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (getppid() != master)
@@ -495,6 +515,12 @@ static void master_stop(rd_master_t *m, int sig)
     m->stop = sig;
     m->kill_deadline = rd_now_ms() + grace + KILL_GRACE_MS;
     master_signal_all(m, sig);
+    /* The workers close their copies as they stop; once the master's are
+     * closed too, new clients are refused at once instead of queueing for
+     * a server that is leaving. */
+    rd_listeners_close(m->cycle.listeners, m->cycle.listener_count);
+    m->cycle.listeners = NULL;
+    m->cycle.listener_count = 0;
 }
 
 static void master_reopen_logs(rd_master_t *m)

@@ -159,6 +159,8 @@ int rd_crypt_open(const rd_protocol_t *p, rd_request_t *req)
         return RD_STATUS_INVALID_ENCRYPTION_CODE;
     if (t->open == NULL)
         return RD_STATUS_NO_ERROR;
+    if (req->body == NULL || req->body_size < t->min_body)
+        return RD_STATUS_INVALID_PACKET_LENGTH;     /* validate_body was skipped */
     uint8_t keys[MAX_COINS * RD_KEY_SIZE];
     int status = coin_keys(p, t, req->header, keys);
     if (status == RD_STATUS_NO_ERROR)

@@ -14,16 +14,24 @@
 #include "rd_udp.h"
 #include "rd_worker.h"
 
+/* Once draining, the listeners are closed: an event of theirs still in
+ * the current batch is stale and must not reach the closed descriptor. */
 static void worker_on_accept(rd_event_t *ev, uint32_t events)
 {
+    rd_worker_t *w = ev->data;
+
     (void)events;
-    rd_conn_accept_all(ev->data, ev->fd);
+    if (!w->draining)
+        rd_conn_accept_all(w, ev->fd);
 }
 
 static void worker_on_datagram(rd_event_t *ev, uint32_t events)
 {
+    rd_worker_t *w = ev->data;
+
     (void)events;
-    rd_udp_handle_readable(ev->data, ev->fd);
+    if (!w->draining)
+        rd_udp_handle_readable(w, ev->fd);
 }
 
 /* Finished requests are collected after the event batch, not here: closing

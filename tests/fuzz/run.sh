@@ -52,7 +52,8 @@ for t in $targets; do
         lsan="suppressions=$here/lsan.supp${lsan:+:$lsan}"
     fi
     log=$tmp/$t.log
-    LSAN_OPTIONS=$lsan UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1} \
+    # TMPDIR: what a target makes there (its key store) goes with $tmp.
+    TMPDIR=$tmp LSAN_OPTIONS=$lsan UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1} \
         "$bindir/$t" -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 \
         -print_final_stats=1 -artifact_prefix="$artifacts/$name-" $extra \
         "$corpus" >"$log" 2>&1

@@ -1031,3 +1031,190 @@ def expect(cond, message, *context):
     """assert with context objects appended to the message."""
     if not cond:
         raise AssertionError("\n".join([message] + [repr(c) for c in context]))
+
+
+# --------------------------------------------------------------------------
+# How raidad is started: RAIDAD_WRAPPER (valgrind...) and resource limits.
+# (Added after the rest, which it leaves as it was: Daemon.start() runs the
+# daemon through this module's name `subprocess`, which is replaced below by
+# a stand-in whose Popen puts the wrappers in front of the daemon's command
+# and applies the Daemon's rlimits in the child; everything else goes to
+# the real module.)
+
+import shlex  # noqa: E402
+
+# RAIDAD_WRAPPER: a command put in front of raidad in every Daemon, e.g.
+#   RAIDAD_WRAPPER="valgrind --error-exitcode=99 --leak-check=full -q"
+# (valgrind follows the fork()ed workers by itself).
+RAIDAD_WRAPPER = shlex.split(os.environ.get("RAIDAD_WRAPPER", ""))
+if RAIDAD_WRAPPER:
+    # Under valgrind raidad starts and stops tens of times slower.
+    READY_TIMEOUT = 180.0
+    STOP_TIMEOUT = 180.0
+
+# valgrind reports in the daemon's log ("==1234== Invalid read of size 4",
+# "==1234== 16 bytes in 1 blocks are definitely lost") fail the test, as the
+# sanitizers' do.
+SANITIZER_LINE = re.compile(SANITIZER_LINE.pattern + r"|^==\d+== \S")
+
+# Per Daemon, set before start():
+#   d.wrapper = ["prlimit", "--nofile=128:128"]   command put in front of raidad
+#   d.rlimits = {resource.RLIMIT_NOFILE: (128, 128)}   applied in the child
+Daemon.wrapper = ()
+Daemon.rlimits = {}
+
+_subprocess = subprocess
+_starting = threading.local()
+
+
+def _child_setup(preexec, rlimits):
+    def setup():
+        if preexec is not None:
+            preexec()
+        for which, limits in rlimits.items():
+            resource.setrlimit(which, limits)
+    return setup
+
+
+class _SubprocessForDaemons:
+    """The subprocess module, but Popen of raidad by Daemon.start() gets the
+    wrappers and the rlimits of the Daemon being started."""
+
+    def __getattr__(self, name):
+        return getattr(_subprocess, name)
+
+    @staticmethod
+    def Popen(args, **kw):
+        d = getattr(_starting, "daemon", None)
+        if d is not None and list(args[:1]) == [RAIDAD]:
+            args = list(d.wrapper) + RAIDAD_WRAPPER + list(args)
+            if d.rlimits:
+                kw["preexec_fn"] = _child_setup(kw.get("preexec_fn"), dict(d.rlimits))
+        return _subprocess.Popen(args, **kw)
+
+
+subprocess = _SubprocessForDaemons()
+_plain_start = Daemon.start
+
+
+def _start_with_options(self):
+    _starting.daemon = self
+    try:
+        return _plain_start(self)
+    finally:
+        _starting.daemon = None
+
+
+Daemon.start = _start_with_options
+
+
+# --------------------------------------------------------------------------
+# Reload, CPU time and memory of the daemon
+
+def reload_daemon(d, overrides=None, timeout=None):
+    """Rewrites D's configuration with OVERRIDES, sends SIGHUP to the master,
+    waits for the new generation (RELOADING=1 then READY=1) and for the old
+    workers to be gone. Returns the new workers' PIDs."""
+    timeout = READY_TIMEOUT if timeout is None else timeout
+    d.settings.update(overrides or {})
+    with open(d.config_path, "w") as f:
+        f.write(render_config(d.settings))
+    old = set(child_pids(d.pid))
+    mark = len(d.notifications)
+    deadline = time.monotonic() + timeout
+    d.proc.send_signal(signal.SIGHUP)
+
+    def reloaded():
+        seen = d.notifications[mark:]
+        return "RELOADING=1" in seen and "READY=1" in seen[seen.index("RELOADING=1"):]
+
+    if notify_supported():
+        while not reloaded():
+            d._fail_if_exited("during a reload")
+            if time.monotonic() >= deadline:
+                raise DaemonError(f"no RELOADING=1 then READY=1 within {timeout} s of SIGHUP "
+                                  f"(notifications: {d.notifications[mark:]})")
+            d._read_notifications(0.2)
+    left = max(0.1, deadline - time.monotonic())
+    if not wait_until(lambda: child_pids(d.pid) and not old & set(child_pids(d.pid)), left):
+        raise DaemonError(f"old workers {sorted(old & set(child_pids(d.pid)))} still there "
+                          f"{timeout} s after SIGHUP")
+    return child_pids(d.pid)
+
+
+def cpu_seconds(pids):
+    """User + system CPU time (s) used so far by PIDS, all their threads
+    (fields 14 and 15 of /proc/PID/stat); a process gone counts 0."""
+    ticks = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()   # fields[0] is field 3
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def rss_kib(pids):
+    """Resident memory (KiB, VmRSS) of PIDS together."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        except OSError:
+            continue
+    return total
+
+
+Daemon.cpu_seconds = lambda self: cpu_seconds(self.pids())
+Daemon.rss_kib = lambda self: rss_kib(self.pids())
+
+
+# --------------------------------------------------------------------------
+# Clients from other loopback addresses (all of 127/8 is local on Linux),
+# and resets
+
+def tcp_connect_from(source, port, timeout=IO_TIMEOUT):
+    """A TCP connection to 127.0.0.1:PORT from the address SOURCE."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.settimeout(timeout)
+        s.bind((source, 0))
+        s.connect(("127.0.0.1", port))
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except BaseException:
+        s.close()
+        raise
+    return s
+
+
+def tcp_exchange_from(source, port, data, timeout=IO_TIMEOUT):
+    """tcp_exchange from the address SOURCE: all bytes up to EOF."""
+    with tcp_connect_from(source, port, timeout) as s:
+        send_quietly(s, data)
+        result = read_until_eof(s, timeout)
+    if result.how == "reset":
+        raise ConnectionResetWithData(result.data)
+    if result.how == "timeout":
+        raise ReadTimeout(result.data, timeout)
+    return result.data
+
+
+def udp_socket_from(source, timeout=IO_TIMEOUT):
+    s = udp_socket(timeout)
+    s.bind((source, 0))
+    return s
+
+
+def reset_close(sock):
+    """Closes SOCK with a reset (SO_LINGER 0) instead of a FIN."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+    sock.close()

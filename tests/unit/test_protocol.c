@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <ftw.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,12 +14,15 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <zlib.h>
 #include <cmocka.h>
 
 #include "rd_client.h"
 #include "rd_commands.h"
+#include "rd_crypto.h"
+#include "rd_keystore.h"
 #include "rd_protocol.h"
 #include "rd_stats.h"
 
@@ -40,6 +44,7 @@ static const uint8_t random12[12] = {
 typedef struct fixture {
     rd_protocol_t p;
     rd_response_t resp;
+    char root[256];             /* setup_keys: the data dir of p.keys */
 } fixture_t;
 
 static int setup(void **state)
@@ -283,22 +288,28 @@ static void test_coin_id_7(void **state)
     assert_int_equal(header_status_with(*state, 7, 0x01, &req), RD_STATUS_INVALID_COIN_ID);
 }
 
+/* Types 0, 1, 4 and 5 are served; 2 (the locker key) is not, yet. */
 static void test_enc_type_27(void **state)
 {
     fixture_t *f = *state;
-    const uint8_t types[] = { 1, 2, 3, 4, 5, 9 };
+    const uint8_t types[] = { 2, 3, 6, 9, 255 };
     for (size_t i = 0; i < sizeof(types); i++) {
         rd_request_t req;
         assert_int_equal(header_status_with(f, 16, types[i], &req),
                          RD_STATUS_INVALID_ENCRYPTION_CODE);
         assert_int_equal(req.enc_type, types[i]);
 
-        /* A whole datagram of either family gets the same answer. */
+        /* A whole datagram gets the same answer. */
         uint8_t frame[128];
         size_t len = make_frame(frame, 0, 0, NULL, 0);
         frame[16] = types[i];
         handle_expect_status(f, frame, len, RD_STATUS_INVALID_ENCRYPTION_CODE);
     }
+    /* 4 and 5 need the 48-byte header: 32 bytes of one are too short. */
+    rd_request_t req;
+    assert_int_equal(header_status_with(f, 16, 4, &req), RD_STATUS_INVALID_PACKET_LENGTH);
+    assert_int_equal(header_status_with(f, 16, 5, &req), RD_STATUS_INVALID_PACKET_LENGTH);
+    assert_int_equal(header_status_with(f, 16, 1, &req), RD_STATUS_NO_ERROR);
 }
 
 static void test_body_size_16(void **state)
@@ -921,6 +932,684 @@ static void test_client_status_names(void **state)
         assert_string_not_equal(rd_client_status_name(known[i]), "unknown");
 }
 
+/* ---- encrypted requests: fixture ----------------------------------------- */
+
+#define DEN1        1
+#define SN1         2000        /* page 1, record 976 */
+#define DEN2        (-2)        /* folder fe */
+#define SN2         5
+#define SN_EMPTY    2001        /* in SN1's page, with status 0: no such coin */
+
+static const uint8_t key1[16] = {
+    0x10, 0x21, 0x32, 0x43, 0x54, 0x65, 0x76, 0x87,
+    0x98, 0xA9, 0xBA, 0xCB, 0xDC, 0xED, 0xFE, 0x0F,
+};
+static const uint8_t key2[16] = {
+    0xF0, 0xE1, 0xD2, 0xC3, 0xB4, 0xA5, 0x96, 0x87,
+    0x78, 0x69, 0x5A, 0x4B, 0x3C, 0x2D, 0x1E, 0x0F,
+};
+
+typedef struct coin {
+    int8_t den;
+    uint32_t sn;
+} coin_t;
+
+static const coin_t coin1 = { DEN1, SN1 };
+static const coin_t coin2 = { DEN2, SN2 };
+
+static void put_be32(uint8_t *b, uint32_t v)
+{
+    for (int i = 3; i >= 0; i--, v >>= 8)
+        b[i] = (uint8_t)v;
+}
+
+static bool make_dir(const char *path)
+{
+    return mkdir(path, 0755) == 0 || errno == EEXIST;
+}
+
+/* Sets one record of a page file, making the file (zero-filled) if needed. */
+static bool write_coin(const char *root, int8_t den, uint32_t sn, const uint8_t *key, uint8_t status)
+{
+    static uint8_t page[RD_KEY_PAGE_SIZE];
+    char path[512];
+    uint32_t no = sn / 1024;
+    unsigned d = (uint8_t)den;
+    snprintf(path, sizeof(path), "%s/Data", root);
+    bool ok = make_dir(path);
+    snprintf(path, sizeof(path), "%s/Data/%02x", root, d);
+    ok = ok && make_dir(path);
+    snprintf(path, sizeof(path), "%s/Data/%02x/%02x", root, d, no >> 8);
+    ok = ok && make_dir(path);
+    snprintf(path, sizeof(path), "%s/Data/%02x/%02x/%04x.bin", root, d, no >> 8, no);
+    FILE *fp = fopen(path, "rb");
+    memset(page, 0, sizeof(page));
+    if (fp != NULL) {
+        ok = ok && fread(page, 1, sizeof(page), fp) == sizeof(page);
+        fclose(fp);
+    }
+    memcpy(page + (sn % 1024) * 17, key, 16);
+    page[(sn % 1024) * 17 + 16] = status;
+    fp = fopen(path, "wb");
+    ok = ok && fp != NULL && fwrite(page, 1, sizeof(page), fp) == sizeof(page);
+    return fp != NULL && fclose(fp) == 0 && ok;
+}
+
+static int setup_keys(void **state)
+{
+    if (setup(state) < 0)
+        return -1;
+    fixture_t *f = *state;
+    snprintf(f->root, sizeof(f->root), "/tmp/test_protocol.XXXXXX");
+    if (mkdtemp(f->root) == NULL
+        || !write_coin(f->root, DEN1, SN1, key1, 1)
+        || !write_coin(f->root, DEN1, SN_EMPTY, key2, 0)
+        || !write_coin(f->root, DEN2, SN2, key2, 200))
+        return -1;
+    f->p.keys = rd_keystore_create(f->root, 4);
+    return f->p.keys != NULL ? 0 : -1;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static int teardown_keys(void **state)
+{
+    fixture_t *f = *state;
+    rd_keystore_destroy(f->p.keys);
+    int rc = f->root[0] != '\0' ? nftw(f->root, remove_entry, 8, FTW_DEPTH | FTW_PHYS) : 0;
+    return teardown(state) | rc;
+}
+
+/* ---- encrypted requests: frames built here, independently of rd_client -- */
+
+static void legacy_iv(const uint8_t *frame, uint8_t *iv)
+{
+    memcpy(iv, frame + 24, 8);
+    memset(iv + 8, 0, 8);
+}
+
+/* A type-1 request naming COIN, encrypted with KEY (the right one or not). */
+static size_t make_type1(uint8_t *out, uint8_t command, const uint8_t *payload, size_t plen,
+                         coin_t coin, const uint8_t *key)
+{
+    uint8_t iv[16];
+    size_t len = make_frame(out, 0, command, payload, plen);
+    out[16] = 1;
+    out[17] = (uint8_t)coin.den;
+    put_be32(out + 18, coin.sn);
+    for (int i = 0; i < 6; i++)
+        out[24 + i] = (uint8_t)(0xA0 + i);     /* 30-31, the echo bytes, end the nonce */
+    legacy_iv(out, iv);
+    assert_int_equal(rd_aes128_ctr(key, iv, out + 32, out + 32, len - 34), 0);
+    return len;
+}
+
+/* SHA-256 of K1, or of K1 || K2. */
+static void hashed_key(const uint8_t *k1, const uint8_t *k2, uint8_t *out)
+{
+    uint8_t both[32];
+    memcpy(both, k1, 16);
+    if (k2 != NULL)
+        memcpy(both + 16, k2, 16);
+    assert_int_equal(rd_sha256(both, k2 != NULL ? 32 : 16, out), 0);
+}
+
+static void modern_header(uint8_t *h, uint8_t type, uint8_t command, size_t body_size,
+                          coin_t c1, coin_t c2)
+{
+    memset(h, 0, 48);
+    h[0] = 1;
+    h[2] = RAIDA_ID;
+    h[5] = command;
+    h[6] = COIN_ID >> 8;
+    h[7] = COIN_ID & 0xFF;
+    h[16] = type;
+    h[17] = (uint8_t)(body_size >> 8);
+    h[18] = (uint8_t)body_size;
+    h[19] = (uint8_t)c1.den;
+    put_be32(h + 20, c1.sn);
+    for (int i = 24; i < 48; i++)
+        h[i] = (uint8_t)(0x30 + i);
+    if (type == 5) {
+        h[24] = (uint8_t)c2.den;
+        put_be32(h + 25, c2.sn);
+    }
+}
+
+/* A type-4 or type-5 request encrypted and authenticated with HKEY. */
+static size_t make_modern(uint8_t *out, uint8_t type, uint8_t command, const uint8_t *payload,
+                          size_t plen, coin_t c1, coin_t c2, const uint8_t *hkey)
+{
+    size_t body_size = plen + 34;
+    uint8_t *b = out + 48;
+    modern_header(out, type, command, body_size, c1, c2);
+    if (plen > 0)
+        memcpy(b, payload, plen);
+    assert_int_equal(rd_aes256_ctr(hkey, out + 24, b, b, plen), 0);
+    assert_int_equal(rd_hmac_sha256(hkey, 32, b, plen, b + plen), 0);
+    b[plen + 32] = 0x3E;
+    b[plen + 33] = 0x3E;
+    return 48 + body_size;
+}
+
+static size_t make_type4(uint8_t *out, uint8_t command, const uint8_t *payload, size_t plen)
+{
+    uint8_t hkey[32];
+    hashed_key(key1, NULL, hkey);
+    return make_modern(out, 4, command, payload, plen, coin1, coin2, hkey);
+}
+
+static size_t make_type5(uint8_t *out, uint8_t command, const uint8_t *payload, size_t plen)
+{
+    uint8_t hkey[32];
+    hashed_key(key1, key2, hkey);
+    return make_modern(out, 5, command, payload, plen, coin1, coin2, hkey);
+}
+
+static uint8_t handle_status(fixture_t *f, uint8_t *frame, size_t len)
+{
+    handle(f, frame, len);
+    return f->resp.data[2];
+}
+
+/* The fixed part of a 48-byte answer to a request naming coin1. */
+static void assert_modern_header(const fixture_t *f, uint8_t type, uint8_t status,
+                                 uint32_t body_size)
+{
+    const uint8_t *h = f->resp.data;
+    uint8_t want[24] = { RAIDA_ID, 0, status, 0 };
+    want[9] = (uint8_t)(body_size >> 16);
+    want[10] = (uint8_t)(body_size >> 8);
+    want[11] = (uint8_t)body_size;
+    want[16] = type;
+    want[17] = (uint8_t)DEN1;
+    put_be32(want + 18, SN1);
+    assert_int_equal(f->resp.len, 48 + body_size);
+    assert_memory_equal(h, want, 4);
+    assert_true(be(h + 4, 4) < EXEC_LIMIT);
+    assert_memory_equal(h + 8, want + 8, 16);
+}
+
+/* Checks the HMAC and the trailer of a 48-byte answer and decrypts its
+ * payload into OUT; returns the payload's length. */
+static size_t open_modern_answer(const fixture_t *f, const uint8_t *hkey, uint8_t *out)
+{
+    const uint8_t *r = f->resp.data;
+    size_t plen = f->resp.len - 48 - 34;
+    uint8_t mac[32];
+    assert_true(f->resp.len >= 48 + 34);
+    assert_int_equal(rd_hmac_sha256(hkey, 32, r + 48, plen, mac), 0);
+    assert_memory_equal(r + 48 + plen, mac, 32);
+    assert_int_equal(r[f->resp.len - 2], 0x3E);
+    assert_int_equal(r[f->resp.len - 1], 0x3E);
+    assert_int_equal(rd_aes256_ctr(hkey, r + 24, r + 48, out, plen), 0);
+    return plen;
+}
+
+/* ---- type 1 -------------------------------------------------------------- */
+
+static void test_type1_header_fields(void **state)
+{
+    fixture_t *f = *state;
+    uint8_t frame[64];
+    rd_request_t req;
+    size_t len = make_type1(frame, 0, NULL, 0, coin1, key1);
+    request_from(&req, frame);
+    assert_int_equal(rd_protocol_validate_header(&f->p, &req), RD_STATUS_NO_ERROR);
+    assert_int_equal(req.enc_type, 1);
+    assert_int_equal(req.body_size, 18);
+    assert_int_equal(handle_status(f, frame, len), 250);
+
+    const struct { size_t offset; uint8_t flip; int status; } cases[] = {
+        { 17, 0x03, RD_STATUS_INVALID_ENCRYPTION },    /* denomination 2: no page */
+        { 21, 0x01, RD_STATUS_INVALID_ENCRYPTION },    /* SN_EMPTY: status 0 */
+        { 18, 0x80, RD_STATUS_INVALID_ENCRYPTION },    /* page 0x200001: none */
+        { 24, 0x01, RD_STATUS_INVALID_CRC },           /* the nonce ... */
+        { 29, 0x40, RD_STATUS_INVALID_CRC },
+        { 31, 0x01, RD_STATUS_INVALID_CRC },           /* ... ends with the echo bytes */
+        { 23, 0x01, RD_STATUS_INVALID_PACKET_LENGTH }, /* body size: not the datagram's */
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        make_type1(frame, 0, NULL, 0, coin1, key1);
+        frame[cases[i].offset] ^= cases[i].flip;
+        assert_int_equal(handle_status(f, frame, len), cases[i].status);
+        assert_int_equal(f->resp.len, 32);
+    }
+}
+
+/* The challenge hash of a type-1 answer is the challenge XOR the key. */
+static void expected_type1_header(uint8_t *want, uint8_t status, uint32_t body_size)
+{
+    expected_header(want, status, 0, ECHO, body_size, true);
+    for (int i = 0; i < 16; i++)
+        want[16 + i] ^= key1[i];
+}
+
+static void test_type1_echo_bytes(void **state)
+{
+    fixture_t *f = *state;
+    uint8_t frame[64], want[32];
+    size_t len = make_type1(frame, 0, NULL, 0, coin1, key1);
+    handle(f, frame, len);
+    expected_type1_header(want, 250, 0);
+    assert_int_equal(f->resp.len, 32);
+    assert_header(f->resp.data, want);
+}
+
+/* The payload is encrypted with the request's key and counter block. */
+static void test_type1_version_bytes(void **state)
+{
+    fixture_t *f = *state;
+    uint8_t frame[64], want[42], iv[16];
+    size_t len = make_type1(frame, 1, NULL, 0, coin1, key1);
+    handle(f, frame, len);
+    expected_type1_header(want, 250, 10);
+    legacy_iv(frame, iv);
+    assert_int_equal(rd_aes128_ctr(key1, iv, (const uint8_t *)"20261125", want + 32, 8), 0);
+    want[40] = want[41] = 0x3E;
+    assert_int_equal(f->resp.len, 42);
+    assert_header(f->resp.data, want);
+    assert_memory_equal(f->resp.data + 32, want + 32, 10);
+}
+
+/* The admin key travels encrypted; a command's own error keeps the hash. */
+static void test_type1_stats(void **state)
+{
+    fixture_t *f = *state;
+    uint8_t frame[128], want[32], iv[16], plain[128];
+    size_t len = make_type1(frame, 2, admin_key, 16, coin1, key1);
+    handle(f, frame, len);
+    assert_int_equal(f->resp.data[2], 250);
+    legacy_iv(frame, iv);
+    size_t plen = f->resp.len - 34;
+    assert_int_equal(rd_aes128_ctr(key1, iv, f->resp.data + 32, plain, plen), 0);
+    assert_int_equal(be64(plain + 4), 0);                   /* no request counted before */
+
+    uint8_t wrong[16];
+    memcpy(wrong, admin_key, 16);
+    wrong[0] ^= 1;
+    len = make_type1(frame, 2, wrong, 16, coin1, key1);
+    handle(f, frame, len);
+    expected_type1_header(want, RD_STATUS_ADMIN_AUTH, 0);
+    assert_int_equal(f->resp.len, 32);
+    assert_header(f->resp.data, want);
+}
+
+/* The wrong key decrypts to a challenge whose CRC fails; the answer then
+ * carries no challenge hash at all. */
+static void test_type1_wrong_key_37(void **state)
+{
+    fixture_t *f = *state;
+    uint8_t frame[64], want[32];
+    size_t len = make_type1(frame, 1, NULL, 0, coin1, key2);
+    handle(f, frame, len);
+    expected_header(want, RD_STATUS_INVALID_CRC, 0, ECHO, 0, false);
+    assert_int_equal(f->resp.len, 32);
+    assert_header(f->resp.data, want);
+}
+
+static void test_type1_missing_coin_34(void **state)
+{
+    fixture_t *f = *state;
+    uint8_t frame[64], want[32];
+    const coin_t missing[] = { { DEN1, SN_EMPTY }, { DEN1, 5 }, { 3, SN1 }, { DEN2, SN1 } };
+    for (size_t i = 0; i < sizeof(missing) / sizeof(missing[0]); i++) {
+        size_t len = make_type1(frame, 1, NULL, 0, missing[i], key1);
+        handle(f, frame, len);
+        expected_header(want, RD_STATUS_INVALID_ENCRYPTION, 0, ECHO, 0, false);
+        assert_header(f->resp.data, want);
+        assert_int_equal(f->resp.len, 32);
+    }
+    /* The second coin's key works for it, under type 1 too. */
+    size_t len = make_type1(frame, 0, NULL, 0, coin2, key2);
+    assert_int_equal(handle_status(f, frame, len), 250);
+}
+
+static void test_type1_truncated_body(void **state)
+{
+    fixture_t *f = *state;
+    uint8_t frame[64];
+    rd_request_t req;
+    size_t len = make_type1(frame, 0, NULL, 0, coin1, key1);
+    frame[23] = 17;                                     /* one byte short of a challenge */
+    request_from(&req, frame);
+    assert_int_equal(rd_protocol_validate_header(&f->p, &req), RD_STATUS_INVALID_PACKET_LENGTH);
+    assert_int_equal(handle_status(f, frame, len - 1), RD_STATUS_INVALID_PACKET_LENGTH);
+
+    len = make_type1(frame, 0, NULL, 0, coin1, key1);
+    frame[len - 1] = 0x00;                              /* the trailer is not encrypted */
+    assert_int_equal(handle_status(f, frame, len), RD_STATUS_INVALID_EOF);
+}
+
+static void test_type2_27(void **state)
+{
+    fixture_t *f = *state;
+    uint8_t frame[64];
+    rd_request_t req;
+    size_t len = make_type1(frame, 0, NULL, 0, coin1, key1);
+    frame[16] = 2;
+    request_from(&req, frame);
+    assert_int_equal(rd_protocol_validate_header(&f->p, &req), RD_STATUS_INVALID_ENCRYPTION_CODE);
+    assert_int_equal(handle_status(f, frame, len), RD_STATUS_INVALID_ENCRYPTION_CODE);
+    assert_int_equal(f->resp.len, 32);
+}
+
+/* ---- types 4 and 5 ------------------------------------------------------- */
+
+static void modern_request_from(rd_request_t *req, const uint8_t *frame)
+{
+    memset(req, 0, sizeof(*req));
+    memcpy(req->header, frame, 48);
+    req->header_have = 48;
+    req->header_size = 48;
+}
+
+static void test_type4_header_fields(void **state)
+{
+    fixture_t *f = *state;
+    uint8_t frame[128];
+    rd_request_t req;
+    size_t len = make_type4(frame, 0, (const uint8_t *)"xyz", 3);
+    modern_request_from(&req, frame);
+    assert_int_equal(rd_protocol_validate_header(&f->p, &req), RD_STATUS_NO_ERROR);
+    assert_int_equal(req.enc_type, 4);
+    assert_int_equal(req.body_size, 3 + 34);
+    assert_int_equal(handle_status(f, frame, len), 250);
+
+    const struct { size_t offset; uint8_t flip; int status; } cases[] = {
+        { 19, 0x02, RD_STATUS_COIN_NOT_FOUND },          /* denomination */
+        { 23, 0x01, RD_STATUS_COIN_NOT_FOUND },          /* serial number: SN_EMPTY */
+        { 20, 0x01, RD_STATUS_COIN_NOT_FOUND },
+        { 16, 0x01, RD_STATUS_COIN_NOT_FOUND },          /* type 5: coin 2 from the nonce */
+        { 18, 0x01, RD_STATUS_INVALID_PACKET_LENGTH },   /* body size */
+        { 2, 0x01, RD_STATUS_INVALID_RAIDA_ID },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        make_type4(frame, 0, (const uint8_t *)"xyz", 3);
+        frame[cases[i].offset] ^= cases[i].flip;
+        handle(f, frame, len);
+        /* Whatever the error, a 48-byte request gets a 48-byte answer. */
+        assert_int_equal(f->resp.data[2], cases[i].status);
+        assert_int_equal(f->resp.len, 48);
+        assert_memory_equal(f->resp.data + 16, frame + 16, 1);
+        assert_memory_equal(f->resp.data + 17, frame + 19, 5);
+    }
+}
+
+/* The counter block is the nonce's first 16 bytes: a change there decrypts
+ * the admin key wrong (the HMAC covers the ciphertext only); the last 8
+ * bytes are not used. */
+static void test_type4_nonce(void **state)
+{
+    fixture_t *f = *state;
+    uint8_t frame[128];
+    size_t len = make_type4(frame, 2, admin_key, 16);
+    assert_int_equal(handle_status(f, frame, len), 250);
+    make_type4(frame, 2, admin_key, 16);
+    frame[39] ^= 0x01;
+    assert_int_equal(handle_status(f, frame, len), RD_STATUS_ADMIN_AUTH);
+    make_type4(frame, 2, admin_key, 16);
+    frame[40] ^= 0x01;
+    frame[47] ^= 0x01;
+    assert_int_equal(handle_status(f, frame, len), 250);
+}
+
+static void test_type4_echo_bytes(void **state)
+{
+    fixture_t *f = *state;
+    uint8_t frame[128], nonce[24];
+    size_t len = make_type4(frame, 0, NULL, 0);
+    handle(f, frame, len);
+    assert_modern_header(f, 4, 250, 0);
+    memcpy(nonce, f->resp.data + 24, 24);
+    assert_memory_not_equal(nonce, frame + 24, 24);
+    handle(f, frame, len);
+    assert_memory_not_equal(nonce, f->resp.data + 24, 24);     /* fresh each time */
+}
+
+static void test_type4_version_bytes(void **state)
+{
+    fixture_t *f = *state;
+    uint8_t frame[128], hkey[32], plain[64];
+    size_t len = make_type4(frame, 1, NULL, 0);
+    handle(f, frame, len);
+    assert_modern_header(f, 4, 250, 8 + 34);
+    hashed_key(key1, NULL, hkey);
+    assert_int_equal(open_modern_answer(f, hkey, plain), 8);
+    assert_memory_equal(plain, "20261125", 8);
+}
+
+/* Type 5's key is the hash of both keys, first coin first. */
+static void test_type5_version_and_stats(void **state)
+{
+    fixture_t *f = *state;
+    uint8_t frame[128], hkey[32], plain[256];
+    size_t len = make_type5(frame, 1, NULL, 0);
+    handle(f, frame, len);
+    assert_modern_header(f, 5, 250, 8 + 34);
+    hashed_key(key1, key2, hkey);
+    assert_int_equal(open_modern_answer(f, hkey, plain), 8);
+    assert_memory_equal(plain, "20261125", 8);
+
+    len = make_type5(frame, 2, admin_key, 16);
+    handle(f, frame, len);
+    assert_int_equal(f->resp.data[2], 250);
+    size_t plen = open_modern_answer(f, hkey, plain);
+    assert_true(plen > 12);
+    assert_int_equal(be64(plain + 4), 1);               /* the version request */
+
+    hashed_key(key2, key1, hkey);                       /* the other order */
+    len = make_modern(frame, 5, 1, NULL, 0, coin1, coin2, hkey);
+    assert_int_equal(handle_status(f, frame, len), RD_STATUS_INVALID_HMAC);
+}
+
+static void test_modern_wrong_key_204(void **state)
+{
+    fixture_t *f = *state;
+    uint8_t frame[128], hkey[32];
+    hashed_key(key2, NULL, hkey);
+    size_t len = make_modern(frame, 4, 1, NULL, 0, coin1, coin2, hkey);
+    handle(f, frame, len);
+    assert_modern_header(f, 4, RD_STATUS_INVALID_HMAC, 0);
+    memcpy(hkey, key1, 16);                             /* the raw key, not its hash */
+    memset(hkey + 16, 0, 16);
+    len = make_modern(frame, 4, 1, NULL, 0, coin1, coin2, hkey);
+    assert_int_equal(handle_status(f, frame, len), RD_STATUS_INVALID_HMAC);
+    hashed_key(key1, NULL, hkey);                       /* type 5 with one coin's key */
+    len = make_modern(frame, 5, 1, NULL, 0, coin1, coin2, hkey);
+    assert_int_equal(handle_status(f, frame, len), RD_STATUS_INVALID_HMAC);
+}
+
+/* Any change to the ciphertext or the HMAC: 204, and nothing decrypted. */
+static void test_modern_wrong_hmac_204(void **state)
+{
+    fixture_t *f = *state;
+    uint8_t frame[128], copy[128];
+    size_t len = make_type4(frame, 2, admin_key, 16);
+    for (size_t at = 48; at < len - 2; at += 5) {
+        memcpy(copy, frame, len);
+        copy[at] ^= 0x20;
+        rd_request_t req;
+        assert_true(rd_protocol_handle_frame(&f->p, &req, copy, len, &f->resp));
+        assert_int_equal(f->resp.data[2], RD_STATUS_INVALID_HMAC);
+        assert_int_equal(f->resp.len, 48);
+        assert_memory_equal(copy + 48, frame + 48, at - 48);   /* left as it came */
+    }
+    len = make_type4(frame, 0, NULL, 0);                       /* an HMAC of nothing */
+    frame[48] ^= 1;
+    assert_int_equal(handle_status(f, frame, len), RD_STATUS_INVALID_HMAC);
+}
+
+static void test_modern_truncated_body(void **state)
+{
+    fixture_t *f = *state;
+    uint8_t frame[128];
+    rd_request_t req;
+    size_t len = make_type4(frame, 0, NULL, 0);
+    assert_int_equal(len, 48 + 34);
+    frame[18] = 33;                                     /* no room for the HMAC */
+    modern_request_from(&req, frame);
+    assert_int_equal(rd_protocol_validate_header(&f->p, &req), RD_STATUS_INVALID_PACKET_LENGTH);
+    assert_int_equal(handle_status(f, frame, len - 1), RD_STATUS_INVALID_PACKET_LENGTH);
+    assert_int_equal(f->resp.len, 48);
+
+    len = make_type4(frame, 1, (const uint8_t *)"abc", 3);
+    assert_int_equal(handle_status(f, frame, len - 1), RD_STATUS_INVALID_PACKET_LENGTH);
+    frame[len - 2] = 0x3F;
+    assert_int_equal(handle_status(f, frame, len), RD_STATUS_INVALID_EOF);
+}
+
+static void test_modern_missing_coin_25(void **state)
+{
+    fixture_t *f = *state;
+    uint8_t frame[128], hkey[32];
+    const coin_t empty = { DEN1, SN_EMPTY }, none = { 7, 7 };
+    hashed_key(key1, key2, hkey);
+    size_t len = make_modern(frame, 4, 0, NULL, 0, empty, coin2, hkey);
+    assert_int_equal(handle_status(f, frame, len), RD_STATUS_COIN_NOT_FOUND);
+    len = make_modern(frame, 5, 0, NULL, 0, coin1, empty, hkey);
+    assert_int_equal(handle_status(f, frame, len), RD_STATUS_COIN_NOT_FOUND);
+    len = make_modern(frame, 5, 0, NULL, 0, none, coin2, hkey);
+    assert_int_equal(handle_status(f, frame, len), RD_STATUS_COIN_NOT_FOUND);
+    assert_int_equal(f->resp.len, 48);
+}
+
+/* Without a key store every coin is missing. */
+static void test_no_key_store(void **state)
+{
+    fixture_t *f = *state;
+    uint8_t frame[128];
+    assert_null(f->p.keys);
+    size_t len = make_type1(frame, 0, NULL, 0, coin1, key1);
+    assert_int_equal(handle_status(f, frame, len), RD_STATUS_INVALID_ENCRYPTION);
+    len = make_type4(frame, 0, NULL, 0);
+    assert_int_equal(handle_status(f, frame, len), RD_STATUS_COIN_NOT_FOUND);
+    len = make_type5(frame, 0, NULL, 0);
+    assert_int_equal(handle_status(f, frame, len), RD_STATUS_COIN_NOT_FOUND);
+}
+
+/* The request keeps no key once answered. */
+static void test_key_wiped(void **state)
+{
+    fixture_t *f = *state;
+    uint8_t frame[128], zero[32] = { 0 };
+    rd_request_t req;
+    size_t len = make_type5(frame, 1, NULL, 0);
+    assert_true(rd_protocol_handle_frame(&f->p, &req, frame, len, &f->resp));
+    assert_int_equal(f->resp.data[2], 250);
+    assert_memory_equal(req.key, zero, sizeof(req.key));
+    len = make_type1(frame, 1, NULL, 0, coin1, key1);
+    assert_true(rd_protocol_handle_frame(&f->p, &req, frame, len, &f->resp));
+    assert_memory_equal(req.key, zero, sizeof(req.key));
+}
+
+/* ---- client, encrypted --------------------------------------------------- */
+
+static rd_client_request_t client_request(uint8_t type, uint8_t command)
+{
+    rd_client_request_t r = {
+        .raida_id = RAIDA_ID, .coin_id = COIN_ID, .command = command, .echo = 0x1234,
+        .enc_type = type,
+    };
+    r.coin[0] = (rd_client_coin_t){ .den = DEN1, .sn = SN1 };
+    r.coin[1] = (rd_client_coin_t){ .den = DEN2, .sn = SN2 };
+    memcpy(r.coin[0].key, key1, 16);
+    memcpy(r.coin[1].key, key2, 16);
+    return r;
+}
+
+static void client_version(fixture_t *f, uint8_t type)
+{
+    rd_client_request_t r = client_request(type, 1);
+    rd_client_ctx_t ctx;
+    rd_client_response_t resp;
+    uint8_t frame[128];
+    size_t len = rd_client_seal(&r, frame, sizeof(frame), &ctx);
+    assert_int_equal(len, rd_client_frame_size(&r));
+    assert_int_equal(len, type >= 4 ? 48 + 34 : 32 + 18);
+    handle(f, frame, len);
+    assert_int_equal(rd_client_open(&ctx, f->resp.data, f->resp.len, &resp), 0);
+    assert_int_equal(resp.status, 250);
+    assert_true(resp.authentic);
+    assert_int_equal(resp.enc_type, type);
+    assert_int_equal(resp.payload_len, 8);
+    assert_memory_equal(resp.payload, "20261125", 8);
+    if (type >= 4) {
+        assert_int_equal(resp.den, DEN1);
+        assert_int_equal(resp.sn, SN1);
+    } else {
+        assert_int_equal(resp.echo, 0x1234);
+    }
+}
+
+static void client_stats(fixture_t *f, uint8_t type)
+{
+    rd_client_request_t r = client_request(type, 2);
+    rd_client_ctx_t ctx;
+    rd_client_response_t resp;
+    uint8_t frame[128];
+    r.payload = admin_key;
+    r.payload_len = 16;
+    size_t len = rd_client_seal(&r, frame, sizeof(frame), &ctx);
+    assert_true(len > 0);
+    handle(f, frame, len);
+    assert_int_equal(rd_client_open(&ctx, f->resp.data, f->resp.len, &resp), 0);
+    assert_int_equal(resp.status, 250);
+    assert_true(resp.authentic);
+    assert_true(resp.payload_len > 12);
+    assert_true(be64(resp.payload + 4) >= 1);
+}
+
+static void test_client_encrypted_round_trip(void **state)
+{
+    const uint8_t types[] = { 0, 1, 4, 5 };
+    for (size_t i = 0; i < sizeof(types); i++) {
+        client_version(*state, types[i]);
+        client_stats(*state, types[i]);
+    }
+    rd_client_request_t r = client_request(2, 0);
+    rd_client_ctx_t ctx;
+    uint8_t frame[128];
+    assert_int_equal(rd_client_frame_size(&r), 0);
+    assert_int_equal(rd_client_seal(&r, frame, sizeof(frame), &ctx), 0);
+    r = client_request(4, 0);
+    assert_int_equal(rd_client_seal(&r, frame, 48 + 33, &ctx), 0);
+    assert_int_equal(rd_client_build(&r, frame, sizeof(frame), NULL), 0);   /* type 0 only */
+}
+
+/* An answer changed on the way is not authentic; type 4's is not decrypted. */
+static void test_client_open_forged(void **state)
+{
+    fixture_t *f = *state;
+    rd_client_response_t resp;
+    rd_client_ctx_t ctx;
+    uint8_t frame[128];
+    rd_client_request_t r = client_request(4, 1);
+    size_t len = rd_client_seal(&r, frame, sizeof(frame), &ctx);
+    handle(f, frame, len);
+    f->resp.data[48] ^= 1;
+    uint8_t ct = f->resp.data[49];
+    assert_int_equal(rd_client_open(&ctx, f->resp.data, f->resp.len, &resp), 0);
+    assert_false(resp.authentic);
+    assert_int_equal(f->resp.data[49], ct);
+    assert_int_equal(rd_client_open(&ctx, f->resp.data, f->resp.len - 1, &resp), -1);
+    assert_int_equal(rd_client_open(&ctx, f->resp.data, 47, &resp), -1);
+
+    r = client_request(1, 1);
+    memcpy(r.coin[0].key, key2, 16);                    /* wrong key: 37, no hash */
+    len = rd_client_seal(&r, frame, sizeof(frame), &ctx);
+    handle(f, frame, len);
+    assert_int_equal(rd_client_open(&ctx, f->resp.data, f->resp.len, &resp), 0);
+    assert_int_equal(resp.status, RD_STATUS_INVALID_CRC);
+    assert_false(resp.authentic);
+}
+
 /* ---- client exchange against a one-request server in a thread ------------ */
 
 typedef struct server {
@@ -1055,6 +1744,7 @@ static void test_client_exchange_errors(void **state)
 }
 
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+#define K(name) cmocka_unit_test_setup_teardown(name, setup_keys, teardown_keys)
 
 int main(void)
 {
@@ -1101,6 +1791,27 @@ int main(void)
         T(test_client_exchange_tcp),
         T(test_client_exchange_udp),
         T(test_client_exchange_errors),
+        K(test_type1_header_fields),
+        K(test_type1_echo_bytes),
+        K(test_type1_version_bytes),
+        K(test_type1_stats),
+        K(test_type1_wrong_key_37),
+        K(test_type1_missing_coin_34),
+        K(test_type1_truncated_body),
+        K(test_type2_27),
+        K(test_type4_header_fields),
+        K(test_type4_nonce),
+        K(test_type4_echo_bytes),
+        K(test_type4_version_bytes),
+        K(test_type5_version_and_stats),
+        K(test_modern_wrong_key_204),
+        K(test_modern_wrong_hmac_204),
+        K(test_modern_truncated_body),
+        K(test_modern_missing_coin_25),
+        T(test_no_key_store),
+        K(test_key_wiped),
+        K(test_client_encrypted_round_trip),
+        K(test_client_open_forged),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

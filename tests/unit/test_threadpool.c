@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -304,6 +305,100 @@ static void test_destroy_runs_queued(void **state)
     gate_fini(&g);
 }
 
+struct order {
+    atomic_uint next;
+    unsigned seen[8];
+};
+
+struct order_job {
+    struct order *order;
+    unsigned index;
+};
+
+static void job_order(void *arg)
+{
+    struct order_job *j = arg;
+    unsigned slot = atomic_fetch_add(&j->order->next, 1);
+
+    if (slot < 8)
+        j->order->seen[slot] = j->index;
+}
+
+/* One thread, held while eight jobs queue up: they must run in the order
+ * they were submitted. */
+static void test_fifo_order(void **state)
+{
+    rd_threadpool_t *pool = rd_threadpool_create(1, 8);
+    struct order order = { .next = 0 };
+    struct order_job jobs[8];
+    int accepted = 0;
+    bool held;
+    struct gate g;
+    unsigned i;
+
+    (void)state;
+    assert_non_null(pool);
+    gate_init(&g, 0);
+    held = rd_threadpool_submit(pool, job_gate, &g) == 0 &&
+           gate_wait_arrived(&g, 1);
+    for (i = 0; i < 8; i++) {
+        jobs[i] = (struct order_job){ &order, i };
+        accepted += rd_threadpool_submit(pool, job_order, &jobs[i]) == 0;
+    }
+    gate_open(&g);
+    rd_threadpool_destroy(pool);
+
+    assert_true(held);
+    assert_int_equal(accepted, 8);
+    assert_int_equal(atomic_load(&order.next), 8);
+    for (i = 0; i < 8; i++)
+        assert_int_equal(order.seen[i], i);
+    gate_fini(&g);
+}
+
+struct mask_seen {
+    int term, hup, intr;
+};
+
+static void job_mask(void *arg)
+{
+    struct mask_seen *m = arg;
+    sigset_t cur;
+
+    pthread_sigmask(SIG_BLOCK, NULL, &cur);
+    m->term = sigismember(&cur, SIGTERM);
+    m->hup = sigismember(&cur, SIGHUP);
+    m->intr = sigismember(&cur, SIGINT);
+}
+
+/* Signals must reach the I/O thread only: pool threads block them all,
+ * and creating the pool leaves the caller's own mask as it was. */
+static void test_signals_blocked(void **state)
+{
+    struct mask_seen m = { -1, -1, -1 };
+    sigset_t wanted, after;
+    rd_threadpool_t *pool;
+    int accepted;
+
+    (void)state;
+    sigemptyset(&wanted);
+    sigaddset(&wanted, SIGTERM);
+    sigaddset(&wanted, SIGHUP);
+    pthread_sigmask(SIG_UNBLOCK, &wanted, NULL);
+    pool = rd_threadpool_create(1, 4);
+    pthread_sigmask(SIG_BLOCK, NULL, &after);
+    assert_non_null(pool);
+    accepted = rd_threadpool_submit(pool, job_mask, &m);
+    rd_threadpool_destroy(pool);
+
+    assert_int_equal(accepted, 0);
+    assert_int_equal(m.term, 1);
+    assert_int_equal(m.hup, 1);
+    assert_int_equal(m.intr, 1);
+    assert_int_equal(sigismember(&after, SIGTERM), 0);
+    assert_int_equal(sigismember(&after, SIGHUP), 0);
+}
+
 #define NTHREADS 4
 
 struct rendezvous {
@@ -371,6 +466,8 @@ int main(void)
         cmocka_unit_test(test_busy),
         cmocka_unit_test(test_destroy_runs_queued),
         cmocka_unit_test(test_concurrent),
+        cmocka_unit_test(test_fifo_order),
+        cmocka_unit_test(test_signals_blocked),
     };
 
     /* Every wait in the tests is bounded, but a broken destroy could still
