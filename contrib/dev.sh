@@ -3,8 +3,9 @@
 # installs what is missing, bootstraps autotools, builds out of tree.
 #
 #   ./contrib/dev.sh run     build, then run raidad in the foreground on conf/raidad.conf
-#   ./contrib/dev.sh check   build and run every test (plain and sanitizer builds,
-#                            and each fuzz target for 10 s in build-fuzz/);
+#   ./contrib/dev.sh check   build and run every test (plain build, raidad under
+#                            valgrind, address/undefined and thread sanitizer
+#                            builds, and each fuzz target for 10 s in build-fuzz/);
 #                            the last line is "N passed, N failed"
 #   ./contrib/dev.sh build   build only (build/)
 #   ./contrib/dev.sh fuzz [SECONDS]
@@ -16,7 +17,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 jobs=$(nproc 2>/dev/null || echo 2)
 packages="build-essential autoconf automake autoconf-archive pkgconf \
 libconfig-dev libsystemd-dev libcmocka-dev libssl-dev zlib1g-dev \
-python3 clang libclang-rt-14-dev systemd groff-base man-db logrotate"
+python3 clang libclang-rt-14-dev systemd groff-base man-db logrotate valgrind"
 
 ensure_packages() {
     missing=""
@@ -58,6 +59,24 @@ check_in() {
     (cd "$1" && make -s -j"$jobs" check) || true
 }
 
+# The integration suites that run with raidad under valgrind memcheck
+# (valgrind follows the fork()ed workers itself): a leak or an invalid access
+# makes valgrind write "==PID== ..." into the daemon's log and exit 99, and the
+# harness fails the test. --run-libc-freeres=no: glibc's clean-up at exit
+# clears environ, which made raidad's copy of the environment (kept for the
+# process title) look lost.
+valgrind_tests="tests/integration/test_basic.py tests/integration/test_malformed.py"
+valgrind_wrapper="valgrind --error-exitcode=99 --leak-check=full \
+--show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect \
+--run-libc-freeres=no --track-fds=no --child-silent-after-fork=no -q"
+
+# check_valgrind DIR: those suites in DIR again, raidad under valgrind, into
+# DIR/valgrind-suite.log (make check rewrites test-suite.log).
+check_valgrind() {
+    (cd "$1" && RAIDAD_WRAPPER="$valgrind_wrapper" make -s -j"$jobs" check \
+        TEST_SUITE_LOG=valgrind-suite.log TESTS="$valgrind_tests") || true
+}
+
 # Sums the "# PASS:" ... lines of every test-suite.log given.
 report() {
     awk '
@@ -92,17 +111,22 @@ cmd_check() {
     bootstrap
     build_or_fail "$top/build"
     check_in "$top/build"
+    check_valgrind "$top/build"
     build_or_fail "$top/build-asan" CC=clang --enable-sanitizers=address,undefined
     ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 check_in "$top/build-asan"
+    # A report makes the daemon's log say "ThreadSanitizer", which fails the test.
+    build_or_fail "$top/build-tsan" CC=clang --enable-sanitizers=thread
+    TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" check_in "$top/build-tsan"
     # In a fuzzing build "make check" runs only the fuzz targets (10 s each).
     build_or_fail "$top/build-fuzz" CC=clang --enable-fuzzing --disable-tests
     check_in "$top/build-fuzz"
-    for log in "$top/build/test-suite.log" "$top/build-asan/test-suite.log" \
-        "$top/build-fuzz/test-suite.log"; do
+    set -- "$top/build/test-suite.log" "$top/build/valgrind-suite.log" \
+        "$top/build-asan/test-suite.log" "$top/build-tsan/test-suite.log" \
+        "$top/build-fuzz/test-suite.log"
+    for log in "$@"; do
         [ -f "$log" ] || { echo "dev.sh: no $log" >&2; echo "0 passed, 1 failed"; exit 1; }
     done
-    report "$top/build/test-suite.log" "$top/build-asan/test-suite.log" \
-        "$top/build-fuzz/test-suite.log"
+    report "$@"
 }
 
 # cmd_fuzz SECONDS: every fuzz target that long; crash inputs are kept in

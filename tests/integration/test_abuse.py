@@ -301,6 +301,35 @@ def test_1000_half_headers_are_cut_at_socket_timeout():
 
 
 @test(timeout=60)
+def test_a_request_trickled_byte_by_byte_is_cut_at_socket_timeout():
+    """socket_timeout_ms bounds the whole request, not each silence: a client
+    sending one byte every 100 ms (slowloris) is cut all the same."""
+    timeout_ms = 1000
+    with Daemon({"socket_timeout_ms": timeout_ms}, log_level="info") as d:
+        base = baseline(d)
+        frame, _ = d.request()
+        start = time.monotonic()
+        cut = None
+        with tcp_connect(d.port) as s:
+            for byte in frame:
+                try:
+                    s.send(bytes([byte]))
+                except OSError:
+                    cut = time.monotonic() - start
+                    break
+                if not connected(s):
+                    cut = time.monotonic() - start
+                    break
+                time.sleep(0.1)
+            answer = read_until_eof(s, timeout=1.0) if cut is None else None
+        diag(f"trickling client cut after {cut} s (socket_timeout_ms = {timeout_ms})")
+        expect(cut is not None, "the trickled request was not cut", answer)
+        expect(timeout_ms / 1000 - 0.1 <= cut <= timeout_ms / 1000 + LATE,
+               f"cut after {cut:.3f} s")
+        d.wait_fd_count(base, timeout=5.0)
+
+
+@test(timeout=60)
 def test_clients_that_never_read_or_never_stop_sending():
     """An answer (32 bytes) always fits in the socket buffer, so a client that
     never reads costs nothing once answered. A client that keeps sending

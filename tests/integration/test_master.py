@@ -28,7 +28,7 @@ from raidatest import (  # noqa: E402
     LOG_LINE, RAIDAD, SANITIZER_LINE, Daemon, ProtocolError, Skip, build_request,
     check_echo_answer, child_pids, diag, expect, free_port, many_tcp_exchanges,
     notify_supported, parse_response, raida_cli, read_until_eof, render_config, run,
-    tcp_connect, tcp_exchange, test, udp_exchange, wait_until, workdir,
+    tcp_connect, tcp_exchange, test, udp_exchange, wait_until,
 )
 
 ADMIN_KEY = "00112233445566778899aabbccddeeff"
