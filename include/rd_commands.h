@@ -18,6 +18,7 @@ typedef struct rd_command {
     uint8_t command;
     const char *name;
     rd_command_handler handler;
+    bool admin;                 /* succeeds only with the admin key */
 } rd_command_t;
 
 bool rd_command_group_known(uint8_t group);

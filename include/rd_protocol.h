@@ -78,6 +78,10 @@ typedef struct rd_request {
     uint8_t key[32];            /* type 1: the coin key (16 bytes); 4, 5: the SHA-256 */
     uint8_t challenge_hash[RD_CHALLENGE_SIZE];  /* type 1: challenge XOR key */
     bool challenge_set;         /* type 1: the decrypted challenge passed its CRC */
+    /* The sender proved it holds a key: an encrypted request that opened,
+     * or an admin command whose key matched. Only such a request may get
+     * an answer larger than itself over UDP (no reflection amplifier). */
+    bool authenticated;
 } rd_request_t;
 
 /* A whole response frame: header, payload, trailer. */

@@ -300,7 +300,7 @@ int rd_protocol_validate_body(const rd_protocol_t *p, rd_request_t *req)
 
 /* ---- running ------------------------------------------------------------- */
 
-static int dispatch(const rd_protocol_t *p, const rd_request_t *req, rd_response_t *resp)
+static int dispatch(const rd_protocol_t *p, rd_request_t *req, rd_response_t *resp)
 {
     const rd_command_t *cmd = rd_command_lookup(req->group, req->command);
     if (cmd == NULL)
@@ -308,6 +308,8 @@ static int dispatch(const rd_protocol_t *p, const rd_request_t *req, rd_response
     int status = cmd->handler(p, req, resp);
     if (status == RD_STATUS_MEMORY_ALLOC)
         resp->len = resp->header_len;   /* a partial payload means nothing */
+    if (cmd->admin && status == RD_STATUS_SUCCESS)
+        req->authenticated = true;
     return status;
 }
 
@@ -316,8 +318,10 @@ void rd_protocol_run_command(const rd_protocol_t *p, rd_request_t *req, rd_respo
     req->start_ns = rd_protocol_now_ns();
     response_start(resp, response_header_size(req));
     int status = rd_crypt_open(p, req);
-    if (status == RD_STATUS_NO_ERROR)
+    if (status == RD_STATUS_NO_ERROR) {
+        req->authenticated = req->enc_type != 0;
         status = dispatch(p, req, resp);
+    }
     finish_response(p, req, status, elapsed_us(req->start_ns), resp);
     rd_crypto_wipe(req->key, sizeof(req->key));
 }

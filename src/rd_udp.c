@@ -67,6 +67,10 @@ static void udp_answer(rd_worker_t *w, int fd, size_t len,
         rd_stats_add(&w->proto.stats->udp_dropped, 1);
         return;
     }
+    /* A spoofed source must not be able to aim more bytes at a victim than
+     * it sent: only a sender that proved a key gets a larger answer. */
+    if (resp.len > len && !req.authenticated)
+        udp_refuse(w, &req, len, RD_STATUS_INVALID_PACKET_LENGTH, &resp);
     /* A full send buffer drops the answer, as the network may: the client
      * retries. */
     if (sendto(fd, resp.data, resp.len, 0, (const struct sockaddr *)peer, peer_len) < 0)

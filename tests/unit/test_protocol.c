@@ -429,6 +429,28 @@ static void test_admin_key_wrong_38(void **state)
     }
 }
 
+/* Only a proven key may earn an answer larger than the request over UDP. */
+static void test_authenticated_only_with_a_key(void **state)
+{
+    fixture_t *f = *state;
+    uint8_t frame[96], wrong[16];
+    rd_request_t req;
+    size_t len;
+
+    len = make_frame(frame, 0, 0, NULL, 0);
+    assert_true(rd_protocol_handle_frame(&f->p, &req, frame, len, &f->resp));
+    assert_false(req.authenticated);
+    len = make_frame(frame, 0, 2, admin_key, 16);
+    assert_true(rd_protocol_handle_frame(&f->p, &req, frame, len, &f->resp));
+    assert_int_equal(f->resp.data[2], RD_STATUS_SUCCESS);
+    assert_true(req.authenticated);
+    memcpy(wrong, admin_key, 16);
+    wrong[0] ^= 1;
+    len = make_frame(frame, 0, 2, wrong, 16);
+    assert_true(rd_protocol_handle_frame(&f->p, &req, frame, len, &f->resp));
+    assert_false(req.authenticated);
+}
+
 static void test_admin_key_unset_38(void **state)
 {
     fixture_t *f = *state;
@@ -1766,6 +1788,7 @@ int main(void)
         T(test_validate_body_payload),
         T(test_admin_key_wrong_38),
         T(test_admin_key_unset_38),
+        T(test_authenticated_only_with_a_key),
         T(test_admin_key_length_38),
         T(test_echo_response_bytes),
         T(test_version_response_bytes),
