@@ -10,6 +10,7 @@ enum rd_channel_type {
     RD_CHANNEL_READY = 'R',     /* worker -> master: serving */
     RD_CHANNEL_PING = 'P',      /* master -> worker: are you alive? */
     RD_CHANNEL_PONG = 'p',      /* worker -> master: yes; value = connections */
+    RD_CHANNEL_LOG = 'L',       /* master -> worker: the reopened log file (a descriptor) */
 };
 
 typedef struct rd_channel_msg {
@@ -23,8 +24,12 @@ int rd_channel_open(int fds[2]);
 /* Non-blocking; returns -1 when the message could not be sent. */
 int rd_channel_send(int fd, uint8_t type, uint32_t value);
 
+/* The same, with descriptor PASS attached (SCM_RIGHTS). */
+int rd_channel_send_fd(int fd, uint8_t type, int pass);
+
 /* Returns 1 with a message, 0 when none is waiting, -1 when the peer is
- * gone or the channel failed. */
-int rd_channel_recv(int fd, rd_channel_msg_t *msg);
+ * gone or the channel failed. A descriptor that came with the message goes
+ * to *PASSED (-1 if none); with PASSED NULL it is closed. */
+int rd_channel_recv(int fd, rd_channel_msg_t *msg, int *passed);
 
 #endif

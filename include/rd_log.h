@@ -20,6 +20,12 @@ bool rd_log_enabled(int level);
  * empty. Called again with the same path, it reopens the file (logrotate). */
 int rd_log_open(const char *path);
 
+/* Logs into FD from now on (a file the master opened for a worker that may
+ * no longer open it itself); FD is taken over. */
+int rd_log_adopt(int fd);
+/* The descriptor the log writes to (STDERR_FILENO for standard error). */
+int rd_log_fd(void);
+
 void rd_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define rd_log_debug(...) \

@@ -83,6 +83,20 @@ static int rd_log_replace_fd(int newfd)
     return 0;
 }
 
+int rd_log_adopt(int fd)
+{
+    if (rd_log_replace_fd(fd) < 0) {
+        close(fd);
+        return -1;
+    }
+    return 0;
+}
+
+int rd_log_fd(void)
+{
+    return __atomic_load_n(&rd_log_state.fd, __ATOMIC_RELAXED);
+}
+
 int rd_log_open(const char *path)
 {
     int fd = STDERR_FILENO;

@@ -427,7 +427,7 @@ static void master_on_channel(rd_event_t *ev, uint32_t events)
     int rc;
 
     (void)events;
-    while ((rc = rd_channel_recv(ev->fd, &msg)) == 1) {
+    while ((rc = rd_channel_recv(ev->fd, &msg, NULL)) == 1) {
         if (msg.type == RD_CHANNEL_READY) {
             p->ready = true;
             p->pong = true;
@@ -523,11 +523,22 @@ static void master_stop(rd_master_t *m, int sig)
     m->cycle.listener_count = 0;
 }
 
+/* Workers may have given up the right to open the file: the master opens
+ * it and hands each of them the descriptor. */
 static void master_reopen_logs(rd_master_t *m)
 {
+    const char *path = m->cycle.config->error_log;
+
     rd_log(RD_LOG_NOTICE, "reopening the log");
-    rd_log_open(m->cycle.config->error_log);
-    master_signal_all(m, SIGUSR1);
+    if (path[0] == '\0')
+        return;
+    if (rd_log_open(path) < 0) {
+        rd_log(RD_LOG_ERR, "cannot reopen %s: %s", path, strerror(errno));
+        return;
+    }
+    for (size_t i = 0; i < MAX_PROCS; i++)
+        if (m->procs[i].pid > 0)
+            rd_channel_send_fd(m->procs[i].ev.fd, RD_CHANNEL_LOG, rd_log_fd());
 }
 
 static void master_on_signal(rd_event_t *ev, uint32_t events)

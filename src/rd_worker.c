@@ -88,12 +88,17 @@ static void worker_on_channel(rd_event_t *ev, uint32_t events)
 {
     rd_worker_t *w = ev->data;
     rd_channel_msg_t msg;
-    int rc;
+    int rc, passed;
 
     (void)events;
-    while ((rc = rd_channel_recv(ev->fd, &msg)) == 1)
+    while ((rc = rd_channel_recv(ev->fd, &msg, &passed)) == 1) {
         if (msg.type == RD_CHANNEL_PING)
             rd_channel_send(ev->fd, RD_CHANNEL_PONG, (uint32_t)w->active);
+        else if (msg.type == RD_CHANNEL_LOG && passed >= 0)
+            rd_log_adopt(passed);
+        else if (passed >= 0)
+            close(passed);
+    }
     if (rc < 0) {
         rd_log(RD_LOG_ERR, "worker: the master is gone: stopping");
         w->stopping = true;

@@ -1029,6 +1029,48 @@ def test_signal_reopen_reopens_the_logs():
                "the master does not write into the new log")
 
 
+def process_uid(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("Uid:"):
+                return int(line.split()[1])
+    return None
+
+
+@test(timeout=60)
+def test_unprivileged_workers_keep_logging_after_reopen():
+    """Workers that dropped to `user` cannot open a root-owned log again:
+    the master reopens it and hands them the descriptor."""
+    import pwd
+    if os.geteuid() != 0:
+        raise Skip("needs root to start workers as another user")
+    try:
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        raise Skip("no user 'nobody' here")
+    d = MasterDaemon({"worker_processes": 2, "user": "nobody"})
+    d.rewrite(error_log=d.log_path)
+    with d:
+        workers = d.wait_workers(2)
+        uids = {pid: process_uid(pid) for pid in workers}
+        expect(all(u == nobody.pw_uid for u in uids.values()),
+               f"workers do not run as nobody: {uids}")
+        os.rename(d.log_path, d.log_path + ".1")
+        proc = raidad("-s", "reopen", "-c", d.config_path)
+        expect(proc.returncode == 0, "raidad -s reopen", describe(proc))
+        d._log_checked = 0      # the harness checks the new file from its start
+
+        def holding_new_log(pid):
+            return any(os.readlink(f"/proc/{pid}/fd/{fd}") == d.log_path
+                       for fd in os.listdir(f"/proc/{pid}/fd"))
+        held = wait_until(lambda: all(holding_new_log(pid) for pid in workers), 10)
+        expect(held, f"not every worker of {workers} writes into the reopened file")
+        d.echo_ok()
+        expect(wait_until(lambda: log_lines_matching(d, r": 127\.0\.0\.1: echo"), 5),
+               "the echo was not logged into the reopened file")
+        expect(os.stat(d.log_path).st_uid == 0, "the reopened log is not root's")
+
+
 # --------------------------------------------------------------------------
 # 12. Workers die with the master
 
