@@ -6,6 +6,7 @@
 #include <stddef.h>
 
 #include "rd_config.h"
+#include "rd_limit.h"
 #include "rd_listener.h"
 #include "rd_stats.h"
 
@@ -13,7 +14,8 @@ typedef struct rd_cycle {
     rd_config_t *config;
     rd_listener_t *listeners;
     size_t listener_count;
-    rd_stats_t *stats;
+    rd_stats_t *stats;          /* shared by every worker, across reloads */
+    rd_limit_t *limits;         /* the same */
 } rd_cycle_t;
 
 #endif

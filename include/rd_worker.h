@@ -33,6 +33,7 @@ typedef struct rd_worker {
     size_t max_in_flight;          /* the queue's capacity */
     size_t max_conns;              /* worker_connections */
     rd_limit_t *limit;             /* per-address limits; NULL when none is set */
+    rd_limit_conf_t limit_conf;
     unsigned accept_blocked;       /* RD_ACCEPT_* reasons the listeners are paused */
     uint64_t accept_retry_ms;      /* when to try again after running out of descriptors */
     uint64_t accept_warned_ms;     /* last log line about it: at most one a second */

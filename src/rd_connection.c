@@ -104,7 +104,7 @@ static void conn_close(rd_conn_t *c)
     w->conns[fd] = NULL;
     w->active--;
     if (c->limit_counted)
-        rd_limit_conn_close(w->limit, c->client_key);
+        rd_limit_conn_close(w->limit, &w->limit_conf, c->client_key);
     free(c->req.body);
     rd_response_release(&c->resp);
     conn_put(w, c);
@@ -280,7 +280,7 @@ static int conn_body_read(rd_conn_t *c)
     int status;
 
     c->req.body_complete = true;
-    if (w->limit != NULL && !rd_limit_request(w->limit, c->client_key, rd_now_ms()))
+    if (w->limit != NULL && !rd_limit_request(w->limit, &w->limit_conf, c->client_key, rd_now_ms()))
         return conn_fail(c, RD_STATUS_RATE_EXCEEDED);
     status = rd_protocol_validate_body(&w->proto, &c->req);
     if (status != RD_STATUS_NO_ERROR)
@@ -366,7 +366,7 @@ static bool conn_admit(rd_worker_t *w, rd_conn_t *c, const struct sockaddr_stora
     if (w->limit == NULL)
         return true;
     rd_limit_key(ss, c->client_key);
-    rc = rd_limit_conn_open(w->limit, c->client_key, rd_now_ms());
+    rc = rd_limit_conn_open(w->limit, &w->limit_conf, c->client_key, rd_now_ms());
     c->limit_counted = rc > 0;
     return rc >= 0;
 }

@@ -404,6 +404,7 @@ static void master_reload(rd_master_t *m, pid_t requester)
     rd_notify("RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)monotonic_usec());
     rd_log(RD_LOG_NOTICE, "reloading %s", m->conf_path);
     next->stats = m->cycle.stats;
+    next->limits = m->cycle.limits;
     if (rd_listeners_open_reusing(next->config, m->cycle.listeners, m->cycle.listener_count,
                                   &next->listeners, &next->listener_count) < 0) {
         free(next->config);
@@ -477,6 +478,9 @@ static void master_schedule_respawn(rd_master_t *m, const rd_proc_t *p)
 static void master_proc_exited(rd_master_t *m, rd_proc_t *p, int status)
 {
     log_exit(p, status);
+    /* A worker that did not exit cleanly never closed its connections. */
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        rd_limit_reset_connections(m->cycle.limits);
     rd_event_del(&m->loop, &p->ev);
     close(p->ev.fd);
     if (!m->stop && p->generation == m->generation && !p->draining)
@@ -679,6 +683,15 @@ static int master_open_signalfd(void)
     return signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 }
 
+/* Addresses the per-address table can follow: room for every connection
+ * the workers may hold, twice over, within reason. */
+static size_t limit_capacity(const rd_config_t *cf)
+{
+    size_t want = (size_t)cf->max_descriptors * 2;
+
+    return want < 4096 ? 4096 : want > (1u << 20) ? (1u << 20) : want;
+}
+
 static int master_init(rd_master_t *m)
 {
     const rd_config_t *cf = m->cycle.config;
@@ -692,6 +705,8 @@ static int master_init(rd_master_t *m)
     if (rd_listeners_open(cf, &m->cycle.listeners, &m->cycle.listener_count) < 0)
         return -1;
     if ((m->cycle.stats = rd_stats_create()) == NULL)
+        return -1;
+    if ((m->cycle.limits = rd_limit_create(limit_capacity(cf))) == NULL)
         return -1;
     for (size_t i = 0; i < cf->listen_count; i++)
         rd_log(RD_LOG_NOTICE, "listening on %s (%s)", cf->listen[i].text, cf->udp ? "tcp, udp" : "tcp");
@@ -718,6 +733,7 @@ static void master_free(rd_master_t *m)
         unlink(m->cycle.config->pid_file);
     if (m->cycle.stats != NULL)
         rd_stats_destroy(m->cycle.stats);
+    rd_limit_destroy(m->cycle.limits);
     cycle_release(&m->cycle, NULL);
     if (m->signal_ev.fd > 0)
         close(m->signal_ev.fd);

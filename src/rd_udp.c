@@ -42,7 +42,7 @@ static bool udp_over_rate(rd_worker_t *w, const struct sockaddr_storage *peer)
     if (w->limit == NULL)
         return false;
     rd_limit_key(peer, key);
-    return !rd_limit_request(w->limit, key, rd_now_ms());
+    return !rd_limit_request(w->limit, &w->limit_conf, key, rd_now_ms());
 }
 
 /* LEN is the datagram's real length, which can exceed the buffer. */

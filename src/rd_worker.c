@@ -240,17 +240,14 @@ static void worker_set_protocol(rd_worker_t *w)
                cf->data_dir, strerror(errno));
 }
 
-static int worker_open_limits(rd_worker_t *w)
+static void worker_set_limits(rd_worker_t *w)
 {
     const rd_config_t *cf = w->cf;
-    rd_limit_conf_t lc = { .max_connections = cf->max_connections_per_ip,
-                           .rate = cf->rate_limit, .burst = cf->rate_limit_burst };
-    size_t capacity = w->max_conns * 2 > 4096 ? w->max_conns * 2 : 4096;
 
-    if (lc.max_connections == 0 && lc.rate == 0)
-        return 0;
-    w->limit = rd_limit_create(&lc, capacity > (1u << 20) ? (1u << 20) : capacity);
-    return w->limit == NULL ? -1 : 0;
+    w->limit_conf = (rd_limit_conf_t){ .max_connections = cf->max_connections_per_ip,
+                                       .rate = cf->rate_limit, .burst = cf->rate_limit_burst };
+    if (w->limit_conf.max_connections > 0 || w->limit_conf.rate > 0)
+        w->limit = w->cycle->limits;
 }
 
 /* "auto": what the descriptor limit allows, less a reserve for the loop,
@@ -285,8 +282,7 @@ static int worker_init(rd_worker_t *w, const rd_cycle_t *cycle, int channel)
         return -1;
     if (rd_event_loop_init(&w->loop, (int)cf->events_per_wait) < 0)
         return -1;
-    if (worker_open_limits(w) < 0)
-        return -1;
+    worker_set_limits(w);
     /* The pool's FIFO and the queue both hold every request in flight, so
      * neither can overflow. */
     w->done = rd_queue_create(cf->mod_queue_size);
@@ -317,7 +313,6 @@ static void worker_free(rd_worker_t *w)
     if (w->signal_ev.fd >= 0)
         close(w->signal_ev.fd);
     rd_event_loop_free(&w->loop);
-    rd_limit_destroy(w->limit);
     free(w->listener_events);
     free(w->udp_buf);
     free(w->conns);

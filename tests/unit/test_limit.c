@@ -1,0 +1,166 @@
+#include "config.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <cmocka.h>
+
+#include "rd_limit.h"
+
+static void key_of(const char *ip, uint8_t key[RD_LIMIT_KEY_SIZE])
+{
+    struct sockaddr_storage ss;
+
+    memset(&ss, 0, sizeof(ss));
+    if (strchr(ip, ':') != NULL) {
+        ss.ss_family = AF_INET6;
+        inet_pton(AF_INET6, ip, &((struct sockaddr_in6 *)&ss)->sin6_addr);
+    } else {
+        ss.ss_family = AF_INET;
+        inet_pton(AF_INET, ip, &((struct sockaddr_in *)&ss)->sin_addr);
+    }
+    rd_limit_key(&ss, key);
+}
+
+static void test_connection_cap(void **state)
+{
+    rd_limit_conf_t conf = { .max_connections = 3 };
+    rd_limit_t *l = rd_limit_create(64);
+    uint8_t a[16], b[16];
+
+    (void)state;
+    key_of("192.0.2.1", a);
+    key_of("192.0.2.2", b);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(rd_limit_conn_open(l, &conf, a, 0), 1);
+    assert_int_equal(rd_limit_conn_open(l, &conf, a, 0), -1);
+    assert_int_equal(rd_limit_conn_open(l, &conf, b, 0), 1);   /* others unaffected */
+    rd_limit_conn_close(l, &conf, a);
+    assert_int_equal(rd_limit_conn_open(l, &conf, a, 0), 1);
+    assert_int_equal(rd_limit_conn_open(l, &conf, a, 0), -1);
+    rd_limit_destroy(l);
+}
+
+static void test_no_limit_counts_nothing(void **state)
+{
+    rd_limit_conf_t conf = { 0 };
+    rd_limit_t *l = rd_limit_create(64);
+    uint8_t a[16];
+
+    (void)state;
+    key_of("192.0.2.1", a);
+    for (int i = 0; i < 1000; i++) {
+        assert_int_equal(rd_limit_conn_open(l, &conf, a, 0), 0);
+        assert_true(rd_limit_request(l, &conf, a, 0));
+    }
+    rd_limit_destroy(l);
+}
+
+static void test_rate_bucket(void **state)
+{
+    rd_limit_conf_t conf = { .rate = 10, .burst = 5 };
+    rd_limit_t *l = rd_limit_create(64);
+    uint8_t a[16], b[16];
+
+    (void)state;
+    key_of("2001:db8::1", a);
+    key_of("2001:db8::2", b);
+    for (int i = 0; i < 5; i++)
+        assert_true(rd_limit_request(l, &conf, a, 1000));
+    assert_false(rd_limit_request(l, &conf, a, 1000));      /* burst spent */
+    assert_true(rd_limit_request(l, &conf, b, 1000));
+    assert_false(rd_limit_request(l, &conf, a, 1050));      /* half a token */
+    assert_true(rd_limit_request(l, &conf, a, 1100));       /* 10/s: one per 100 ms */
+    assert_false(rd_limit_request(l, &conf, a, 1100));
+    for (int i = 0; i < 5; i++)                             /* refilled to the burst, no more */
+        assert_true(rd_limit_request(l, &conf, a, 60000));
+    assert_false(rd_limit_request(l, &conf, a, 60000));
+    rd_limit_destroy(l);
+}
+
+static void test_v4_and_mapped_v6_are_one_address(void **state)
+{
+    uint8_t a[16], b[16];
+
+    (void)state;
+    key_of("198.51.100.7", a);
+    key_of("::ffff:198.51.100.7", b);
+    assert_memory_equal(a, b, 16);
+}
+
+static void test_reset_connections(void **state)
+{
+    rd_limit_conf_t conf = { .max_connections = 1 };
+    rd_limit_t *l = rd_limit_create(64);
+    uint8_t a[16];
+
+    (void)state;
+    key_of("192.0.2.9", a);
+    assert_int_equal(rd_limit_conn_open(l, &conf, a, 0), 1);
+    assert_int_equal(rd_limit_conn_open(l, &conf, a, 0), -1);
+    rd_limit_reset_connections(l);
+    assert_int_equal(rd_limit_conn_open(l, &conf, a, 0), 1);
+    rd_limit_destroy(l);
+}
+
+/* A full table of busy addresses lets a new one through uncounted. */
+static void test_full_table_lets_through(void **state)
+{
+    rd_limit_conf_t conf = { .max_connections = 1 };
+    rd_limit_t *l = rd_limit_create(64);
+    char ip[32];
+    uint8_t key[16];
+    int uncounted = 0;
+
+    (void)state;
+    for (int i = 0; i < 200; i++) {
+        snprintf(ip, sizeof(ip), "10.0.%d.%d", i / 250, i % 250);
+        key_of(ip, key);
+        int rc = rd_limit_conn_open(l, &conf, key, 0);
+        assert_true(rc >= 0);
+        uncounted += rc == 0;
+    }
+    assert_true(uncounted >= 200 - 64);
+    rd_limit_destroy(l);
+}
+
+/* Workers are processes: what one counts, another sees. */
+static void test_shared_across_fork(void **state)
+{
+    rd_limit_conf_t conf = { .max_connections = 2 };
+    rd_limit_t *l = rd_limit_create(64);
+    uint8_t a[16];
+    int status;
+    pid_t pid;
+
+    (void)state;
+    key_of("192.0.2.77", a);
+    pid = fork();
+    if (pid == 0)
+        _exit(rd_limit_conn_open(l, &conf, a, 0) == 1 && rd_limit_conn_open(l, &conf, a, 0) == 1 ? 0 : 1);
+    assert_true(waitpid(pid, &status, 0) == pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_int_equal(rd_limit_conn_open(l, &conf, a, 0), -1);
+    rd_limit_destroy(l);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_connection_cap),
+        cmocka_unit_test(test_no_limit_counts_nothing),
+        cmocka_unit_test(test_rate_bucket),
+        cmocka_unit_test(test_v4_and_mapped_v6_are_one_address),
+        cmocka_unit_test(test_reset_connections),
+        cmocka_unit_test(test_full_table_lets_through),
+        cmocka_unit_test(test_shared_across_fork),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
