@@ -99,7 +99,8 @@ static void conn_close(rd_conn_t *c)
     int fd = c->ev.fd;
 
     rd_conn_list_remove(c);
-    rd_event_del(&w->loop, &c->ev);
+    /* No EPOLL_CTL_DEL: closing the only descriptor of the socket removes
+     * it from epoll, for one system call less per connection. */
     close(fd);
     w->conns[fd] = NULL;
     w->active--;
@@ -343,21 +344,6 @@ static void conn_handle_event(rd_event_t *ev, uint32_t events)
         conn_write(c);
 }
 
-static void conn_set_keepalive(const rd_config_t *cf, int fd)
-{
-    int on = 1;
-    int idle = (int)cf->keepalive_idle;
-    int interval = (int)cf->keepalive_interval;
-    int count = (int)cf->keepalive_count;
-
-    if (!cf->tcp_keepalive)
-        return;
-    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
-    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
-    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof(interval));
-    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof(count));
-}
-
 /* Applies the per-address connection limit; false when C must go. */
 static bool conn_admit(rd_worker_t *w, rd_conn_t *c, const struct sockaddr_storage *ss)
 {
@@ -391,7 +377,6 @@ static void conn_open(rd_worker_t *w, int fd, const struct sockaddr_storage *ss)
     c->state = RD_CONN_READ_HEADER;
     c->want = RD_PEEK_SIZE;
     rd_socket_ip_text(ss, c->client_ip, sizeof(c->client_ip));
-    conn_set_keepalive(w->cf, fd);
     if (rd_event_add(&w->loop, &c->ev, EPOLLIN | EPOLLET) < 0) {
         rd_log(RD_LOG_ERR, "epoll_ctl(add %d): %s", fd, strerror(errno));
         close(fd);

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <fcntl.h>
+#include <netinet/tcp.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,6 +70,21 @@ static int listener_bind(const rd_listen_addr_t *a, int type)
     return fd;
 }
 
+/* Accepted sockets inherit these from their listener: set once here, they
+ * cost no system call per connection. */
+static void listener_set_keepalive(int fd, const rd_config_t *cf)
+{
+    int on = cf->tcp_keepalive;
+    int idle = (int)cf->keepalive_idle;
+    int interval = (int)cf->keepalive_interval;
+    int count = (int)cf->keepalive_count;
+
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof(interval));
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof(count));
+}
+
 static int listener_find(const rd_listener_t *ls, size_t count,
                          const rd_listen_addr_t *a, int type)
 {
@@ -100,6 +116,8 @@ int rd_listeners_open_reusing(const rd_config_t *cf, const rd_listener_t *old, s
                 rd_listeners_release(ls, n, old, old_count);
                 return -1;
             }
+            if (types[t] == SOCK_STREAM)
+                listener_set_keepalive(fd, cf);
             ls[n++] = (rd_listener_t){ .fd = fd, .type = types[t], .addr = cf->listen[i] };
         }
     }
