@@ -25,6 +25,9 @@ typedef enum rd_conn_state {
 
 typedef struct rd_conn rd_conn_t;
 
+/* Every status command, plain or encrypted, fits: one read, no allocation. */
+#define RD_CONN_INBUF 128
+
 /* A list threaded through the connections: the timeout list (oldest
  * deadline first, as every entry has the same timeout) or the wait list. */
 typedef struct rd_conn_list {
@@ -39,14 +42,17 @@ struct rd_conn {
     bool input_left;            /* we answer before reading the whole request */
     bool out_armed;             /* EPOLLOUT requested: the socket buffer filled */
     bool limit_counted;         /* counted in the per-address connection limit */
+    bool drained;               /* the last read found the socket empty */
     rd_conn_list_t *list;       /* the list it is on, if any */
     rd_conn_t *prev, *next;
     uint64_t deadline_ms;
-    uint32_t have;              /* bytes of the current part read so far */
-    uint32_t want;              /* bytes of the current part expected */
+    uint32_t have;              /* bytes read into inbuf, or into body_heap */
+    uint32_t want;              /* where the request ends, in the same buffer */
     uint32_t written;
     rd_request_t req;
     rd_response_t resp;
+    uint8_t *body_heap;         /* a body too large for inbuf */
+    uint8_t inbuf[RD_CONN_INBUF];
     char client_ip[INET6_ADDRSTRLEN];
     uint8_t client_key[RD_LIMIT_KEY_SIZE];
 };

@@ -106,7 +106,7 @@ static void conn_close(rd_conn_t *c)
     w->active--;
     if (c->limit_counted)
         rd_limit_conn_close(w->limit, &w->limit_conf, c->client_key);
-    free(c->req.body);
+    free(c->body_heap);
     rd_response_release(&c->resp);
     conn_put(w, c);
     /* A descriptor and a slot are free again. */
@@ -135,11 +135,14 @@ static int conn_drain(rd_conn_t *c)
 
 /* Closing with unread input sends a reset, which can destroy the answer
  * before the client reads it: a client that sent more than its request
- * gets a lingering close instead. One peek costs less than lingering always. */
+ * gets a lingering close instead. A last read that did not fill its room
+ * found the socket empty; otherwise one peek tells. */
 static bool conn_input_pending(const rd_conn_t *c)
 {
     uint8_t byte;
 
+    if (c->drained)
+        return false;
     return recv(c->ev.fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
 }
 
@@ -198,7 +201,7 @@ static int conn_fail(rd_conn_t *c, int status)
     rd_worker_t *w = c->worker;
 
     rd_log_debug("%s: request refused with status %d", c->client_ip, status);
-    c->input_left = !c->req.body_complete;
+    c->input_left = c->input_left || !c->req.body_complete;
     rd_protocol_error_response(&w->proto, &c->req, status, &c->resp);
     return conn_start_write(c) == CONN_GONE ? CONN_GONE : CONN_PAUSE;
 }
@@ -251,26 +254,34 @@ static int conn_dispatch(rd_conn_t *c)
     return CONN_PAUSE;
 }
 
-static int conn_header_read(rd_conn_t *c)
+/* The header is whole in inbuf: check it and find room for the body, in
+ * inbuf itself when the request fits (no allocation for small requests). */
+static int conn_take_header(rd_conn_t *c)
 {
-    rd_worker_t *w = c->worker;
     rd_request_t *req = &c->req;
+    uint32_t total, extra;
     int status;
 
-    req->header_have = (uint16_t)c->have;
-    if (c->want == RD_PEEK_SIZE) {
-        req->header_size = (uint16_t)rd_protocol_header_size(req->header);
-        c->want = req->header_size;
-        return CONN_MORE;
-    }
-    status = rd_protocol_validate_header(&w->proto, req);
+    memcpy(req->header, c->inbuf, req->header_size);
+    req->header_have = req->header_size;
+    status = rd_protocol_validate_header(&c->worker->proto, req);
     if (status != RD_STATUS_NO_ERROR)
         return conn_fail(c, status);
-    req->body = malloc(req->body_size);
-    if (req->body == NULL)
-        return conn_fail(c, RD_STATUS_MEMORY_ALLOC);
     c->state = RD_CONN_READ_BODY;
-    c->have = 0;
+    total = req->header_size + req->body_size;
+    if (total <= sizeof(c->inbuf)) {
+        req->body = c->inbuf + req->header_size;
+        c->want = total;
+        return CONN_MORE;
+    }
+    if ((c->body_heap = malloc(req->body_size)) == NULL)
+        return conn_fail(c, RD_STATUS_MEMORY_ALLOC);
+    /* What came with the header is the start of the body (inbuf is smaller
+     * than any body that does not fit in it). */
+    extra = c->have - req->header_size;
+    memcpy(c->body_heap, c->inbuf + req->header_size, extra);
+    req->body = c->body_heap;
+    c->have = extra;
     c->want = req->body_size;
     return CONN_MORE;
 }
@@ -281,6 +292,9 @@ static int conn_body_read(rd_conn_t *c)
     int status;
 
     c->req.body_complete = true;
+    /* Bytes past the request were sent with it: closing over them would
+     * reset the connection, so it lingers instead. */
+    c->input_left = c->have > c->want;
     if (w->limit != NULL && !rd_limit_request(w->limit, &w->limit_conf, c->client_key, rd_now_ms()))
         return conn_fail(c, RD_STATUS_RATE_EXCEEDED);
     status = rd_protocol_validate_body(&w->proto, &c->req);
@@ -289,11 +303,42 @@ static int conn_body_read(rd_conn_t *c)
     return conn_dispatch(c);
 }
 
+/* After a read: moves the request on as far as the bytes allow. */
+static int conn_advance(rd_conn_t *c)
+{
+    rd_request_t *req = &c->req;
+
+    if (c->state == RD_CONN_READ_HEADER) {
+        if (c->have < RD_PEEK_SIZE)
+            return CONN_MORE;
+        if (req->header_size == 0)
+            req->header_size = (uint16_t)rd_protocol_header_size(c->inbuf);
+        if (c->have < req->header_size)
+            return CONN_MORE;
+        int next = conn_take_header(c);
+        if (next != CONN_MORE)
+            return next;
+    }
+    return c->have < c->want ? CONN_MORE : conn_body_read(c);
+}
+
+/* Where the next read goes: inbuf while the header is incomplete (as much
+ * as it holds: often the whole request in one call), then the body. */
+static uint8_t *conn_read_target(rd_conn_t *c, size_t *room)
+{
+    uint8_t *base = c->body_heap != NULL ? c->body_heap : c->inbuf;
+    uint32_t end = c->state == RD_CONN_READ_HEADER ? (uint32_t)sizeof(c->inbuf) : c->want;
+
+    *room = end - c->have;
+    return base + c->have;
+}
+
 static int conn_read_request(rd_conn_t *c)
 {
     for (;;) {
-        uint8_t *dst = c->state == RD_CONN_READ_HEADER ? c->req.header : c->req.body;
-        ssize_t n = recv(c->ev.fd, dst + c->have, c->want - c->have, 0);
+        size_t room;
+        uint8_t *dst = conn_read_target(c, &room);
+        ssize_t n = recv(c->ev.fd, dst, room, 0);
         int next;
 
         if (n < 0 && errno == EINTR)
@@ -305,9 +350,8 @@ static int conn_read_request(rd_conn_t *c)
             return CONN_GONE;
         }
         c->have += (uint32_t)n;
-        if (c->have < c->want)
-            continue;
-        next = c->state == RD_CONN_READ_HEADER ? conn_header_read(c) : conn_body_read(c);
+        c->drained = (size_t)n < room;
+        next = conn_advance(c);
         if (next != CONN_MORE)
             return next;
     }
@@ -375,7 +419,6 @@ static void conn_open(rd_worker_t *w, int fd, const struct sockaddr_storage *ss)
     }
     c->ev = (rd_event_t){ .fd = fd, .handler = conn_handle_event, .data = c };
     c->state = RD_CONN_READ_HEADER;
-    c->want = RD_PEEK_SIZE;
     rd_socket_ip_text(ss, c->client_ip, sizeof(c->client_ip));
     if (rd_event_add(&w->loop, &c->ev, EPOLLIN | EPOLLET) < 0) {
         rd_log(RD_LOG_ERR, "epoll_ctl(add %d): %s", fd, strerror(errno));
