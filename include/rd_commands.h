@@ -19,6 +19,7 @@ typedef struct rd_command {
     const char *name;
     rd_command_handler handler;
     bool admin;                 /* succeeds only with the admin key */
+    bool quick;                 /* cheaper than a hand-off to the pool */
 } rd_command_t;
 
 bool rd_command_group_known(uint8_t group);

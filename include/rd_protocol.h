@@ -134,4 +134,9 @@ bool rd_protocol_handle_frame(const rd_protocol_t *p, rd_request_t *req, uint8_t
 
 const char *rd_protocol_command_name(uint8_t group, uint8_t command);
 
+/* True when REQ (validated) costs less to run than to hand to another
+ * thread: a plain request for a command that touches no coin. The network
+ * layer may then run it on its own thread. */
+bool rd_protocol_is_quick(const rd_request_t *req);
+
 #endif

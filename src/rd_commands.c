@@ -129,9 +129,10 @@ static int cmd_stats(const rd_protocol_t *p, const rd_request_t *req, rd_respons
 /* Command 3 (audit) needs the coin store, which does not exist yet: it is
  * absent on purpose and answers status 6. */
 static const rd_command_t commands[] = {
-    { 0, 0, "echo",    cmd_echo,    false },
-    { 0, 1, "version", cmd_version, false },
-    { 0, 2, "stats",   cmd_stats,   true },
+    /* group cmd name       handler      admin  quick */
+    { 0, 0, "echo",    cmd_echo,    false, true },
+    { 0, 1, "version", cmd_version, false, true },
+    { 0, 2, "stats",   cmd_stats,   true,  true },
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))

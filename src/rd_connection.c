@@ -241,6 +241,10 @@ static int conn_dispatch(rd_conn_t *c)
                  rd_protocol_command_name(c->req.group, c->req.command));
     /* The client has done its part; no timeout while we work. */
     rd_conn_list_remove(c);
+    if (w->cf->quick_commands_inline && rd_protocol_is_quick(&c->req)) {
+        rd_protocol_run_command(&w->proto, &c->req, &c->resp);
+        return conn_start_write(c) == CONN_GONE ? CONN_GONE : CONN_PAUSE;
+    }
     if (w->in_flight >= w->max_in_flight) {
         /* Every request slot is taken: this one waits its turn, and no new
          * connection is taken until the backlog is gone, so memory stays

@@ -368,6 +368,13 @@ bool rd_protocol_handle_frame(const rd_protocol_t *p, rd_request_t *req, uint8_t
     return true;
 }
 
+bool rd_protocol_is_quick(const rd_request_t *req)
+{
+    const rd_command_t *cmd = rd_command_lookup(req->group, req->command);
+
+    return req->enc_type == 0 && cmd != NULL && cmd->quick;
+}
+
 const char *rd_protocol_command_name(uint8_t group, uint8_t command)
 {
     const rd_command_t *cmd = rd_command_lookup(group, command);

@@ -451,6 +451,30 @@ static void test_authenticated_only_with_a_key(void **state)
     assert_false(req.authenticated);
 }
 
+/* Only plain status commands may skip the pool. */
+static void test_quick_only_plain_status_commands(void **state)
+{
+    rd_request_t req;
+
+    (void)state;
+    memset(&req, 0, sizeof(req));
+    for (uint8_t cmd = 0; cmd <= 2; cmd++) {
+        req.command = cmd;
+        req.enc_type = 0;
+        assert_true(rd_protocol_is_quick(&req));
+        req.enc_type = 1;
+        assert_false(rd_protocol_is_quick(&req));
+        req.enc_type = 4;
+        assert_false(rd_protocol_is_quick(&req));
+    }
+    req.enc_type = 0;
+    req.command = 99;
+    assert_false(rd_protocol_is_quick(&req));
+    req.group = 7;
+    req.command = 0;
+    assert_false(rd_protocol_is_quick(&req));
+}
+
 static void test_admin_key_unset_38(void **state)
 {
     fixture_t *f = *state;
@@ -1789,6 +1813,7 @@ int main(void)
         T(test_admin_key_wrong_38),
         T(test_admin_key_unset_38),
         T(test_authenticated_only_with_a_key),
+        T(test_quick_only_plain_status_commands),
         T(test_admin_key_length_38),
         T(test_echo_response_bytes),
         T(test_version_response_bytes),
