@@ -13,6 +13,7 @@
 #include "rd_protocol.h"
 #include "rd_queue.h"
 #include "rd_threadpool.h"
+#include "rd_udp.h"
 
 typedef struct rd_worker {
     const rd_cycle_t *cycle;
@@ -40,7 +41,7 @@ typedef struct rd_worker {
     rd_conn_list_t timeouts;       /* reading a request: socket_timeout_ms */
     rd_conn_list_t write_timeouts; /* writing or lingering: write_timeout_ms */
     rd_conn_list_t waiting;
-    uint8_t *udp_buf;
+    rd_udp_t *udp;                 /* datagram batch buffers */
     bool done_pending;             /* the queue's eventfd fired this batch */
     bool draining;                 /* SIGQUIT: no new requests, finish the rest */
     uint64_t drain_deadline;

@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -8,6 +9,44 @@
 #include "rd_log.h"
 #include "rd_udp.h"
 #include "rd_worker.h"
+
+struct rd_udp {
+    size_t cap;                                  /* bytes per datagram buffer */
+    uint8_t *bufs;                               /* RD_UDP_BATCH buffers of cap bytes */
+    struct sockaddr_storage peers[RD_UDP_BATCH];
+    struct iovec in_iov[RD_UDP_BATCH];
+    struct mmsghdr in[RD_UDP_BATCH];
+    struct iovec out_iov[RD_UDP_BATCH];
+    struct mmsghdr out[RD_UDP_BATCH];
+    rd_response_t resp[RD_UDP_BATCH];
+};
+
+rd_udp_t *rd_udp_create(size_t cap)
+{
+    rd_udp_t *u = calloc(1, sizeof(*u));
+
+    if (u == NULL)
+        return NULL;
+    u->cap = cap;
+    /* Pages of the buffers cost memory only once a datagram lands in them. */
+    if ((u->bufs = malloc(cap * RD_UDP_BATCH)) == NULL) {
+        free(u);
+        return NULL;
+    }
+    for (size_t i = 0; i < RD_UDP_BATCH; i++)
+        rd_response_init(&u->resp[i]);
+    return u;
+}
+
+void rd_udp_destroy(rd_udp_t *u)
+{
+    if (u == NULL)
+        return;
+    for (size_t i = 0; i < RD_UDP_BATCH; i++)
+        rd_response_release(&u->resp[i]);
+    free(u->bufs);
+    free(u);
+}
 
 static void udp_log(const struct sockaddr_storage *peer, const rd_request_t *req, bool answered)
 {
@@ -22,13 +61,13 @@ static void udp_log(const struct sockaddr_storage *peer, const rd_request_t *req
 
 /* Refused before the protocol runs (over its rate, or too long): the
  * answer carries the request's own header fields, and no command runs. */
-static bool udp_refuse(rd_worker_t *w, rd_request_t *req, size_t len, int status,
-                       rd_response_t *resp)
+static bool udp_refuse(rd_worker_t *w, const uint8_t *frame, size_t len, int status,
+                       rd_request_t *req, rd_response_t *resp)
 {
     if (len < RD_LEGACY_HEADER_SIZE)
         return false;
     memset(req, 0, sizeof(*req));
-    memcpy(req->header, w->udp_buf, RD_LEGACY_HEADER_SIZE);
+    memcpy(req->header, frame, RD_LEGACY_HEADER_SIZE);
     req->header_have = RD_LEGACY_HEADER_SIZE;
     req->header_size = RD_LEGACY_HEADER_SIZE;
     rd_protocol_error_response(&w->proto, req, status, resp);
@@ -45,58 +84,88 @@ static bool udp_over_rate(rd_worker_t *w, const struct sockaddr_storage *peer)
     return !rd_limit_request(w->limit, &w->limit_conf, key, rd_now_ms());
 }
 
-/* LEN is the datagram's real length, which can exceed the buffer. */
-static void udp_answer(rd_worker_t *w, int fd, size_t len,
-                       const struct sockaddr_storage *peer, socklen_t peer_len)
+/* Builds the answer to one datagram of LEN bytes (its real length, which
+ * can exceed the buffer) into RESP; false when it gets none. */
+static bool udp_answer(rd_worker_t *w, uint8_t *frame, size_t len,
+                       const struct sockaddr_storage *peer, rd_response_t *resp)
 {
-    size_t cap = w->cf->udp_payload_threshold;
-    rd_response_t resp;
     rd_request_t req;
     bool answered;
 
-    rd_response_init(&resp);
     if (udp_over_rate(w, peer))
-        answered = udp_refuse(w, &req, len, RD_STATUS_RATE_EXCEEDED, &resp);
-    else if (len > cap)
-        answered = udp_refuse(w, &req, len, RD_STATUS_INVALID_PACKET_LENGTH, &resp);
+        answered = udp_refuse(w, frame, len, RD_STATUS_RATE_EXCEEDED, &req, resp);
+    else if (len > w->udp->cap)
+        answered = udp_refuse(w, frame, len, RD_STATUS_INVALID_PACKET_LENGTH, &req, resp);
     else
-        answered = rd_protocol_handle_frame(&w->proto, &req, w->udp_buf, len, &resp);
+        answered = rd_protocol_handle_frame(&w->proto, &req, frame, len, resp);
     if (rd_log_enabled(RD_LOG_DEBUG))
         udp_log(peer, &req, answered);
     if (!answered) {
         rd_stats_add(&w->proto.stats->udp_dropped, 1);
-        return;
+        return false;
     }
     /* A spoofed source must not be able to aim more bytes at a victim than
      * it sent: only a sender that proved a key gets a larger answer. */
-    if (resp.len > len && !req.authenticated)
-        udp_refuse(w, &req, len, RD_STATUS_INVALID_PACKET_LENGTH, &resp);
-    /* A full send buffer drops the answer, as the network may: the client
-     * retries. */
-    if (sendto(fd, resp.data, resp.len, 0, (const struct sockaddr *)peer, peer_len) < 0)
-        rd_log_debug("udp: sendto: %s", strerror(errno));
-    rd_response_release(&resp);
+    if (resp->len > len && !req.authenticated)
+        udp_refuse(w, frame, len, RD_STATUS_INVALID_PACKET_LENGTH, &req, resp);
+    return true;
+}
+
+static void udp_prepare_receive(rd_udp_t *u)
+{
+    for (size_t i = 0; i < RD_UDP_BATCH; i++) {
+        u->in_iov[i] = (struct iovec){ .iov_base = u->bufs + i * u->cap, .iov_len = u->cap };
+        u->in[i].msg_hdr = (struct msghdr){
+            .msg_name = &u->peers[i], .msg_namelen = sizeof(u->peers[i]),
+            .msg_iov = &u->in_iov[i], .msg_iovlen = 1,
+        };
+    }
+}
+
+/* Answers the N datagrams received, in one sendmmsg. A full send buffer
+ * drops answers, as the network may: the clients retry. */
+static void udp_answer_batch(rd_worker_t *w, int fd, unsigned n)
+{
+    rd_udp_t *u = w->udp;
+    unsigned out = 0;
+
+    for (unsigned i = 0; i < n; i++) {
+        struct msghdr *in = &u->in[i].msg_hdr;
+        rd_response_t *resp = &u->resp[out];
+
+        if (!udp_answer(w, in->msg_iov->iov_base, u->in[i].msg_len, &u->peers[i], resp))
+            continue;
+        u->out_iov[out] = (struct iovec){ .iov_base = resp->data, .iov_len = resp->len };
+        u->out[out].msg_hdr = (struct msghdr){
+            .msg_name = in->msg_name, .msg_namelen = in->msg_namelen,
+            .msg_iov = &u->out_iov[out], .msg_iovlen = 1,
+        };
+        out++;
+    }
+    if (out > 0 && sendmmsg(fd, u->out, out, 0) < 0)
+        rd_log_debug("udp: sendmmsg: %s", strerror(errno));
 }
 
 void rd_udp_handle_readable(rd_worker_t *w, int fd)
 {
-    size_t cap = w->cf->udp_payload_threshold;
-
     for (;;) {
-        struct sockaddr_storage peer;
-        socklen_t peer_len = sizeof(peer);
-        /* MSG_TRUNC reports the real size: a datagram over the threshold
-         * arrives cut, and is answered with status 16. */
-        ssize_t n = recvfrom(fd, w->udp_buf, cap, MSG_TRUNC,
-                             (struct sockaddr *)&peer, &peer_len);
+        int n;
 
+        udp_prepare_receive(w->udp);
+        /* MSG_TRUNC reports each datagram's real size: one over the
+         * threshold arrives cut, and is answered with status 16. */
+        n = recvmmsg(fd, w->udp->in, RD_UDP_BATCH, MSG_TRUNC, NULL);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
             if (errno != EAGAIN && errno != EWOULDBLOCK)
-                rd_log(RD_LOG_WARN, "udp: recvfrom: %s", strerror(errno));
+                rd_log(RD_LOG_WARN, "udp: recvmmsg: %s", strerror(errno));
             return;
         }
-        udp_answer(w, fd, (size_t)n, &peer, peer_len);
+        udp_answer_batch(w, fd, (unsigned)n);
+        /* A short batch emptied the socket: the next datagram is a new
+         * edge, so no read is needed to find EAGAIN. */
+        if (n < RD_UDP_BATCH)
+            return;
     }
 }

@@ -277,8 +277,8 @@ static int worker_init(rd_worker_t *w, const rd_cycle_t *cycle, int channel)
     w->max_in_flight = cf->mod_queue_size;
     w->max_conns = worker_connection_cap(cf);
     w->conns = calloc(w->conns_size, sizeof(*w->conns));
-    w->udp_buf = malloc(cf->udp_payload_threshold);
-    if (w->conns == NULL || w->udp_buf == NULL)
+    w->udp = rd_udp_create(cf->udp_payload_threshold);
+    if (w->conns == NULL || w->udp == NULL)
         return -1;
     if (rd_event_loop_init(&w->loop, (int)cf->events_per_wait) < 0)
         return -1;
@@ -314,7 +314,7 @@ static void worker_free(rd_worker_t *w)
         close(w->signal_ev.fd);
     rd_event_loop_free(&w->loop);
     free(w->listener_events);
-    free(w->udp_buf);
+    rd_udp_destroy(w->udp);
     free(w->conns);
     rd_keystore_destroy(w->proto.keys);    /* the pool, its user, is gone */
 }
