@@ -9,6 +9,8 @@
 #include <unistd.h>
 #include <openssl/rand.h>
 
+#include <openssl/crypto.h>
+
 #include "rd_client.h"
 #include "rd_keystore.h"
 #include "rd_protocol.h"
@@ -110,17 +112,6 @@ static bool parse_uint(const char *s, unsigned long max, unsigned long *out)
     return true;
 }
 
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Decodes HEX into OUT (room for strlen(hex) / 2 bytes); -1 if malformed. */
 static long parse_hex(const char *hex, uint8_t *out)
 {
@@ -128,7 +119,8 @@ static long parse_hex(const char *hex, uint8_t *out)
     if (len % 2 != 0)
         return -1;
     for (size_t i = 0; i < len / 2; i++) {
-        int hi = hex_digit(hex[2 * i]), lo = hex_digit(hex[2 * i + 1]);
+        int hi = OPENSSL_hexchar2int((unsigned char)hex[2 * i]);
+        int lo = OPENSSL_hexchar2int((unsigned char)hex[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return -1;
         out[i] = (uint8_t)(hi << 4 | lo);

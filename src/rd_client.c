@@ -9,6 +9,7 @@
 #include <openssl/rand.h>
 #include <zlib.h>
 
+#include "rd_bytes.h"
 #include "rd_client.h"
 #include "rd_crypto.h"
 
@@ -27,22 +28,6 @@
 
 /* ---- byte order ---------------------------------------------------------- */
 
-static uint32_t get_be(const uint8_t *src, size_t n)
-{
-    uint32_t v = 0;
-    for (size_t i = 0; i < n; i++)
-        v = (v << 8) | src[i];
-    return v;
-}
-
-static void put_be(uint8_t *dst, uint32_t v, size_t n)
-{
-    for (size_t i = n; i > 0; i--) {
-        dst[i - 1] = (uint8_t)v;
-        v >>= 8;
-    }
-}
-
 /* ---- building and parsing ------------------------------------------------ */
 
 static void write_route(const rd_client_request_t *r, uint8_t *h)
@@ -52,15 +37,15 @@ static void write_route(const rd_client_request_t *r, uint8_t *h)
     h[3] = r->shard;
     h[4] = r->group;
     h[5] = r->command;
-    put_be(h + 6, r->coin_id, 2);
+    rd_put_be(h + 6, r->coin_id, 2);
 }
 
 static void write_request_header(const rd_client_request_t *r, size_t body_size, uint8_t *h)
 {
     memset(h, 0, HEADER_SIZE);
     write_route(r, h);
-    put_be(h + 22, (uint32_t)body_size, 2);
-    put_be(h + 30, r->echo, 2);
+    rd_put_be(h + 22, (uint32_t)body_size, 2);
+    rd_put_be(h + 30, r->echo, 2);
 }
 
 /* 12 random bytes and their CRC: the server checks the CRC and sends the
@@ -69,7 +54,7 @@ static bool write_challenge(uint8_t *c)
 {
     if (RAND_bytes(c, CRC_INPUT_SIZE) != 1)
         return false;
-    put_be(c + CRC_INPUT_SIZE, (uint32_t)crc32(0L, c, CRC_INPUT_SIZE), 4);
+    rd_put_be(c + CRC_INPUT_SIZE, (uint32_t)crc32(0L, c, CRC_INPUT_SIZE), 4);
     return true;
 }
 
@@ -120,7 +105,7 @@ static bool seal_aes128(const rd_client_request_t *r, uint8_t *out, size_t body_
     uint8_t *body = out + HEADER_SIZE;
     out[16] = 1;
     out[17] = (uint8_t)r->coin[0].den;
-    put_be(out + 18, r->coin[0].sn, 4);
+    rd_put_be(out + 18, r->coin[0].sn, 4);
     if (RAND_bytes(out + LEGACY_NONCE_AT, LEGACY_RANDOM) != 1)
         return false;
     memcpy(ctx->key, r->coin[0].key, RD_CLIENT_KEY_SIZE);
@@ -162,14 +147,14 @@ static bool write_modern_header(const rd_client_request_t *r, size_t body_size, 
     memset(h, 0, MODERN_HEADER_SIZE);
     write_route(r, h);
     h[16] = r->enc_type;
-    put_be(h + 17, (uint32_t)body_size, 2);
+    rd_put_be(h + 17, (uint32_t)body_size, 2);
     h[19] = (uint8_t)r->coin[0].den;
-    put_be(h + 20, r->coin[0].sn, 4);
+    rd_put_be(h + 20, r->coin[0].sn, 4);
     if (RAND_bytes(h + NONCE_AT, NONCE_SIZE) != 1)
         return false;
     if (r->enc_type == 5) {
         h[24] = (uint8_t)r->coin[1].den;
-        put_be(h + 25, r->coin[1].sn, 4);
+        rd_put_be(h + 25, r->coin[1].sn, 4);
     }
     return true;
 }
@@ -215,10 +200,10 @@ int rd_client_parse(const uint8_t *buf, size_t len, rd_client_response_t *resp)
     resp->shard = buf[1];
     resp->status = buf[2];
     resp->group = buf[3];
-    resp->frames = (uint16_t)get_be(buf + 4, 2);
-    resp->echo = (uint16_t)get_be(buf + 6, 2);
-    resp->body_size = get_be(buf + 9, 3);
-    resp->exec_us = get_be(buf + 12, 4);
+    resp->frames = (uint16_t)(uint32_t)rd_get_be(buf + 4, 2);
+    resp->echo = (uint16_t)(uint32_t)rd_get_be(buf + 6, 2);
+    resp->body_size = (uint32_t)rd_get_be(buf + 9, 3);
+    resp->exec_us = (uint32_t)rd_get_be(buf + 12, 4);
     memcpy(resp->challenge_hash, buf + 16, sizeof(resp->challenge_hash));
     resp->payload = buf + HEADER_SIZE;
     resp->payload_len = 0;
@@ -243,11 +228,11 @@ static int parse_modern(const uint8_t *buf, size_t len, rd_client_response_t *re
     resp->shard = buf[1];
     resp->status = buf[2];
     resp->group = buf[3];
-    resp->exec_us = get_be(buf + 4, 4);
-    resp->body_size = get_be(buf + 9, 3);
+    resp->exec_us = (uint32_t)rd_get_be(buf + 4, 4);
+    resp->body_size = (uint32_t)rd_get_be(buf + 9, 3);
     resp->enc_type = buf[16];
     resp->den = (int8_t)buf[17];
-    resp->sn = get_be(buf + 18, 4);
+    resp->sn = (uint32_t)rd_get_be(buf + 18, 4);
     resp->payload = buf + MODERN_HEADER_SIZE;
     if (resp->body_size == 0)
         return 0;

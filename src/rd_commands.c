@@ -5,18 +5,11 @@
 #include <time.h>
 #include <openssl/crypto.h>
 
+#include "rd_bytes.h"
 #include "rd_commands.h"
 
 #define RD_VERSION_SIZE (sizeof(RAIDAD_BUILD_VERSION) - 1)
 _Static_assert(RD_VERSION_SIZE == 8, "the version command answers exactly 8 bytes");
-
-static void put_be(uint8_t *dst, uint64_t v, size_t n)
-{
-    for (size_t i = n; i > 0; i--) {
-        dst[i - 1] = (uint8_t)v;
-        v >>= 8;
-    }
-}
 
 /* Appends V as an N-byte big-endian integer; false when memory is short. */
 static bool append_be(rd_response_t *resp, uint64_t v, size_t n)
@@ -24,7 +17,7 @@ static bool append_be(rd_response_t *resp, uint64_t v, size_t n)
     uint8_t *dst = rd_response_append(resp, n);
     if (dst == NULL)
         return false;
-    put_be(dst, v, n);
+    rd_put_be(dst, v, n);
     return true;
 }
 
@@ -87,7 +80,7 @@ static bool append_status_counts(rd_response_t *resp, const rd_stats_t *st)
             return false;
         n++;
     }
-    put_be(resp->data + count_at, n, 2);
+    rd_put_be(resp->data + count_at, n, 2);
     return true;
 }
 
@@ -107,7 +100,7 @@ static bool append_command_counts(rd_response_t *resp, const rd_stats_t *st)
             n++;
         }
     }
-    put_be(resp->data + count_at, n, 2);
+    rd_put_be(resp->data + count_at, n, 2);
     return true;
 }
 

@@ -12,6 +12,8 @@
 
 #include <libconfig.h>
 
+#include <openssl/crypto.h>
+
 #include "rd_config.h"
 #include "rd_log.h"
 
@@ -231,17 +233,6 @@ static int rd_opt_listen(rd_config_t *cf, size_t idx, const char *text,
     return 0;
 }
 
-static int rd_hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* The messages never quote the key: it would end up in the logs. */
 static int rd_opt_admin_key(rd_config_t *cf, size_t idx, const char *text,
                             char *why, size_t why_len)
@@ -255,7 +246,8 @@ static int rd_opt_admin_key(rd_config_t *cf, size_t idx, const char *text,
         return -1;
     }
     for (size_t i = 0; i < RD_ADMIN_KEY_SIZE; i++) {
-        int hi = rd_hex_digit(text[2 * i]), lo = rd_hex_digit(text[2 * i + 1]);
+        int hi = OPENSSL_hexchar2int((unsigned char)text[2 * i]);
+        int lo = OPENSSL_hexchar2int((unsigned char)text[2 * i + 1]);
         if (hi < 0 || lo < 0) {
             snprintf(why, why_len, "admin_key must contain only hex digits (0-9, a-f)");
             return -1;

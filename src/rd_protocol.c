@@ -4,6 +4,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "rd_bytes.h"
 #include "rd_commands.h"
 #include "rd_crypto.h"
 #include "rd_protocol.h"
@@ -13,22 +14,6 @@
 #define RD_MAX_U24          0xFFFFFFu
 
 /* ---- byte order ---------------------------------------------------------- */
-
-static uint32_t get_be(const uint8_t *src, size_t n)
-{
-    uint32_t v = 0;
-    for (size_t i = 0; i < n; i++)
-        v = (v << 8) | src[i];
-    return v;
-}
-
-static void put_be(uint8_t *dst, uint32_t v, size_t n)
-{
-    for (size_t i = n; i > 0; i--) {
-        dst[i - 1] = (uint8_t)v;
-        v >>= 8;
-    }
-}
 
 /* ---- response buffer ----------------------------------------------------- */
 
@@ -140,8 +125,8 @@ static void write_legacy_header(const rd_protocol_t *p, const rd_request_t *req,
     h[3] = request_group(req);
     h[5] = 1;                               /* one frame */
     copy_echo(req, h);
-    put_be(h + 9, body_size, 3);
-    put_be(h + 12, exec_us, 4);
+    rd_put_be(h + 9, body_size, 3);
+    rd_put_be(h + 12, exec_us, 4);
     copy_challenge(req, h);
 }
 
@@ -153,8 +138,8 @@ static void write_modern_header(const rd_protocol_t *p, const rd_request_t *req,
     h[0] = p->raida_id;
     h[2] = status;
     h[3] = request_group(req);
-    put_be(h + 4, exec_us, 4);
-    put_be(h + 9, body_size, 3);
+    rd_put_be(h + 4, exec_us, 4);
+    rd_put_be(h + 9, body_size, 3);
     h[16] = req->header[16];                /* encryption type */
     memcpy(h + 17, req->header + 19, 5);    /* the (first) coin */
 }
@@ -267,7 +252,7 @@ int rd_protocol_validate_header(const rd_protocol_t *p, rd_request_t *req)
         status = check_handler(req);
     if (status != RD_STATUS_NO_ERROR)
         return status;
-    if (get_be(h + 6, 2) != p->coin_id)
+    if ((uint32_t)rd_get_be(h + 6, 2) != p->coin_id)
         return RD_STATUS_INVALID_COIN_ID;
     status = rd_crypt_parse_header(req);
     if (status != RD_STATUS_NO_ERROR)

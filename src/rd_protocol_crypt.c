@@ -3,6 +3,7 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "rd_bytes.h"
 #include "rd_crypto.h"
 #include "rd_keystore.h"
 #include "rd_protocol_crypt.h"
@@ -54,14 +55,6 @@ static const crypt_type_t *find_type(uint8_t type)
     return NULL;
 }
 
-static uint32_t get_be(const uint8_t *src, size_t n)
-{
-    uint32_t v = 0;
-    for (size_t i = 0; i < n; i++)
-        v = (v << 8) | src[i];
-    return v;
-}
-
 /* ---- header -------------------------------------------------------------- */
 
 int rd_crypt_parse_header(rd_request_t *req)
@@ -71,7 +64,7 @@ int rd_crypt_parse_header(rd_request_t *req)
         return RD_STATUS_INVALID_ENCRYPTION_CODE;
     if (req->header_size != t->header_size || req->header_have < t->header_size)
         return RD_STATUS_INVALID_PACKET_LENGTH;
-    req->body_size = get_be(req->header + t->body_size_at, 2);
+    req->body_size = (uint32_t)rd_get_be(req->header + t->body_size_at, 2);
     return RD_STATUS_NO_ERROR;
 }
 
@@ -83,7 +76,7 @@ uint32_t rd_crypt_min_body(uint8_t enc_type)
 
 bool rd_crypt_challenge_ok(const uint8_t *challenge)
 {
-    return crc32(0L, challenge, CRC_INPUT_SIZE) == get_be(challenge + CRC_INPUT_SIZE, 4);
+    return crc32(0L, challenge, CRC_INPUT_SIZE) == (uint32_t)rd_get_be(challenge + CRC_INPUT_SIZE, 4);
 }
 
 /* ---- opening a request --------------------------------------------------- */
@@ -95,7 +88,7 @@ static int coin_keys(const rd_protocol_t *p, const crypt_type_t *t, const uint8_
         const uint8_t *coin = h + t->coin_at[i];
         int rc = RD_KEY_MISSING;
         if (p->keys != NULL)
-            rc = rd_keystore_get(p->keys, (int8_t)coin[0], get_be(coin + 1, 4),
+            rc = rd_keystore_get(p->keys, (int8_t)coin[0], (uint32_t)rd_get_be(coin + 1, 4),
                                  keys + i * RD_KEY_SIZE);
         if (rc == RD_KEY_MISSING)
             return t->missing;

@@ -1,0 +1,26 @@
+/* Big-endian integers of any width up to 8 bytes, as the RAIDA frames
+ * write them. */
+#ifndef RD_BYTES_H
+#define RD_BYTES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+static inline uint64_t rd_get_be(const uint8_t *src, size_t n)
+{
+    uint64_t v = 0;
+
+    for (size_t i = 0; i < n; i++)
+        v = (v << 8) | src[i];
+    return v;
+}
+
+static inline void rd_put_be(uint8_t *dst, uint64_t v, size_t n)
+{
+    for (size_t i = n; i > 0; i--) {
+        dst[i - 1] = (uint8_t)v;
+        v >>= 8;
+    }
+}
+
+#endif
