@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from raidatest import (  # noqa: E402
     Daemon, EchoProber, ProtocolError, check_echo_answer, diag, expect,
     many_tcp_exchanges, parse_response, read_until_eof, reload_daemon,
-    reset_close, summarize_failures, tcp_connect, tcp_connect_from,
+    reset_close, summarize_failures, tcp_connect,
     tcp_exchange, tcp_exchange_from, test, udp_socket, udp_socket_from, run,
 )
 
@@ -86,6 +86,14 @@ def check_warning_rate(lines, pattern, elapsed, what):
     burst = {k: n for k, n in counts.items() if n > 1}
     expect(not burst, f"{what}: more than one warning in the same second: {burst}")
     expect(total <= elapsed + 1, f"{what}: {total} warnings in {elapsed:.1f} s")
+
+
+def need_descriptors(n):
+    """This test process must be able to open N sockets (raidatest raises
+    RLIMIT_NOFILE to its hard limit at import)."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    expect(soft == resource.RLIM_INFINITY or soft >= n,
+           f"this test opens about {n} sockets but RLIMIT_NOFILE is {soft}: raise it (ulimit -n)")
 
 
 def measure_cpu(d, seconds):
@@ -251,6 +259,7 @@ def test_random_resets_while_an_honest_client_is_served():
 def test_1000_half_headers_are_cut_at_socket_timeout():
     timeout_ms = 1000
     n = 1000
+    need_descriptors(n + 100)
     with Daemon({"socket_timeout_ms": timeout_ms}, log_level="info") as d:
         base = baseline(d)
         prober = EchoProber(d).start()
@@ -386,6 +395,7 @@ def test_descriptor_exhaustion_neither_spins_nor_floods_the_log():
     d = Daemon({"worker_processes": 1, "worker_connections": 1000,
                 "socket_timeout_ms": 60000}, log_level="info")
     d.rlimits = {resource.RLIMIT_NOFILE: (128, 128)}
+    need_descriptors(500)
     with d:
         base = baseline(d)
         mark = len(d.log_lines())
@@ -523,7 +533,6 @@ def test_rate_limit_tcp_and_udp_per_address_and_reload():
         time.sleep(1.1)
         with udp_socket() as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-            start = time.monotonic()
             ucounts, lost, uproblems = udp_burst(d, s, 100, 0x3000)
         diag(f"UDP burst of 100: statuses {ucounts}, {lost} unanswered")
         expect(not uproblems, "; ".join(uproblems[:5]))

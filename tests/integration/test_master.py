@@ -263,8 +263,14 @@ def socket_inodes(proto, port, listening_only=True):
 
 
 def fd_socket_inodes(pid):
+    """Socket inodes PID holds; none once it has exited (workers that
+    finish draining exit at any moment)."""
     inodes = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except FileNotFoundError:
+        return inodes
+    for fd in fds:
         try:
             m = re.match(r"socket:\[(\d+)\]", os.readlink(f"/proc/{pid}/fd/{fd}"))
         except OSError:
@@ -1069,6 +1075,76 @@ def test_unprivileged_workers_keep_logging_after_reopen():
         expect(wait_until(lambda: log_lines_matching(d, r": 127\.0\.0\.1: echo"), 5),
                "the echo was not logged into the reopened file")
         expect(os.stat(d.log_path).st_uid == 0, "the reopened log is not root's")
+
+
+@test(timeout=60)
+def test_watchdog_is_fed_only_while_every_worker_answers():
+    """WATCHDOG_USEC set: WATCHDOG=1 arrives from the master; a worker that
+    stops answering heartbeats (SIGSTOP) stops the feeding, and it resumes
+    once the worker answers again."""
+    need_notify()
+    d = MasterDaemon({"worker_processes": 2}, expect_log=[r"missed its heartbeat"])
+    os.environ["WATCHDOG_USEC"] = "600000"      # heartbeats every 200 ms
+    try:
+        with d:
+            os.environ.pop("WATCHDOG_USEC")
+            check_watchdog(d)
+    finally:
+        os.environ.pop("WATCHDOG_USEC", None)
+
+
+def check_watchdog(d):
+    workers = d.wait_workers(2)
+
+    def feeds(since):
+        with d._notify_cond:
+            return [pid for pid, line in d.notes[since:] if line == "WATCHDOG=1"]
+    since = d.mark()
+    time.sleep(1.5)
+    fed = feeds(since)
+    expect(len(fed) >= 3 and set(fed) == {d.pid},
+           f"expected WATCHDOG=1 from master {d.pid} every 200 ms, got {fed}")
+    os.kill(workers[0], signal.SIGSTOP)       # a worker this test's master started
+    try:
+        time.sleep(0.7)                       # the heartbeat in flight may still count
+        since = d.mark()
+        time.sleep(1.5)
+        starved = feeds(since)
+    finally:
+        os.kill(workers[0], signal.SIGCONT)
+    expect(not starved, f"the watchdog was fed while a worker was stopped: {starved}")
+    since = d.mark()
+    time.sleep(1.5)
+    expect(len(feeds(since)) >= 2, "the watchdog was not fed again once the worker answered")
+
+
+@test(timeout=60)
+def test_workers_share_the_tcp_load():
+    """EPOLLEXCLUSIVE wakes one worker per connection: under concurrent load
+    both workers serve. The spread is printed (it is a measurement, and
+    depends on the scheduler); both must have served some."""
+    d = MasterDaemon({"worker_processes": 2}, log_level="debug")
+    with d:
+        workers = d.wait_workers(2)
+
+        def client():
+            for _ in range(150):
+                d.echo_ok()
+        threads = [threading.Thread(target=client) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        served = {pid: 0 for pid in workers}
+        for line in log_lines_matching(d, r": 127\.0\.0\.1: echo$"):
+            m = re.search(r"\] (\d+): ", line)
+            if m and int(m.group(1)) in served:
+                served[int(m.group(1))] += 1
+        total = sum(served.values())
+        diag("TCP requests per worker: " + ", ".join(
+            f"{pid}: {n} ({100 * n / max(total, 1):.0f}%)" for pid, n in served.items()))
+        expect(total == 8 * 150, f"{total} requests logged, expected {8 * 150}")
+        expect(all(n > 0 for n in served.values()), f"a worker served nothing: {served}")
 
 
 # --------------------------------------------------------------------------
