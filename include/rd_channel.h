@@ -11,6 +11,7 @@ enum rd_channel_type {
     RD_CHANNEL_PING = 'P',      /* master -> worker: are you alive? */
     RD_CHANNEL_PONG = 'p',      /* worker -> master: yes; value = connections */
     RD_CHANNEL_LOG = 'L',       /* master -> worker: the reopened log file (a descriptor) */
+    RD_CHANNEL_QUIET = 'Q',     /* worker -> master: draining, accepts no more */
 };
 
 typedef struct rd_channel_msg {

@@ -32,6 +32,7 @@
 #define TICK_MS 1000
 #define RELOAD_TIMEOUT_MS 10000
 #define KILL_GRACE_MS 3000
+#define SETTLE_TIMEOUT_MS 2000  /* old workers normally go quiet in a loop turn */
 #define RESPAWN_MAX_DELAY_MS 30000
 #define CRASH_LIFETIME_MS 2000   /* a worker that dies younger crashed on start */
 
@@ -45,6 +46,7 @@ typedef struct rd_proc {
     rd_event_t ev;              /* the channel */
     bool ready;
     bool draining;
+    bool quiet;                 /* draining and no longer accepting */
     bool pong;
     uint32_t connections;
     uint64_t started_ms;
@@ -68,6 +70,8 @@ struct rd_master {
     rd_slot_t slots[MAX_WORKERS];
     pid_t reload_requester;
     uint64_t reload_deadline;
+    bool settling;              /* reloaded; waiting for the old workers to go quiet */
+    uint64_t settle_deadline;
     char last_error[512];
     char status[640];           /* the last STATUS= sent */
     int stop;                   /* 0, SIGQUIT (graceful) or SIGTERM (fast) */
@@ -323,6 +327,22 @@ static void master_cap_draining(rd_master_t *m)
     }
 }
 
+/* A reload is complete, for systemd and for "raidad -s reload", once no
+ * old worker accepts any more: from then on every new request meets the
+ * new configuration. */
+static void master_check_settled(rd_master_t *m, uint64_t now)
+{
+    if (!m->settling)
+        return;
+    for (size_t i = 0; i < MAX_PROCS && now < m->settle_deadline; i++)
+        if (m->procs[i].pid > 0 && m->procs[i].draining && !m->procs[i].quiet)
+            return;
+    m->settling = false;
+    master_reload_reply(m, true);
+    rd_notify("READY=1");
+    master_status(m);
+}
+
 static void master_reload_commit(rd_master_t *m)
 {
     for (size_t i = 0; i < MAX_PROCS; i++) {
@@ -343,9 +363,9 @@ static void master_reload_commit(rd_master_t *m)
     rd_log_open(m->cycle.config->error_log);
     rd_log(RD_LOG_NOTICE, "reloaded %s: generation %u serving", m->conf_path, m->generation);
     master_cap_draining(m);
-    master_reload_reply(m, true);
-    rd_notify("READY=1");
-    master_status(m);
+    m->settling = true;
+    m->settle_deadline = rd_now_ms() + SETTLE_TIMEOUT_MS;
+    master_check_settled(m, rd_now_ms());
 }
 
 static void master_reload_abort(rd_master_t *m, const char *why)
@@ -382,7 +402,7 @@ static void master_reload(rd_master_t *m, pid_t requester)
     char err[512];
     rd_cycle_t *next = &m->next;
 
-    if (m->next.config != NULL || m->stop) {
+    if (m->next.config != NULL || m->settling || m->stop) {
         rd_log(RD_LOG_NOTICE, "reload ignored: %s", m->stop ? "stopping" : "a reload is under way");
         if (requester > 0)
             kill(requester, SIGUSR2);
@@ -436,6 +456,9 @@ static void master_on_channel(rd_event_t *ev, uint32_t events)
         } else if (msg.type == RD_CHANNEL_PONG) {
             p->pong = true;
             p->connections = msg.value;
+        } else if (msg.type == RD_CHANNEL_QUIET) {
+            p->quiet = true;
+            master_check_settled(p->master, rd_now_ms());
         }
     }
     /* A closed channel means the worker is exiting: SIGCHLD tells the rest. */
@@ -488,6 +511,7 @@ static void master_proc_exited(rd_master_t *m, rd_proc_t *p, int status)
     else if (m->next.config != NULL && p->generation == m->next_generation && !p->ready)
         master_reload_abort(m, "a new worker exited before serving");
     p->pid = 0;
+    master_check_settled(m, rd_now_ms());
     master_status(m);
 }
 
@@ -512,6 +536,9 @@ static void master_stop(rd_master_t *m, int sig)
 
     if (m->stop == SIGTERM || m->stop == sig)
         return;
+    /* A reload that was settling is done: its READY=1 goes before STOPPING=1. */
+    m->settle_deadline = 0;
+    master_check_settled(m, rd_now_ms());
     rd_log(RD_LOG_NOTICE, "%s shutdown", sig == SIGQUIT ? "graceful" : "fast");
     rd_notify("STOPPING=1");
     if (m->next.config != NULL)
@@ -612,6 +639,7 @@ static void master_timers(rd_master_t *m, uint64_t now)
     master_respawn_due(m, now);
     if (m->next.config != NULL && now >= m->reload_deadline)
         master_reload_abort(m, "the new workers did not start in time");
+    master_check_settled(m, now);
     if (m->stop && now >= m->kill_deadline) {
         rd_log(RD_LOG_WARN, "workers still running after the shutdown timeout: killing them");
         master_signal_all(m, SIGKILL);
@@ -628,6 +656,8 @@ static int master_timeout(const rd_master_t *m, uint64_t now)
             next = m->slots[slot].respawn_at;
     if (m->next.config != NULL && m->reload_deadline < next)
         next = m->reload_deadline;
+    if (m->settling && m->settle_deadline < next)
+        next = m->settle_deadline;
     if (m->stop && m->kill_deadline < next)
         next = m->kill_deadline;
     return next <= now ? 0 : (int)(next - now);

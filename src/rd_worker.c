@@ -63,6 +63,8 @@ static void worker_start_draining(rd_worker_t *w)
     }
     w->draining = true;
     w->drain_deadline = rd_now_ms() + w->cf->shutdown_timeout_ms;
+    if (w->channel_ev.fd >= 0)
+        rd_channel_send(w->channel_ev.fd, RD_CHANNEL_QUIET, 0);
     rd_log(RD_LOG_INFO, "worker draining: %zu connections open", w->active);
 }
 
@@ -272,6 +274,7 @@ static int worker_init(rd_worker_t *w, const rd_cycle_t *cycle, int channel)
     w->cf = cf;
     w->loop.epfd = -1;
     w->signal_ev.fd = -1;
+    w->channel_ev.fd = -1;
     worker_set_protocol(w);
     w->conns_size = cf->max_descriptors;
     w->max_in_flight = cf->mod_queue_size;
