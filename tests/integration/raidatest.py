@@ -355,11 +355,12 @@ class Daemon:
         self._notify_thread = threading.Thread(target=self._notify_reader, daemon=True)
         self._notify_thread.start()
         env = dict(os.environ, NOTIFY_SOCKET=self.notify_path)
+        argv = list(self.wrapper) + RAIDAD_WRAPPER + [RAIDAD, "-c", self.config_path]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [RAIDAD, "-c", self.config_path], stdin=subprocess.DEVNULL,
+                argv, stdin=subprocess.DEVNULL,
                 stdout=log, stderr=log, env=env, close_fds=True,
-                preexec_fn=_die_with_parent)
+                preexec_fn=_child_setup(_die_with_parent, dict(self.rlimits)))
         Daemon.live.append(self)
         try:
             self._wait_ready()
@@ -1035,11 +1036,6 @@ def expect(cond, message, *context):
 
 # --------------------------------------------------------------------------
 # How raidad is started: RAIDAD_WRAPPER (valgrind...) and resource limits.
-# (Added after the rest, which it leaves as it was: Daemon.start() runs the
-# daemon through this module's name `subprocess`, which is replaced below by
-# a stand-in whose Popen puts the wrappers in front of the daemon's command
-# and applies the Daemon's rlimits in the child; everything else goes to
-# the real module.)
 
 import shlex  # noqa: E402
 
@@ -1063,49 +1059,13 @@ SANITIZER_LINE = re.compile(SANITIZER_LINE.pattern + r"|^==\d+== \S")
 Daemon.wrapper = ()
 Daemon.rlimits = {}
 
-_subprocess = subprocess
-_starting = threading.local()
-
 
 def _child_setup(preexec, rlimits):
     def setup():
-        if preexec is not None:
-            preexec()
+        preexec()
         for which, limits in rlimits.items():
             resource.setrlimit(which, limits)
     return setup
-
-
-class _SubprocessForDaemons:
-    """The subprocess module, but Popen of raidad by Daemon.start() gets the
-    wrappers and the rlimits of the Daemon being started."""
-
-    def __getattr__(self, name):
-        return getattr(_subprocess, name)
-
-    @staticmethod
-    def Popen(args, **kw):
-        d = getattr(_starting, "daemon", None)
-        if d is not None and list(args[:1]) == [RAIDAD]:
-            args = list(d.wrapper) + RAIDAD_WRAPPER + list(args)
-            if d.rlimits:
-                kw["preexec_fn"] = _child_setup(kw.get("preexec_fn"), dict(d.rlimits))
-        return _subprocess.Popen(args, **kw)
-
-
-subprocess = _SubprocessForDaemons()
-_plain_start = Daemon.start
-
-
-def _start_with_options(self):
-    _starting.daemon = self
-    try:
-        return _plain_start(self)
-    finally:
-        _starting.daemon = None
-
-
-Daemon.start = _start_with_options
 
 
 # --------------------------------------------------------------------------

@@ -472,8 +472,14 @@ def test_the_51st_connection_waits_for_worker_connections_50():
 
 @test(timeout=60)
 def test_max_connections_per_ip():
+    # The table is shared: the limit holds across workers, not per worker.
+    for workers in (1, 2):
+        check_max_connections_per_ip(workers)
+
+
+def check_max_connections_per_ip(workers):
     limit = 5
-    with Daemon({"worker_processes": 1, "max_connections_per_ip": limit,
+    with Daemon({"worker_processes": workers, "max_connections_per_ip": limit,
                  "socket_timeout_ms": 30000}, log_level="info") as d:
         base = baseline(d)
         held = []
