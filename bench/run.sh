@@ -14,7 +14,11 @@
 #   BENCH_WORKERS=1          raidad worker_processes
 #   BENCH_WORKER_THREADS=    raidad worker_threads (default: raidad's)
 #   BENCH_CONCURRENCY="1 16 64 256"
-#   BENCH_CLIENT_THREADS=1   raida-bench -t
+#   BENCH_TCP_THREADS=2      raida-bench -t for TCP: one client thread
+#                            saturates a core at about 24k connections/s,
+#                            below what the servers do
+#   BENCH_UDP_THREADS=1      raida-bench -t for UDP: a second client thread
+#                            only takes the CPU the server needs
 #   BENCH_REPEAT=1           runs per row; the table shows the medians
 #   BENCH_IDLE=10000         connections held for the memory measurement (0: skip)
 #   BENCH_MAX_IDLE=1         1: also find the most idle connections (0: skip)
@@ -29,7 +33,8 @@ seconds=${BENCH_SECONDS:-5}
 workers=${BENCH_WORKERS:-1}
 worker_threads=${BENCH_WORKER_THREADS:-}
 concurrency=${BENCH_CONCURRENCY:-1 16 64 256}
-client_threads=${BENCH_CLIENT_THREADS:-1}
+tcp_threads=${BENCH_TCP_THREADS:-2}
+udp_threads=${BENCH_UDP_THREADS:-1}
 repeat=${BENCH_REPEAT:-1}
 idle_conns=${BENCH_IDLE:-10000}
 max_idle=${BENCH_MAX_IDLE:-1}
@@ -39,6 +44,8 @@ clk_tck=$(getconf CLK_TCK)
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/raidad-bench.XXXXXX")
 servers=""      # process ids of every server started, for the trap
+bench_pid=""    # the raida-bench running, if any
+idle_pid=""
 
 log() { printf '%s\n' "$*" >&2; }
 die() { log "run.sh: $*"; exit 1; }
@@ -58,13 +65,27 @@ stop_pid() {
 
 cleanup() {
     local pid
-    for pid in $servers; do
+    for pid in $bench_pid $idle_pid $servers; do
         stop_pid "$pid"
     done
     rm -rf "$tmp"
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Runs raida-bench ARGS... with its output in $tmp/bench.out. In the
+# background and waited for: a signal to this script interrupts "wait" at
+# once (a foreground child would delay the trap until it ends, and bash
+# drops an INT its child survived).
+run_bench() {
+    local rc=0
+    "$build/raida-bench" "$@" >"$tmp/bench.out" &
+    bench_pid=$!
+    wait "$bench_pid" || rc=$?
+    bench_pid=""
+    return "$rc"
+}
 
 # The process and its children (raidad: the master and its workers).
 proc_tree() {
@@ -103,7 +124,7 @@ rss_kb() {
 fd_count() {
     local total=0 p n
     for p in $(proc_tree "$1"); do
-        n=$(ls "/proc/$p/fd" 2>/dev/null | wc -l) || n=0
+        n=$(find "/proc/$p/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l) || n=0
         total=$((total + n))
     done
     echo "$total"
@@ -210,15 +231,16 @@ json_field() {
 # to the trap.
 run_row() {
     local kind=$1 proto=$2 conns=$3 out before after ok errs cpu
-    local -a flags=(-q -j -d "$seconds" -c "$conns" -t "$client_threads")
-    [ "$proto" = udp ] && flags+=(-u)
+    local -a flags=(-q -j -d "$seconds" -c "$conns" -t "$tcp_threads")
+    [ "$proto" = udp ] && flags=(-q -j -d "$seconds" -c "$conns" -t "$udp_threads" -u)
     port=$(free_port)
     [ -n "$port" ] || die "no free port"
     extra_conf=()
     start_server "$kind" "$port"
     before=$(cpu_ticks "$server_pid")
-    out=$("$build/raida-bench" "${flags[@]}" "$host" "$port") ||
+    run_bench "${flags[@]}" "$host" "$port" ||
         log "run.sh: raida-bench reported bad answers from $kind ($proto, $conns)"
+    out=$(cat "$tmp/bench.out")
     after=$(cpu_ticks "$server_pid")
     stop_server "$server_pid"
     ok=$(json_field "$out" ok)
@@ -278,12 +300,12 @@ medians() {
 }
 
 bench_table() {
-    local proto conns rep r c rr lr cr
+    local proto conns r c rr lr cr
     echo "| proto | conns | server | req/s | p50 µs | p99 µs | CPU µs/req | errors | rps ratio | p99 ratio | CPU ratio | targets (at 64) |"
     echo "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     for proto in tcp udp; do
         for conns in $concurrency; do
-            for rep in $(seq "$repeat"); do
+            for _ in $(seq "$repeat"); do
                 run_row raidad "$proto" "$conns"
                 log "  $proto c=$conns raidad:  ${row[*]}"
                 record_run "raidad,$proto,$conns"
@@ -347,8 +369,8 @@ memory_per_connection() {
     hold_idle "$idle_conns" $((seconds + 20)) "$fds0"
     after=$(rss_kb "$server_pid")
     fds1=$(fd_count "$server_pid")
-    kill -TERM "$idle_pid" 2>/dev/null || true
-    wait "$idle_pid" 2>/dev/null || true
+    stop_pid "$idle_pid"
+    idle_pid=""
     stop_server "$server_pid"
     est=$(json_field "$(cat "$idle_out")" established)
     echo "| idle connections asked | $idle_conns |"
@@ -373,8 +395,8 @@ max_idle_connections() {
     hold_idle "$conns" $((seconds + 25)) "$fds0"
     fds1=$(fd_count "$server_pid")
     sleep 1
-    kill -TERM "$idle_pid" 2>/dev/null || true
-    wait "$idle_pid" 2>/dev/null || true
+    stop_pid "$idle_pid"
+    idle_pid=""
     stop_server "$server_pid"
     est=$(json_field "$(cat "$idle_out")" established)
     held=$(json_field "$(cat "$idle_out")" held)
@@ -394,7 +416,7 @@ main() {
     log "run.sh: $seconds s per run, raidad worker_processes = $workers"
     echo "## raidad / ceiling: $seconds s per run, median of $repeat," \
          "raidad worker_processes = $workers${worker_threads:+, worker_threads = $worker_threads}," \
-         "raida-bench -t $client_threads"
+         "raida-bench -t $tcp_threads (TCP), -t $udp_threads (UDP)"
     echo
     echo "$(nproc) CPUs ($(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1)), kernel $(uname -r)"
     echo

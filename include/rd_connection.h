@@ -41,6 +41,7 @@ struct rd_conn {
     rd_conn_state_t state;
     bool input_left;            /* we answer before reading the whole request */
     bool out_armed;             /* EPOLLOUT requested: the socket buffer filled */
+    bool watched;               /* registered with epoll */
     bool limit_counted;         /* counted in the per-address connection limit */
     bool drained;               /* the last read found the socket empty */
     rd_conn_list_t *list;       /* the list it is on, if any */
@@ -53,8 +54,7 @@ struct rd_conn {
     rd_response_t resp;
     uint8_t *body_heap;         /* a body too large for inbuf */
     uint8_t inbuf[RD_CONN_INBUF];
-    char client_ip[INET6_ADDRSTRLEN];
-    uint8_t client_key[RD_LIMIT_KEY_SIZE];
+    uint8_t client_key[RD_LIMIT_KEY_SIZE];   /* the client's address */
 };
 
 void rd_conn_list_append(rd_conn_list_t *list, rd_conn_t *c);

@@ -36,6 +36,9 @@ void rd_limit_reset_connections(rd_limit_t *l);
 /* The address of SS as a fixed-size key (IPv4 as IPv4-mapped IPv6). */
 void rd_limit_key(const struct sockaddr_storage *ss, uint8_t key[RD_LIMIT_KEY_SIZE]);
 
+/* KEY as text ("192.0.2.1", "2001:db8::1"), for log lines. */
+void rd_limit_key_text(const uint8_t key[RD_LIMIT_KEY_SIZE], char *out, size_t len);
+
 /* A connection from KEY opens: -1 when the address holds the maximum
  * already, 1 when it was counted (close it with rd_limit_conn_close), 0 when
  * it was let through uncounted (no limit, or no room in the table). */

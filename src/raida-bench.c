@@ -178,6 +178,8 @@ typedef struct worker {
     uint64_t retry_at;
     uint16_t next_echo;
     int32_t *echo_slot;         /* UDP: echo bytes -> slot index, -1 free */
+    uint32_t *out;              /* UDP: slots whose request awaits sending */
+    size_t out_count;
     hist_t hist;
     uint64_t ok;
     uint64_t err[ERR_KINDS];
@@ -596,6 +598,8 @@ static void udp_fail(worker_t *w, slot_t *s, enum err_kind kind)
     list_append(&w->parked, s);
 }
 
+/* The request is queued, not sent: udp_flush sends the queue with one
+ * system call before the loop waits again. */
 static void udp_start(worker_t *w, slot_t *s)
 {
     s->echo = udp_echo(w);
@@ -603,18 +607,54 @@ static void udp_start(worker_t *w, slot_t *s)
         slot_free(w, s);
         return;
     }
-    s->start_ns = now_ns();
     s->state = SLOT_WAITING;
     w->echo_slot[s->echo] = (int32_t)s->index;
-    list_append(&w->pending, s);
-    for (;;) {
-        if (send(w->udp_fd, s->req, s->req_len, 0) >= 0)
-            return;
-        if (errno != EINTR)
-            break;
+    w->out[w->out_count++] = s->index;
+}
+
+/* Sends up to UDP_BATCH queued requests from FIRST; returns how many left
+ * the queue (sent, or failed: a full buffer or an ICMP error from an
+ * earlier datagram). */
+static size_t udp_send_batch(worker_t *w, size_t first, uint64_t now)
+{
+    struct mmsghdr msgs[UDP_BATCH];
+    struct iovec iov[UDP_BATCH];
+    size_t n = w->out_count - first < UDP_BATCH ? w->out_count - first : UDP_BATCH;
+    int sent;
+
+    memset(msgs, 0, n * sizeof(msgs[0]));
+    for (size_t i = 0; i < n; i++) {
+        slot_t *s = &w->slots[w->out[first + i]];
+
+        iov[i] = (struct iovec){ .iov_base = s->req, .iov_len = s->req_len };
+        msgs[i].msg_hdr.msg_iov = &iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
     }
-    /* A full buffer or an ICMP error from an earlier datagram. */
-    udp_fail(w, s, ERR_CONNECT);
+    do
+        sent = sendmmsg(w->udp_fd, msgs, (unsigned)n, 0);
+    while (sent < 0 && errno == EINTR);
+    for (int i = 0; i < sent; i++) {
+        slot_t *s = &w->slots[w->out[first + (size_t)i]];
+
+        s->start_ns = now;
+        list_append(&w->pending, s);
+    }
+    if ((size_t)(sent > 0 ? sent : 0) == n)
+        return n;
+    /* The first one not sent failed; the rest get their own try. */
+    sent = sent > 0 ? sent : 0;
+    udp_fail(w, &w->slots[w->out[first + (size_t)sent]], ERR_CONNECT);
+    return (size_t)sent + 1;
+}
+
+static void udp_flush(worker_t *w)
+{
+    uint64_t now = now_ns();
+    size_t done = 0;
+
+    while (done < w->out_count)
+        done += udp_send_batch(w, done, now);
+    w->out_count = 0;
 }
 
 static void udp_answer(worker_t *w, const uint8_t *buf, size_t len)
@@ -691,7 +731,8 @@ static int udp_open(worker_t *w)
     if (connect(w->udp_fd, (const struct sockaddr *)&o->addr, o->addr_len) < 0)
         return -1;
     w->echo_slot = malloc(UDP_ECHOES * sizeof(*w->echo_slot));
-    if (w->echo_slot == NULL)
+    w->out = malloc(w->nslots * sizeof(*w->out));
+    if (w->echo_slot == NULL || w->out == NULL)
         return -1;
     memset(w->echo_slot, 0xff, UDP_ECHOES * sizeof(*w->echo_slot));
     return epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->udp_fd, &ee);
@@ -848,6 +889,8 @@ static void worker_loop(worker_t *w)
             break;
         expire(w, now);
         retry_parked(w, now);
+        if (w->out_count > 0)
+            udp_flush(w);
         n = epoll_wait(w->epfd, events, MAX_EVENTS, wait_ms(w, now));
         if (n < 0 && errno != EINTR) {
             perror("raida-bench: epoll_wait");
@@ -916,6 +959,7 @@ static void worker_free(worker_t *w)
 {
     free(w->slots);
     free(w->echo_slot);
+    free(w->out);
 }
 
 /* ---- options ------------------------------------------------------------- */
@@ -1088,7 +1132,8 @@ static int parse_options(int argc, char **argv, options_t *o)
             return -1;
     }
     if (argc - optind != 2)
-        return usage_error("expected HOST PORT", argc - optind < 2 ? "too few arguments" : argv[optind + 2]);
+        return usage_error("expected HOST PORT",
+                           argc - optind < 2 ? "too few arguments" : argv[optind + 2]);
     o->host = argv[optind];
     o->port = argv[optind + 1];
     settle_options(o);

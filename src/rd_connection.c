@@ -79,6 +79,13 @@ static void conn_put(rd_worker_t *w, rd_conn_t *c)
     w->free_conns = c;
 }
 
+/* The client's address as text, made only when a log line needs it. */
+static const char *conn_ip(const rd_conn_t *c, char ip[INET6_ADDRSTRLEN])
+{
+    rd_limit_key_text(c->client_key, ip, INET6_ADDRSTRLEN);
+    return ip;
+}
+
 /* Every entry of a timeout list gets the same timeout, so appending keeps
  * it ordered by deadline and expiry only ever looks at its head. */
 static void conn_set_deadline(rd_conn_t *c, rd_conn_list_t *list, unsigned timeout_ms)
@@ -158,10 +165,23 @@ static int conn_finish(rd_conn_t *c)
     return conn_drain(c);
 }
 
-static int conn_write(rd_conn_t *c)
+/* A connection is put in epoll only when it has to wait for the socket:
+ * most requests are read, answered and closed without it. */
+static int conn_watch(rd_conn_t *c)
 {
     rd_worker_t *w = c->worker;
+    uint32_t mask = EPOLLIN | EPOLLET | (c->out_armed ? EPOLLOUT : 0);
+    int rc = c->watched ? rd_event_mod(&w->loop, &c->ev, mask)
+                        : rd_event_add(&w->loop, &c->ev, mask);
 
+    if (rc < 0)
+        rd_log(RD_LOG_ERR, "epoll_ctl(%d): %s", c->ev.fd, strerror(errno));
+    c->watched = rc == 0;
+    return rc;
+}
+
+static int conn_write(rd_conn_t *c)
+{
     while (c->written < c->resp.len) {
         ssize_t n = send(c->ev.fd, c->resp.data + c->written,
                          c->resp.len - c->written, MSG_NOSIGNAL);
@@ -177,8 +197,8 @@ static int conn_write(rd_conn_t *c)
             return CONN_GONE;
         }
         if (!c->out_armed) {
-            rd_event_mod(&w->loop, &c->ev, EPOLLIN | EPOLLOUT | EPOLLET);
             c->out_armed = true;
+            conn_watch(c);
             conn_write_deadline(c);
         }
         return CONN_PAUSE;
@@ -199,8 +219,9 @@ static int conn_start_write(rd_conn_t *c)
 static int conn_fail(rd_conn_t *c, int status)
 {
     rd_worker_t *w = c->worker;
+    char ip[INET6_ADDRSTRLEN];
 
-    rd_log_debug("%s: request refused with status %d", c->client_ip, status);
+    rd_log_debug("%s: request refused with status %d", conn_ip(c, ip), status);
     c->input_left = c->input_left || !c->req.body_complete;
     rd_protocol_error_response(&w->proto, &c->req, status, &c->resp);
     return conn_start_write(c) == CONN_GONE ? CONN_GONE : CONN_PAUSE;
@@ -236,8 +257,9 @@ static void conn_submit(rd_conn_t *c)
 static int conn_dispatch(rd_conn_t *c)
 {
     rd_worker_t *w = c->worker;
+    char ip[INET6_ADDRSTRLEN];
 
-    rd_log_debug("%s: %s", c->client_ip,
+    rd_log_debug("%s: %s", conn_ip(c, ip),
                  rd_protocol_command_name(c->req.group, c->req.command));
     /* The client has done its part; no timeout while we work. */
     rd_conn_list_remove(c);
@@ -393,13 +415,12 @@ static void conn_handle_event(rd_event_t *ev, uint32_t events)
 }
 
 /* Applies the per-address connection limit; false when C must go. */
-static bool conn_admit(rd_worker_t *w, rd_conn_t *c, const struct sockaddr_storage *ss)
+static bool conn_admit(rd_worker_t *w, rd_conn_t *c)
 {
     int rc;
 
     if (w->limit == NULL)
         return true;
-    rd_limit_key(ss, c->client_key);
     rc = rd_limit_conn_open(w->limit, &w->limit_conf, c->client_key, rd_now_ms());
     c->limit_counted = rc > 0;
     return rc >= 0;
@@ -414,7 +435,8 @@ static void conn_open(rd_worker_t *w, int fd, const struct sockaddr_storage *ss)
         close(fd);
         return;
     }
-    if (!conn_admit(w, c, ss)) {
+    rd_limit_key(ss, c->client_key);
+    if (!conn_admit(w, c)) {
         rd_log_debug("connection refused: too many from this address");
         rd_stats_add(&w->proto.stats->refused_per_ip, 1);
         close(fd);
@@ -423,17 +445,15 @@ static void conn_open(rd_worker_t *w, int fd, const struct sockaddr_storage *ss)
     }
     c->ev = (rd_event_t){ .fd = fd, .handler = conn_handle_event, .data = c };
     c->state = RD_CONN_READ_HEADER;
-    rd_socket_ip_text(ss, c->client_ip, sizeof(c->client_ip));
-    if (rd_event_add(&w->loop, &c->ev, EPOLLIN | EPOLLET) < 0) {
-        rd_log(RD_LOG_ERR, "epoll_ctl(add %d): %s", fd, strerror(errno));
-        close(fd);
-        conn_put(w, c);
-        return;
-    }
     w->conns[fd] = c;
     w->active++;
     conn_set_deadline(c, &w->timeouts, w->cf->socket_timeout_ms);
     rd_stats_add(&w->proto.stats->tcp_accepted, 1);
+    /* Clients send their request right after connecting: it is usually
+     * there by now, and then the connection never needs epoll. An
+     * edge-triggered add reports what arrives after this read. */
+    if (conn_read_request(c) != CONN_GONE && !c->watched && conn_watch(c) < 0)
+        conn_close(c);
 }
 
 /* Accepts until EAGAIN: an edge-triggered listener reports a burst once.
@@ -485,10 +505,11 @@ void rd_conn_submit_waiting(rd_worker_t *w)
 
 static int conn_expire_list(rd_conn_list_t *list, uint64_t now_ms)
 {
+    char ip[INET6_ADDRSTRLEN];
     rd_conn_t *c;
 
     while ((c = list->head) != NULL && c->deadline_ms <= now_ms) {
-        rd_log_debug("%s: timed out %s", c->client_ip,
+        rd_log_debug("%s: timed out %s", conn_ip(c, ip),
                      c->state == RD_CONN_READ_HEADER || c->state == RD_CONN_READ_BODY
                          ? "reading the request" : "writing the answer");
         conn_close(c);

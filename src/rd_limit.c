@@ -1,6 +1,8 @@
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <stdio.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <string.h>
@@ -10,6 +12,9 @@
 #include "rd_limit.h"
 
 #define PROBES 8   /* slots looked at per address: bounds the cost of any key */
+
+/* IPv4 addresses are kept as IPv4-mapped IPv6 ones (::ffff:a.b.c.d). */
+static const uint8_t v4_mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
 
 typedef struct rd_limit_entry {
     uint8_t key[RD_LIMIT_KEY_SIZE];
@@ -87,7 +92,6 @@ void rd_limit_reset_connections(rd_limit_t *l)
 
 void rd_limit_key(const struct sockaddr_storage *ss, uint8_t key[RD_LIMIT_KEY_SIZE])
 {
-    static const uint8_t v4_mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
 
     if (ss->ss_family == AF_INET6) {
         memcpy(key, &((const struct sockaddr_in6 *)ss)->sin6_addr, RD_LIMIT_KEY_SIZE);
@@ -95,6 +99,14 @@ void rd_limit_key(const struct sockaddr_storage *ss, uint8_t key[RD_LIMIT_KEY_SI
     }
     memcpy(key, v4_mapped, sizeof(v4_mapped));
     memcpy(key + 12, &((const struct sockaddr_in *)ss)->sin_addr, 4);
+}
+
+void rd_limit_key_text(const uint8_t key[RD_LIMIT_KEY_SIZE], char *out, size_t len)
+{
+    bool v4 = memcmp(key, v4_mapped, sizeof(v4_mapped)) == 0;
+
+    if (inet_ntop(v4 ? AF_INET : AF_INET6, v4 ? key + 12 : key, out, (socklen_t)len) == NULL)
+        snprintf(out, len, "?");
 }
 
 static size_t limit_hash(const rd_limit_t *l, const uint8_t *key)
