@@ -26,6 +26,8 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 
+#include <openssl/crypto.h>
+
 #include "rd_client.h"
 #include "rd_protocol.h"
 
@@ -35,7 +37,7 @@
 
 #define NS_PER_S      1000000000ull
 #define NS_PER_MS     1000000ull
-#define REQ_CAP       64    /* an echo request is 50 bytes */
+#define REQ_CAP       96    /* an echo request: 50 bytes, 82 for type 4 */
 #define RESP_CAP      128   /* an echo answer is 32 bytes: more is a bad answer */
 #define MAX_EVENTS    512
 #define RETRY_NS      (10 * NS_PER_MS)  /* pause of a slot after a failed connect */
@@ -132,6 +134,9 @@ typedef struct options {
     bool allow_remote;
     uint8_t raida_id;
     uint16_t coin_id;
+    uint8_t enc_type;           /* 0, or 1 or 4 with coin */
+    rd_client_coin_t coin;
+    bool key_set;
     const char *host;
     const char *port;
     struct sockaddr_storage addr;
@@ -159,6 +164,7 @@ struct slot {
     size_t sent;
     size_t got;
     uint8_t challenge[RD_CHALLENGE_SIZE];
+    rd_client_ctx_t ctx;        /* encrypted requests: how to open the answer */
     uint8_t req[REQ_CAP];
     uint8_t resp[RESP_CAP];
 };
@@ -319,9 +325,13 @@ static bool build_request(worker_t *w, slot_t *s)
     rd_client_request_t r = {
         .raida_id = o->raida_id, .coin_id = o->coin_id,
         .group = 0, .command = 0, .echo = s->echo,
+        .enc_type = o->enc_type, .coin = { o->coin },
     };
 
-    s->req_len = rd_client_build(&r, s->req, sizeof(s->req), s->challenge);
+    if (o->enc_type != 0)
+        s->req_len = rd_client_seal(&r, s->req, sizeof(s->req), &s->ctx);
+    else
+        s->req_len = rd_client_build(&r, s->req, sizeof(s->req), s->challenge);
     if (s->req_len > 0)
         return true;
     fprintf(stderr, "raida-bench: cannot build a request (random bytes)\n");
@@ -330,13 +340,32 @@ static bool build_request(worker_t *w, slot_t *s)
     return false;
 }
 
+/* Decodes an answer; an encrypted one is checked and opened in place. */
+static int decode_answer(const bench_t *b, const slot_t *s, uint8_t *buf, size_t len,
+                         rd_client_response_t *r)
+{
+    if (b->opt.enc_type == 0)
+        return rd_client_parse(buf, len, r);
+    return rd_client_open(&s->ctx, buf, len, r);
+}
+
+/* The challenge came back as it should: type 0 echoes it, type 1 hashes it
+ * with the key (rd_client_open checks that); the 48-byte family has none. */
+static bool challenge_ok(const bench_t *b, const slot_t *s, const rd_client_response_t *r)
+{
+    if (b->opt.enc_type == 0)
+        return memcmp(r->challenge_hash, s->challenge, RD_CHALLENGE_SIZE) == 0;
+    return b->opt.enc_type != 1 || r->authentic;
+}
+
 /* An echo answer: status 250, our echo bytes and challenge, no body. */
-static bool answer_ok(const bench_t *b, const slot_t *s, const uint8_t *buf, size_t len,
+static bool answer_ok(const bench_t *b, const slot_t *s, uint8_t *buf, size_t len,
                       char *why, size_t cap)
 {
+    size_t header = b->opt.enc_type >= 4 ? RD_MODERN_HEADER_SIZE : RD_RESPONSE_HEADER_SIZE;
     rd_client_response_t r;
 
-    if (rd_client_parse(buf, len, &r) < 0)
+    if (decode_answer(b, s, buf, len, &r) < 0)
         snprintf(why, cap, "%zu bytes, not a response frame", len);
     else if (r.status != RD_STATUS_SUCCESS)
         snprintf(why, cap, "status %u (%s)", r.status, rd_client_status_name(r.status));
@@ -344,12 +373,12 @@ static bool answer_ok(const bench_t *b, const slot_t *s, const uint8_t *buf, siz
         snprintf(why, cap, "RAIDA id %u, not %u", r.raida_id, b->opt.raida_id);
     else if (r.group != 0)
         snprintf(why, cap, "command group %u, not 0", r.group);
-    else if (r.echo != s->echo)
+    else if (header == RD_RESPONSE_HEADER_SIZE && r.echo != s->echo)
         snprintf(why, cap, "echo bytes %04x, not %04x", r.echo, s->echo);
-    else if (r.body_size != 0 || len != RD_RESPONSE_HEADER_SIZE)
+    else if (r.body_size != 0 || len != header)
         snprintf(why, cap, "body size %u in %zu bytes, not an empty body", r.body_size, len);
-    else if (memcmp(r.challenge_hash, s->challenge, RD_CHALLENGE_SIZE) != 0)
-        snprintf(why, cap, "challenge hash differs from the challenge sent");
+    else if (!challenge_ok(b, s, &r))
+        snprintf(why, cap, "the challenge did not come back");
     else
         return true;
     return false;
@@ -657,7 +686,7 @@ static void udp_flush(worker_t *w)
     w->out_count = 0;
 }
 
-static void udp_answer(worker_t *w, const uint8_t *buf, size_t len)
+static void udp_answer(worker_t *w, uint8_t *buf, size_t len)
 {
     rd_client_response_t r;
     char why[128];
@@ -967,6 +996,7 @@ static void worker_free(worker_t *w)
 #define SYNOPSIS \
     "usage: raida-bench [-u | -i] [-c CONNECTIONS] [-n REQUESTS] [-d SECONDS] [-t THREADS]\n" \
     "                   [-T TIMEOUT_MS] [-r RAIDA_ID] [-C COIN_ID] [-j] [-q]\n" \
+    "                   [-E 1|4 -D DEN -S SN -K KEYHEX]\n" \
     "                   [--allow-remote] HOST PORT\n"
 
 static void usage(FILE *out)
@@ -993,6 +1023,8 @@ static void usage(FILE *out)
         "                    (default 1000 for UDP, 5000 for TCP)\n"
         "  -r RAIDA_ID       RAIDA id to address and expect (default 0)\n"
         "  -C COIN_ID        coin id (default 6)\n"
+        "  -E TYPE           encrypted echo: 1 (AES-128, TCP or UDP) or 4 (AES-256 and\n"
+        "                    HMAC, TCP), with the coin -D DEN -S SN and its key -K KEYHEX\n"
         "  -j                print the result as JSON\n"
         "  -q                no progress line\n"
         "  --allow-remote    accept a HOST that is not a loopback address. Refused by\n"
@@ -1043,6 +1075,21 @@ static bool parse_seconds(const char *s, double *out)
 
 enum { OPT_ALLOW_REMOTE = 256 };
 
+static bool parse_key(const char *hex, uint8_t *key)
+{
+    if (strlen(hex) != 2 * RD_CLIENT_KEY_SIZE)
+        return false;
+    for (size_t i = 0; i < RD_CLIENT_KEY_SIZE; i++) {
+        int hi = OPENSSL_hexchar2int((unsigned char)hex[2 * i]);
+        int lo = OPENSSL_hexchar2int((unsigned char)hex[2 * i + 1]);
+
+        if (hi < 0 || lo < 0)
+            return false;
+        key[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return true;
+}
+
 static int parse_option(options_t *o, int c, const char *arg)
 {
     unsigned long v;
@@ -1086,6 +1133,26 @@ static int parse_option(options_t *o, int c, const char *arg)
             return usage_error("-C: not a coin id (0..65535)", arg);
         o->coin_id = (uint16_t)v;
         return 0;
+    case 'E':
+        if (!parse_ulong(arg, 0, 5, &v) || (v != 0 && v != 1 && v != 4))
+            return usage_error("-E: not an encryption type this tool sends (0, 1, 4)", arg);
+        o->enc_type = (uint8_t)v;
+        return 0;
+    case 'D':
+        if (!parse_ulong(arg, 0, 255, &v))
+            return usage_error("-D: not a denomination (0..255, the signed byte)", arg);
+        o->coin.den = (int8_t)(uint8_t)v;
+        return 0;
+    case 'S':
+        if (!parse_ulong(arg, 0, UINT32_MAX, &v))
+            return usage_error("-S: not a serial number", arg);
+        o->coin.sn = (uint32_t)v;
+        return 0;
+    case 'K':
+        if (!parse_key(arg, o->coin.key))
+            return usage_error("-K: not a key of 32 hex digits", arg);
+        o->key_set = true;
+        return 0;
     default:
         fputs(SYNOPSIS "(raida-bench -h for more)\n", stderr);
         return -1;
@@ -1123,7 +1190,7 @@ static int parse_options(int argc, char **argv, options_t *o)
     int c;
 
     default_options(o);
-    while ((c = getopt_long(argc, argv, "uic:n:d:t:T:r:C:jqh", longs, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "uic:n:d:t:T:r:C:E:D:S:K:jqh", longs, NULL)) != -1) {
         if (c == 'h') {
             usage(stdout);
             return 1;
@@ -1136,6 +1203,11 @@ static int parse_options(int argc, char **argv, options_t *o)
                            argc - optind < 2 ? "too few arguments" : argv[optind + 2]);
     o->host = argv[optind];
     o->port = argv[optind + 1];
+    if (o->enc_type != 0 && !o->key_set)
+        return usage_error("-E needs the coin's key", "-K KEYHEX");
+    /* UDP answers are matched by their echo bytes: only the legacy family has them. */
+    if (o->enc_type >= 4 && o->mode == MODE_UDP)
+        return usage_error("-E 4 has no echo bytes to match UDP answers by", "-u");
     settle_options(o);
     return 0;
 }
