@@ -26,8 +26,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 
-#include <openssl/crypto.h>
-
+#include "rd_bytes.h"
 #include "rd_client.h"
 #include "rd_protocol.h"
 
@@ -1075,21 +1074,6 @@ static bool parse_seconds(const char *s, double *out)
 
 enum { OPT_ALLOW_REMOTE = 256 };
 
-static bool parse_key(const char *hex, uint8_t *key)
-{
-    if (strlen(hex) != 2 * RD_CLIENT_KEY_SIZE)
-        return false;
-    for (size_t i = 0; i < RD_CLIENT_KEY_SIZE; i++) {
-        int hi = OPENSSL_hexchar2int((unsigned char)hex[2 * i]);
-        int lo = OPENSSL_hexchar2int((unsigned char)hex[2 * i + 1]);
-
-        if (hi < 0 || lo < 0)
-            return false;
-        key[i] = (uint8_t)(hi << 4 | lo);
-    }
-    return true;
-}
-
 static int parse_option(options_t *o, int c, const char *arg)
 {
     unsigned long v;
@@ -1149,7 +1133,7 @@ static int parse_option(options_t *o, int c, const char *arg)
         o->coin.sn = (uint32_t)v;
         return 0;
     case 'K':
-        if (!parse_key(arg, o->coin.key))
+        if (rd_hex_decode(arg, o->coin.key, RD_CLIENT_KEY_SIZE) != RD_CLIENT_KEY_SIZE)
             return usage_error("-K: not a key of 32 hex digits", arg);
         o->key_set = true;
         return 0;

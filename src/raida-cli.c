@@ -9,8 +9,7 @@
 #include <unistd.h>
 #include <openssl/rand.h>
 
-#include <openssl/crypto.h>
-
+#include "rd_bytes.h"
 #include "rd_client.h"
 #include "rd_keystore.h"
 #include "rd_protocol.h"
@@ -112,25 +111,9 @@ static bool parse_uint(const char *s, unsigned long max, unsigned long *out)
     return true;
 }
 
-/* Decodes HEX into OUT (room for strlen(hex) / 2 bytes); -1 if malformed. */
-static long parse_hex(const char *hex, uint8_t *out)
-{
-    size_t len = strlen(hex);
-    if (len % 2 != 0)
-        return -1;
-    for (size_t i = 0; i < len / 2; i++) {
-        int hi = OPENSSL_hexchar2int((unsigned char)hex[2 * i]);
-        int lo = OPENSSL_hexchar2int((unsigned char)hex[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return -1;
-        out[i] = (uint8_t)(hi << 4 | lo);
-    }
-    return (long)(len / 2);
-}
-
 static int parse_key(cli_t *c, const char *arg)
 {
-    if (strlen(arg) != 2 * ADMIN_KEY_SIZE || parse_hex(arg, c->key) != ADMIN_KEY_SIZE)
+    if (strlen(arg) != 2 * ADMIN_KEY_SIZE || rd_hex_decode(arg, c->key, ADMIN_KEY_SIZE) != ADMIN_KEY_SIZE)
         return usage_error("the admin key must be 32 hex digits", arg);
     c->key_set = true;
     return 0;
@@ -180,7 +163,7 @@ static int parse_coin_option(cli_t *c, int opt, const char *arg)
         coin->sn = (uint32_t)v;
         return 0;
     default:
-        if (strlen(arg) != 2 * RD_CLIENT_KEY_SIZE || parse_hex(arg, coin->key) != RD_CLIENT_KEY_SIZE)
+        if (strlen(arg) != 2 * RD_CLIENT_KEY_SIZE || rd_hex_decode(arg, coin->key, RD_CLIENT_KEY_SIZE) != RD_CLIENT_KEY_SIZE)
             return usage_error("a coin key must be 32 hex digits", arg);
         return 0;
     }
@@ -252,7 +235,7 @@ static int parse_raw(cli_t *c, int argc, char **argv)
         fprintf(stderr, "raida-cli: out of memory\n");
         return -1;
     }
-    long n = parse_hex(argv[2], c->payload);
+    long n = rd_hex_decode(argv[2], c->payload, hex_len / 2 + 1);
     if (n < 0)
         return usage_error("bad payload (hex digits expected)", argv[2]);
     c->req.payload = c->payload;

@@ -12,8 +12,7 @@
 
 #include <libconfig.h>
 
-#include <openssl/crypto.h>
-
+#include "rd_bytes.h"
 #include "rd_config.h"
 #include "rd_log.h"
 
@@ -245,14 +244,9 @@ static int rd_opt_admin_key(rd_config_t *cf, size_t idx, const char *text,
                  2 * RD_ADMIN_KEY_SIZE, RD_ADMIN_KEY_SIZE, len);
         return -1;
     }
-    for (size_t i = 0; i < RD_ADMIN_KEY_SIZE; i++) {
-        int hi = OPENSSL_hexchar2int((unsigned char)text[2 * i]);
-        int lo = OPENSSL_hexchar2int((unsigned char)text[2 * i + 1]);
-        if (hi < 0 || lo < 0) {
-            snprintf(why, why_len, "admin_key must contain only hex digits (0-9, a-f)");
-            return -1;
-        }
-        cf->admin_key[i] = (uint8_t)(hi << 4 | lo);
+    if (rd_hex_decode(text, cf->admin_key, RD_ADMIN_KEY_SIZE) != RD_ADMIN_KEY_SIZE) {
+        snprintf(why, why_len, "admin_key must contain only hex digits (0-9, a-f)");
+        return -1;
     }
     cf->admin_key_set = true;
     return 0;
