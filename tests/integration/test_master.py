@@ -1149,6 +1149,45 @@ def test_workers_share_the_tcp_load():
         expect(all(n > 0 for n in served.values()), f"a worker served nothing: {served}")
 
 
+def ipv6_loopback():
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def echo6(port, udp=False):
+    """One echo to [::1]:PORT; the parsed answer, checked."""
+    frame, challenge = build_request()
+    kind = socket.SOCK_DGRAM if udp else socket.SOCK_STREAM
+    with socket.socket(socket.AF_INET6, kind) as s:
+        s.settimeout(5)
+        s.connect(("::1", port))
+        s.sendall(frame)
+        data = s.recv(4096) if udp else read_until_eof(s).data
+    why = check_echo_answer("eof", data, frame, challenge)
+    expect(why is None, f"echo over {'UDP' if udp else 'TCP'} to [::1]:{port}: {why}", data)
+
+
+@test(timeout=60)
+def test_ipv4_and_ipv6_listen_addresses():
+    """Several listen entries, IPv4 and IPv6, TCP and UDP on each."""
+    if not ipv6_loopback():
+        raise Skip("no IPv6 loopback here")
+    d = MasterDaemon({"worker_processes": 2}, log_level="debug")
+    six = free_port()
+    d.rewrite(listen=(f"127.0.0.1:{d.port}", f"[::1]:{six}"))
+    with d:
+        d.echo_ok()
+        d.echo_ok(udp=True)
+        echo6(six)
+        echo6(six, udp=True)
+        expect(wait_until(lambda: log_lines_matching(d, r": ::1: echo$"), 5),
+               "the IPv6 client's address is not in the log")
+
+
 # --------------------------------------------------------------------------
 # 12. Workers die with the master
 
