@@ -38,6 +38,7 @@ typedef struct rd_config {
     unsigned keepalive_interval;   /* seconds */
     unsigned keepalive_count;
     unsigned udp_payload_threshold;
+    unsigned udp_receive_buffer;   /* bytes; 0: the system's default */
     bool quick_commands_inline;    /* status commands on the I/O thread */
     bool admin_key_set;
     uint8_t admin_key[RD_ADMIN_KEY_SIZE];

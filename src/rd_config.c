@@ -84,6 +84,7 @@ static const rd_opt_t rd_opts[] = {
     RD_INT(keepalive_interval, 10, 1, 32767),
     RD_INT(keepalive_count, 5, 1, 127),
     RD_INT(udp_payload_threshold, 65507, 32, 65507),
+    RD_INT(udp_receive_buffer, 0, 0, 268435456),
     RD_BOOL(quick_commands_inline, true),
     { .name = "admin_key", .type = RD_OPT_STRING, .parse = rd_opt_admin_key },
     { .name = "log_level", .type = RD_OPT_STRING, .def_text = "info",

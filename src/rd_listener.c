@@ -85,6 +85,20 @@ static void listener_set_keepalive(int fd, const rd_config_t *cf)
     setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof(count));
 }
 
+/* A deeper queue absorbs bursts of datagrams that would otherwise be
+ * dropped by the kernel while a worker is busy. As root the system's cap
+ * (net.core.rmem_max) does not apply. */
+static void listener_set_rcvbuf(int fd, const rd_config_t *cf)
+{
+    int size = (int)cf->udp_receive_buffer;
+
+    if (size == 0)
+        return;
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size)) < 0 &&
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size)) < 0)
+        rd_log(RD_LOG_WARN, "udp_receive_buffer %d: %s", size, strerror(errno));
+}
+
 static int listener_find(const rd_listener_t *ls, size_t count,
                          const rd_listen_addr_t *a, int type)
 {
@@ -118,6 +132,8 @@ int rd_listeners_open_reusing(const rd_config_t *cf, const rd_listener_t *old, s
             }
             if (types[t] == SOCK_STREAM)
                 listener_set_keepalive(fd, cf);
+            else
+                listener_set_rcvbuf(fd, cf);
             ls[n++] = (rd_listener_t){ .fd = fd, .type = types[t], .addr = cf->listen[i] };
         }
     }

@@ -4,6 +4,7 @@ sd_notify, log format.  Prints TAP."""
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -361,6 +362,29 @@ def test_sigint_stops_the_second_daemon_with_exit_0():
     d = daemon("r7")
     d.echo_ok()
     d.stop(sig=signal.SIGINT)
+
+
+def udp_receive_buffer(port):
+    """The receive buffer (rb) of the UDP socket bound to PORT, as ss shows it."""
+    if shutil.which("ss") is None:
+        raise Skip("no ss (iproute2) here")
+    out = subprocess.run(["ss", "-uamnH", f"sport = :{port}"], capture_output=True,
+                         text=True, timeout=10).stdout
+    m = re.search(r"\brb(\d+)", out)
+    expect(m is not None, f"no UDP socket on port {port} in ss's output", out)
+    return int(m.group(1))
+
+
+@test
+def test_udp_receive_buffer_is_applied():
+    with Daemon({}) as d:
+        default = udp_receive_buffer(d.port)
+    with Daemon({"udp_receive_buffer": 4 * 1024 * 1024}) as d:
+        d.echo_ok(udp=True)
+        deep = udp_receive_buffer(d.port)
+    # The kernel doubles what it is given, for its own bookkeeping.
+    expect(deep >= 4 * 1024 * 1024 and deep > default,
+           f"udp_receive_buffer not applied: {deep} bytes (default {default})")
 
 
 if __name__ == "__main__":
