@@ -200,8 +200,8 @@ int rd_client_parse(const uint8_t *buf, size_t len, rd_client_response_t *resp)
     resp->shard = buf[1];
     resp->status = buf[2];
     resp->group = buf[3];
-    resp->frames = (uint16_t)(uint32_t)rd_get_be(buf + 4, 2);
-    resp->echo = (uint16_t)(uint32_t)rd_get_be(buf + 6, 2);
+    resp->frames = (uint16_t)rd_get_be(buf + 4, 2);
+    resp->echo = (uint16_t)rd_get_be(buf + 6, 2);
     resp->body_size = (uint32_t)rd_get_be(buf + 9, 3);
     resp->exec_us = (uint32_t)rd_get_be(buf + 12, 4);
     memcpy(resp->challenge_hash, buf + 16, sizeof(resp->challenge_hash));
