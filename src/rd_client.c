@@ -191,15 +191,21 @@ size_t rd_client_seal(const rd_client_request_t *r, uint8_t *out, size_t cap,
 
 /* ---- parsing and opening answers --------------------------------------------- */
 
-int rd_client_parse(const uint8_t *buf, size_t len, rd_client_response_t *resp)
+/* Bytes 0-3 mean the same in both header families. */
+static void parse_common(const uint8_t *buf, rd_client_response_t *resp)
 {
-    if (len < HEADER_SIZE)
-        return -1;
     memset(resp, 0, sizeof(*resp));
     resp->raida_id = buf[0];
     resp->shard = buf[1];
     resp->status = buf[2];
     resp->group = buf[3];
+}
+
+int rd_client_parse(const uint8_t *buf, size_t len, rd_client_response_t *resp)
+{
+    if (len < HEADER_SIZE)
+        return -1;
+    parse_common(buf, resp);
     resp->frames = (uint16_t)rd_get_be(buf + 4, 2);
     resp->echo = (uint16_t)rd_get_be(buf + 6, 2);
     resp->body_size = (uint32_t)rd_get_be(buf + 9, 3);
@@ -223,11 +229,7 @@ static int parse_modern(const uint8_t *buf, size_t len, rd_client_response_t *re
 {
     if (len < MODERN_HEADER_SIZE)
         return -1;
-    memset(resp, 0, sizeof(*resp));
-    resp->raida_id = buf[0];
-    resp->shard = buf[1];
-    resp->status = buf[2];
-    resp->group = buf[3];
+    parse_common(buf, resp);
     resp->exec_us = (uint32_t)rd_get_be(buf + 4, 4);
     resp->body_size = (uint32_t)rd_get_be(buf + 9, 3);
     resp->enc_type = buf[16];

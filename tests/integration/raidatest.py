@@ -327,6 +327,7 @@ class Daemon:
         self.proc = None
         self.notify_sock = None
         self.notifications = []
+        self.notes = []                 # (sender PID, line), in order
         self._notify_cond = threading.Condition()
         self._notify_done = threading.Event()
         self._notify_thread = None
@@ -351,6 +352,7 @@ class Daemon:
 
     def start(self):
         self.notify_sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify_sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
         self.notify_sock.bind(self.notify_path)
         self._notify_thread = threading.Thread(target=self._notify_reader, daemon=True)
         self._notify_thread.start()
@@ -397,13 +399,14 @@ class Daemon:
     def _notify_reader(self):
         """Reads the notify socket for as long as the daemon runs, as systemd
         does: unread, the socket's small queue (net.unix.max_dgram_qlen)
-        fills up and the daemon's next sd_notify() blocks."""
+        fills up and the daemon's next sd_notify() blocks. With SO_PASSCRED
+        each line is kept with its sender's PID in .notes too."""
         sock = self.notify_sock
         sock.settimeout(0.1)
         while True:
             done = self._notify_done.is_set()
             try:
-                data = sock.recv(4096)
+                data, ancdata, _, _ = sock.recvmsg(4096, socket.CMSG_SPACE(12))
             except (socket.timeout, BlockingIOError):
                 if done:
                     return
@@ -412,8 +415,14 @@ class Daemon:
                 return
             if done:
                 sock.settimeout(0)      # stopping: drain what is queued, then leave
+            pid = None
+            for level, kind, cdata in ancdata:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+                    pid = struct.unpack("iII", cdata[:12])[0]
+            lines = data.decode(errors="replace").split("\n")
             with self._notify_cond:
-                self.notifications.extend(data.decode(errors="replace").split("\n"))
+                self.notes.extend((pid, line) for line in lines)
+                self.notifications.extend(lines)
                 self._notify_cond.notify_all()
 
     def _read_notifications(self, timeout):

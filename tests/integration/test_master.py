@@ -47,52 +47,13 @@ RESPAWN_RE = re.compile(r"worker slot (\d+) died young (\d+) times in a row: res
 # A daemon whose notify socket also says who sent each message
 
 class MasterDaemon(Daemon):
-    """Daemon whose notify socket has SO_PASSCRED: .notes holds (pid, line)
-    for every line received, in order, beside the harness's .notifications."""
+    """Daemon with two workers by default, and helpers for notifications
+    (.notes: sender PID and line), configuration rewrites and workers."""
 
     def __init__(self, overrides=None, **kw):
-        self.notes = []
-        self._nsock = None
         settings = {"worker_processes": 2}
         settings.update(overrides or {})
         super().__init__(settings, **kw)
-
-    # The harness creates the socket in start(), before the daemon runs:
-    # SO_PASSCRED is set as soon as it is assigned, so no message misses it.
-    @property
-    def notify_sock(self):
-        return self._nsock
-
-    @notify_sock.setter
-    def notify_sock(self, sock):
-        if sock is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-        self._nsock = sock
-
-    def _notify_reader(self):
-        sock = self.notify_sock
-        sock.settimeout(0.1)
-        while True:
-            done = self._notify_done.is_set()
-            try:
-                data, ancdata, _, _ = sock.recvmsg(4096, socket.CMSG_SPACE(12))
-            except (socket.timeout, BlockingIOError):
-                if done:
-                    return
-                continue
-            except OSError:
-                return
-            pid = None
-            for level, kind, cdata in ancdata:
-                if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
-                    pid = struct.unpack("iII", cdata[:12])[0]
-            if done:
-                sock.settimeout(0)
-            lines = data.decode(errors="replace").split("\n")
-            with self._notify_cond:
-                self.notes.extend((pid, line) for line in lines)
-                self.notifications.extend(lines)
-                self._notify_cond.notify_all()
 
     # -- notifications
 
