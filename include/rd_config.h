@@ -29,6 +29,7 @@ typedef struct rd_config {
     unsigned worker_threads;
     unsigned epoll_timeout_ms;
     unsigned events_per_wait;
+    unsigned wakeup_budget;        /* accepts, datagrams or discarded reads per turn */
     unsigned max_descriptors;
     unsigned max_body_size;
     unsigned socket_timeout_ms;

@@ -9,6 +9,7 @@
 #include <netinet/in.h>
 
 #include "rd_event.h"
+#include "rd_job.h"
 #include "rd_limit.h"
 #include "rd_protocol.h"
 
@@ -36,6 +37,7 @@ typedef struct rd_conn_list {
 } rd_conn_list_t;
 
 struct rd_conn {
+    rd_job_kind_t kind;         /* RD_JOB_CONN, first: see rd_job.h */
     rd_event_t ev;              /* ev.fd is the socket */
     struct rd_worker *worker;
     rd_conn_state_t state;
@@ -60,8 +62,10 @@ struct rd_conn {
 void rd_conn_list_append(rd_conn_list_t *list, rd_conn_t *c);
 void rd_conn_list_remove(rd_conn_t *c);
 
-/* Accepts every pending connection on LISTEN_FD (until EAGAIN). */
-void rd_conn_accept_all(struct rd_worker *w, int listen_fd);
+/* Accepts the pending connections on LISTEN_FD, until EAGAIN, a pause of
+ * the listeners, or wakeup_budget of them: then returns true, and the
+ * caller posts the listener's event to come back for the rest. */
+bool rd_conn_accept_all(struct rd_worker *w, int listen_fd);
 
 /* Called on the I/O thread when the pool has finished C's request. */
 void rd_conn_processed(rd_conn_t *c);

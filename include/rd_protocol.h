@@ -125,6 +125,13 @@ void rd_protocol_run_command(const rd_protocol_t *p, rd_request_t *req, rd_respo
 void rd_protocol_error_response(const rd_protocol_t *p, const rd_request_t *req,
                                 int status, rd_response_t *resp);
 
+/* One whole frame in FRAME (a datagram): checks its header and body and
+ * fills REQ (whose body then points into FRAME). Returns -1 when the frame
+ * is too short to be answered at all, else RD_STATUS_NO_ERROR or the status
+ * to answer. */
+int rd_protocol_read_frame(const rd_protocol_t *p, rd_request_t *req, uint8_t *frame,
+                           size_t len);
+
 /* One whole frame in FRAME (a datagram): validates it, runs it, answers;
  * REQ is filled as far as the frame allowed (for the caller's log). The body
  * is decrypted in place. Returns false when the frame is too short to be

@@ -75,6 +75,7 @@ static const rd_opt_t rd_opts[] = {
     RD_INT(worker_threads, 4, 1, 256),
     RD_INT(epoll_timeout_ms, 10000, 1, 3600000),
     RD_INT(events_per_wait, 10000, 1, 1000000),
+    RD_INT(wakeup_budget, 64, 1, 1000000),
     RD_INT(max_descriptors, 65535, 64, 1048576),
     RD_INT(max_body_size, 65536, 18, 1048576),
     RD_INT(socket_timeout_ms, 2000, 10, 3600000),

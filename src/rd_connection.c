@@ -106,6 +106,7 @@ static void conn_close(rd_conn_t *c)
     int fd = c->ev.fd;
 
     rd_conn_list_remove(c);
+    rd_event_forget(&w->loop, &c->ev);
     /* No EPOLL_CTL_DEL: closing the only descriptor of the socket removes
      * it from epoll, for one system call less per connection. */
     close(fd);
@@ -114,6 +115,7 @@ static void conn_close(rd_conn_t *c)
     if (c->limit_counted)
         rd_limit_conn_close(w->limit, &w->limit_conf, c->client_key);
     free(c->body_heap);
+    c->body_heap = NULL;
     rd_response_release(&c->resp);
     conn_put(w, c);
     /* A descriptor and a slot are free again. */
@@ -121,12 +123,14 @@ static void conn_close(rd_conn_t *c)
 }
 
 /* Reads and discards input until the peer closes, so that closing our end
- * does not send a reset that could destroy the answer in flight. */
+ * does not send a reset that could destroy the answer in flight. A client
+ * that never stops sending gets wakeup_budget reads per turn of the loop,
+ * like everyone else, until write_timeout_ms cuts it. */
 static int conn_drain(rd_conn_t *c)
 {
     uint8_t sink[512];
 
-    for (;;) {
+    for (unsigned reads = 0; reads < c->worker->cf->wakeup_budget; reads++) {
         ssize_t n = recv(c->ev.fd, sink, sizeof(sink), 0);
 
         if (n > 0)
@@ -138,6 +142,8 @@ static int conn_drain(rd_conn_t *c)
         conn_close(c);
         return CONN_GONE;
     }
+    rd_event_post(&c->worker->loop, &c->ev);
+    return CONN_PAUSE;
 }
 
 /* Closing with unread input sends a reset, which can destroy the answer
@@ -198,7 +204,10 @@ static int conn_write(rd_conn_t *c)
         }
         if (!c->out_armed) {
             c->out_armed = true;
-            conn_watch(c);
+            if (conn_watch(c) < 0) {
+                conn_close(c);
+                return CONN_GONE;
+            }
             conn_write_deadline(c);
         }
         return CONN_PAUSE;
@@ -284,13 +293,17 @@ static int conn_dispatch(rd_conn_t *c)
  * inbuf itself when the request fits (no allocation for small requests). */
 static int conn_take_header(rd_conn_t *c)
 {
+    rd_worker_t *w = c->worker;
     rd_request_t *req = &c->req;
     uint32_t total, extra;
     int status;
 
     memcpy(req->header, c->inbuf, req->header_size);
     req->header_have = req->header_size;
-    status = rd_protocol_validate_header(&c->worker->proto, req);
+    /* Counted before any work, so that bad requests spend the budget too. */
+    if (w->limit != NULL && !rd_limit_request(w->limit, &w->limit_conf, c->client_key, rd_now_ms()))
+        return conn_fail(c, RD_STATUS_RATE_EXCEEDED);
+    status = rd_protocol_validate_header(&w->proto, req);
     if (status != RD_STATUS_NO_ERROR)
         return conn_fail(c, status);
     c->state = RD_CONN_READ_BODY;
@@ -321,8 +334,6 @@ static int conn_body_read(rd_conn_t *c)
     /* Bytes past the request were sent with it: closing over them would
      * reset the connection, so it lingers instead. */
     c->input_left = c->have > c->want;
-    if (w->limit != NULL && !rd_limit_request(w->limit, &w->limit_conf, c->client_key, rd_now_ms()))
-        return conn_fail(c, RD_STATUS_RATE_EXCEEDED);
     status = rd_protocol_validate_body(&w->proto, &c->req);
     if (status != RD_STATUS_NO_ERROR)
         return conn_fail(c, status);
@@ -452,24 +463,31 @@ static void conn_open(rd_worker_t *w, int fd, const struct sockaddr_storage *ss)
     /* Clients send their request right after connecting: it is usually
      * there by now, and then the connection never needs epoll. An
      * edge-triggered add reports what arrives after this read. */
-    if (conn_read_request(c) != CONN_GONE && !c->watched && conn_watch(c) < 0)
+    if (conn_read_request(c) == CONN_GONE || c->watched || conn_watch(c) == 0)
+        return;
+    /* Unwatched, a complete request is still answered: the pool owns it
+     * (and a record the pool owns is closed by no one else) or it waits
+     * for a slot; its write needs epoll only if the socket buffer fills,
+     * and closes it if the watch fails again then. */
+    if (c->state != RD_CONN_PROCESSING && c->state != RD_CONN_WAITING)
         conn_close(c);
 }
 
 /* Accepts until EAGAIN: an edge-triggered listener reports a burst once.
- * At the connection cap or out of descriptors it pauses the listeners
- * instead, so that the loop neither spins nor leaves them forgotten. */
-void rd_conn_accept_all(rd_worker_t *w, int listen_fd)
+ * At the connection cap, out of descriptors or with every request slot
+ * busy it pauses the listeners instead (and stops at once), so that the
+ * loop neither spins nor leaves them forgotten. */
+bool rd_conn_accept_all(rd_worker_t *w, int listen_fd)
 {
-    for (;;) {
+    for (unsigned taken = 0; taken < w->cf->wakeup_budget; taken++) {
         struct sockaddr_storage ss;
         socklen_t len = sizeof(ss);
         int fd;
 
-        if (w->active >= w->max_conns) {
+        if (w->active >= w->max_conns)
             rd_worker_accept_block(w, RD_ACCEPT_FULL);
-            return;
-        }
+        if (w->accept_blocked != 0)
+            return false;
         fd = accept4(listen_fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
             conn_open(w, fd, &ss);
@@ -481,8 +499,9 @@ void rd_conn_accept_all(rd_worker_t *w, int listen_fd)
             rd_worker_accept_block(w, RD_ACCEPT_NOFD);
         else if (errno != EAGAIN && errno != EWOULDBLOCK)
             rd_log(RD_LOG_ERR, "accept: %s", strerror(errno));
-        return;
+        return false;
     }
+    return true;
 }
 
 void rd_conn_processed(rd_conn_t *c)
@@ -535,7 +554,8 @@ void rd_conn_close_all(rd_worker_t *w)
     /* The pool has finished: what it handed back is ours again. */
     while ((n = rd_queue_pop_all(w->done, done, 64)) > 0)
         for (size_t i = 0; i < n; i++)
-            ((rd_conn_t *)done[i])->state = RD_CONN_WRITE;
+            if (rd_job_kind(done[i]) == RD_JOB_CONN)
+                ((rd_conn_t *)done[i])->state = RD_CONN_WRITE;
     for (size_t fd = 0; fd < w->conns_size; fd++)
         if (w->conns[fd] != NULL)
             conn_close(w->conns[fd]);

@@ -9,6 +9,7 @@
 int rd_event_loop_init(rd_event_loop_t *loop, int max_events)
 {
     loop->max_events = max_events;
+    TAILQ_INIT(&loop->posted);
     loop->events = calloc((size_t)max_events, sizeof(*loop->events));
     if (loop->events == NULL)
         return -1;
@@ -49,19 +50,56 @@ int rd_event_mod(rd_event_loop_t *loop, rd_event_t *ev, uint32_t mask)
 
 int rd_event_del(rd_event_loop_t *loop, rd_event_t *ev)
 {
+    rd_event_forget(loop, ev);
     return event_ctl(loop, EPOLL_CTL_DEL, ev, 0);
+}
+
+void rd_event_post(rd_event_loop_t *loop, rd_event_t *ev)
+{
+    if (ev->posted)
+        return;
+    ev->posted = true;
+    TAILQ_INSERT_TAIL(&loop->posted, ev, posted_link);
+}
+
+void rd_event_forget(rd_event_loop_t *loop, rd_event_t *ev)
+{
+    if (!ev->posted)
+        return;
+    ev->posted = false;
+    TAILQ_REMOVE(&loop->posted, ev, posted_link);
+}
+
+/* Only the events posted before this turn run: one that posts itself again
+ * waits for the next turn, after epoll had its say. A handler may forget
+ * another posted event (closing it): it is then simply not found. */
+static void event_run_posted(rd_event_loop_t *loop)
+{
+    size_t n = 0;
+    rd_event_t *ev;
+
+    TAILQ_FOREACH(ev, &loop->posted, posted_link)
+        n++;
+    while (n-- > 0 && (ev = TAILQ_FIRST(&loop->posted)) != NULL) {
+        rd_event_forget(loop, ev);
+        ev->handler(ev, EPOLLIN);
+    }
 }
 
 int rd_event_loop_poll(rd_event_loop_t *loop, int timeout_ms)
 {
-    int n = epoll_wait(loop->epfd, loop->events, loop->max_events, timeout_ms);
+    int n;
 
-    if (n < 0)
-        return errno == EINTR ? 0 : -1;
+    if (!TAILQ_EMPTY(&loop->posted))
+        timeout_ms = 0;
+    n = epoll_wait(loop->epfd, loop->events, loop->max_events, timeout_ms);
+    if (n < 0 && errno != EINTR)
+        return -1;
     for (int i = 0; i < n; i++) {
         rd_event_t *ev = loop->events[i].data.ptr;
 
         ev->handler(ev, loop->events[i].events);
     }
-    return n;
+    event_run_posted(loop);
+    return n < 0 ? 0 : n;
 }

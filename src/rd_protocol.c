@@ -336,16 +336,24 @@ static int frame_request(const rd_protocol_t *p, uint8_t *frame, size_t len,
     return rd_protocol_validate_body(p, req);
 }
 
-bool rd_protocol_handle_frame(const rd_protocol_t *p, rd_request_t *req, uint8_t *frame,
-                              size_t len, rd_response_t *resp)
+int rd_protocol_read_frame(const rd_protocol_t *p, rd_request_t *req, uint8_t *frame,
+                           size_t len)
 {
     if (len < RD_LEGACY_HEADER_SIZE)
-        return false;
+        return -1;
     memset(req, 0, sizeof(*req));
     size_t header_size = rd_protocol_header_size(frame);
     if (len < header_size)
+        return -1;
+    return frame_request(p, frame, len, header_size, req);
+}
+
+bool rd_protocol_handle_frame(const rd_protocol_t *p, rd_request_t *req, uint8_t *frame,
+                              size_t len, rd_response_t *resp)
+{
+    int status = rd_protocol_read_frame(p, req, frame, len);
+    if (status < 0)
         return false;
-    int status = frame_request(p, frame, len, header_size, req);
     if (status != RD_STATUS_NO_ERROR)
         rd_protocol_error_response(p, req, status, resp);
     else

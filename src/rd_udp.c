@@ -1,14 +1,31 @@
 #include "config.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 
 #include "rd_listener.h"
 #include "rd_log.h"
 #include "rd_udp.h"
 #include "rd_worker.h"
+
+/* A request handed to the pool: its own copy of the datagram (the batch
+ * buffers are read into again at once), its sender and its answer. */
+typedef struct udp_job {
+    rd_job_kind_t kind;                          /* RD_JOB_DATAGRAM, first: see rd_job.h */
+    LIST_ENTRY(udp_job) link;                    /* on rd_udp's list of jobs out */
+    rd_worker_t *worker;
+    int fd;                                      /* the socket it came on */
+    struct sockaddr_storage peer;
+    socklen_t peer_len;
+    size_t len;
+    rd_request_t req;
+    rd_response_t resp;
+    uint8_t frame[];                             /* len bytes */
+} udp_job_t;
 
 struct rd_udp {
     size_t cap;                                  /* bytes per datagram buffer */
@@ -19,7 +36,15 @@ struct rd_udp {
     struct iovec out_iov[RD_UDP_BATCH];
     struct mmsghdr out[RD_UDP_BATCH];
     rd_response_t resp[RD_UDP_BATCH];
+    LIST_HEAD(, udp_job) jobs;                   /* in the pool or on the queue */
 };
+
+static void udp_job_free(udp_job_t *job)
+{
+    LIST_REMOVE(job, link);
+    rd_response_release(&job->resp);
+    free(job);
+}
 
 rd_udp_t *rd_udp_create(size_t cap)
 {
@@ -35,6 +60,7 @@ rd_udp_t *rd_udp_create(size_t cap)
     }
     for (size_t i = 0; i < RD_UDP_BATCH; i++)
         rd_response_init(&u->resp[i]);
+    LIST_INIT(&u->jobs);
     return u;
 }
 
@@ -42,6 +68,9 @@ void rd_udp_destroy(rd_udp_t *u)
 {
     if (u == NULL)
         return;
+    /* The pool is joined by now: what it handed back was never sent. */
+    while (!LIST_EMPTY(&u->jobs))
+        udp_job_free(LIST_FIRST(&u->jobs));
     for (size_t i = 0; i < RD_UDP_BATCH; i++)
         rd_response_release(&u->resp[i]);
     free(u->bufs);
@@ -56,7 +85,7 @@ static void udp_log(const struct sockaddr_storage *peer, const rd_request_t *req
     if (answered)
         rd_log(RD_LOG_DEBUG, "%s: udp %s", ip, rd_protocol_command_name(req->group, req->command));
     else
-        rd_log(RD_LOG_DEBUG, "%s: udp: dropped a datagram too short to answer", ip);
+        rd_log(RD_LOG_DEBUG, "%s: udp: datagram dropped (too short to answer, or no request slot free)", ip);
 }
 
 /* Refused before the protocol runs (over its rate, or too long): the
@@ -84,31 +113,115 @@ static bool udp_over_rate(rd_worker_t *w, const struct sockaddr_storage *peer)
     return !rd_limit_request(w->limit, &w->limit_conf, key, rd_now_ms());
 }
 
-/* Builds the answer to one datagram of LEN bytes (its real length, which
- * can exceed the buffer) into RESP; false when it gets none. */
-static bool udp_answer(rd_worker_t *w, uint8_t *frame, size_t len,
-                       const struct sockaddr_storage *peer, rd_response_t *resp)
+/* A spoofed source must not be able to aim more bytes at a victim than it
+ * sent: only a sender that proved a key gets a larger answer. */
+static void udp_limit_size(rd_worker_t *w, const uint8_t *frame, size_t len,
+                           rd_request_t *req, rd_response_t *resp)
 {
+    if (resp->len > len && !req->authenticated)
+        udp_refuse(w, frame, len, RD_STATUS_INVALID_PACKET_LENGTH, req, resp);
+}
+
+/* Runs on a pool thread: the pool owns the job until it is on the queue. */
+static void udp_process(void *arg)
+{
+    udp_job_t *job = arg;
+
+    rd_protocol_run_command(&job->worker->proto, &job->req, &job->resp);
+    /* The job holds a request slot, so the queue has room for it. */
+    while (rd_queue_push(job->worker->done, job) < 0)
+        sched_yield();
+}
+
+/* Finding a key may read a file and decrypting costs more than a hand-off:
+ * such a request goes to the pool, as over TCP, so that the I/O thread
+ * serves the others meanwhile. It takes a request slot; when none is free,
+ * or TCP requests already wait for one, the datagram is dropped (as a full
+ * receive buffer would drop it: the client retries). False: dropped. */
+static bool udp_submit(rd_worker_t *w, int fd, const struct msghdr *in, size_t len)
+{
+    udp_job_t *job;
+
+    if (w->in_flight >= w->max_in_flight || w->waiting.head != NULL) {
+        rd_log_debug("udp: every request slot busy: datagram dropped");
+        return false;
+    }
+    if ((job = malloc(sizeof(*job) + len)) == NULL)
+        return false;
+    memcpy(job->frame, in->msg_iov->iov_base, len);
+    job->kind = RD_JOB_DATAGRAM;
+    job->worker = w;
+    job->fd = fd;
+    job->len = len;
+    job->peer_len = in->msg_namelen;
+    memcpy(&job->peer, in->msg_name, in->msg_namelen);
+    rd_response_init(&job->resp);
+    LIST_INSERT_HEAD(&w->udp->jobs, job, link);
+    /* Read again from the copy, so that the request points into it; the
+     * checks passed on the original and pass again. */
+    if (rd_protocol_read_frame(&w->proto, &job->req, job->frame, len) != RD_STATUS_NO_ERROR
+        || rd_threadpool_submit(w->pool, udp_process, job) < 0) {
+        udp_job_free(job);
+        return false;
+    }
+    w->in_flight++;
+    return true;
+}
+
+static bool udp_inline(const rd_worker_t *w, const rd_request_t *req)
+{
+    return w->cf->quick_commands_inline && rd_protocol_is_quick(req);
+}
+
+/* Builds the answer to the datagram IN of LEN bytes (its real length, which
+ * can exceed the buffer) into RESP; false when it gets none now (dropped,
+ * or handed to the pool, which answers later). */
+static bool udp_answer(rd_worker_t *w, int fd, const struct msghdr *in, size_t len,
+                       rd_response_t *resp)
+{
+    uint8_t *frame = in->msg_iov->iov_base;
+    const struct sockaddr_storage *peer = in->msg_name;
     rd_request_t req;
-    bool answered;
+    bool answered = true;
+    int status;
 
     if (udp_over_rate(w, peer))
         answered = udp_refuse(w, frame, len, RD_STATUS_RATE_EXCEEDED, &req, resp);
     else if (len > w->udp->cap)
         answered = udp_refuse(w, frame, len, RD_STATUS_INVALID_PACKET_LENGTH, &req, resp);
+    else if ((status = rd_protocol_read_frame(&w->proto, &req, frame, len)) < 0)
+        answered = false;
+    else if (status != RD_STATUS_NO_ERROR)
+        rd_protocol_error_response(&w->proto, &req, status, resp);
+    else if (udp_inline(w, &req))
+        rd_protocol_run_command(&w->proto, &req, resp);
+    else if (udp_submit(w, fd, in, len))
+        return false;
     else
-        answered = rd_protocol_handle_frame(&w->proto, &req, frame, len, resp);
+        answered = false;
     if (rd_log_enabled(RD_LOG_DEBUG))
         udp_log(peer, &req, answered);
     if (!answered) {
         rd_stats_add(&w->proto.stats->udp_dropped, 1);
         return false;
     }
-    /* A spoofed source must not be able to aim more bytes at a victim than
-     * it sent: only a sender that proved a key gets a larger answer. */
-    if (resp->len > len && !req.authenticated)
-        udp_refuse(w, frame, len, RD_STATUS_INVALID_PACKET_LENGTH, &req, resp);
+    udp_limit_size(w, frame, len, &req, resp);
     return true;
+}
+
+void rd_udp_processed(rd_worker_t *w, void *record)
+{
+    udp_job_t *job = record;
+
+    w->in_flight--;
+    /* Once draining, the listeners, this socket among them, are closed. */
+    if (!w->draining) {
+        udp_limit_size(w, job->frame, job->len, &job->req, &job->resp);
+        if (sendto(job->fd, job->resp.data, job->resp.len, 0,
+                   (const struct sockaddr *)&job->peer, job->peer_len) < 0)
+            rd_log_debug("udp: sendto: %s", strerror(errno));
+    }
+    udp_job_free(job);
 }
 
 static void udp_prepare_receive(rd_udp_t *u)
@@ -122,8 +235,33 @@ static void udp_prepare_receive(rd_udp_t *u)
     }
 }
 
-/* Answers the N datagrams received, in one sendmmsg. A full send buffer
- * drops answers, as the network may: the clients retry. */
+/* Sends the N answers of a batch. sendmmsg stops at the first that fails:
+ * one undeliverable answer (source port 0: EINVAL; a firewall: EPERM; no
+ * route) is skipped and the rest sent. A full send buffer drops what is
+ * left, as the network may: the clients retry. */
+static void udp_send_batch(int fd, struct mmsghdr *out, unsigned n)
+{
+    unsigned sent = 0;
+
+    while (sent < n) {
+        int k = sendmmsg(fd, out + sent, n - sent, 0);
+
+        if (k > 0) {
+            sent += (unsigned)k;
+            continue;
+        }
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            rd_log_debug("udp: send buffer full: %u answers dropped", n - sent);
+            return;
+        }
+        rd_log_debug("udp: sendmmsg: %s: one answer dropped", strerror(errno));
+        sent++;
+    }
+}
+
+/* Answers the N datagrams received, in as few sendmmsg as can be. */
 static void udp_answer_batch(rd_worker_t *w, int fd, unsigned n)
 {
     rd_udp_t *u = w->udp;
@@ -133,7 +271,7 @@ static void udp_answer_batch(rd_worker_t *w, int fd, unsigned n)
         struct msghdr *in = &u->in[i].msg_hdr;
         rd_response_t *resp = &u->resp[out];
 
-        if (!udp_answer(w, in->msg_iov->iov_base, u->in[i].msg_len, &u->peers[i], resp))
+        if (!udp_answer(w, fd, in, u->in[i].msg_len, resp))
             continue;
         u->out_iov[out] = (struct iovec){ .iov_base = resp->data, .iov_len = resp->len };
         u->out[out].msg_hdr = (struct msghdr){
@@ -142,30 +280,34 @@ static void udp_answer_batch(rd_worker_t *w, int fd, unsigned n)
         };
         out++;
     }
-    if (out > 0 && sendmmsg(fd, u->out, out, 0) < 0)
-        rd_log_debug("udp: sendmmsg: %s", strerror(errno));
+    udp_send_batch(fd, u->out, out);
 }
 
-void rd_udp_handle_readable(rd_worker_t *w, int fd)
+bool rd_udp_handle_readable(rd_worker_t *w, int fd)
 {
-    for (;;) {
+    unsigned left = w->cf->wakeup_budget;
+
+    while (left > 0) {
+        unsigned want = left < RD_UDP_BATCH ? left : RD_UDP_BATCH;
         int n;
 
         udp_prepare_receive(w->udp);
         /* MSG_TRUNC reports each datagram's real size: one over the
          * threshold arrives cut, and is answered with status 16. */
-        n = recvmmsg(fd, w->udp->in, RD_UDP_BATCH, MSG_TRUNC, NULL);
+        n = recvmmsg(fd, w->udp->in, want, MSG_TRUNC, NULL);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
             if (errno != EAGAIN && errno != EWOULDBLOCK)
                 rd_log(RD_LOG_WARN, "udp: recvmmsg: %s", strerror(errno));
-            return;
+            return false;
         }
         udp_answer_batch(w, fd, (unsigned)n);
         /* A short batch emptied the socket: the next datagram is a new
          * edge, so no read is needed to find EAGAIN. */
-        if (n < RD_UDP_BATCH)
-            return;
+        if ((unsigned)n < want)
+            return false;
+        left -= (unsigned)n;
     }
+    return true;
 }

@@ -21,8 +21,8 @@ static void worker_on_accept(rd_event_t *ev, uint32_t events)
     rd_worker_t *w = ev->data;
 
     (void)events;
-    if (!w->draining)
-        rd_conn_accept_all(w, ev->fd);
+    if (!w->draining && rd_conn_accept_all(w, ev->fd))
+        rd_event_post(&w->loop, ev);
 }
 
 static void worker_on_datagram(rd_event_t *ev, uint32_t events)
@@ -30,8 +30,8 @@ static void worker_on_datagram(rd_event_t *ev, uint32_t events)
     rd_worker_t *w = ev->data;
 
     (void)events;
-    if (!w->draining)
-        rd_udp_handle_readable(w, ev->fd);
+    if (!w->draining && rd_udp_handle_readable(w, ev->fd))
+        rd_event_post(&w->loop, ev);
 }
 
 /* Finished requests are collected after the event batch, not here: closing
@@ -114,8 +114,12 @@ static void worker_drain_done(rd_worker_t *w)
 
     w->done_pending = false;
     while ((n = rd_queue_pop_all(w->done, done, 256)) > 0)
-        for (size_t i = 0; i < n; i++)
-            rd_conn_processed(done[i]);
+        for (size_t i = 0; i < n; i++) {
+            if (rd_job_kind(done[i]) == RD_JOB_DATAGRAM)
+                rd_udp_processed(w, done[i]);
+            else
+                rd_conn_processed(done[i]);
+        }
     rd_conn_submit_waiting(w);
 }
 

@@ -1,0 +1,148 @@
+/* Fault injection for the integration tests (tests/integration/
+ * test_hardening_io.py): an LD_PRELOAD library that makes some system
+ * calls of raidad fail, or behave like a client that never stops, where a
+ * real client cannot provoke it. Each fault is on while a file of its name
+ * exists in the folder $RD_SHIM_DIR, so that a test turns it on and off
+ * while the daemon runs; with no such file every call goes to the C
+ * library unchanged.
+ *
+ *   epoll_add_fail  epoll_ctl(EPOLL_CTL_ADD) of a connected TCP socket fails
+ *                   with ENOSPC (fs.epoll.max_user_watches reached); accept4
+ *                   waits 200 ms first, so that the client's request is
+ *                   there when raidad reads the new connection at once
+ *   accept_flood    accept4 never finds the backlog empty: when it is, it
+ *                   returns a connection whose peer has already closed
+ *                   (one end of a socketpair), from 127.0.0.3
+ *   udp_flood       recvmmsg never finds the socket empty: what the kernel
+ *                   does not fill is filled with 1-byte datagrams (too
+ *                   short to answer) from 127.0.0.3:9
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+static int shim_fault_on(const char *name)
+{
+    const char *dir = getenv("RD_SHIM_DIR");
+    char path[PATH_MAX];
+
+    if (dir == NULL)
+        return 0;
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    return access(path, F_OK) == 0;
+}
+
+static void *shim_next(const char *name)
+{
+    void *fn = dlsym(RTLD_NEXT, name);
+
+    if (fn == NULL) {
+        fprintf(stderr, "shim_io: no %s after the shim\n", name);
+        abort();
+    }
+    return fn;
+}
+
+/* A TCP socket with a peer, as opposed to a listener, an eventfd... */
+static int shim_connected_tcp(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    int type = 0, listening = 1;
+    socklen_t ilen = sizeof(int);
+
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &ilen) < 0 || type != SOCK_STREAM)
+        return 0;
+    ilen = sizeof(int);
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &ilen) < 0 || listening)
+        return 0;
+    return getpeername(fd, (struct sockaddr *)&ss, &len) == 0
+        && (ss.ss_family == AF_INET || ss.ss_family == AF_INET6);
+}
+
+int epoll_ctl(int epfd, int op, int fd, struct epoll_event *event)
+{
+    static int (*next)(int, int, int, struct epoll_event *);
+
+    if (next == NULL)
+        next = shim_next("epoll_ctl");
+    if (op == EPOLL_CTL_ADD && shim_fault_on("epoll_add_fail") && shim_connected_tcp(fd)) {
+        errno = ENOSPC;
+        return -1;
+    }
+    return next(epfd, op, fd, event);
+}
+
+static void shim_peer(struct sockaddr *addr, socklen_t *addrlen, in_port_t port)
+{
+    struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(port) };
+
+    if (addr == NULL || addrlen == NULL)
+        return;
+    inet_pton(AF_INET, "127.0.0.3", &sin.sin_addr);
+    memcpy(addr, &sin, *addrlen < sizeof(sin) ? *addrlen : sizeof(sin));
+    *addrlen = sizeof(sin);
+}
+
+/* A connection whose client has gone: the reader finds EOF at once. */
+static int shim_dead_connection(struct sockaddr *addr, socklen_t *addrlen, int flags)
+{
+    int sv[2];
+
+    if (socketpair(AF_UNIX, SOCK_STREAM | (flags & (SOCK_NONBLOCK | SOCK_CLOEXEC)), 0, sv) < 0)
+        return -1;
+    close(sv[1]);
+    shim_peer(addr, addrlen, 1);
+    return sv[0];
+}
+
+int accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags)
+{
+    static int (*next)(int, struct sockaddr *, socklen_t *, int);
+    int rc;
+
+    if (next == NULL)
+        next = shim_next("accept4");
+    if (shim_fault_on("epoll_add_fail")) {
+        struct timespec pause = { .tv_sec = 0, .tv_nsec = 200 * 1000 * 1000 };
+
+        nanosleep(&pause, NULL);
+    }
+    rc = next(fd, addr, addrlen, flags);
+    if (rc < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && shim_fault_on("accept_flood"))
+        return shim_dead_connection(addr, addrlen, flags);
+    return rc;
+}
+
+int recvmmsg(int fd, struct mmsghdr *msgs, unsigned int vlen, int flags, struct timespec *timeout)
+{
+    static int (*next)(int, struct mmsghdr *, unsigned int, int, struct timespec *);
+    int rc;
+
+    if (next == NULL)
+        next = shim_next("recvmmsg");
+    rc = next(fd, msgs, vlen, flags, timeout);
+    if ((rc >= 0 || errno == EAGAIN || errno == EWOULDBLOCK) && (unsigned)(rc < 0 ? 0 : rc) < vlen
+        && shim_fault_on("udp_flood")) {
+        for (unsigned i = rc < 0 ? 0 : (unsigned)rc; i < vlen; i++) {
+            struct msghdr *h = &msgs[i].msg_hdr;
+
+            if (h->msg_iovlen > 0 && h->msg_iov[0].iov_len > 0)
+                ((unsigned char *)h->msg_iov[0].iov_base)[0] = 0;
+            shim_peer(h->msg_name, &h->msg_namelen, 9);
+            msgs[i].msg_len = 1;
+        }
+        rc = (int)vlen;
+    }
+    return rc;
+}
