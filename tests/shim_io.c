@@ -35,11 +35,14 @@ static int shim_fault_on(const char *name)
 {
     const char *dir = getenv("RD_SHIM_DIR");
     char path[PATH_MAX];
+    int saved = errno, on;
 
     if (dir == NULL)
         return 0;
     snprintf(path, sizeof(path), "%s/%s", dir, name);
-    return access(path, F_OK) == 0;
+    on = access(path, F_OK) == 0;
+    errno = saved;          /* the caller's errno is what the daemon reads */
+    return on;
 }
 
 static void *shim_next(const char *name)

@@ -1,0 +1,431 @@
+#!/usr/bin/env python3
+"""The I/O defects of the security review (project issue 10), each against the
+real daemon on 127.0.0.1: a failed epoll registration on the accept path, an
+undeliverable UDP answer in a batch, a UDP request whose key lookup reads a
+slow page file, clients that keep a loop busy (a stream after a bad header,
+a UDP flood, an accept flood), bad headers and the rate limit, accepting
+while every request slot is busy. Where no real client can provoke the
+fault, tests/shim_io.c (LD_PRELOAD, $RAIDAD_SHIM) injects it. Each test is
+named after its defect. Prints TAP."""
+
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from raidatest import (  # noqa: E402
+    RAIDA_CLI, Daemon, ReadTimeout, child_pids, diag, expect, fd_count, parse_response,
+    read_until_eof, tcp_connect, tcp_exchange, test, udp_socket, wait_until, workdir, run,
+)
+
+SHIM = os.environ.get("RAIDAD_SHIM") or os.path.join(os.getcwd(), "tests", "libshim_io.so")
+# How long an echo may take while another client abuses the same worker
+# (a few milliseconds when served; the sanitizer builds are slower).
+PROMPT = 1.5
+# How late a timeout may strike.
+LATE = 2.0
+EPOLL_ERROR = r"epoll_ctl\(\d+\): No space left on device"
+
+# The coin whose page file is a FIFO: reading it blocks until the test writes it.
+RECORDS, RECORD_SIZE = 1024, 17
+COIN = (1, 2000, bytes.fromhex("00112233445566778899aabbccddeeff"))
+
+
+# ---------------------------------------------------------------- helpers
+
+class Faults:
+    """The shim's switches: a fault is on while its file exists."""
+
+    def __init__(self, name):
+        self.dir = os.path.join(workdir(), f"faults-{name}")
+        os.makedirs(self.dir)
+
+    def daemon(self, overrides, **kw):
+        expect(os.path.exists(SHIM), f"no fault-injection library at {SHIM} (make check builds it)")
+        d = Daemon(overrides, **kw)
+        d.wrapper = ["env", f"LD_PRELOAD={SHIM}", f"RD_SHIM_DIR={self.dir}"]
+        return d
+
+    def on(self, fault):
+        open(os.path.join(self.dir, fault), "w").close()
+
+    def off(self, fault):
+        try:
+            os.unlink(os.path.join(self.dir, fault))
+        except FileNotFoundError:
+            pass
+
+
+def only_worker(d):
+    pids = child_pids(d.pid)
+    expect(len(pids) == 1, f"one worker expected, found {pids}")
+    return pids[0]
+
+
+def timed_echo(d, udp=False, timeout=PROMPT + 3):
+    """One echo; returns the seconds it took (asserts it was answered right)."""
+    frame, challenge = d.request()
+    start = time.monotonic()
+    if udp:
+        with udp_socket(timeout) as s:
+            s.sendto(frame, ("127.0.0.1", d.port))
+            try:
+                data = s.recvfrom(65536)[0]
+            except socket.timeout:
+                raise AssertionError(f"UDP echo not answered within {timeout} s") from None
+    else:
+        try:
+            data = tcp_exchange(d.port, frame, timeout)
+        except ReadTimeout:
+            raise AssertionError(f"TCP echo not answered within {timeout} s") from None
+    elapsed = time.monotonic() - start
+    r = parse_response(data)
+    expect(r.status == 250 and r.echo == frame[30:32] and r.challenge_hash == challenge,
+           "wrong echo answer", r)
+    return elapsed
+
+
+# Blocking system calls a thread can be found in: openat (x86_64: 257,
+# aarch64: 56), open (x86_64: 2).
+OPEN_SYSCALLS = {"x86_64": {"257", "2"}, "aarch64": {"56"}}
+
+
+def thread_in_open(pid):
+    """True when a thread of PID is inside open()/openat() (blocked on the
+    FIFO); on an architecture not listed, waits a second and says yes."""
+    numbers = OPEN_SYSCALLS.get(os.uname().machine)
+    if numbers is None:
+        time.sleep(1.0)
+        return True
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/syscall") as f:
+                if f.read().split(" ", 1)[0] in numbers:
+                    return True
+        except OSError:
+            continue
+    return False
+
+
+class FifoPage:
+    """A data_dir whose page file for COIN is a FIFO: the key store's read
+    blocks until release() writes the page (with COIN's key) into it."""
+
+    def __init__(self, name):
+        self.dir = os.path.join(workdir(), f"keys-{name}")
+        den, sn, _ = COIN
+        page = sn // RECORDS
+        self.path = os.path.join(self.dir, "Data", "%02x" % (den & 0xFF), "%02x" % (page >> 8),
+                                 "%04x.bin" % page)
+        os.makedirs(os.path.dirname(self.path))
+        os.mkfifo(self.path)
+
+    def page(self):
+        den, sn, key = COIN
+        data = bytearray(RECORDS * RECORD_SIZE)
+        at = (sn % RECORDS) * RECORD_SIZE
+        data[at:at + 16] = key
+        data[at + 16] = 1
+        return bytes(data)
+
+    def release(self):
+        """Writes the page to the reader waiting on the FIFO (if any), then
+        puts a regular file in its place, so that no later read blocks."""
+        released = False
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:
+            fd = None           # ENXIO: no reader
+        if fd is not None:
+            os.set_blocking(fd, True)
+            try:
+                os.write(fd, self.page())
+                released = True
+            finally:
+                os.close(fd)
+        tmp = self.path + ".new"
+        with open(tmp, "wb") as f:
+            f.write(self.page())
+        os.replace(tmp, self.path)
+        return released
+
+
+def cli_encrypted_echo(d, udp):
+    """raida-cli sending a type-1 echo with COIN's key, in the background."""
+    den, sn, key = COIN
+    argv = [RAIDA_CLI, "-r", str(d.raida_id), "-t", "30000", "-E", "1",
+            "-D", str(den), "-S", str(sn), "-K", key.hex()]
+    if udp:
+        argv.append("-u")
+    argv += ["127.0.0.1", str(d.port), "echo"]
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL)
+
+
+def check_cli_ok(proc, what):
+    out, err = proc.communicate(timeout=60)
+    expect(proc.returncode == 0 and "status: 250" in out,
+           f"{what}: raida-cli exited {proc.returncode}", out, err)
+
+
+def udp_datagram_from_port_0(port, payload):
+    """A UDP datagram to 127.0.0.1:PORT whose source port is 0 (a raw
+    socket: only a forger sends that; an answer to it cannot be sent)."""
+    header = struct.pack(">HHHH", 0, port, 8 + len(payload), 0)     # checksum 0: none
+    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP) as s:
+        s.sendto(header + payload, ("127.0.0.1", 0))
+
+
+# ---------------------------------------------------------------- defect 1
+
+@test(expect_log=[EPOLL_ERROR])
+def test_defect1_epoll_add_failure_on_accept():
+    """epoll_ctl(ADD) fails (ENOSPC) for a connection whose whole request was
+    read at once and handed to the pool: the record stays the pool's, the
+    client gets its answer, and the worker goes on accepting (before: closed
+    twice, its body freed twice, the open count wrapped)."""
+    faults = Faults("defect1")
+    with faults.daemon({"worker_processes": 1, "quick_commands_inline": False},
+                       expect_log=[EPOLL_ERROR]) as d:
+        worker = only_worker(d)
+        timed_echo(d)
+        # A body too large for the record's own buffer: it is on the heap.
+        frame, challenge = d.request(payload=os.urandom(300))
+        faults.on("epoll_add_fail")
+        try:
+            data = tcp_exchange(d.port, frame, 10.0)
+        finally:
+            faults.off("epoll_add_fail")
+        r = parse_response(data)
+        expect(r.status == 250 and r.echo == frame[30:32] and r.challenge_hash == challenge,
+               "the client whose registration failed got no right answer", r)
+        expect(any("No space left on device" in line for line in d.log_lines()),
+               "the shim injected no fault", d.log_tail())
+        for _ in range(5):
+            timed_echo(d)
+        expect(child_pids(d.pid) == [worker], "the worker died", d.log_tail())
+
+
+# ---------------------------------------------------------------- defect 3
+
+@test
+def test_defect3_undeliverable_answer_does_not_drop_its_batch():
+    """A datagram from source port 0 (its answer fails with EINVAL) first in
+    a batch, five echoes after it: the five are answered."""
+    if os.geteuid() != 0:
+        expect(False, "this test sends a forged datagram (raw socket): run it as root")
+    with Daemon({"worker_processes": 1}, log_level="info") as d:
+        worker = only_worker(d)
+        timed_echo(d, udp=True)
+        bad, _ = d.request(echo=0xBAD0)
+        frames = [d.request(echo=0x1000 + i)[0] for i in range(5)]
+        with udp_socket(3.0) as s:
+            # Stopped, the worker finds all six in its socket at once: one batch.
+            os.kill(worker, signal.SIGSTOP)
+            try:
+                udp_datagram_from_port_0(d.port, bad)
+                for frame in frames:
+                    s.sendto(frame, ("127.0.0.1", d.port))
+                time.sleep(0.1)
+            finally:
+                os.kill(worker, signal.SIGCONT)
+            echoes = set()
+            while len(echoes) < len(frames):
+                try:
+                    r = parse_response(s.recvfrom(65536)[0])
+                except socket.timeout:
+                    break
+                expect(r.status == 250, "echo not answered with 250", r)
+                echoes.add(r.echo)
+        expect(echoes == {f[30:32] for f in frames},
+               f"{len(frames) - len(echoes)} of {len(frames)} echoes after the undeliverable "
+               "answer were not answered")
+
+
+# ---------------------------------------------------------------- defect 7
+
+@test
+def test_defect7_udp_key_lookup_runs_in_the_pool():
+    """A type-1 UDP echo whose page file blocks (a FIFO nobody writes yet):
+    a TCP echo on the same single worker is answered meanwhile, and the UDP
+    request is answered once the page can be read."""
+    keys = FifoPage("defect7")
+    with Daemon({"worker_processes": 1, "data_dir": keys.dir}, log_level="info") as d:
+        worker = only_worker(d)
+        proc = cli_encrypted_echo(d, udp=True)
+        try:
+            expect(wait_until(lambda: thread_in_open(worker), 15.0),
+                   "the key store never opened the page file")
+            took = timed_echo(d)
+            diag(f"TCP echo answered in {took:.3f} s while the page file blocked")
+            expect(took <= PROMPT, f"TCP echo answered only after {took:.3f} s")
+        finally:
+            released = keys.release()
+        expect(released, "nobody was reading the page file")
+        check_cli_ok(proc, "UDP type-1 echo")
+
+
+# ---------------------------------------------------------------- defect 11
+
+@test
+def test_defect11_stream_after_a_bad_header_yields_and_is_cut():
+    """A client that gets an error for its header and then streams without
+    end: another client's echo on the same worker is answered promptly, and
+    the streamer is cut at write_timeout_ms."""
+    timeout_ms = 1000
+    with Daemon({"worker_processes": 1, "write_timeout_ms": timeout_ms}, log_level="info") as d:
+        timed_echo(d)
+        bad, _ = d.request(raida_id=(d.raida_id + 1) % 25)
+        chunk = os.urandom(1 << 20)
+        stop_at = time.monotonic() + 8.0
+        result = {}
+        s = tcp_connect(d.port)
+
+        def stream():
+            start = time.monotonic()
+            try:
+                s.sendall(bad)
+                while time.monotonic() < stop_at:
+                    s.sendall(chunk)
+                result["cut"] = None
+            except OSError as e:
+                result["cut"] = time.monotonic() - start
+                result["how"] = type(e).__name__
+
+        t = threading.Thread(target=stream, daemon=True)
+        try:
+            t.start()
+            time.sleep(0.3)
+            took = max(timed_echo(d) for _ in range(3))
+            t.join(15.0)
+        finally:
+            s.close()
+        diag(f"echo answered in {took:.3f} s at most; streamer cut after {result.get('cut')} s "
+             f"({result.get('how')})")
+        expect(took <= PROMPT, f"an echo was answered only after {took:.3f} s")
+        expect(result.get("cut") is not None,
+               "the streaming client was never cut (streamed until it stopped itself)")
+        expect(result["cut"] <= timeout_ms / 1000 + LATE,
+               f"the streaming client was cut only after {result['cut']:.3f} s")
+
+
+@test
+def test_defect11_udp_flood_yields_to_tcp():
+    """recvmmsg never finds the UDP socket empty (the shim's udp_flood): a TCP
+    echo on the same worker is answered promptly all the same."""
+    faults = Faults("defect11-udp")
+    with faults.daemon({"worker_processes": 1}, log_level="info") as d:
+        timed_echo(d)
+        faults.on("udp_flood")
+        try:
+            with udp_socket(1.0) as s:
+                s.sendto(b"wake", ("127.0.0.1", d.port))
+            time.sleep(0.2)
+            took = timed_echo(d)
+        finally:
+            faults.off("udp_flood")
+        diag(f"TCP echo answered in {took:.3f} s during the UDP flood")
+        expect(took <= PROMPT, f"TCP echo answered only after {took:.3f} s")
+        timed_echo(d, udp=True)
+
+
+@test
+def test_defect11_accept_flood_yields_to_udp():
+    """accept4 never finds the backlog empty (the shim's accept_flood): a UDP
+    echo on the same worker is answered promptly all the same."""
+    faults = Faults("defect11-accept")
+    with faults.daemon({"worker_processes": 1}, log_level="info") as d:
+        timed_echo(d, udp=True)
+        faults.on("accept_flood")
+        try:
+            timed_echo(d)           # wakes the accept loop
+            took = timed_echo(d, udp=True)
+        finally:
+            faults.off("accept_flood")
+        diag(f"UDP echo answered in {took:.3f} s during the accept flood")
+        expect(took <= PROMPT, f"UDP echo answered only after {took:.3f} s")
+        timed_echo(d)
+
+
+# ---------------------------------------------------------------- defect 12
+
+@test
+def test_defect12_bad_headers_spend_the_rate_budget():
+    """20 requests with a bad header (wrong RAIDA id) at rate_limit 1,
+    burst 5: about 5 answered with status 3, the rest refused with 160."""
+    n, burst = 20, 5
+    with Daemon({"rate_limit": 1, "rate_limit_burst": burst}, log_level="info") as d:
+        start = time.monotonic()
+        counts = {}
+        for i in range(n):
+            frame, _ = d.request(raida_id=(d.raida_id + 1) % 25, echo=i)
+            r = parse_response(tcp_exchange(d.port, frame))
+            expect(r.echo == frame[30:32], "answer to another request", r)
+            counts[r.status] = counts.get(r.status, 0) + 1
+        elapsed = time.monotonic() - start
+        diag(f"{n} bad headers in {elapsed:.2f} s: statuses {counts}")
+        expect(set(counts) <= {3, 160}, f"unexpected statuses {counts}")
+        allowed = burst + int(elapsed) + 1
+        expect(counts.get(3, 0) <= allowed,
+               f"{counts.get(3, 0)} bad headers answered, the budget allows {allowed}")
+        expect(counts.get(160, 0) >= n - allowed, f"only {counts.get(160, 0)} refused by the limit")
+
+
+# ---------------------------------------------------------------- defect 14
+
+@test
+def test_defect14_accept_stops_once_every_request_slot_is_busy():
+    """One pool thread, one request slot, held by a TCP type-1 echo whose page
+    file blocks: of 20 echo connections that arrive at once, the worker
+    accepts one (it waits for the slot) and leaves the rest in the backlog
+    until the slot frees; then every one is answered."""
+    n = 20
+    keys = FifoPage("defect14")
+    with Daemon({"worker_processes": 1, "worker_threads": 1, "mod_queue_size": 1,
+                 "quick_commands_inline": False, "data_dir": keys.dir},
+                log_level="info") as d:
+        worker = only_worker(d)
+        proc = cli_encrypted_echo(d, udp=False)
+        socks = []
+        try:
+            expect(wait_until(lambda: thread_in_open(worker), 15.0),
+                   "the key store never opened the page file")
+            base = fd_count(worker)
+            frames = [d.request(echo=0x2000 + i) for i in range(n)]
+            # Stopped, the worker finds all of them in the backlog at once.
+            os.kill(worker, signal.SIGSTOP)
+            try:
+                for frame, _ in frames:
+                    s = tcp_connect(d.port)
+                    socks.append(s)
+                    s.sendall(frame)
+                time.sleep(0.1)
+            finally:
+                os.kill(worker, signal.SIGCONT)
+            time.sleep(0.5)
+            accepted = fd_count(worker) - base
+            diag(f"{accepted} of {n} connections accepted while the slot was busy")
+            expect(accepted <= 1, f"{accepted} connections accepted while every slot was busy")
+        finally:
+            released = keys.release()
+        try:
+            expect(released, "nobody was reading the page file")
+            check_cli_ok(proc, "TCP type-1 echo")
+            for s, (frame, challenge) in zip(socks, frames):
+                res = read_until_eof(s, 10.0)
+                expect(res.how == "eof", "an echo was not answered", res)
+                r = parse_response(res.data)
+                expect(r.status == 250 and r.echo == frame[30:32], "wrong echo answer", r)
+        finally:
+            for s in socks:
+                s.close()
+
+
+if __name__ == "__main__":
+    run()
