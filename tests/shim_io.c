@@ -16,6 +16,10 @@
  *   udp_flood       recvmmsg never finds the socket empty: what the kernel
  *                   does not fill is filled with 1-byte datagrams (too
  *                   short to answer) from 127.0.0.3:9
+ *   linger_flood    recv on a TCP socket raidad has shut down for writing
+ *                   (FIN_WAIT1/2: lingering after its answer) never finds it
+ *                   empty: a client that sends without end, and faster
+ *                   than raidad reads
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -23,6 +27,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -147,5 +152,36 @@ int recvmmsg(int fd, struct mmsghdr *msgs, unsigned int vlen, int flags, struct 
         }
         rc = (int)vlen;
     }
+    return rc;
+}
+
+/* raidad has sent its FIN on this TCP socket (shutdown(SHUT_WR)). */
+static int shim_lingering(int fd)
+{
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
+        return 0;
+    return ti.tcpi_state == TCP_FIN_WAIT1 || ti.tcpi_state == TCP_FIN_WAIT2;
+}
+
+ssize_t recv(int fd, void *buf, size_t len, int flags)
+{
+    static ssize_t (*next)(int, void *, size_t, int);
+    ssize_t rc;
+    int saved;
+
+    if (next == NULL)
+        next = shim_next("recv");
+    rc = next(fd, buf, len, flags);
+    if (rc >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK) || len == 0)
+        return rc;
+    saved = errno;
+    if (shim_fault_on("linger_flood") && shim_lingering(fd)) {
+        memset(buf, 'x', len);
+        return (ssize_t)len;
+    }
+    errno = saved;
     return rc;
 }
