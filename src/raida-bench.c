@@ -1789,12 +1789,14 @@ static void settle_coins(bench_t *b)
         } else if (detect_one(o, &with_pan) == 1) {
             memcpy(c->key, with_pan.key, AN_SIZE);
             b->settled++;
-        } else {
-            b->unsettled++;
+        } else if (b->unsettled++ < MAX_BAD_SHOWN) {
             fprintf(stderr, "raida-bench: coin %d %u: neither its AN nor the PAN of its last"
                     " pown passed a detect; the list keeps the AN\n", c->den, c->sn);
         }
     }
+    if (b->unsettled > MAX_BAD_SHOWN)
+        fprintf(stderr, "raida-bench: %" PRIu64 " coins in all whose AN is not known\n",
+                b->unsettled);
 }
 
 /* The list with the ANs the coins have now, and the acknowledged powns. */
