@@ -20,10 +20,10 @@
 __attribute__((format(printf, 5, 6)))
 static int fail(char *err, size_t err_len, const char *path, unsigned line, const char *fmt, ...)
 {
-    va_list ap;
     int n = line > 0 ? snprintf(err, err_len, "%s:%u: ", path, line)
                      : snprintf(err, err_len, "%s: ", path);
     if (n >= 0 && (size_t)n < err_len) {
+        va_list ap;
         va_start(ap, fmt);
         vsnprintf(err + n, err_len - (size_t)n, fmt, ap);
         va_end(ap);
@@ -33,11 +33,17 @@ static int fail(char *err, size_t err_len, const char *path, unsigned line, cons
 
 int rd_coinlist_add(rd_coinlist_t *list, int8_t den, uint32_t sn, const uint8_t *an)
 {
+    /* Grown by hand, not realloc: the old copy of the keys is wiped. */
     if (list->count == list->cap) {
         size_t cap = list->cap ? list->cap * 2 : 64;
-        rd_client_coin_t *c = realloc(list->coin, cap * sizeof(*c));
+        rd_client_coin_t *c = cap <= SIZE_MAX / sizeof(*c) ? malloc(cap * sizeof(*c)) : NULL;
         if (c == NULL)
             return -1;
+        if (list->coin != NULL) {
+            memcpy(c, list->coin, list->count * sizeof(*c));
+            rd_crypto_wipe(list->coin, list->cap * sizeof(*c));
+            free(list->coin);
+        }
         list->coin = c;
         list->cap = cap;
     }
@@ -119,7 +125,7 @@ static int read_line(FILE *f, char *buf, size_t size)
 }
 
 static int read_lines(FILE *f, const char *path, rd_coinlist_t *list, unsigned *lines,
-                      char *err, size_t err_len)
+                      size_t max_coins, char *err, size_t err_len)
 {
     char buf[LINE_MAX_LEN];
     unsigned line = 0;
@@ -135,10 +141,12 @@ static int read_lines(FILE *f, const char *path, rd_coinlist_t *list, unsigned *
         const char *why = parse_coin(p, &c);
         if (why != NULL)
             return fail(err, err_len, path, line, "%s", why);
+        if (list->count == max_coins)
+            return fail(err, err_len, path, line, "the file grew while it was read");
         if (rd_coinlist_add(list, c.den, c.sn, c.key) < 0)
             return fail(err, err_len, path, line, "out of memory");
         rd_crypto_wipe(&c, sizeof(c));
-        lines[list->count - 1] = line;      /* room: see rd_coinlist_read */
+        lines[list->count - 1] = line;
     }
     if (ferror(f))
         return fail(err, err_len, path, 0, "%s", strerror(errno));
@@ -188,13 +196,15 @@ int rd_coinlist_read(const char *path, rd_coinlist_t *list, char *err, size_t er
     /* Line numbers of the coins, for the duplicate check: the file's size
      * bounds the count (a coin line takes 36 bytes at least). */
     unsigned *lines = NULL;
+    size_t max_coins = 0;
     if (fseek(f, 0, SEEK_END) == 0) {
         long size = ftell(f);
         rewind(f);
-        lines = malloc(((size_t)(size > 0 ? size : 0) / 36 + 1) * sizeof(*lines));
+        max_coins = (size_t)(size > 0 ? size : 0) / 36 + 1;
+        lines = malloc(max_coins * sizeof(*lines));
     }
     int rc = lines == NULL ? fail(err, err_len, path, 0, "cannot read: %s", strerror(errno))
-                           : read_lines(f, path, list, lines, err, err_len);
+                           : read_lines(f, path, list, lines, max_coins, err, err_len);
     if (rc == 0)
         rc = check_unique(list, lines, path, err, err_len);
     free(lines);
