@@ -830,6 +830,25 @@ static int update_list(cli_t *c, const uint8_t *passed, long count)
     return 0;
 }
 
+/* A pown was sent and no verdict came back: the server may have made it
+ * (over UDP the answer may be lost), and then the coins have the ANs below,
+ * which must not be lost with this process. */
+static void warn_pown_unknown(const cli_t *c)
+{
+    if (c->cmd != CLI_AUTH || !is_pown(c->auth))
+        return;
+    fprintf(stderr, "raida-cli: no verdict: the server may have made the pown; if so, the coins'"
+            " ANs are now (a detect tells):\n");
+    for (size_t i = 0; i < c->coins.n; i++) {
+        uint8_t an[RD_CLIENT_KEY_SIZE];
+        new_an_of(c, i, an);
+        fprintf(stderr, "%d %u ", c->coins.coin[i].den, c->coins.coin[i].sn);
+        for (size_t k = 0; k < RD_CLIENT_KEY_SIZE; k++)
+            fprintf(stderr, "%02x", an[k]);
+        fputc('\n', stderr);
+    }
+}
+
 /* Returns an exit status: 0 when every coin passed. */
 static int print_verdict(cli_t *c, const rd_client_response_t *r)
 {
@@ -847,6 +866,7 @@ static int print_verdict(cli_t *c, const rd_client_response_t *r)
     } else if (count == RD_AUTH_MALFORMED) {
         fprintf(stderr, "raida-cli: status %u with a %zu-byte payload is no verdict for %zu coins\n",
                 r->status, r->payload_len, n);
+        warn_pown_unknown(c);
         rc = EXIT_USAGE;
     } else {
         print_coins(c, passed, count);
@@ -898,16 +918,19 @@ static int run(cli_t *c)
     if (n < 0) {
         fprintf(stderr, "raida-cli: %s %s:%s: %s\n", c->udp ? "udp" : "tcp", c->host, c->port,
                 strerror(errno));
+        warn_pown_unknown(c);
         goto out;
     }
     rd_client_response_t r;
     if (rd_client_open(&ctx, resp, (size_t)n, &r) < 0) {
         fprintf(stderr, "raida-cli: malformed response (%ld bytes)\n", n);
+        warn_pown_unknown(c);
         goto out;
     }
     print_header(&r);
     if (!answer_trusted(&r)) {
         fprintf(stderr, "raida-cli: the answer is not authentic (a wrong key?)\n");
+        warn_pown_unknown(c);
         goto out;
     }
     rc = print_body(c, &r);
