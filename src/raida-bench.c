@@ -1715,6 +1715,12 @@ static int load_coins(bench_t *b)
                 o->list_path, o->list.count, o->threads);
         return -1;
     }
+    if (o->cmd == CMD_POWN && o->enc_type != 0
+        && rd_coinlist_find(&o->list, o->coin.den, o->coin.sn) >= 0) {
+        fprintf(stderr, "raida-bench: %s holds the encryption coin %d %u: a pown would change"
+                " its key\n", o->list_path, o->coin.den, o->coin.sn);
+        return -1;
+    }
     b->coin_state = calloc(o->list.count, sizeof(*b->coin_state));
     return b->coin_state != NULL ? 0 : -1;
 }

@@ -285,6 +285,8 @@ def test_bench_coin_argument_errors():
         (["-L", listing], "-L, -N and -A go with -m detect or -m pown"),
         (["-i", "-m", "detect", "-L", listing], "idle connections send nothing"),
         (["-m", "detect", "-L", listing, "-t", "3", "-c", "3"], "2 coins for 3 threads"),
+        (["-m", "pown", "-L", listing, "-E", "1", "-D", "1", "-S", "1", "-K", "00" * 16],
+         "holds the encryption coin 1 1: a pown would change its key"),
     ]
     for args, message in cases:
         r = subprocess.run([RAIDA_BENCH, "-q"] + args + ["127.0.0.1", "9"], capture_output=True,
