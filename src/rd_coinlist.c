@@ -86,7 +86,8 @@ static const char *parse_coin(const char *line, rd_client_coin_t *c)
     unsigned long long sn = strtoull(line, &end, 10);
     if (errno != 0 || (*end != ' ' && *end != '\t'))
         return "expected \"DEN SN AN\": the serial number is not a number";
-    if (den < RD_COIN_MIN_DEN || den > RD_COIN_MAX_DEN || sn > RD_COIN_MAX_SN)
+    if (den < INT8_MIN || den > INT8_MAX || sn > UINT32_MAX
+        || !rd_coin_valid((int8_t)den, (uint32_t)sn))
         return "not a valid coin (denomination -8..6, serial number 0..1023999)";
     line = end;
     while (*line == ' ' || *line == '\t')
