@@ -6,8 +6,13 @@
 # ceiling, then for TCP and UDP at each concurrency runs raida-bench against
 # raidad and against the ceiling, interleaved, each server fresh on its own
 # free port of 127.0.0.1. Prints a markdown table with the ratios raidad /
-# ceiling and marks the rows that miss the targets; then measures raidad's
-# memory per idle connection and the most idle connections it holds.
+# ceiling and marks the rows that miss the targets; then the coin rows:
+# raidad serving a data directory made by raida-coins, TCP at 64 requests
+# in flight, echo against detect (1 and 50 coins a request), pown (one coin)
+# and pown with every fsync/fdatasync slowed by 2 ms (bench/fsync-delay.c),
+# with the ratios to echo (skipped, saying so, when raidad answers group 1
+# with status 5 or 6); then measures raidad's memory per idle connection and
+# the most idle connections it holds.
 #
 # Settings (environment):
 #   BENCH_SECONDS=5          length of each run
@@ -22,6 +27,9 @@
 #   BENCH_REPEAT=1           runs per row; the table shows the medians
 #   BENCH_IDLE=10000         connections held for the memory measurement (0: skip)
 #   BENCH_MAX_IDLE=1         1: also find the most idle connections (0: skip)
+#   BENCH_TABLE=1            0: skip the raidad / ceiling table
+#   BENCH_COINS=4096         coins issued for the coin rows (0: skip them)
+#   BENCH_SYNC_DELAY_US=2000 the slowed sync of the last coin row
 #   BENCH_BUILD_DIR=<top>/build-bench
 #
 # Only 127.0.0.1 is ever targeted. Every server started is stopped, by
@@ -39,6 +47,9 @@ repeat=${BENCH_REPEAT:-1}
 idle_conns=${BENCH_IDLE:-10000}
 max_idle=${BENCH_MAX_IDLE:-1}
 build=${BENCH_BUILD_DIR:-$top/build-bench}
+table=${BENCH_TABLE:-1}
+coin_count=${BENCH_COINS:-4096}
+sync_delay_us=${BENCH_SYNC_DELAY_US:-2000}
 host=127.0.0.1
 clk_tck=$(getconf CLK_TCK)
 
@@ -181,12 +192,14 @@ wait_ready() {
 }
 
 # start_server KIND PORT [NOFILE]: KIND raidad or ceiling; sets server_pid.
-# The raidad configuration may carry extra lines in $extra_conf (an array).
+# The raidad configuration may carry extra lines in $extra_conf (an array),
+# its environment extra variables in $server_env (NAME=VALUE, an array).
+server_env=()
 start_server() {
     local kind=$1 port=$2 nofile=${3:-} conf
     if [ "$kind" = raidad ]; then
         conf=$(write_conf "$port" "${extra_conf[@]}")
-        set -- "$build/raidad" -c "$conf"
+        set -- env "${server_env[@]}" "$build/raidad" -c "$conf"
     else
         set -- "$build/ceiling" "$port"
     fi
@@ -214,9 +227,11 @@ build_all() {
     (
         cd "$build"
         [ -f Makefile ] || "$top/configure" -q CFLAGS="-O2 -g"
-        make -s -j"$(nproc)" raidad raida-bench raida-cli
+        make -s -j"$(nproc)" raidad raida-bench raida-cli raida-coins
     ) >&2
     cc -O2 -g -Wall -Wextra -o "$build/ceiling" "$top/bench/ceiling.c"
+    cc -O2 -g -Wall -Wextra -shared -fPIC -o "$build/fsync-delay.so" \
+        "$top/bench/fsync-delay.c" -ldl
 }
 
 # ---- one row --------------------------------------------------------------
@@ -227,16 +242,24 @@ json_field() {
 }
 
 # run_row KIND PROTO CONNS: sets row=(rps p50 p99 cpu_us_per_request errors).
+# raida-bench gets the extra arguments $bench_extra, raidad the extra
+# configuration lines $row_conf and environment $row_env (arrays).
 # Runs in this shell, never in $(...): the server it starts must be known
 # to the trap.
+bench_extra=()
+row_conf=()
+row_env=()
 run_row() {
     local kind=$1 proto=$2 conns=$3 out before after ok errs cpu
     local -a flags=(-q -j -d "$seconds" -c "$conns" -t "$tcp_threads")
     [ "$proto" = udp ] && flags=(-q -j -d "$seconds" -c "$conns" -t "$udp_threads" -u)
+    flags+=("${bench_extra[@]}")
     port=$(free_port)
     [ -n "$port" ] || die "no free port"
-    extra_conf=()
+    extra_conf=("${row_conf[@]}")
+    server_env=("${row_env[@]}")
     start_server "$kind" "$port"
+    server_env=()
     before=$(cpu_ticks "$server_pid")
     run_bench "${flags[@]}" "$host" "$port" ||
         log "run.sh: raida-bench reported bad answers from $kind ($proto, $conns)"
@@ -276,7 +299,8 @@ verdict() {
 
 # median VALUE...: the middle value ("-" values are left out).
 median() {
-    printf '%s\n' "$@" | grep -v '^-$' | sort -g | awk '{ v[NR] = $1 }
+    # grep finds nothing when every value is "-": not an error (pipefail).
+    printf '%s\n' "$@" | { grep -v '^-$' || true; } | sort -g | awk '{ v[NR] = $1 }
         END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2];
               else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
@@ -323,6 +347,75 @@ bench_table() {
             echo "| $proto | $conns | raidad | ${r[0]} | ${r[1]} | ${r[2]} | ${r[3]} | ${r[4]} | $rr | $lr | $cr | $(verdict "$proto" "$conns" "$rr" "$lr" "$cr") |"
             echo "| $proto | $conns | ceiling | ${c[0]} | ${c[1]} | ${c[2]} | ${c[3]} | ${c[4]} | | | | |"
         done
+    done
+}
+
+# ---- coin rows ------------------------------------------------------------
+
+coin_dir=$tmp/coins
+coin_list=$tmp/coins/coins.txt
+
+# Sets group1 to the status raidad answers a detect of the list's first
+# coin with ("" for no answer). In this shell: see run_row.
+group1_status() {
+    local port
+    port=$(free_port)
+    extra_conf=("data_dir = \"$coin_dir\";")
+    start_server raidad "$port"
+    "$build/raida-cli" -L "$coin_list" "$host" "$port" detect 0 >"$tmp/group1.out" 2>&1 || true
+    group1=$(sed -n 's/^status: \([0-9]*\).*/\1/p' "$tmp/group1.out")
+    stop_server "$server_pid"
+}
+
+# coin_row NAME RAIDA_BENCH_ARGS...: one row of raidad serving the coins,
+# TCP at 64 requests in flight; the medians under "coins,NAME".
+coin_row() {
+    local name=$1
+    shift
+    bench_extra=("$@")
+    row_conf=("data_dir = \"$coin_dir\";")
+    run_row raidad tcp 64
+    log "  coins $name: ${row[*]}"
+    record_run "coins,$name"
+    bench_extra=()
+    row_conf=()
+    row_env=()
+}
+
+coin_table() {
+    local name e r rr lr cr
+    "$build/raida-coins" -q -d 1 -n "$coin_count" "$coin_dir" >&2 ||
+        die "raida-coins could not make $coin_dir"
+    group1_status
+    case $group1 in
+    5 | 6)
+        echo "Coin rows skipped: raidad answers a detect with status $group1" \
+             "(this build has no authentication group)."
+        return 0 ;;
+    241) ;;
+    *)
+        sed 's/^/    /' "$tmp/group1.out" >&2
+        die "a detect of a coin raida-coins issued did not pass (status ${group1:-none})" ;;
+    esac
+    for _ in $(seq "$repeat"); do
+        coin_row echo
+        coin_row "detect x1" -m detect -N 1 -L "$coin_list"
+        coin_row "detect x50" -m detect -N 50 -L "$coin_list"
+        coin_row pown -m pown -L "$coin_list"
+        row_env=("LD_PRELOAD=$build/fsync-delay.so" "FSYNC_DELAY_US=$sync_delay_us")
+        coin_row "pown, syncs +${sync_delay_us} us" -m pown -L "$coin_list"
+    done
+    medians "coins,echo"
+    e=("${med[@]}")
+    echo "| request (tcp, 64) | req/s | p50 µs | p99 µs | CPU µs/req | errors | rps / echo | p99 / echo | CPU / echo |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    for name in echo "detect x1" "detect x50" pown "pown, syncs +${sync_delay_us} us"; do
+        medians "coins,$name"
+        r=("${med[@]}")
+        rr=$(ratio "${r[0]}" "${e[0]}")
+        lr=$(ratio "${r[2]}" "${e[2]}")
+        cr=$(ratio "${r[3]}" "${e[3]}")
+        echo "| $name | ${r[0]} | ${r[1]} | ${r[2]} | ${r[3]} | ${r[4]} | $rr | $lr | $cr |"
     done
 }
 
@@ -420,7 +513,15 @@ main() {
     echo
     echo "$(nproc) CPUs ($(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1)), kernel $(uname -r)"
     echo
-    bench_table
+    if [ "$table" = 1 ]; then
+        bench_table
+    fi
+    if [ "$coin_count" -gt 0 ]; then
+        echo
+        echo "### Coins: detect and pown against echo"
+        echo
+        coin_table
+    fi
     if [ "$idle_conns" -gt 0 ]; then
         echo
         echo "### Memory per idle connection"

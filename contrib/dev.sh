@@ -2,7 +2,11 @@
 # Developer entry point. Works from a clean clone on Debian 12 as root:
 # installs what is missing, bootstraps autotools, builds out of tree.
 #
-#   ./contrib/dev.sh run     build, then run raidad in the foreground on conf/raidad.conf
+#   ./contrib/dev.sh run     build, then run raidad in the foreground on conf/raidad.conf,
+#                            serving coins: on first use raida-coins issues a few into
+#                            build/dev/data (the coin list is build/dev/data/coins.txt),
+#                            and raidad reads build/dev/raidad.conf, conf/raidad.conf
+#                            with data_dir set to that folder
 #   ./contrib/dev.sh check   build and run every test (plain build, raidad under
 #                            valgrind, address/undefined and thread sanitizer
 #                            builds, and each fuzz target for 10 s in build-fuzz/);
@@ -94,11 +98,32 @@ report() {
         }' "$@"
 }
 
+# The development coins: issued once, kept across runs (a pown changes them).
+dev_dir=$top/build/dev
+dev_coins() {
+    if [ ! -d "$dev_dir/data/Data" ]; then
+        "$top/build/raida-coins" -q -d -8..6 -n 32 "$dev_dir/data"
+    fi
+    # conf/raidad.conf as it is now, but for data_dir.
+    awk -v dir="$dev_dir/data" '
+        /^[ \t]*data_dir[ \t]*=/ { print "data_dir = \"" dir "\";"; done = 1; next }
+        { print }
+        END { if (!done) exit 1 }' "$top/conf/raidad.conf" >"$dev_dir/raidad.conf.tmp" || {
+        echo "dev.sh: conf/raidad.conf has no data_dir line to point at $dev_dir/data" >&2
+        exit 1
+    }
+    mv "$dev_dir/raidad.conf.tmp" "$dev_dir/raidad.conf"
+    echo "dev.sh: serving the coins of $dev_dir/data; coin list $dev_dir/data/coins.txt" >&2
+    echo "dev.sh: try   build/raida-cli -L $dev_dir/data/coins.txt 127.0.0.1 18000 detect 0-4" >&2
+}
+
 cmd_run() {
     ensure_packages
     bootstrap
     build "$top/build"
-    exec "$top/build/raidad" -c "$top/conf/raidad.conf"
+    mkdir -p "$dev_dir"
+    dev_coins
+    exec "$top/build/raidad" -c "$dev_dir/raidad.conf"
 }
 
 # A build that fails still ends with a line CI can count.

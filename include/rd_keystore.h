@@ -1,10 +1,8 @@
 /* Read-only access to the coins' 16-byte keys, kept by the RAIDA servers in
- * page files: DATA_DIR/Data/DD/MM/PPPP.bin, where DD is the denomination
- * (the signed byte as two hex digits), PPPP the page number (serial number /
- * 1024) as four hex digits and MM its high byte. A page holds 1024 records
- * of 17 bytes: the key, then a status byte (0: no coin has this serial
- * number). The hex digits are tried in lowercase (what the RAIDA servers
- * write), then in uppercase; mixed case is not looked for.
+ * page files (their layout: include/rd_coinfile.h). A record whose status
+ * (MFS) byte is 0 holds no coin. The hex digits of the file's name are
+ * tried in lowercase (what the RAIDA servers write), then in uppercase;
+ * mixed case is not looked for.
  *
  * Pages are read on first use and kept in a bounded LRU cache, missing or
  * unreadable ones too (so that asking again costs no system call); a page
@@ -17,10 +15,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define RD_KEY_SIZE           16
-#define RD_KEY_PAGE_RECORDS   1024
-#define RD_KEY_RECORD_SIZE    17
-#define RD_KEY_PAGE_SIZE      (RD_KEY_PAGE_RECORDS * RD_KEY_RECORD_SIZE)
+#include "rd_coinfile.h"
+
+/* The layout is include/rd_coinfile.h's; these names are the store's. */
+#define RD_KEY_SIZE           RD_COIN_AN_SIZE
+#define RD_KEY_PAGE_RECORDS   RD_COIN_PAGE_RECORDS
+#define RD_KEY_RECORD_SIZE    RD_COIN_RECORD_SIZE
+#define RD_KEY_PAGE_SIZE      RD_COIN_PAGE_SIZE
 #define RD_KEY_MAX_PAGE       0xFFFF    /* four hex digits: higher serial numbers have no page */
 
 typedef struct rd_keystore rd_keystore_t;

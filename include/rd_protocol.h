@@ -39,8 +39,13 @@ enum rd_status {
     RD_STATUS_EMPTY_REQUEST = 36,
     RD_STATUS_INVALID_CRC = 37,
     RD_STATUS_ADMIN_AUTH = 38,
+    RD_STATUS_NOT_WHOLE_RECORDS = 39,   /* group 1: payload not a whole number of coins */
+    RD_STATUS_INVALID_COIN = 40,        /* sum commands: a coin that does not exist */
     RD_STATUS_RATE_EXCEEDED = 160,
     RD_STATUS_INVALID_HMAC = 204,
+    RD_STATUS_ALL_PASS = 241,           /* group 1 verdicts */
+    RD_STATUS_ALL_FAIL = 242,
+    RD_STATUS_MIXED = 243,              /* a bitfield follows */
     RD_STATUS_SUCCESS = 250,
     RD_STATUS_INTERNAL_ERROR = 252,
     RD_STATUS_MEMORY_ALLOC = 254,

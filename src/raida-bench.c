@@ -1,8 +1,16 @@
 /* raida-bench: load generator for RAIDA servers, in the manner of
- * redis-benchmark. TCP: C connections kept busy, one echo request per
+ * redis-benchmark. TCP: C connections kept busy, one request per
  * connection as the protocol has it. UDP: C datagrams outstanding. Idle:
  * C connections held open, for measuring the server's memory per
- * connection. Every answer is checked byte for byte. */
+ * connection. Every answer is checked byte for byte.
+ *
+ * The request is an echo, or (-m) a detect of N coins or a pown of one
+ * coin, the coins from a coin list (include/rd_coinlist.h). A coin belongs
+ * to one thread, and a pown takes a coin no other request holds, so the
+ * bench always knows each coin's AN: every detect and pown must pass. A
+ * pown that got no answer leaves its coin's AN unknown; such coins are
+ * settled by detect at the end, and the list is rewritten with the ANs the
+ * coins have. */
 #include "config.h"
 
 #include <errno.h>
@@ -28,6 +36,9 @@
 
 #include "rd_bytes.h"
 #include "rd_client.h"
+#include "rd_client_auth.h"
+#include "rd_coinlist.h"
+#include "rd_crypto.h"
 #include "rd_protocol.h"
 
 #define EXIT_OK       0
@@ -36,8 +47,10 @@
 
 #define NS_PER_S      1000000000ull
 #define NS_PER_MS     1000000ull
-#define REQ_CAP       96    /* an echo request: 50 bytes, 82 for type 4 */
-#define RESP_CAP      128   /* an echo answer is 32 bytes: more is a bad answer */
+#define REQ_ECHO_CAP  96    /* an echo request: 50 bytes, 82 for type 4 */
+#define RESP_CAP      128   /* answers are 32 bytes (48 for type 4): more is a bad answer */
+#define MAX_COINS_PER_REQ 512   /* a detect of 512 coins takes 10,752 bytes */
+#define AN_SIZE       RD_CLIENT_KEY_SIZE
 #define MAX_EVENTS    512
 #define RETRY_NS      (10 * NS_PER_MS)  /* pause of a slot after a failed connect */
 #define POLL_MAX_MS   100   /* the loop looks at the stop flag this often at least */
@@ -116,6 +129,7 @@ static uint64_t hist_percentile(const hist_t *h, double q)
 /* ---- state --------------------------------------------------------------- */
 
 enum mode { MODE_TCP, MODE_UDP, MODE_IDLE };
+enum cmd { CMD_ECHO, CMD_DETECT, CMD_POWN };
 enum err_kind { ERR_CONNECT, ERR_CLOSED, ERR_TIMEOUT, ERR_BAD, ERR_KINDS };
 enum slot_state { SLOT_FREE, SLOT_PARKED, SLOT_CONNECTING, SLOT_WAITING, SLOT_HELD };
 
@@ -136,6 +150,12 @@ typedef struct options {
     uint8_t enc_type;           /* 0, or 1 or 4 with coin */
     rd_client_coin_t coin;
     bool key_set;
+    enum cmd cmd;               /* -m */
+    unsigned per_req;           /* -N: coins per detect */
+    const char *list_path;      /* -L */
+    const char *ack_path;       /* -A */
+    rd_coinlist_t list;         /* the coins and their ANs; coin i belongs to thread i % threads */
+    size_t req_cap;
     const char *host;
     const char *port;
     struct sockaddr_storage addr;
@@ -164,9 +184,23 @@ struct slot {
     size_t got;
     uint8_t challenge[RD_CHALLENGE_SIZE];
     rd_client_ctx_t ctx;        /* encrypted requests: how to open the answer */
-    uint8_t req[REQ_CAP];
+    long coin;                  /* pown: the list index of the coin it holds, or -1 */
+    uint8_t pan[AN_SIZE];       /* pown: the coin's AN once it passes */
+    uint8_t *req;               /* opt.req_cap bytes */
     uint8_t resp[RESP_CAP];
 };
+
+/* A coin's AN is known, or (a pown without an answer) one of two. */
+typedef struct coin_state {
+    bool unknown;               /* the AN is the list's or PAN: settled at the end */
+    uint8_t pan[AN_SIZE];
+} coin_state_t;
+
+/* A pown the server acknowledged: coin INDEX has AN PAN now. */
+typedef struct ack {
+    uint32_t index;
+    uint8_t pan[AN_SIZE];
+} ack_t;
 
 struct bench;
 
@@ -185,6 +219,18 @@ typedef struct worker {
     int32_t *echo_slot;         /* UDP: echo bytes -> slot index, -1 free */
     uint32_t *out;              /* UDP: slots whose request awaits sending */
     size_t out_count;
+    uint8_t *reqs;              /* the slots' request buffers */
+    /* Coins (-m detect, pown): this thread's share of the list. */
+    uint32_t *coins;            /* list indexes */
+    size_t ncoins;
+    size_t next_coin;           /* detect: where the next request starts */
+    uint32_t *idle_coins;       /* pown: a ring of the coins no request holds */
+    size_t idle_head, idle_count;
+    uint8_t *payload;           /* scratch for building a payload */
+    rd_client_coin_t *batch;    /* detect: the coins of one request */
+    ack_t *acks;
+    size_t nacks, acks_cap;
+    uint64_t no_coin;           /* pown: requests not sent, every coin being busy */
     hist_t hist;
     uint64_t ok;
     uint64_t err[ERR_KINDS];
@@ -200,6 +246,7 @@ typedef struct worker {
 
 typedef struct bench {
     options_t opt;
+    coin_state_t *coin_state;   /* one per coin of opt.list */
     uint64_t start_ns;
     uint64_t deadline_ns;       /* 0: none */
     uint64_t timeout_ns;
@@ -207,6 +254,10 @@ typedef struct bench {
     atomic_bool failed;         /* a worker could not go on */
     _Atomic uint64_t issued;    /* requests handed out, against -n */
     atomic_uint bad_shown;
+    /* After a pown run (main thread only). */
+    uint64_t acks;              /* powns the server acknowledged */
+    uint64_t settled;           /* coins whose AN a detect at the end told */
+    uint64_t unsettled;         /* coins whose AN is still not known */
     worker_t *workers;
     unsigned nworkers;
 } bench_t;
@@ -316,6 +367,113 @@ static void slot_free(worker_t *w, slot_t *s)
     w->active--;
 }
 
+/* ---- coins (-m detect, pown) ---------------------------------------------- */
+
+enum coin_outcome {
+    COIN_POWNED,                /* the server said so: the AN is the PAN */
+    COIN_UNCHANGED,             /* not sent, or refused: the AN is the old one */
+    COIN_UNKNOWN,               /* sent, no verdict came: settled at the end */
+};
+
+static void idle_coin_push(worker_t *w, uint32_t i)
+{
+    w->idle_coins[(w->idle_head + w->idle_count++) % w->ncoins] = i;
+}
+
+static bool idle_coin_pop(worker_t *w, uint32_t *i)
+{
+    if (w->idle_count == 0)
+        return false;
+    *i = w->idle_coins[w->idle_head];
+    w->idle_head = (w->idle_head + 1) % w->ncoins;
+    w->idle_count--;
+    return true;
+}
+
+static void add_ack(worker_t *w, uint32_t index, const uint8_t *pan)
+{
+    if (w->nacks == w->acks_cap) {
+        size_t cap = w->acks_cap ? 2 * w->acks_cap : 1024;
+        ack_t *a = realloc(w->acks, cap * sizeof(*a));
+        if (a == NULL) {
+            fprintf(stderr, "raida-bench: out of memory for the acknowledged powns\n");
+            atomic_store(&w->b->failed, true);
+            atomic_store(&w->b->stop, true);
+            return;
+        }
+        w->acks = a;
+        w->acks_cap = cap;
+    }
+    w->acks[w->nacks].index = index;
+    memcpy(w->acks[w->nacks++].pan, pan, AN_SIZE);
+}
+
+/* The slot's pown is over: its coin goes back to the idle ones with the
+ * AN it has now, or waits for the end when that is not known. */
+static void coin_done(worker_t *w, slot_t *s, enum coin_outcome how)
+{
+    if (s->coin < 0)
+        return;
+    uint32_t i = (uint32_t)s->coin;
+    s->coin = -1;
+    switch (how) {
+    case COIN_POWNED:
+        memcpy(w->b->opt.list.coin[i].key, s->pan, AN_SIZE);
+        add_ack(w, i, s->pan);
+        idle_coin_push(w, i);
+        break;
+    case COIN_UNCHANGED:
+        idle_coin_push(w, i);
+        break;
+    case COIN_UNKNOWN:
+        w->b->coin_state[i].unknown = true;
+        memcpy(w->b->coin_state[i].pan, s->pan, AN_SIZE);
+        break;
+    }
+}
+
+/* What an answer says of the pown's coin: a parsed status other than a
+ * pass (or a mixed one, which one coin cannot have) changed nothing. */
+static enum coin_outcome outcome_of(bool ok, int status)
+{
+    if (ok)
+        return COIN_POWNED;
+    if (status >= 0 && status != RD_STATUS_ALL_PASS && status != RD_STATUS_MIXED)
+        return COIN_UNCHANGED;
+    return COIN_UNKNOWN;
+}
+
+/* detect: the next N coins of this thread's share, round robin. */
+static size_t detect_payload(worker_t *w)
+{
+    const options_t *o = &w->b->opt;
+    for (unsigned k = 0; k < o->per_req; k++) {
+        w->batch[k] = o->list.coin[w->coins[w->next_coin]];
+        w->next_coin = (w->next_coin + 1) % w->ncoins;
+    }
+    return rd_auth_build(RD_AUTH_DETECT, w->batch, o->per_req, NULL, w->payload, o->req_cap);
+}
+
+/* pown: an idle coin and a fresh random PAN; 0 when no coin is idle. */
+static size_t pown_payload(worker_t *w, slot_t *s)
+{
+    const options_t *o = &w->b->opt;
+    uint32_t i;
+    if (!idle_coin_pop(w, &i)) {
+        w->no_coin++;
+        return 0;
+    }
+    if (rd_random_bytes(s->pan, AN_SIZE) < 0) {
+        idle_coin_push(w, i);
+        fprintf(stderr, "raida-bench: no random bytes for a PAN\n");
+        atomic_store(&w->b->failed, true);
+        atomic_store(&w->b->stop, true);
+        return 0;
+    }
+    s->coin = (long)i;
+    return rd_auth_build(RD_AUTH_POWN, &o->list.coin[i], 1, s->pan, w->payload, o->req_cap);
+}
+
 /* ---- requests ------------------------------------------------------------ */
 
 static bool build_request(worker_t *w, slot_t *s)
@@ -327,12 +485,22 @@ static bool build_request(worker_t *w, slot_t *s)
         .enc_type = o->enc_type, .coin = { o->coin },
     };
 
+    if (o->cmd != CMD_ECHO) {
+        r.group = RD_AUTH_GROUP;
+        r.command = o->cmd == CMD_DETECT ? RD_AUTH_DETECT : RD_AUTH_POWN;
+        r.payload = w->payload;
+        r.payload_len = o->cmd == CMD_DETECT ? detect_payload(w) : pown_payload(w, s);
+        /* No coin idle: this slot rests (pown_payload said why otherwise). */
+        if (r.payload_len == 0)
+            return false;
+    }
     if (o->enc_type != 0)
-        s->req_len = rd_client_seal(&r, s->req, sizeof(s->req), &s->ctx);
+        s->req_len = rd_client_seal(&r, s->req, o->req_cap, &s->ctx);
     else
-        s->req_len = rd_client_build(&r, s->req, sizeof(s->req), s->challenge);
+        s->req_len = rd_client_build(&r, s->req, o->req_cap, s->challenge);
     if (s->req_len > 0)
         return true;
+    coin_done(w, s, COIN_UNCHANGED);
     fprintf(stderr, "raida-bench: cannot build a request (random bytes)\n");
     atomic_store(&w->b->failed, true);
     atomic_store(&w->b->stop, true);
@@ -357,21 +525,30 @@ static bool challenge_ok(const bench_t *b, const slot_t *s, const rd_client_resp
     return b->opt.enc_type != 1 || r->authentic;
 }
 
-/* An echo answer: status 250, our echo bytes and challenge, no body. */
+/* The answer expected: status 250 to an echo, 241 (every coin passed) to
+ * a detect or pown; our echo bytes and challenge; no body. *STATUS gets
+ * the answer's status, or -1 when it is no frame. */
 static bool answer_ok(const bench_t *b, const slot_t *s, uint8_t *buf, size_t len,
-                      char *why, size_t cap)
+                      char *why, size_t cap, int *status)
 {
     size_t header = b->opt.enc_type >= 4 ? RD_MODERN_HEADER_SIZE : RD_RESPONSE_HEADER_SIZE;
+    bool echo = b->opt.cmd == CMD_ECHO;
+    uint8_t want = echo ? RD_STATUS_SUCCESS : RD_STATUS_ALL_PASS;
+    uint8_t group = echo ? 0 : RD_AUTH_GROUP;
     rd_client_response_t r;
 
-    if (decode_answer(b, s, buf, len, &r) < 0)
+    *status = -1;
+    if (decode_answer(b, s, buf, len, &r) < 0) {
         snprintf(why, cap, "%zu bytes, not a response frame", len);
-    else if (r.status != RD_STATUS_SUCCESS)
+        return false;
+    }
+    *status = r.status;
+    if (r.status != want)
         snprintf(why, cap, "status %u (%s)", r.status, rd_client_status_name(r.status));
     else if (r.raida_id != b->opt.raida_id)
         snprintf(why, cap, "RAIDA id %u, not %u", r.raida_id, b->opt.raida_id);
-    else if (r.group != 0)
-        snprintf(why, cap, "command group %u, not 0", r.group);
+    else if (r.group != group)
+        snprintf(why, cap, "command group %u, not %u", r.group, group);
     else if (header == RD_RESPONSE_HEADER_SIZE && r.echo != s->echo)
         snprintf(why, cap, "echo bytes %04x, not %04x", r.echo, s->echo);
     else if (r.body_size != 0 || len != header)
@@ -411,6 +588,7 @@ static void tcp_next(worker_t *w, slot_t *s)
  * refuses would otherwise be hammered in a tight loop. */
 static void tcp_park(worker_t *w, slot_t *s, enum err_kind kind, uint64_t now)
 {
+    coin_done(w, s, COIN_UNCHANGED);    /* nothing was sent */
     record_error(w, kind, now);
     if (!claim(w)) {
         slot_free(w, s);
@@ -438,6 +616,7 @@ static void tcp_fail(worker_t *w, slot_t *s, enum err_kind kind)
         tcp_park(w, s, kind, now);
         return;
     }
+    coin_done(w, s, COIN_UNKNOWN);
     record_error(w, kind, now);
     tcp_next(w, s);
 }
@@ -446,9 +625,13 @@ static void tcp_judge(worker_t *w, slot_t *s)
 {
     uint64_t now = now_ns();
     char why[128];
+    int status;
+    bool ok;
 
     tcp_end(s);
-    if (answer_ok(w->b, s, s->resp, s->got, why, sizeof(why))) {
+    ok = answer_ok(w->b, s, s->resp, s->got, why, sizeof(why), &status);
+    coin_done(w, s, outcome_of(ok, status));
+    if (ok) {
         record_ok(w, s, now);
     } else {
         record_error(w, ERR_BAD, now);
@@ -611,6 +794,7 @@ static void udp_fail(worker_t *w, slot_t *s, enum err_kind kind)
     uint64_t now = now_ns();
 
     udp_end(w, s);
+    coin_done(w, s, kind == ERR_CONNECT ? COIN_UNCHANGED : COIN_UNKNOWN);
     record_error(w, kind, now);
     if (kind != ERR_CONNECT) {
         udp_next(w, s);
@@ -690,6 +874,8 @@ static void udp_answer(worker_t *w, uint8_t *buf, size_t len)
     rd_client_response_t r;
     char why[128];
     slot_t *s;
+    int status;
+    bool ok;
 
     if (rd_client_parse(buf, len, &r) < 0) {
         snprintf(why, sizeof(why), "%zu-byte datagram, not a response frame", len);
@@ -702,7 +888,9 @@ static void udp_answer(worker_t *w, uint8_t *buf, size_t len)
         return;
     }
     s = &w->slots[w->echo_slot[r.echo]];
-    if (answer_ok(w->b, s, buf, len, why, sizeof(why))) {
+    ok = answer_ok(w->b, s, buf, len, why, sizeof(why), &status);
+    coin_done(w, s, outcome_of(ok, status));
+    if (ok) {
         udp_end(w, s);
         record_ok(w, s, now_ns());
         udp_next(w, s);
@@ -937,9 +1125,11 @@ static void worker_loop(worker_t *w)
 /* What is still in flight when the run ends is dropped, not counted. */
 static void worker_close_all(worker_t *w)
 {
-    for (size_t i = 0; i < w->nslots; i++)
+    for (size_t i = 0; i < w->nslots; i++) {
         if (w->slots[i].fd >= 0)
             close(w->slots[i].fd);
+        coin_done(w, &w->slots[i], COIN_UNKNOWN);
+    }
     if (w->udp_fd >= 0)
         close(w->udp_fd);
     if (w->epfd >= 0)
@@ -976,15 +1166,29 @@ static int worker_init(worker_t *w, bench_t *b, size_t nslots)
     w->slots = calloc(nslots, sizeof(*w->slots));
     if (w->epfd < 0 || w->slots == NULL)
         return -1;
+    if (b->opt.mode != MODE_IDLE) {
+        w->reqs = calloc(nslots, b->opt.req_cap);
+        if (w->reqs == NULL)
+            return -1;
+    }
     for (size_t i = 0; i < nslots; i++) {
         w->slots[i].fd = -1;
         w->slots[i].index = (uint32_t)i;
+        w->slots[i].coin = -1;
+        if (w->reqs != NULL)
+            w->slots[i].req = w->reqs + i * b->opt.req_cap;
     }
     return b->opt.mode == MODE_UDP ? udp_open(w) : 0;
 }
 
 static void worker_free(worker_t *w)
 {
+    free(w->reqs);
+    free(w->coins);
+    free(w->idle_coins);
+    free(w->payload);
+    free(w->batch);
+    free(w->acks);
     free(w->slots);
     free(w->echo_slot);
     free(w->out);
@@ -996,15 +1200,16 @@ static void worker_free(worker_t *w)
     "usage: raida-bench [-u | -i] [-c CONNECTIONS] [-n REQUESTS] [-d SECONDS] [-t THREADS]\n" \
     "                   [-T TIMEOUT_MS] [-r RAIDA_ID] [-C COIN_ID] [-j] [-q]\n" \
     "                   [-E 1|4 -D DEN -S SN -K KEYHEX]\n" \
+    "                   [-m echo|detect|pown -L COIN_LIST [-N COINS] [-A ACK_FILE]]\n" \
     "                   [--allow-remote] HOST PORT\n"
 
 static void usage(FILE *out)
 {
     fprintf(out, SYNOPSIS
         "\n"
-        "Load generator for a RAIDA server: sends echo requests (group 0, command 0)\n"
-        "and checks every answer byte for byte (status 250, RAIDA id, echo bytes,\n"
-        "challenge, empty body).\n"
+        "Load generator for a RAIDA server: sends echo requests (group 0, command 0),\n"
+        "or detect or pown requests, and checks every answer byte for byte (status 250,\n"
+        "or 241 for detect and pown; RAIDA id, echo bytes, challenge, empty body).\n"
         "\n"
         "modes:\n"
         "  (default)         TCP: CONNECTIONS connections kept busy, a new connection\n"
@@ -1022,8 +1227,15 @@ static void usage(FILE *out)
         "                    (default 1000 for UDP, 5000 for TCP)\n"
         "  -r RAIDA_ID       RAIDA id to address and expect (default 0)\n"
         "  -C COIN_ID        coin id (default 6)\n"
-        "  -E TYPE           encrypted echo: 1 (AES-128, TCP or UDP) or 4 (AES-256 and\n"
+        "  -E TYPE           encrypted requests: 1 (AES-128, TCP or UDP) or 4 (AES-256 and\n"
         "                    HMAC, TCP), with the coin -D DEN -S SN and its key -K KEYHEX\n"
+        "  -m REQUEST        echo (default); detect: N coins a request (-N), each must\n"
+        "                    pass; pown: one coin a request with a fresh random PAN,\n"
+        "                    no coin in two requests at once, each must pass\n"
+        "  -L COIN_LIST      the coins (DEN SN AN_HEX lines, as raida-coins writes);\n"
+        "                    after a pown run it is rewritten with the coins' ANs\n"
+        "  -N COINS          coins per detect request, 1..512 (default 1)\n"
+        "  -A ACK_FILE       pown: write the acknowledged powns there (DEN SN PAN_HEX)\n"
         "  -j                print the result as JSON\n"
         "  -q                no progress line\n"
         "  --allow-remote    accept a HOST that is not a loopback address. Refused by\n"
@@ -1074,6 +1286,19 @@ static bool parse_seconds(const char *s, double *out)
 
 enum { OPT_ALLOW_REMOTE = 256 };
 
+static int parse_cmd(options_t *o, const char *arg)
+{
+    if (strcmp(arg, "echo") == 0)
+        o->cmd = CMD_ECHO;
+    else if (strcmp(arg, "detect") == 0)
+        o->cmd = CMD_DETECT;
+    else if (strcmp(arg, "pown") == 0)
+        o->cmd = CMD_POWN;
+    else
+        return usage_error("-m: not a request raida-bench sends (echo, detect, pown)", arg);
+    return 0;
+}
+
 static int parse_option(options_t *o, int c, const char *arg)
 {
     unsigned long v;
@@ -1122,6 +1347,15 @@ static int parse_option(options_t *o, int c, const char *arg)
             return usage_error("-E: not an encryption type this tool sends (0, 1, 4)", arg);
         o->enc_type = (uint8_t)v;
         return 0;
+    case 'm':
+        return parse_cmd(o, arg);
+    case 'L': o->list_path = arg; return 0;
+    case 'A': o->ack_path = arg; return 0;
+    case 'N':
+        if (!parse_ulong(arg, 1, MAX_COINS_PER_REQ, &v))
+            return usage_error("-N: not a number of coins per request (1..512)", arg);
+        o->per_req = (unsigned)v;
+        return 0;
     case 'D':
         if (!parse_ulong(arg, 0, 255, &v))
             return usage_error("-D: not a denomination (0..255, the signed byte)", arg);
@@ -1152,8 +1386,36 @@ static void default_options(options_t *o)
     o->coin_id = 6;
 }
 
+static int check_coin_options(const options_t *o)
+{
+    if (o->cmd == CMD_ECHO && (o->list_path || o->ack_path || o->per_req))
+        return usage_error("-L, -N and -A go with -m detect or -m pown", "-m echo");
+    if (o->cmd != CMD_ECHO && o->mode == MODE_IDLE)
+        return usage_error("idle connections send nothing", "-m with -i");
+    if (o->cmd != CMD_ECHO && o->list_path == NULL)
+        return usage_error("-m detect and -m pown need the coins", "-L COIN_LIST");
+    if (o->cmd == CMD_POWN && o->per_req > 1)
+        return usage_error("a pown takes one coin a request", "-N");
+    if (o->cmd != CMD_POWN && o->ack_path)
+        return usage_error("-A goes with -m pown", o->ack_path);
+    return 0;
+}
+
+/* The largest frame: the 48-byte header, HMAC (or challenge) and trailer,
+ * and the payload. */
+static size_t request_cap(const options_t *o)
+{
+    if (o->cmd == CMD_ECHO)
+        return REQ_ECHO_CAP;
+    return RD_MODERN_HEADER_SIZE + RD_MODERN_MIN_BODY_SIZE
+        + rd_auth_payload_size(o->cmd == CMD_DETECT ? RD_AUTH_DETECT : RD_AUTH_POWN, o->per_req);
+}
+
 static void settle_options(options_t *o)
 {
+    if (o->per_req == 0)
+        o->per_req = 1;
+    o->req_cap = request_cap(o);
     if (o->timeout_ms == 0)
         o->timeout_ms = o->mode == MODE_UDP ? 1000 : 5000;
     /* Idle connections are bounded by time alone. */
@@ -1174,7 +1436,7 @@ static int parse_options(int argc, char **argv, options_t *o)
     int c;
 
     default_options(o);
-    while ((c = getopt_long(argc, argv, "uic:n:d:t:T:r:C:E:D:S:K:jqh", longs, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "uic:n:d:t:T:r:C:E:D:S:K:m:L:N:A:jqh", longs, NULL)) != -1) {
         if (c == 'h') {
             usage(stdout);
             return 1;
@@ -1192,6 +1454,8 @@ static int parse_options(int argc, char **argv, options_t *o)
     /* UDP answers are matched by their echo bytes: only the legacy family has them. */
     if (o->enc_type >= 4 && o->mode == MODE_UDP)
         return usage_error("-E 4 has no echo bytes to match UDP answers by", "-u");
+    if (check_coin_options(o) < 0)
+        return -1;
     settle_options(o);
     return 0;
 }
@@ -1433,6 +1697,149 @@ static void wait_workers(bench_t *b)
         pthread_join(b->workers[i].tid, NULL);
 }
 
+/* ---- the coins: before and after the run ---------------------------------- */
+
+static int load_coins(bench_t *b)
+{
+    options_t *o = &b->opt;
+    char err[512];
+
+    if (o->cmd == CMD_ECHO)
+        return 0;
+    if (rd_coinlist_read(o->list_path, &o->list, err, sizeof(err)) < 0) {
+        fprintf(stderr, "raida-bench: %s\n", err);
+        return -1;
+    }
+    if (o->list.count < o->threads) {
+        fprintf(stderr, "raida-bench: %s: %zu coins for %u threads (-t): each needs one\n",
+                o->list_path, o->list.count, o->threads);
+        return -1;
+    }
+    if (o->cmd == CMD_POWN && o->enc_type != 0
+        && rd_coinlist_find(&o->list, o->coin.den, o->coin.sn) >= 0) {
+        fprintf(stderr, "raida-bench: %s holds the encryption coin %d %u: a pown would change"
+                " its key\n", o->list_path, o->coin.den, o->coin.sn);
+        return -1;
+    }
+    b->coin_state = calloc(o->list.count, sizeof(*b->coin_state));
+    return b->coin_state != NULL ? 0 : -1;
+}
+
+/* Coin i goes to thread i % threads; a pown thread holds its coins in a
+ * ring of idle ones. */
+static int share_coins(bench_t *b)
+{
+    const options_t *o = &b->opt;
+
+    for (unsigned t = 0; o->cmd != CMD_ECHO && t < b->nworkers; t++) {
+        worker_t *w = &b->workers[t];
+        size_t n = o->list.count / b->nworkers + (t < o->list.count % b->nworkers ? 1 : 0);
+
+        w->coins = malloc(n * sizeof(*w->coins));
+        w->idle_coins = malloc(n * sizeof(*w->idle_coins));
+        w->payload = malloc(o->req_cap);
+        w->batch = malloc(o->per_req * sizeof(*w->batch));
+        if (w->coins == NULL || w->idle_coins == NULL || w->payload == NULL || w->batch == NULL)
+            return -1;
+        for (size_t i = t; i < o->list.count; i += b->nworkers)
+            w->coins[w->ncoins++] = (uint32_t)i;
+        for (size_t i = 0; o->cmd == CMD_POWN && i < w->ncoins; i++)
+            idle_coin_push(w, w->coins[i]);
+        if (o->cmd == CMD_POWN && w->ncoins < w->nslots && !o->quiet)
+            fprintf(stderr, "raida-bench: thread %u has %zu coins for %zu requests in flight:"
+                    " at most %zu at once\n", t, w->ncoins, w->nslots, w->ncoins);
+    }
+    return 0;
+}
+
+/* A detect of coin C by itself, unencrypted: 1 passed, 0 failed, -1 no
+ * verdict (tried three times: a UDP datagram may be lost). */
+static int detect_one(const options_t *o, const rd_client_coin_t *c)
+{
+    uint8_t payload[RD_AUTH_COIN_ID_SIZE + AN_SIZE], req[REQ_ECHO_CAP + sizeof(payload)];
+    uint8_t resp[RESP_CAP];
+    rd_client_request_t r = {
+        .raida_id = o->raida_id, .coin_id = o->coin_id,
+        .group = RD_AUTH_GROUP, .command = RD_AUTH_DETECT, .payload = payload,
+        .payload_len = rd_auth_build(RD_AUTH_DETECT, c, 1, NULL, payload, sizeof(payload)),
+    };
+    rd_client_response_t a;
+
+    for (int attempt = 0; attempt < 3; attempt++) {
+        size_t len = rd_client_build(&r, req, sizeof(req), NULL);
+        long n = len == 0 ? -1 : rd_client_exchange(o->host, o->port, o->mode == MODE_UDP, req,
+                                                    len, resp, sizeof(resp), o->timeout_ms);
+
+        if (n < 0 || rd_client_parse(resp, (size_t)n, &a) < 0)
+            continue;
+        if (a.status == RD_STATUS_ALL_PASS || a.status == RD_STATUS_ALL_FAIL)
+            return a.status == RD_STATUS_ALL_PASS;
+    }
+    return -1;
+}
+
+/* A pown without an answer: the coin has its old AN, or the PAN. A
+ * detect tells which (the protocol's own remedy). */
+static void settle_coins(bench_t *b)
+{
+    options_t *o = &b->opt;
+
+    for (size_t i = 0; o->cmd == CMD_POWN && i < o->list.count; i++) {
+        rd_client_coin_t *c = &o->list.coin[i], with_pan = *c;
+
+        if (!b->coin_state[i].unknown)
+            continue;
+        memcpy(with_pan.key, b->coin_state[i].pan, AN_SIZE);
+        if (detect_one(o, c) == 1) {
+            b->settled++;
+        } else if (detect_one(o, &with_pan) == 1) {
+            memcpy(c->key, with_pan.key, AN_SIZE);
+            b->settled++;
+        } else if (b->unsettled++ < MAX_BAD_SHOWN) {
+            fprintf(stderr, "raida-bench: coin %d %u: neither its AN nor the PAN of its last"
+                    " pown passed a detect; the list keeps the AN\n", c->den, c->sn);
+        }
+    }
+    if (b->unsettled > MAX_BAD_SHOWN)
+        fprintf(stderr, "raida-bench: %" PRIu64 " coins in all whose AN is not known\n",
+                b->unsettled);
+}
+
+/* The list with the ANs the coins have now, and the acknowledged powns. */
+static int write_coins(bench_t *b)
+{
+    options_t *o = &b->opt;
+    rd_coinlist_t acks = { 0 };
+    int rc = 0;
+
+    if (o->cmd != CMD_POWN)
+        return 0;
+    if (rd_coinlist_write(o->list_path, &o->list,
+                          "DEN SN AN (rewritten by raida-bench after a pown run)", true) < 0) {
+        fprintf(stderr, "raida-bench: cannot rewrite %s: %s\n", o->list_path, strerror(errno));
+        rc = -1;
+    }
+    for (unsigned t = 0; t < b->nworkers; t++) {
+        const worker_t *w = &b->workers[t];
+
+        for (size_t i = 0; i < w->nacks; i++) {
+            const rd_client_coin_t *c = &o->list.coin[w->acks[i].index];
+
+            if (rd_coinlist_add(&acks, c->den, c->sn, w->acks[i].pan) < 0)
+                rc = -1;
+        }
+        b->acks += w->nacks;
+    }
+    if (o->ack_path != NULL
+        && rd_coinlist_write(o->ack_path, &acks, "powns the server acknowledged, in each thread's"
+                             " order: DEN SN PAN", true) < 0) {
+        fprintf(stderr, "raida-bench: cannot write %s: %s\n", o->ack_path, strerror(errno));
+        rc = -1;
+    }
+    rd_coinlist_free(&acks);
+    return rc;
+}
+
 /* ---- report -------------------------------------------------------------- */
 
 typedef struct result {
@@ -1443,6 +1850,7 @@ typedef struct result {
     uint64_t late;
     uint64_t established;
     uint64_t closed_by_peer;
+    uint64_t no_coin;
     double seconds;
 } result_t;
 
@@ -1461,12 +1869,18 @@ static void collect(const bench_t *b, result_t *r)
         r->late += w->late;
         r->established += w->established;
         r->closed_by_peer += w->closed_by_peer;
+        r->no_coin += w->no_coin;
         if (w->end_ns > end)
             end = w->end_ns;
     }
     for (int k = 0; k < ERR_KINDS; k++)
         r->errors += r->err[k];
     r->seconds = (double)(end - b->start_ns) / (double)NS_PER_S;
+}
+
+static const char *cmd_name(enum cmd c)
+{
+    return c == CMD_DETECT ? "detect" : c == CMD_POWN ? "pown" : "echo";
 }
 
 static const char *mode_name(enum mode m)
@@ -1519,6 +1933,12 @@ static void report_text(const bench_t *b, const result_t *r)
         printf("late answers      %" PRIu64 "\n", r->late);
     printf("requests/s        %.1f\n", rate(r));
     report_latency(r);
+    if (o->cmd == CMD_DETECT)
+        printf("coins per request %u\n", o->per_req);
+    if (o->cmd == CMD_POWN)
+        printf("powns             %" PRIu64 " acknowledged; after the run %" PRIu64
+               " coins settled by detect, %" PRIu64 " unknown; %" PRIu64
+               " requests found no idle coin\n", b->acks, b->settled, b->unsettled, r->no_coin);
 }
 
 static void report_json(const bench_t *b, const result_t *r)
@@ -1538,9 +1958,16 @@ static void report_json(const bench_t *b, const result_t *r)
     for (int k = 0; k < ERR_KINDS; k++)
         printf("%s\"%s\":%" PRIu64, k ? "," : "", err_names[k], r->err[k]);
     printf("},\"late\":%" PRIu64 ",\"requests_per_s\":%.1f,\"latency_us\":{\"p50\":%.1f,"
-           "\"p90\":%.1f,\"p99\":%.1f,\"p99_9\":%.1f,\"max\":%.1f}}\n", r->late, rate(r),
+           "\"p90\":%.1f,\"p99\":%.1f,\"p99_9\":%.1f,\"max\":%.1f}", r->late, rate(r),
            pct_us(r, 50), pct_us(r, 90), pct_us(r, 99), pct_us(r, 99.9),
            (double)r->hist.max / 1000.0);
+    printf(",\"request\":\"%s\"", cmd_name(o->cmd));
+    if (o->cmd == CMD_DETECT)
+        printf(",\"coins_per_request\":%u", o->per_req);
+    if (o->cmd == CMD_POWN)
+        printf(",\"acknowledged\":%" PRIu64 ",\"settled\":%" PRIu64 ",\"unknown\":%" PRIu64
+               ",\"no_idle_coin\":%" PRIu64, b->acks, b->settled, b->unsettled, r->no_coin);
+    printf("}\n");
 }
 
 int main(int argc, char **argv)
@@ -1551,17 +1978,25 @@ int main(int argc, char **argv)
 
     if (rc != 0)
         return rc > 0 ? EXIT_OK : EXIT_USAGE;
-    if (resolve(&b.opt) < 0 || raise_nofile(&b.opt) < 0)
+    if (resolve(&b.opt) < 0 || raise_nofile(&b.opt) < 0 || load_coins(&b) < 0) {
+        rd_coinlist_free(&b.opt.list);
+        free(b.coin_state);
         return EXIT_USAGE;
+    }
     b.timeout_ns = (uint64_t)b.opt.timeout_ms * NS_PER_MS;
     install_signals();
-    if (workers_create(&b) < 0 || (r = malloc(sizeof(*r))) == NULL) {
+    if (workers_create(&b) < 0 || share_coins(&b) < 0 || (r = malloc(sizeof(*r))) == NULL) {
         workers_destroy(&b);
+        rd_coinlist_free(&b.opt.list);
+        free(b.coin_state);
         return EXIT_USAGE;
     }
     rc = workers_start(&b);
     wait_workers(&b);
     collect(&b, r);
+    settle_coins(&b);
+    if (write_coins(&b) < 0)
+        rc = -1;
     if (b.opt.json)
         report_json(&b, r);
     else
@@ -1570,8 +2005,10 @@ int main(int argc, char **argv)
     if (rc < 0 || atomic_load(&b.failed))
         rc = EXIT_USAGE;
     else
-        rc = r->err[ERR_BAD] > 0 ? EXIT_BAD : EXIT_OK;
+        rc = r->err[ERR_BAD] > 0 || b.unsettled > 0 ? EXIT_BAD : EXIT_OK;
     free(r);
     workers_destroy(&b);
+    rd_coinlist_free(&b.opt.list);
+    free(b.coin_state);
     return rc;
 }

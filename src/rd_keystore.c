@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -14,9 +15,6 @@
 #include "rd_crypto.h"
 #include "rd_keystore.h"
 #include "rd_log.h"
-
-/* "/Data/DD/MM/PPPP.bin" and its terminating zero. */
-#define PAGE_NAME_SIZE 21
 
 enum page_state { PAGE_OK, PAGE_MISSING, PAGE_BAD };
 
@@ -43,13 +41,17 @@ struct rd_keystore {
 
 /* ---- page files ---------------------------------------------------------- */
 
+/* The layout's path, its hex digits in uppercase when UPPER: those are
+ * the ten characters "DD/MM/PPPP" before ".bin". The store made sure at
+ * creation that the directory leaves room for the name. */
 static void page_path(const rd_keystore_t *ks, uint32_t id, bool upper, char *buf, size_t len)
 {
-    unsigned den = id >> 16, no = id & 0xFFFF;
-    if (upper)
-        snprintf(buf, len, "%s/Data/%02X/%02X/%04X.bin", ks->dir, den, no >> 8, no);
-    else
-        snprintf(buf, len, "%s/Data/%02x/%02x/%04x.bin", ks->dir, den, no >> 8, no);
+    if (rd_coin_page_path(buf, len, ks->dir, (int8_t)(uint8_t)(id >> 16), id & 0xFFFF) < 0) {
+        buf[0] = '\0';
+        return;
+    }
+    for (char *p = buf + strlen(buf) - strlen("DD/MM/PPPP.bin"); upper && *p != '.'; p++)
+        *p = (char)toupper((unsigned char)*p);
 }
 
 /* Both spellings name the same file when the numbers have no letter a-f. */
@@ -246,7 +248,7 @@ static void warn_if_no_data(const char *dir)
 
 rd_keystore_t *rd_keystore_create(const char *data_dir, size_t cache_pages)
 {
-    if (strlen(data_dir) >= PATH_MAX - PAGE_NAME_SIZE) {
+    if (strlen(data_dir) >= PATH_MAX - RD_COIN_PATH_TAIL) {
         errno = ENAMETOOLONG;
         return NULL;
     }
@@ -287,8 +289,8 @@ static int page_key(const page_t *pg, uint32_t sn, uint8_t *key)
         return RD_KEY_MISSING;
     if (pg->state == PAGE_BAD)
         return RD_KEY_ERROR;
-    const uint8_t *rec = pg->data + (size_t)(sn % RD_KEY_PAGE_RECORDS) * RD_KEY_RECORD_SIZE;
-    if (rec[RD_KEY_SIZE] == 0)
+    const uint8_t *rec = pg->data + rd_coin_record_offset(sn);
+    if (rec[RD_COIN_MFS_AT] == 0)
         return RD_KEY_MISSING;
     memcpy(key, rec, RD_KEY_SIZE);
     return RD_KEY_FOUND;
@@ -318,7 +320,7 @@ static int key_from_fresh(rd_keystore_t *ks, page_t **fresh, uint32_t sn, uint8_
 
 int rd_keystore_get(rd_keystore_t *ks, int8_t den, uint32_t sn, uint8_t key[RD_KEY_SIZE])
 {
-    uint32_t no = sn / RD_KEY_PAGE_RECORDS;
+    uint32_t no = rd_coin_page(sn);
     if (no > RD_KEY_MAX_PAGE)
         return RD_KEY_MISSING;
     uint32_t id = (uint32_t)(uint8_t)den << 16 | no;

@@ -43,7 +43,7 @@ mkvar() {
         mk -s --no-print-directory -f Makefile -f - rd-print-var
 }
 
-echo "1..17"
+echo "1..19"
 
 # 1. make install
 if mk -s install DESTDIR="$dest" >"$tmp/install.log" 2>&1; then
@@ -60,21 +60,22 @@ mandir=$(mkvar mandir)
 unitdir=$(mkvar systemdsystemunitdir)
 conf=$dest$sysconfdir/raidad/raidad.conf
 
-# 2-4. the programs
+# 2-5. the programs
 check "sbin/raidad installed and runs" sh -c '"$1" -v >/dev/null' sh "$dest$sbindir/raidad"
 check "bin/raida-cli installed" test -x "$dest$bindir/raida-cli"
 check "bin/raida-bench installed" test -x "$dest$bindir/raida-bench"
+check "bin/raida-coins installed" test -x "$dest$bindir/raida-coins"
 
-# 5. the sample configuration, the one raidad -t accepts
+# 6. the sample configuration, the one raidad -t accepts
 if [ -n "$srcdir" ] && [ -f "$srcdir/conf/raidad.conf" ]; then
     check "etc/raidad/raidad.conf is the sample" cmp -s "$srcdir/conf/raidad.conf" "$conf"
 else
     check "etc/raidad/raidad.conf installed" test -s "$conf"
 fi
 
-# 6. the man pages
+# 7. the man pages
 missing=""
-for page in man8/raidad.8 man5/raidad.conf.5 man1/raida-cli.1 man1/raida-bench.1; do
+for page in man8/raidad.8 man5/raidad.conf.5 man1/raida-cli.1 man1/raida-bench.1 man1/raida-coins.1; do
     [ -s "$dest$mandir/$page" ] || missing="$missing $page"
 done
 if [ -z "$missing" ]; then
@@ -83,7 +84,7 @@ else
     not_ok "man pages installed (missing:$missing)"
 fi
 
-# 7. the unit, with the paths substituted
+# 8. the unit, with the paths substituted
 unit=$dest$unitdir/raidad.service
 if [ -z "$unitdir" ]; then
     skip "systemd unit not installed (configure --with-systemdsystemunitdir=no)"
@@ -95,7 +96,7 @@ else
     [ -f "$unit" ] && diag "$unit"
 fi
 
-# 8. the logrotate file
+# 9. the logrotate file
 lr=$dest$sysconfdir/logrotate.d/raidad
 if [ -s "$lr" ] && ! grep -q '@[a-z]*@' "$lr" &&
         grep -q "$sbindir/raidad -c $sysconfdir/raidad/raidad.conf -s reopen" "$lr"; then
@@ -105,7 +106,7 @@ else
     [ -f "$lr" ] && diag "$lr"
 fi
 
-# 9. a second install keeps an edited configuration
+# 10. a second install keeps an edited configuration
 if [ -f "$conf" ]; then
     printf '\n# edited by the operator\nraida_id = 7;\n' >>"$conf"
     cp "$conf" "$tmp/edited.conf"
@@ -115,7 +116,7 @@ else
     not_ok "make install again keeps an edited raidad.conf (none installed)"
 fi
 
-# 10. systemd-analyze verify on the generated unit, run from the build tree.
+# 11. systemd-analyze verify on the generated unit, run from the build tree.
 # It fails only on hard errors: any output on stderr counts as a failure.
 # MANPATH: it also checks that the Documentation= pages resolve.
 if ! command -v systemd-analyze >/dev/null 2>&1; then
@@ -137,8 +138,8 @@ else
     fi
 fi
 
-# 11-14. each installed page renders without a warning, through groff and man
-for page in man8/raidad.8 man5/raidad.conf.5 man1/raida-cli.1 man1/raida-bench.1; do
+# 12-16. each installed page renders without a warning, through groff and man
+for page in man8/raidad.8 man5/raidad.conf.5 man1/raida-cli.1 man1/raida-bench.1 man1/raida-coins.1; do
     file=$dest$mandir/$page
     if ! command -v groff >/dev/null 2>&1; then
         skip "$page: groff not found"
@@ -157,7 +158,7 @@ for page in man8/raidad.8 man5/raidad.conf.5 man1/raida-cli.1 man1/raida-bench.1
     fi
 done
 
-# 15. logrotate accepts its file (a dry run, on a scratch state file)
+# 17. logrotate accepts its file (a dry run, on a scratch state file)
 if ! command -v logrotate >/dev/null 2>&1; then
     skip "logrotate not found"
 elif logrotate -d -s "$tmp/logrotate.state" "$lr" >"$tmp/logrotate.out" 2>&1 &&
@@ -168,7 +169,7 @@ else
     diag "$tmp/logrotate.out"
 fi
 
-# 16-17. make uninstall removes everything but the edited configuration
+# 18-19. make uninstall removes everything but the edited configuration
 if mk -s uninstall DESTDIR="$dest" >"$tmp/uninstall.log" 2>&1; then
     ok "make uninstall DESTDIR=..."
 else
