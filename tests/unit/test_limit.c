@@ -3,6 +3,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
+#include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -150,6 +152,91 @@ static void test_shared_across_fork(void **state)
     rd_limit_destroy(l);
 }
 
+/* Defect 4 (issue 10): the old hash looked only at the first octets of an
+ * IPv4 address, so that a few addresses of one /16 filled the slots every
+ * other address of it probes, and those went unlimited. With a keyed hash
+ * over the whole address, 64 addresses of one /24 are each counted. */
+static void test_defect4_addresses_of_one_subnet_are_each_limited(void **state)
+{
+    rd_limit_conf_t conf = { .max_connections = 1 };
+    rd_limit_t *l = rd_limit_create(4096);
+    char ip[32];
+    uint8_t key[16];
+
+    (void)state;
+    for (int i = 1; i <= 64; i++) {
+        snprintf(ip, sizeof(ip), "10.1.0.%d", i);
+        key_of(ip, key);
+        assert_int_equal(rd_limit_conn_open(l, &conf, key, 0), 1);
+    }
+    for (int i = 1; i <= 64; i++) {
+        snprintf(ip, sizeof(ip), "10.1.0.%d", i);
+        key_of(ip, key);
+        assert_int_equal(rd_limit_conn_open(l, &conf, key, 0), -1);
+    }
+    rd_limit_destroy(l);
+}
+
+/* The shared mappings (rw-s, anonymous: "/dev/zero (deleted)") of this
+ * process, as "start-end" lines, into OUT. */
+static size_t shared_mappings(char out[][64], size_t max)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    char line[512];
+    size_t n = 0;
+
+    assert_non_null(f);
+    while (n < max && fgets(line, sizeof(line), f) != NULL)
+        if (strstr(line, " rw-s ") != NULL && strstr(line, "/dev/zero") != NULL)
+            sscanf(line, "%63s", out[n++]);
+    fclose(f);
+    return n;
+}
+
+/* Defect 5 (issue 10): the root master must not trust what a worker can
+ * write. A compromised worker fills the whole shared table with 0xff (the
+ * lock looks held forever, every size is huge); the master then resets the
+ * connection counts, as after a worker's death, and frees the table: it
+ * must neither hang nor crash. Run in a child, so that a hang is seen. */
+static void test_defect5_master_survives_a_worker_scribbling_on_the_table(void **state)
+{
+    char before[16][64], after[16][64];
+    size_t nb = shared_mappings(before, 16), na;
+    rd_limit_t *l = rd_limit_create(4096);
+    unsigned long start = 0, end = 0;
+    int status;
+    pid_t pid;
+
+    (void)state;
+    assert_non_null(l);
+    na = shared_mappings(after, 16);
+    for (size_t i = 0; i < na && start == 0; i++) {
+        bool old = false;
+
+        for (size_t j = 0; j < nb; j++)
+            old |= strcmp(after[i], before[j]) == 0;
+        if (!old)
+            assert_int_equal(sscanf(after[i], "%lx-%lx", &start, &end), 2);
+    }
+    assert_true(start != 0 && end > start);
+    pid = fork();
+    if (pid == 0) {
+        /* The worker's write, then the master's part, with a deadline. */
+        memset((void *)start, 0xff, end - start);
+        alarm(5);
+        rd_limit_reset_connections(l);
+        rd_limit_destroy(l);
+        _exit(0);
+    }
+    assert_true(pid > 0);
+    assert_true(waitpid(pid, &status, 0) == pid);
+    if (WIFSIGNALED(status))
+        fail_msg("the master's part died on signal %d (%s)", WTERMSIG(status),
+                 WTERMSIG(status) == SIGALRM ? "hung" : "crashed");
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    rd_limit_destroy(l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -160,6 +247,8 @@ int main(void)
         cmocka_unit_test(test_reset_connections),
         cmocka_unit_test(test_full_table_lets_through),
         cmocka_unit_test(test_shared_across_fork),
+        cmocka_unit_test(test_defect4_addresses_of_one_subnet_are_each_limited),
+        cmocka_unit_test(test_defect5_master_survives_a_worker_scribbling_on_the_table),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
