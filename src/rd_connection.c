@@ -321,7 +321,7 @@ static int conn_body_read(rd_conn_t *c)
     /* Bytes past the request were sent with it: closing over them would
      * reset the connection, so it lingers instead. */
     c->input_left = c->have > c->want;
-    if (w->limit != NULL && !rd_limit_request(w->limit, &w->limit_conf, c->client_key, rd_now_ms()))
+    if (w->limit != NULL && !rd_limit_request(w->limit, &w->limit_conf, RD_LIMIT_TCP, c->client_key, rd_now_ms()))
         return conn_fail(c, RD_STATUS_RATE_EXCEEDED);
     status = rd_protocol_validate_body(&w->proto, &c->req);
     if (status != RD_STATUS_NO_ERROR)
