@@ -44,7 +44,9 @@ struct rd_limit {
     rd_limit_shared_t *shm;
     size_t mapped;               /* bytes of the mapping */
     size_t mask;                 /* table size - 1 */
-    uint8_t hash_key[RD_SIPHASH_KEY_SIZE];   /* random: addresses cannot be chosen to collide */
+    /* Random and never shown: under it, SipHash leaves no way to choose
+     * addresses that share slots. */
+    uint8_t hash_key[RD_SIPHASH_KEY_SIZE];
     uint32_t resets;             /* resets asked for so far (the master's count) */
 };
 

@@ -59,7 +59,8 @@ static bool pidfile_still_named(int fd, const char *path)
 {
     struct stat a, b;
 
-    return fstat(fd, &a) == 0 && lstat(path, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+    return fstat(fd, &a) == 0 && lstat(path, &b) == 0 &&
+           a.st_dev == b.st_dev && a.st_ino == b.st_ino;
 }
 
 /* Opens PATH and takes its lock: the descriptor, or -1 (errno). */
