@@ -68,10 +68,11 @@ static int pidfile_open_locked(const char *path, pid_t *holder)
 {
     struct flock lock = whole_file(F_WRLCK);
     struct stat st;
-    int fd;
 
     for (int tries = 0; tries < PIDFILE_TRIES; tries++) {
-        if ((fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644)) < 0)
+        int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+
+        if (fd < 0)
             return -1;
         if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
             close(fd);
