@@ -51,6 +51,8 @@ typedef struct rd_config {
     unsigned max_connections_per_ip;  /* 0: no limit */
     unsigned rate_limit;           /* requests per second per address; 0: none */
     unsigned rate_limit_burst;     /* 0: as many as rate_limit */
+    unsigned limit_prefix_ipv4;    /* leading bits counted as one client, IPv4 */
+    unsigned limit_prefix_ipv6;    /* the same for IPv6 */
     /* The process model (master and workers). */
     unsigned worker_processes;     /* 0: one per CPU ("auto") */
     unsigned shutdown_timeout_ms;  /* graceful stop and reload drain bound */

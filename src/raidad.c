@@ -13,6 +13,7 @@
 #include "rd_config.h"
 #include "rd_log.h"
 #include "rd_master.h"
+#include "rd_pidfile.h"
 #include "rd_proctitle.h"
 
 #define DEFAULT_CONF SYSCONFDIR "/raidad/raidad.conf"
@@ -59,21 +60,24 @@ static int parse_options(int argc, char **argv, options_t *opt)
     return -1;
 }
 
-static pid_t read_pid_file(const char *path)
+/* The running master's pid, or -1 (said why) when none runs: a pid file
+ * that no master holds locked is stale, and its pid may be anyone's now. */
+static pid_t running_master(const char *path)
 {
-    FILE *f = fopen(path, "r");
-    long pid = 0;
+    pid_t pid = rd_pidfile_running(path);
 
-    if (f == NULL) {
-        fprintf(stderr, "raidad: cannot read the pid file %s: %s\n", path, strerror(errno));
-        return -1;
-    }
-    if (fscanf(f, "%ld", &pid) != 1 || pid <= 1) {
+    if (pid > 0)
+        return pid;
+    if (pid == 0 && errno == ESRCH)
+        fprintf(stderr, "raidad: not running: no process holds the pid file %s (stale: its pid is "
+                        "not signalled)\n", path);
+    else if (pid == 0)
+        fprintf(stderr, "raidad: not running: no pid file %s\n", path);
+    else if (errno == EINVAL)
         fprintf(stderr, "raidad: the pid file %s holds no process id\n", path);
-        pid = -1;
-    }
-    fclose(f);
-    return (pid_t)pid;
+    else
+        fprintf(stderr, "raidad: cannot read the pid file %s: %s\n", path, strerror(errno));
+    return -1;
 }
 
 /* SIGHUP carrying RD_RELOAD_MAGIC asks the master for its verdict, which
@@ -119,7 +123,11 @@ static int send_signal(const rd_config_t *cf, const char *name)
     for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
         if (strcmp(name, sigs[i].name) != 0)
             continue;
-        if (cf->pid_file[0] == '\0' || (pid = read_pid_file(cf->pid_file)) < 0)
+        if (cf->pid_file[0] == '\0') {
+            fprintf(stderr, "raidad: no pid_file is set: cannot find the master\n");
+            return 1;
+        }
+        if ((pid = running_master(cf->pid_file)) < 0)
             return 1;
         if (sigs[i].sig == SIGHUP)
             return signal_reload(pid);

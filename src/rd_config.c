@@ -97,6 +97,8 @@ static const rd_opt_t rd_opts[] = {
     RD_INT(max_connections_per_ip, 0, 0, 1048576),
     RD_INT(rate_limit, 0, 0, 10000000),
     RD_INT(rate_limit_burst, 0, 0, 10000000),
+    RD_INT(limit_prefix_ipv4, 32, 1, 32),
+    RD_INT(limit_prefix_ipv6, 64, 1, 128),
     { .name = "worker_processes", .type = RD_OPT_INT, .auto_zero = true,
       .offset = RD_FIELD(worker_processes, unsigned), .def = 0, .min = 1, .max = 64 },
     RD_INT(shutdown_timeout_ms, 5000, 0, 3600000),

@@ -301,7 +301,7 @@ static int conn_take_header(rd_conn_t *c)
     memcpy(req->header, c->inbuf, req->header_size);
     req->header_have = req->header_size;
     /* Counted before any work, so that bad requests spend the budget too. */
-    if (w->limit != NULL && !rd_limit_request(w->limit, &w->limit_conf, c->client_key, rd_now_ms()))
+    if (w->limit != NULL && !rd_limit_request(w->limit, &w->limit_conf, RD_LIMIT_TCP, c->client_key, rd_now_ms()))
         return conn_fail(c, RD_STATUS_RATE_EXCEEDED);
     status = rd_protocol_validate_header(&w->proto, req);
     if (status != RD_STATUS_NO_ERROR)

@@ -52,8 +52,11 @@ static int listener_bind(const rd_listen_addr_t *a, int type)
         return -1;
     }
     /* A restarted server must be able to bind while old connections sit in
-     * TIME_WAIT. */
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+     * TIME_WAIT. TCP only: UDP has no TIME_WAIT, and on a UDP socket the
+     * option lets any local user's socket with it bind the same port (no
+     * same-user check), and a more specific bind then takes the traffic. */
+    if (type == SOCK_STREAM)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     /* "[::]" should mean IPv6 only, so that it can sit beside "0.0.0.0". */
     if (a->addr.ss_family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));

@@ -24,6 +24,7 @@
 #include "rd_log.h"
 #include "rd_master.h"
 #include "rd_notify.h"
+#include "rd_pidfile.h"
 #include "rd_proctitle.h"
 #include "rd_worker.h"
 
@@ -35,6 +36,7 @@
 #define SETTLE_TIMEOUT_MS 2000  /* old workers normally go quiet in a loop turn */
 #define RESPAWN_MAX_DELAY_MS 30000
 #define CRASH_LIFETIME_MS 2000   /* a worker that dies younger crashed on start */
+#define RELOAD_WAITERS 16
 
 typedef struct rd_master rd_master_t;
 
@@ -52,6 +54,12 @@ typedef struct rd_proc {
     uint64_t started_ms;
 } rd_proc_t;
 
+/* Who waits for a reload's verdict ("raidad -s reload"). */
+typedef struct rd_waiters {
+    pid_t pid[RELOAD_WAITERS];
+    unsigned count;
+} rd_waiters_t;
+
 typedef struct rd_slot {
     uint64_t respawn_at;        /* 0: nothing due */
     unsigned crashes;
@@ -68,7 +76,9 @@ struct rd_master {
     rd_event_t signal_ev;
     rd_proc_t procs[MAX_PROCS];
     rd_slot_t slots[MAX_WORKERS];
-    pid_t reload_requester;
+    rd_waiters_t waiters;       /* of the reload under way */
+    bool reload_queued;         /* asked for during a reload: one more after it */
+    rd_waiters_t queued_waiters;
     uint64_t reload_deadline;
     bool settling;              /* reloaded; waiting for the old workers to go quiet */
     uint64_t settle_deadline;
@@ -79,6 +89,8 @@ struct rd_master {
     uint64_t next_tick;
     uint64_t watchdog_usec;
     bool ready;
+    int pid_fd;                 /* the locked pid file; -1: none */
+    char pid_path[PATH_MAX];    /* its path, as locked */
 };
 
 static unsigned worker_count(const rd_config_t *cf)
@@ -138,6 +150,8 @@ static void child_close_inherited(rd_master_t *m, const rd_cycle_t *mine, int ch
 {
     close(m->loop.epfd);
     close(m->signal_ev.fd);
+    if (m->pid_fd >= 0)
+        close(m->pid_fd);       /* the lock stays the master's */
     for (size_t i = 0; i < MAX_PROCS; i++)
         if (m->procs[i].pid > 0 && m->procs[i].ev.fd != channel)
             close(m->procs[i].ev.fd);
@@ -181,16 +195,17 @@ static void child_run(rd_master_t *m, const rd_cycle_t *cycle, int channel, pid_
     int rc;
 
     child_close_inherited(m, cycle, channel);
-    /* Workers never outlive the master. */
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (getppid() != master)
-        exit(1);
     rd_proctitle_set("raidad: worker process");
     /* A reload may bring a new level or log file: the new workers apply
      * them, the file opened while still privileged. */
     rd_log_set_level(cycle->config->log_level);
     rd_log_open(cycle->config->error_log);
     if (child_drop_privileges(cycle->config) < 0)
+        exit(1);
+    /* Workers never outlive the master. Only now: changing the user clears
+     * the parent-death signal. The master may have died before it was set. */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != master)
         exit(1);
     rc = rd_worker_run(cycle, channel);
     close(channel);
@@ -280,11 +295,29 @@ static void master_status(rd_master_t *m)
     rd_notify("STATUS=%s", status);
 }
 
+static void waiters_reply(rd_waiters_t *w, bool ok)
+{
+    for (unsigned i = 0; i < w->count; i++)
+        kill(w->pid[i], ok ? SIGUSR1 : SIGUSR2);
+    w->count = 0;
+}
+
+static void waiters_add(rd_waiters_t *w, pid_t pid)
+{
+    if (pid <= 0)
+        return;
+    if (w->count == RELOAD_WAITERS) {
+        rd_log(RD_LOG_WARN, "reload: %d processes wait already: process %ld gets no verdict",
+               RELOAD_WAITERS, (long)pid);
+        kill(pid, SIGUSR2);
+        return;
+    }
+    w->pid[w->count++] = pid;
+}
+
 static void master_reload_reply(rd_master_t *m, bool ok)
 {
-    if (m->reload_requester > 0)
-        kill(m->reload_requester, ok ? SIGUSR1 : SIGUSR2);
-    m->reload_requester = 0;
+    waiters_reply(&m->waiters, ok);
 }
 
 static void master_reload_refused(rd_master_t *m, const char *why)
@@ -340,6 +373,9 @@ static void master_check_settled(rd_master_t *m, uint64_t now)
     m->settling = false;
     master_reload_reply(m, true);
     rd_notify("READY=1");
+    /* Also when the start it completes was not ready yet: from now on the
+     * watchdog is fed. */
+    m->ready = true;
     master_status(m);
 }
 
@@ -368,12 +404,19 @@ static void master_reload_commit(rd_master_t *m)
     master_check_settled(m, rd_now_ms());
 }
 
+static void master_check_ready(rd_master_t *m);
+
+/* READY=1 ends the RELOADING=1 only when the start was ready: before that,
+ * systemd waits for the first generation's READY=1 anyway. */
 static void master_reload_abort(rd_master_t *m, const char *why)
 {
     master_signal_generation(m, m->next_generation, SIGTERM);
     cycle_release(&m->next, &m->cycle);
-    rd_notify("READY=1");
+    if (m->ready)
+        rd_notify("READY=1");
     master_reload_refused(m, why);
+    if (!m->stop)
+        master_check_ready(m);  /* the old generation may have become ready meanwhile */
 }
 
 static void master_check_ready(rd_master_t *m)
@@ -402,13 +445,21 @@ static void master_reload(rd_master_t *m, pid_t requester)
     char err[512];
     rd_cycle_t *next = &m->next;
 
-    if (m->next.config != NULL || m->settling || m->stop) {
-        rd_log(RD_LOG_NOTICE, "reload ignored: %s", m->stop ? "stopping" : "a reload is under way");
+    if (m->stop) {
+        rd_log(RD_LOG_NOTICE, "reload ignored: stopping");
         if (requester > 0)
             kill(requester, SIGUSR2);
         return;
     }
-    m->reload_requester = requester;
+    if (m->next.config != NULL || m->settling) {
+        /* The file may have changed since this reload read it: one more
+         * reload once this one is over, however many were asked for. */
+        rd_log(RD_LOG_NOTICE, "reload queued: a reload is under way");
+        m->reload_queued = true;
+        waiters_add(&m->queued_waiters, requester);
+        return;
+    }
+    waiters_add(&m->waiters, requester);
     next->config = malloc(sizeof(*next->config));
     if (next->config == NULL) {
         master_reload_refused(m, "out of memory");
@@ -429,7 +480,8 @@ static void master_reload(rd_master_t *m, pid_t requester)
                                   &next->listeners, &next->listener_count) < 0) {
         free(next->config);
         next->config = NULL;
-        rd_notify("READY=1");
+        if (m->ready)
+            rd_notify("READY=1");
         master_reload_refused(m, "cannot open the new listening sockets");
         return;
     }
@@ -541,9 +593,11 @@ static void master_stop(rd_master_t *m, int sig)
     master_check_settled(m, rd_now_ms());
     rd_log(RD_LOG_NOTICE, "%s shutdown", sig == SIGQUIT ? "graceful" : "fast");
     rd_notify("STOPPING=1");
+    m->stop = sig;
     if (m->next.config != NULL)
         master_reload_abort(m, "stopping");
-    m->stop = sig;
+    m->reload_queued = false;
+    waiters_reply(&m->queued_waiters, false);
     m->kill_deadline = rd_now_ms() + grace + KILL_GRACE_MS;
     master_signal_all(m, sig);
     /* The workers close their copies as they stop; once the master's are
@@ -632,6 +686,18 @@ static void master_respawn_due(rd_master_t *m, uint64_t now)
     }
 }
 
+/* A reload asked for during the last one starts once that one is over. */
+static void master_reload_queued(rd_master_t *m)
+{
+    if (!m->reload_queued || m->next.config != NULL || m->settling || m->stop)
+        return;
+    m->reload_queued = false;
+    for (unsigned i = 0; i < m->queued_waiters.count; i++)
+        waiters_add(&m->waiters, m->queued_waiters.pid[i]);
+    m->queued_waiters.count = 0;
+    master_reload(m, 0);
+}
+
 static void master_timers(rd_master_t *m, uint64_t now)
 {
     if (now >= m->next_tick)
@@ -640,6 +706,7 @@ static void master_timers(rd_master_t *m, uint64_t now)
     if (m->next.config != NULL && now >= m->reload_deadline)
         master_reload_abort(m, "the new workers did not start in time");
     master_check_settled(m, now);
+    master_reload_queued(m);
     if (m->stop && now >= m->kill_deadline) {
         rd_log(RD_LOG_WARN, "workers still running after the shutdown timeout: killing them");
         master_signal_all(m, SIGKILL);
@@ -665,38 +732,31 @@ static int master_timeout(const rd_master_t *m, uint64_t now)
 
 /* ---- the master's life ---- */
 
-/* The pid file's folder (/run/raidad) may be gone after a reboot. */
-static void master_make_pid_dir(const char *path)
+/* Locked before anything is bound, so that a second instance is refused
+ * without disturbing the running one (src/rd_pidfile.c). */
+static int master_lock_pid_file(rd_master_t *m, const rd_config_t *cf)
 {
-    char dir[PATH_MAX];
-    char *slash;
-
-    snprintf(dir, sizeof(dir), "%s", path);
-    if ((slash = strrchr(dir, '/')) == NULL || slash == dir)
-        return;
-    *slash = '\0';
-    if (mkdir(dir, 0755) < 0 && errno != EEXIST)
-        rd_log(RD_LOG_WARN, "cannot create %s: %s", dir, strerror(errno));
-}
-
-static int master_write_pid(const rd_config_t *cf)
-{
-    char buf[32];
-    int fd, len;
+    pid_t holder;
 
     if (cf->pid_file[0] == '\0')
         return 0;
-    master_make_pid_dir(cf->pid_file);
-    fd = open(cf->pid_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    len = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
-    if (fd < 0 || write(fd, buf, (size_t)len) != len) {
-        rd_log(RD_LOG_CRIT, "cannot write the pid file %s: %s", cf->pid_file, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        return -1;
+    if ((m->pid_fd = rd_pidfile_create(cf->pid_file, &holder)) >= 0) {
+        snprintf(m->pid_path, sizeof(m->pid_path), "%s", cf->pid_file);
+        return 0;
     }
-    close(fd);
-    return 0;
+    if (errno == EWOULDBLOCK && holder > 0)
+        rd_log(RD_LOG_CRIT, "raidad is already running (pid %ld holds the pid file %s): not starting",
+               (long)holder, cf->pid_file);
+    else if (errno == EWOULDBLOCK)
+        rd_log(RD_LOG_CRIT, "raidad is already running (the pid file %s is locked): not starting",
+               cf->pid_file);
+    else if (errno == ELOOP)
+        rd_log(RD_LOG_CRIT, "the pid file %s is a symbolic link: refused", cf->pid_file);
+    else if (errno == EINVAL)
+        rd_log(RD_LOG_CRIT, "the pid file %s is not a regular file: refused", cf->pid_file);
+    else
+        rd_log(RD_LOG_CRIT, "cannot write the pid file %s: %s", cf->pid_file, strerror(errno));
+    return -1;
 }
 
 static int master_open_signalfd(void)
@@ -727,6 +787,8 @@ static int master_init(rd_master_t *m)
     const rd_config_t *cf = m->cycle.config;
     int sfd;
 
+    if (master_lock_pid_file(m, cf) < 0)
+        return -1;
     if (rd_event_loop_init(&m->loop, 64) < 0 || (sfd = master_open_signalfd()) < 0)
         return -1;
     m->signal_ev = (rd_event_t){ .fd = sfd, .handler = master_on_signal, .data = m };
@@ -740,7 +802,7 @@ static int master_init(rd_master_t *m)
         return -1;
     for (size_t i = 0; i < cf->listen_count; i++)
         rd_log(RD_LOG_NOTICE, "listening on %s (%s)", cf->listen[i].text, cf->udp ? "tcp, udp" : "tcp");
-    return master_write_pid(cf);
+    return 0;
 }
 
 static void master_loop(rd_master_t *m)
@@ -759,8 +821,9 @@ static void master_loop(rd_master_t *m)
 
 static void master_free(rd_master_t *m)
 {
-    if (m->cycle.config != NULL && m->cycle.config->pid_file[0] != '\0')
-        unlink(m->cycle.config->pid_file);
+    /* Only the file this master locked: a reload may have named another,
+     * and a refused second instance owns none. */
+    rd_pidfile_remove(m->pid_path, m->pid_fd);
     if (m->cycle.stats != NULL)
         rd_stats_destroy(m->cycle.stats);
     rd_limit_destroy(m->cycle.limits);
@@ -781,6 +844,7 @@ int rd_master_run(const char *conf_path, rd_config_t *cf)
     m->cycle.config = cf;
     m->loop.epfd = -1;
     m->signal_ev.fd = -1;
+    m->pid_fd = -1;
     rd_proctitle_set("raidad: master process -c %s", m->conf_path);
     m->watchdog_usec = rd_notify_watchdog_usec();
     if (master_init(m) == 0) {

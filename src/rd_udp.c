@@ -110,7 +110,7 @@ static bool udp_over_rate(rd_worker_t *w, const struct sockaddr_storage *peer)
     if (w->limit == NULL)
         return false;
     rd_limit_key(peer, key);
-    return !rd_limit_request(w->limit, &w->limit_conf, key, rd_now_ms());
+    return !rd_limit_request(w->limit, &w->limit_conf, RD_LIMIT_UDP, key, rd_now_ms());
 }
 
 /* A spoofed source must not be able to aim more bytes at a victim than it

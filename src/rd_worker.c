@@ -251,7 +251,9 @@ static void worker_set_limits(rd_worker_t *w)
     const rd_config_t *cf = w->cf;
 
     w->limit_conf = (rd_limit_conf_t){ .max_connections = cf->max_connections_per_ip,
-                                       .rate = cf->rate_limit, .burst = cf->rate_limit_burst };
+                                       .rate = cf->rate_limit, .burst = cf->rate_limit_burst,
+                                       .prefix_v4 = cf->limit_prefix_ipv4,
+                                       .prefix_v6 = cf->limit_prefix_ipv6 };
     if (w->limit_conf.max_connections > 0 || w->limit_conf.rate > 0)
         w->limit = w->cycle->limits;
 }

@@ -138,6 +138,8 @@ static void test_defaults_when_empty(void **state)
     assert_int_equal(cf->worker_threads, 4);
     assert_int_equal(cf->epoll_timeout_ms, 10000);
     assert_int_equal(cf->events_per_wait, 10000);
+    assert_int_equal(cf->limit_prefix_ipv4, 32);
+    assert_int_equal(cf->limit_prefix_ipv6, 64);
     assert_int_equal(cf->max_descriptors, 65535);
     assert_int_equal(cf->max_body_size, 65536);
     assert_int_equal(cf->socket_timeout_ms, 2000);
@@ -394,6 +396,10 @@ static void test_out_of_range(void **state)
     expect_error("keepalive_interval = 0;",
                  NAME ":1: keepalive_interval = 0 is out of range (1..32767)");
     expect_error("keepalive_count = 128;", NAME ":1: keepalive_count = 128 is out of range (1..127)");
+    expect_error("limit_prefix_ipv4 = 33;",
+                 NAME ":1: limit_prefix_ipv4 = 33 is out of range (1..32)");
+    expect_error("limit_prefix_ipv6 = 0;",
+                 NAME ":1: limit_prefix_ipv6 = 0 is out of range (1..128)");
     expect_error("udp_payload_threshold = 31;",
                  NAME ":1: udp_payload_threshold = 31 is out of range (32..65507)");
     expect_error("udp_payload_threshold = 65508;",
