@@ -7,6 +7,7 @@
 
 #include "rd_listener.h"
 #include "rd_log.h"
+#include "rd_metrics_net.h"
 #include "rd_udp.h"
 #include "rd_worker.h"
 
@@ -89,25 +90,33 @@ static bool udp_over_rate(rd_worker_t *w, const struct sockaddr_storage *peer)
 static bool udp_answer(rd_worker_t *w, uint8_t *frame, size_t len,
                        const struct sockaddr_storage *peer, rd_response_t *resp)
 {
+    uint64_t start_ns = rd_protocol_now_ns();
+    int outcome = RD_UDP_ANSWERED;
     rd_request_t req;
     bool answered;
 
-    if (udp_over_rate(w, peer))
+    if (udp_over_rate(w, peer)) {
+        outcome = RD_UDP_DROPPED_RATE;
         answered = udp_refuse(w, frame, len, RD_STATUS_RATE_EXCEEDED, &req, resp);
-    else if (len > w->udp->cap)
+    } else if (len > w->udp->cap) {
+        outcome = RD_UDP_DROPPED_SIZE;
         answered = udp_refuse(w, frame, len, RD_STATUS_INVALID_PACKET_LENGTH, &req, resp);
-    else
+    } else {
         answered = rd_protocol_handle_frame(&w->proto, &req, frame, len, resp);
+    }
     if (rd_log_enabled(RD_LOG_DEBUG))
         udp_log(peer, &req, answered);
     if (!answered) {
         rd_stats_add(&w->proto.stats->udp_dropped, 1);
+        rd_observe_udp(NULL, peer, len, NULL, outcome == RD_UDP_ANSWERED ? RD_UDP_DROPPED_SHORT
+                                                                         : outcome, start_ns);
         return false;
     }
     /* A spoofed source must not be able to aim more bytes at a victim than
      * it sent: only a sender that proved a key gets a larger answer. */
     if (resp->len > len && !req.authenticated)
         udp_refuse(w, frame, len, RD_STATUS_INVALID_PACKET_LENGTH, &req, resp);
+    rd_observe_udp(&req, peer, len, resp, outcome, start_ns);
     return true;
 }
 
