@@ -180,7 +180,10 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 
 static struct MHD_Daemon *child_start_http(const rd_config_t *cf, int fd, size_t i)
 {
-    unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD;
+    /* ITC: stopping is then signalled to MHD's thread by a pipe of its own,
+     * never by shutting the listening socket down, which the master shares
+     * and keeps for the next metrics process (see child_stop_http). */
+    unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ITC;
 
     if (srv.addrs[i].addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
@@ -190,6 +193,17 @@ static struct MHD_Daemon *child_start_http(const rd_config_t *cf, int fd, size_t
                             MHD_OPTION_PER_IP_CONNECTION_LIMIT, cf->metrics_connections_per_ip,
                             MHD_OPTION_CONNECTION_TIMEOUT, cf->metrics_timeout,
                             MHD_OPTION_END);
+}
+
+/* MHD shuts down the listening socket it stops on: the socket is taken
+ * back from it first (quiesce), so that only this process's copy closes. */
+static void child_stop_http(struct MHD_Daemon *d)
+{
+    MHD_socket fd = MHD_quiesce_daemon(d);
+
+    MHD_stop_daemon(d);
+    if (fd != MHD_INVALID_SOCKET)
+        close(fd);
 }
 
 static int cmp_int(const void *a, const void *b)
@@ -280,7 +294,7 @@ static void child_run(const rd_config_t *cf, int channel, pid_t master)
         child_wait(sfd, channel);
     for (size_t i = 0; i < srv.count; i++)
         if (httpd[i] != NULL)
-            MHD_stop_daemon(httpd[i]);
+            child_stop_http(httpd[i]);
     exit(rc);
 }
 
