@@ -27,7 +27,7 @@ import urllib.request
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from raidatest import (  # noqa: E402
-    RAIDAD, Daemon, EchoProber, Skip, build_request, child_pids, diag, expect, free_port,
+    RAIDAD, SRCDIR, Daemon, EchoProber, Skip, build_request, child_pids, diag, expect, free_port,
     parse_response, read_until_eof, reload_daemon, render_config, run, tcp_connect,
     tcp_exchange, test, udp_exchange, udp_socket, wait_until, workdir,
 )
@@ -372,6 +372,7 @@ def test_a_real_prometheus_scrapes_raidad():
     with metrics_daemon() as d:
         for _ in range(7):
             d.echo_ok()
+        exported = set(re.findall(r"^# TYPE (\S+) ", scrape(d), re.M))
         pdir = tempfile.mkdtemp(prefix="prom-", dir=workdir())
         pport = free_port()
         with open(os.path.join(pdir, "prometheus.yml"), "w") as f:
@@ -405,6 +406,22 @@ def test_a_real_prometheus_scrapes_raidad():
             sample = answer["data"]["result"][0]
             diag(f"prometheus answered {sample['metric']} = {sample['value'][1]}")
             expect(float(sample["value"][1]) == 7, "prometheus saw another count", sample)
+            # Every query of the shipped Grafana dashboard is valid PromQL over
+            # series this raidad exports.
+            with open(os.path.join(SRCDIR, "contrib", "grafana-raidad.json")) as f:
+                dash = json.load(f)
+            exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+            for expr in exprs:
+                q = (expr.replace("$__rate_interval", "1m").replace("$__range", "5m")
+                     .replace("$instance", ".*"))
+                url = f"http://127.0.0.1:{pport}/api/v1/query?" + urllib.parse.urlencode({"query": q})
+                with urllib.request.urlopen(url, timeout=10) as r:
+                    res = json.load(r)
+                expect(res.get("status") == "success", f"dashboard query failed: {q}", res)
+                series = re.findall(r"\b(raidad_\w+|process_start_time_seconds)\b", expr)
+                expect(all(re.sub(r"_(bucket|count|sum)$", "", m) in exported for m in series),
+                       f"dashboard query names an unknown family: {expr}")
+            diag(f"{len(exprs)} dashboard queries answered")
         finally:
             proc.terminate()
             try:
