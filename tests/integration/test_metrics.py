@@ -502,6 +502,9 @@ def test_idle_and_slowloris_clients_on_the_endpoint_do_not_disturb_raida_traffic
             s.setblocking(False)
             s.connect_ex(("127.0.0.1", d.metrics_port))
             idle.append(s)
+        time.sleep(1)
+        connected = sum(s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0 for s in idle)
+        diag(f"{connected} of {len(idle)} idle connections established or pending")
         loads = [Load(d), Load(d)]
         for ld in loads:
             ld.start()
