@@ -561,6 +561,67 @@ def test_a_killed_metrics_process_is_restarted():
         d.echo_ok()
 
 
+def process_uid(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("Uid:"):
+                return int(line.split()[1])
+    return None
+
+
+def holds(pid, path):
+    try:
+        return any(os.readlink(f"/proc/{pid}/fd/{fd}") == path
+                   for fd in os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return False
+
+
+@test(timeout=90)
+def test_unprivileged_metrics_process_on_ipv4_and_ipv6_and_log_reopen():
+    """The metrics process and the workers run as nobody; the endpoint is
+    served on an IPv4 and an IPv6 address; SIGUSR1 hands the reopened error
+    and access logs (root's, in a folder nobody cannot enter) to them."""
+    import pwd
+    if os.geteuid() != 0:
+        raise Skip("needs root to start the processes as another user")
+    try:
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        raise Skip("no user 'nobody' here")
+    p4, p6 = free_port(), free_port()
+    d = Daemon({"worker_processes": 2, "user": "nobody",
+                "metrics_listen": [f"127.0.0.1:{p4}", f"[::1]:{p6}"],
+                "access_log_flush_ms": 50})
+    access = os.path.join(d.dir, "access.log")
+    d.settings.update({"error_log": d.log_path, "access_log": access})
+    with open(d.config_path, "w") as f:
+        f.write(render_config(d.settings))
+    with d:
+        mpid = wait_until(lambda: metrics_pid_of(d), 5)
+        workers = wait_until(lambda: len(workers_of(d)) == 2 and workers_of(d), 5)
+        expect(mpid and workers, "no metrics process or workers")
+        uids = {pid: process_uid(pid) for pid in [mpid] + workers}
+        expect(all(u == nobody.pw_uid for u in uids.values()), f"not all run as nobody: {uids}")
+        d.metrics_port = p4
+        d.echo_ok()
+        expect(value(parse(scrape(d)), "raidad_requests_total", transport="tcp", group="0",
+                     command="echo", status="250") == 1, "IPv4 endpoint")
+        status, _, body = http_get(p6, host="::1")
+        expect(status == 200 and "raidad_requests_total{" in body, f"IPv6 endpoint: {status}")
+        read_lines(access, 1)
+        os.rename(d.log_path, d.log_path + ".1")
+        os.rename(access, access + ".1")
+        d.proc.send_signal(signal.SIGUSR1)
+        d._log_checked = 0
+        expect(wait_until(lambda: all(holds(p, d.log_path) for p in [mpid] + workers), 10),
+               "not every process holds the reopened error log")
+        expect(wait_until(lambda: all(holds(p, access) for p in workers), 10),
+               "not every worker holds the reopened access log")
+        d.echo_ok()
+        expect(len(read_lines(access, 1)) == 1, "the echo is not in the reopened access log")
+
+
 # --------------------------------------------------------------------------
 # raidad -s status
 
