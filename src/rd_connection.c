@@ -487,8 +487,7 @@ void rd_conn_accept_all(rd_worker_t *w, int listen_fd)
         if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
             rd_metrics_refused(RD_REFUSED_DESCRIPTORS);
             rd_worker_accept_block(w, RD_ACCEPT_NOFD);
-        }
-        else if (errno != EAGAIN && errno != EWOULDBLOCK)
+        } else if (errno != EAGAIN && errno != EWOULDBLOCK)
             rd_log(RD_LOG_ERR, "accept: %s", strerror(errno));
         return;
     }

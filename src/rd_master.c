@@ -14,12 +14,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "rd_accesslog.h"
 #include "rd_channel.h"
 #include "rd_connection.h"
 #include "rd_cycle.h"
 #include "rd_event.h"
 #include "rd_listener.h"
-#include "rd_accesslog.h"
 #include "rd_log.h"
 #include "rd_master.h"
 #include "rd_metrics.h"
@@ -495,8 +495,7 @@ static void master_proc_exited(rd_master_t *m, rd_proc_t *p, int status)
     if (!m->stop && p->generation == m->generation && !p->draining) {
         rd_metrics_worker_restart(status);
         master_schedule_respawn(m, p);
-    }
-    else if (m->next.config != NULL && p->generation == m->next_generation && !p->ready)
+    } else if (m->next.config != NULL && p->generation == m->next_generation && !p->ready)
         master_reload_abort(m, "a new worker exited before serving");
     p->pid = 0;
     master_check_settled(m, rd_now_ms());
@@ -592,13 +591,11 @@ static void master_on_signal(rd_event_t *ev, uint32_t events)
 
 /* ---- timers ---- */
 
-/* Heartbeat: every worker is pinged; systemd's watchdog is fed only when
- * every serving worker answered the previous ping. */
 /* What "raidad -s status" shows (rd_status.c), from the master's own
  * records; called before the pings reset the heartbeat flags. */
 static void master_publish_status(rd_master_t *m)
 {
-    static rd_status_t st;
+    static rd_status_t st;      /* 10 kB: off the stack */
     unsigned serving = 0;
 
     st = (rd_status_t){ .master_pid = getpid(), .generation = m->generation,
@@ -620,6 +617,8 @@ static void master_publish_status(rd_master_t *m)
     rd_status_publish(m->cycle.config->pid_file, &st);
 }
 
+/* Heartbeat: every worker is pinged; systemd's watchdog is fed only when
+ * every serving worker answered the previous ping. */
 static void master_tick(rd_master_t *m, uint64_t now)
 {
     bool all_answered = true;

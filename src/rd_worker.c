@@ -9,8 +9,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "rd_channel.h"
 #include "rd_accesslog.h"
+#include "rd_channel.h"
 #include "rd_log.h"
 #include "rd_metrics.h"
 #include "rd_udp.h"
