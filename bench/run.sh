@@ -30,6 +30,8 @@
 #   BENCH_TABLE=1            0: skip the raidad / ceiling table
 #   BENCH_COINS=4096         coins issued for the coin rows (0: skip them)
 #   BENCH_SYNC_DELAY_US=2000 the slowed sync of the last coin row
+#   BENCH_ACCESS_LOG=1       1: also measure the access log's cost: TCP echo
+#                            at BENCH_ACCESS_LOG_CONNS=64, log off, plain, json
 #   BENCH_BUILD_DIR=<top>/build-bench
 #
 # Only 127.0.0.1 is ever targeted. Every server started is stopped, by
@@ -46,6 +48,8 @@ udp_threads=${BENCH_UDP_THREADS:-1}
 repeat=${BENCH_REPEAT:-1}
 idle_conns=${BENCH_IDLE:-10000}
 max_idle=${BENCH_MAX_IDLE:-1}
+access_log=${BENCH_ACCESS_LOG:-1}
+access_log_conns=${BENCH_ACCESS_LOG_CONNS:-64}
 build=${BENCH_BUILD_DIR:-$top/build-bench}
 table=${BENCH_TABLE:-1}
 coin_count=${BENCH_COINS:-4096}
@@ -277,6 +281,9 @@ run_row() {
     for i in 0 1 2; do row[i]=${row[i]:--}; done
 }
 
+# Extra raidad configuration lines for run_row (the access log rows).
+row_conf=()
+
 # ---- the table ------------------------------------------------------------
 
 # ratio A B
@@ -501,6 +508,32 @@ max_idle_connections() {
         sed 's/^[^]]*\] [0-9]*: /| raidad said | /; s/$/ |/' || true
 }
 
+# ---- the access log's cost --------------------------------------------------
+
+# TCP echo with the access log off, then on (plain, json): the CPU per
+# request the log adds, and whether it wrote one line per request (the
+# workers write their buffers out as they stop).
+access_log_cost() {
+    local mode lines base="" extra
+    echo "| access log | req/s | p99 µs | CPU µs/req | CPU added µs/req | errors | lines written |"
+    echo "|---|---:|---:|---:|---:|---:|---:|"
+    for mode in off plain json; do
+        row_conf=()
+        rm -f "$tmp/access.log"
+        [ "$mode" = off ] ||
+            row_conf=("access_log = \"$tmp/access.log\";" "access_log_format = \"$mode\";")
+        run_row raidad tcp "$access_log_conns"
+        log "  access log $mode: ${row[*]}"
+        lines=-
+        [ "$mode" = off ] || lines=$(wc -l <"$tmp/access.log" 2>/dev/null || echo 0)
+        [ "$mode" = off ] && base=${row[3]}
+        extra=$(awk -v a="${row[3]}" -v b="$base" \
+                'BEGIN { if (a == a + 0 && b == b + 0) printf "%+.2f", a - b; else print "-" }')
+        echo "| $mode | ${row[0]} | ${row[2]} | ${row[3]} | $extra | ${row[4]} | $lines |"
+    done
+    row_conf=()
+}
+
 # ---- main -----------------------------------------------------------------
 
 main() {
@@ -529,6 +562,12 @@ main() {
         echo "| | |"
         echo "|---|---|"
         memory_per_connection
+    fi
+    if [ "$access_log" = 1 ]; then
+        echo
+        echo "### Access log: TCP echo, $access_log_conns connections, CPU per request"
+        echo
+        access_log_cost
     fi
     if [ "$max_idle" = 1 ]; then
         echo

@@ -21,7 +21,8 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 jobs=$(nproc 2>/dev/null || echo 2)
 packages="build-essential autoconf automake autoconf-archive pkgconf \
 libconfig-dev libsystemd-dev libcmocka-dev libssl-dev zlib1g-dev \
-python3 clang libclang-rt-14-dev systemd groff-base man-db logrotate valgrind iproute2"
+python3 clang libclang-rt-14-dev systemd groff-base man-db logrotate valgrind iproute2 \
+libmicrohttpd-dev prometheus"
 
 ensure_packages() {
     missing=""

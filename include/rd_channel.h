@@ -12,6 +12,7 @@ enum rd_channel_type {
     RD_CHANNEL_PONG = 'p',      /* worker -> master: yes; value = connections */
     RD_CHANNEL_LOG = 'L',       /* master -> worker: the reopened log file (a descriptor) */
     RD_CHANNEL_QUIET = 'Q',     /* worker -> master: draining, accepts no more */
+    RD_CHANNEL_ACCESS_LOG = 'A', /* master -> worker: the reopened access log (a descriptor) */
 };
 
 typedef struct rd_channel_msg {

@@ -4,6 +4,7 @@
 #define RD_COMMANDS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "rd_protocol.h"
@@ -24,5 +25,9 @@ typedef struct rd_command {
 
 bool rd_command_group_known(uint8_t group);
 const rd_command_t *rd_command_lookup(uint8_t group, uint8_t command);
+
+/* The commands by position in the table (0 .. rd_command_count() - 1). */
+size_t rd_command_count(void);
+const rd_command_t *rd_command_at(size_t i);
 
 #endif

@@ -10,7 +10,10 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include "rd_cidr.h"
+
 #define RD_CONFIG_MAX_LISTEN 16
+#define RD_CONFIG_MAX_ALLOW 32
 #define RD_ADMIN_KEY_SIZE 16
 #define RD_DEFAULT_PORT 18000
 
@@ -65,6 +68,18 @@ typedef struct rd_config {
     char data_dir[PATH_MAX - 32];  /* the folder holding Data/ ("" for none); room is
                                       left for "/Data/DD/MM/PPPP.bin" */
     unsigned key_cache_pages;      /* page files a worker keeps in memory */
+    /* Observability: the metrics endpoint and the access log. */
+    rd_listen_addr_t metrics_listen[RD_CONFIG_MAX_LISTEN];
+    size_t metrics_listen_count;   /* 0: no endpoint */
+    rd_cidr_t metrics_allow[RD_CONFIG_MAX_ALLOW];
+    size_t metrics_allow_count;    /* 0: every client that reaches the address */
+    unsigned metrics_max_connections;
+    unsigned metrics_connections_per_ip;  /* 0: no limit */
+    unsigned metrics_timeout;      /* seconds */
+    char access_log[PATH_MAX];     /* "" for none */
+    char access_log_format[8];     /* "plain" or "json" */
+    unsigned access_log_buffer;    /* bytes per worker */
+    unsigned access_log_flush_ms;
 } rd_config_t;
 
 /* Fills CF with the default of every setting. */

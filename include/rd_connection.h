@@ -57,6 +57,8 @@ struct rd_conn {
     uint8_t *body_heap;         /* a body too large for inbuf */
     uint8_t inbuf[RD_CONN_INBUF];
     uint8_t client_key[RD_LIMIT_KEY_SIZE];   /* the client's address */
+    uint16_t obs_port;          /* the client's port (rd_metrics_net.c) */
+    uint64_t obs_start_ns;      /* when the whole request was read (rd_metrics_net.c) */
 };
 
 void rd_conn_list_append(rd_conn_list_t *list, rd_conn_t *c);

@@ -27,6 +27,10 @@ int rd_listeners_open_reusing(const rd_config_t *cf, const rd_listener_t *old, s
 void rd_listeners_release(rd_listener_t *ls, size_t count,
                           const rd_listener_t *keep, size_t keep_count);
 
+/* One socket of TYPE bound to A (and listening, for SOCK_STREAM), without
+ * the RAIDA listeners' options; -1 (logged) on failure. */
+int rd_listener_bind(const rd_listen_addr_t *a, int type);
+
 int rd_socket_set_nonblocking(int fd);
 /* The address part of SS as text ("192.0.2.1", "2001:db8::1"). */
 void rd_socket_ip_text(const struct sockaddr_storage *ss, char *out, size_t len);

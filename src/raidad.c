@@ -15,6 +15,7 @@
 #include "rd_master.h"
 #include "rd_pidfile.h"
 #include "rd_proctitle.h"
+#include "rd_status.h"
 
 #define DEFAULT_CONF SYSCONFDIR "/raidad/raidad.conf"
 #define RELOAD_WAIT_S 30
@@ -28,11 +29,12 @@ typedef struct options {
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: raidad [-c FILE] [-t] [-s reload|quit|stop|reopen] [-v] [-h]\n"
+            "usage: raidad [-c FILE] [-t] [-s reload|quit|stop|reopen|status] [-v] [-h]\n"
             "  -c FILE    configuration file (default " DEFAULT_CONF ")\n"
             "  -t         test the configuration and exit\n"
             "  -s SIGNAL  signal the running master (found through pid_file):\n"
-            "             reload (waits for the verdict), quit (graceful), stop (fast), reopen (logs)\n"
+            "             reload (waits for the verdict), quit (graceful), stop (fast), reopen (logs),\n"
+            "             status (prints the running daemon's state; exit 0 when healthy)\n"
             "  -v         print the version and exit\n"
             "  -h         print this help and exit\n");
 }
@@ -120,6 +122,8 @@ static int send_signal(const rd_config_t *cf, const char *name)
     };
     pid_t pid;
 
+    if (strcmp(name, "status") == 0)
+        return rd_status_show(cf, stdout);
     for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
         if (strcmp(name, sigs[i].name) != 0)
             continue;
@@ -136,7 +140,7 @@ static int send_signal(const rd_config_t *cf, const char *name)
         fprintf(stderr, "raidad: cannot signal process %ld: %s\n", (long)pid, strerror(errno));
         return 1;
     }
-    fprintf(stderr, "raidad: unknown signal '%s' (reload, quit, stop or reopen)\n", name);
+    fprintf(stderr, "raidad: unknown signal '%s' (reload, quit, stop, reopen or status)\n", name);
     return 2;
 }
 

@@ -147,3 +147,15 @@ const rd_command_t *rd_command_lookup(uint8_t group, uint8_t command)
     }
     return NULL;
 }
+
+/* The table by position, for the metrics: a command's index is its place
+ * here, so counters can be kept in a plain array. */
+size_t rd_command_count(void)
+{
+    return N_COMMANDS;
+}
+
+const rd_command_t *rd_command_at(size_t i)
+{
+    return i < N_COMMANDS ? &commands[i] : NULL;
+}

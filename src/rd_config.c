@@ -54,6 +54,7 @@ typedef struct rd_load {
 
 static rd_opt_parse_fn rd_opt_listen, rd_opt_admin_key, rd_opt_log_level;
 static rd_opt_parse_fn rd_opt_user, rd_opt_group;
+static rd_opt_parse_fn rd_opt_metrics_listen, rd_opt_metrics_allow, rd_opt_access_log_format;
 
 /* The table stores through an unsigned * or a bool *: the _Generic makes an
  * entry for a field of any other C type fail to compile. */
@@ -109,6 +110,17 @@ static const rd_opt_t rd_opts[] = {
     RD_TEXT(group, "", rd_opt_group),
     RD_TEXT(data_dir, "", NULL),
     RD_INT(key_cache_pages, 1024, 1, 1048576),
+    { .name = "metrics_listen", .type = RD_OPT_STRINGS, .min = 0, .max = RD_CONFIG_MAX_LISTEN,
+      .parse = rd_opt_metrics_listen },
+    { .name = "metrics_allow", .type = RD_OPT_STRINGS, .min = 0, .max = RD_CONFIG_MAX_ALLOW,
+      .parse = rd_opt_metrics_allow },
+    RD_INT(metrics_max_connections, 64, 1, 100000),
+    RD_INT(metrics_connections_per_ip, 8, 0, 100000),
+    RD_INT(metrics_timeout, 5, 1, 3600),
+    RD_TEXT(access_log, "", NULL),
+    RD_TEXT(access_log_format, "plain", rd_opt_access_log_format),
+    RD_INT(access_log_buffer, 65536, 4096, 16777216),
+    RD_INT(access_log_flush_ms, 1000, 10, 3600000),
 };
 
 /* ---- listen addresses ---------------------------------------------------- */
@@ -290,6 +302,61 @@ static int rd_opt_group(rd_config_t *cf, size_t idx, const char *text, char *why
     (void)idx;
     if (text[0] != '\0' && getgrnam(text) == NULL) {
         snprintf(why, why_len, "group '%s' does not exist", text);
+        return -1;
+    }
+    return 0;
+}
+
+/* The metrics endpoint needs its port spelled out: the default port is
+ * the RAIDA one, which listen already holds. "" (or an empty list) is off. */
+static int rd_opt_metrics_listen(rd_config_t *cf, size_t idx, const char *text,
+                                 char *why, size_t why_len)
+{
+    const char *bracket = strchr(text, ']');
+    const char *port = bracket != NULL ? strchr(bracket, ':') : strchr(text, ':');
+    rd_listen_addr_t a;
+
+    if (text[0] == '\0' && idx == 0)
+        return 0;
+    if (port == NULL || rd_config_parse_listen(text, &a) < 0) {
+        snprintf(why, why_len, "metrics_listen '%s' is not a valid address: write ADDR:PORT "
+                 "or [IPV6]:PORT, with a numeric address and a port 1..65535", text);
+        return -1;
+    }
+    for (size_t i = 0; i < idx; i++)
+        if (strcmp(cf->metrics_listen[i].text, a.text) == 0) {
+            snprintf(why, why_len, "metrics_listen '%s' is given twice", a.text);
+            return -1;
+        }
+    for (size_t i = 0; i < cf->listen_count; i++)
+        if (strcmp(cf->listen[i].text, a.text) == 0) {
+            snprintf(why, why_len, "metrics_listen '%s' is also a listen address", a.text);
+            return -1;
+        }
+    cf->metrics_listen[idx] = a;
+    cf->metrics_listen_count = idx + 1;
+    return 0;
+}
+
+static int rd_opt_metrics_allow(rd_config_t *cf, size_t idx, const char *text,
+                                char *why, size_t why_len)
+{
+    if (rd_cidr_parse(text, &cf->metrics_allow[idx]) < 0) {
+        snprintf(why, why_len, "metrics_allow '%s' is not a network: write ADDR or ADDR/BITS, "
+                 "numeric (\"127.0.0.1\", \"10.0.0.0/8\", \"::1\")", text);
+        return -1;
+    }
+    cf->metrics_allow_count = idx + 1;
+    return 0;
+}
+
+static int rd_opt_access_log_format(rd_config_t *cf, size_t idx, const char *text,
+                                    char *why, size_t why_len)
+{
+    (void)cf;
+    (void)idx;
+    if (strcmp(text, "plain") != 0 && strcmp(text, "json") != 0) {
+        snprintf(why, why_len, "access_log_format '%s' is not a format (plain, json)", text);
         return -1;
     }
     return 0;

@@ -13,6 +13,7 @@
 #include "rd_connection.h"
 #include "rd_listener.h"
 #include "rd_log.h"
+#include "rd_metrics_net.h"
 #include "rd_worker.h"
 
 /* What a read step tells its caller: keep reading, stop reading for now
@@ -220,6 +221,7 @@ static int conn_write(rd_conn_t *c)
  * is full. */
 static int conn_start_write(rd_conn_t *c)
 {
+    rd_observe_tcp_answer(c);
     c->state = RD_CONN_WRITE;
     c->written = 0;
     return conn_write(c);
@@ -258,6 +260,7 @@ static void conn_submit(rd_conn_t *c)
     w->in_flight++;
     if (rd_threadpool_submit(w->pool, conn_process, c) < 0) {
         w->in_flight--;
+        rd_metrics_refused(RD_REFUSED_POOL_FULL);
         rd_log(RD_LOG_ERR, "thread pool full with %zu requests in flight", w->in_flight);
         conn_fail(c, RD_STATUS_INTERNAL_ERROR);
     }
@@ -331,6 +334,7 @@ static int conn_body_read(rd_conn_t *c)
     int status;
 
     c->req.body_complete = true;
+    rd_observe_tcp_read(c);
     /* Bytes past the request were sent with it: closing over them would
      * reset the connection, so it lingers instead. */
     c->input_left = c->have > c->want;
@@ -450,6 +454,7 @@ static void conn_open(rd_worker_t *w, int fd, const struct sockaddr_storage *ss)
     if (!conn_admit(w, c)) {
         rd_log_debug("connection refused: too many from this address");
         rd_stats_add(&w->proto.stats->refused_per_ip, 1);
+        rd_metrics_refused(RD_REFUSED_PER_ADDRESS);
         close(fd);
         conn_put(w, c);
         return;
@@ -460,6 +465,7 @@ static void conn_open(rd_worker_t *w, int fd, const struct sockaddr_storage *ss)
     w->active++;
     conn_set_deadline(c, &w->timeouts, w->cf->socket_timeout_ms);
     rd_stats_add(&w->proto.stats->tcp_accepted, 1);
+    rd_observe_tcp_open(c, ss);
     /* Clients send their request right after connecting: it is usually
      * there by now, and then the connection never needs epoll. An
      * edge-triggered add reports what arrives after this read. */
@@ -484,8 +490,10 @@ bool rd_conn_accept_all(rd_worker_t *w, int listen_fd)
         socklen_t len = sizeof(ss);
         int fd;
 
-        if (w->active >= w->max_conns)
+        if (w->active >= w->max_conns) {
+            rd_metrics_refused(RD_REFUSED_WORKER_CONNECTIONS);
             rd_worker_accept_block(w, RD_ACCEPT_FULL);
+        }
         if (w->accept_blocked != 0)
             return false;
         fd = accept4(listen_fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -495,9 +503,10 @@ bool rd_conn_accept_all(rd_worker_t *w, int listen_fd)
         }
         if (errno == EINTR || errno == ECONNABORTED)
             continue;
-        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+            rd_metrics_refused(RD_REFUSED_DESCRIPTORS);
             rd_worker_accept_block(w, RD_ACCEPT_NOFD);
-        else if (errno != EAGAIN && errno != EWOULDBLOCK)
+        } else if (errno != EAGAIN && errno != EWOULDBLOCK)
             rd_log(RD_LOG_ERR, "accept: %s", strerror(errno));
         return false;
     }
@@ -531,6 +540,7 @@ static int conn_expire_list(rd_conn_list_t *list, uint64_t now_ms)
         rd_log_debug("%s: timed out %s", conn_ip(c, ip),
                      c->state == RD_CONN_READ_HEADER || c->state == RD_CONN_READ_BODY
                          ? "reading the request" : "writing the answer");
+        rd_metrics_timeout(list == &c->worker->timeouts ? RD_TIMEOUT_READ : RD_TIMEOUT_WRITE);
         conn_close(c);
     }
     return c == NULL ? -1 : (int)(c->deadline_ms - now_ms);

@@ -73,6 +73,11 @@ static int listener_bind(const rd_listen_addr_t *a, int type)
     return fd;
 }
 
+int rd_listener_bind(const rd_listen_addr_t *a, int type)
+{
+    return listener_bind(a, type);
+}
+
 /* Accepted sockets inherit these from their listener: set once here, they
  * cost no system call per connection. */
 static void listener_set_keepalive(int fd, const rd_config_t *cf)

@@ -3,8 +3,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <grp.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "rd_accesslog.h"
 #include "rd_channel.h"
 #include "rd_connection.h"
 #include "rd_cycle.h"
@@ -23,9 +22,13 @@
 #include "rd_listener.h"
 #include "rd_log.h"
 #include "rd_master.h"
+#include "rd_metrics.h"
+#include "rd_metrics_server.h"
 #include "rd_notify.h"
 #include "rd_pidfile.h"
+#include "rd_privilege.h"
 #include "rd_proctitle.h"
+#include "rd_status.h"
 #include "rd_worker.h"
 
 #define MAX_WORKERS 64
@@ -157,34 +160,7 @@ static void child_close_inherited(rd_master_t *m, const rd_cycle_t *mine, int ch
             close(m->procs[i].ev.fd);
     child_close_other_listeners(&m->cycle, mine);
     child_close_other_listeners(&m->next, mine);
-}
-
-static int child_drop_privileges(const rd_config_t *cf)
-{
-    struct passwd *pw;
-    gid_t gid;
-
-    if (cf->user[0] == '\0' || geteuid() != 0)
-        return 0;
-    if ((pw = getpwnam(cf->user)) == NULL) {
-        rd_log(RD_LOG_CRIT, "worker: unknown user '%s'", cf->user);
-        return -1;
-    }
-    gid = pw->pw_gid;
-    if (cf->group[0] != '\0') {
-        struct group *gr = getgrnam(cf->group);
-
-        if (gr == NULL) {
-            rd_log(RD_LOG_CRIT, "worker: unknown group '%s'", cf->group);
-            return -1;
-        }
-        gid = gr->gr_gid;
-    }
-    if (initgroups(cf->user, gid) < 0 || setgid(gid) < 0 || setuid(pw->pw_uid) < 0) {
-        rd_log(RD_LOG_CRIT, "worker: cannot become %s: %s", cf->user, strerror(errno));
-        return -1;
-    }
-    return 0;
+    rd_metrics_server_close_in_child();
 }
 
 /* Never returns. exit(), not _exit(): the sanitizers' leak check and
@@ -200,7 +176,8 @@ static void child_run(rd_master_t *m, const rd_cycle_t *cycle, int channel, pid_
      * them, the file opened while still privileged. */
     rd_log_set_level(cycle->config->log_level);
     rd_log_open(cycle->config->error_log);
-    if (child_drop_privileges(cycle->config) < 0)
+    rd_accesslog_open(cycle->config);
+    if (rd_drop_privileges(cycle->config, "worker") < 0)
         exit(1);
     /* Workers never outlive the master. Only now: changing the user clears
      * the parent-death signal. The master may have died before it was set. */
@@ -236,6 +213,7 @@ static int master_spawn(rd_master_t *m, const rd_cycle_t *cycle, unsigned genera
     pid = fork();
     if (pid == 0) {
         close(fds[0]);
+        rd_metrics_attach(slot, (size_t)(p - m->procs));
         child_run(m, cycle, fds[1], master);
     }
     close(fds[1]);
@@ -289,6 +267,7 @@ static void master_status(rd_master_t *m)
     }
     snprintf(status, sizeof(status), "%u workers, %u connections%s%s", workers, connections,
              m->last_error[0] ? "; last reload refused: " : "", m->last_error);
+    rd_metrics_workers(workers);
     if (strcmp(status, m->status) == 0)
         return;
     memcpy(m->status, status, sizeof(status));
@@ -324,6 +303,8 @@ static void master_reload_refused(rd_master_t *m, const char *why)
 {
     rd_log(RD_LOG_ERR, "reload refused, the old configuration keeps serving: %s", why);
     snprintf(m->last_error, sizeof(m->last_error), "%s", why);
+    rd_metrics_reload(false);
+    rd_status_reload(false, why);
     master_reload_reply(m, false);
     master_status(m);
 }
@@ -398,6 +379,10 @@ static void master_reload_commit(rd_master_t *m)
     rd_log_set_level(m->cycle.config->log_level);
     rd_log_open(m->cycle.config->error_log);
     rd_log(RD_LOG_NOTICE, "reloaded %s: generation %u serving", m->conf_path, m->generation);
+    rd_metrics_reload(true);
+    rd_metrics_generation(m->generation);
+    rd_status_reload(true, NULL);
+    rd_metrics_server_reload(m->cycle.config);
     master_cap_draining(m);
     m->settling = true;
     m->settle_deadline = rd_now_ms() + SETTLE_TIMEOUT_MS;
@@ -558,9 +543,11 @@ static void master_proc_exited(rd_master_t *m, rd_proc_t *p, int status)
         rd_limit_reset_connections(m->cycle.limits);
     rd_event_del(&m->loop, &p->ev);
     close(p->ev.fd);
-    if (!m->stop && p->generation == m->generation && !p->draining)
+    rd_metrics_proc_gone((size_t)(p - m->procs));
+    if (!m->stop && p->generation == m->generation && !p->draining) {
+        rd_metrics_worker_restart(status);
         master_schedule_respawn(m, p);
-    else if (m->next.config != NULL && p->generation == m->next_generation && !p->ready)
+    } else if (m->next.config != NULL && p->generation == m->next_generation && !p->ready)
         master_reload_abort(m, "a new worker exited before serving");
     p->pid = 0;
     master_check_settled(m, rd_now_ms());
@@ -573,6 +560,8 @@ static void master_reap(rd_master_t *m)
     pid_t pid;
 
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        if (rd_metrics_server_reaped(pid, status))
+            continue;
         for (size_t i = 0; i < MAX_PROCS; i++) {
             if (m->procs[i].pid == pid) {
                 master_proc_exited(m, &m->procs[i], status);
@@ -600,6 +589,7 @@ static void master_stop(rd_master_t *m, int sig)
     waiters_reply(&m->queued_waiters, false);
     m->kill_deadline = rd_now_ms() + grace + KILL_GRACE_MS;
     master_signal_all(m, sig);
+    rd_metrics_server_stop();
     /* The workers close their copies as they stop; once the master's are
      * closed too, new clients are refused at once instead of queueing for
      * a server that is leaving. */
@@ -613,8 +603,14 @@ static void master_stop(rd_master_t *m, int sig)
 static void master_reopen_logs(rd_master_t *m)
 {
     const char *path = m->cycle.config->error_log;
+    int access = rd_accesslog_open_file(m->cycle.config);
 
     rd_log(RD_LOG_NOTICE, "reopening the log");
+    for (size_t i = 0; i < MAX_PROCS && access >= 0; i++)
+        if (m->procs[i].pid > 0)
+            rd_channel_send_fd(m->procs[i].ev.fd, RD_CHANNEL_ACCESS_LOG, access);
+    if (access >= 0)
+        close(access);
     if (path[0] == '\0')
         return;
     if (rd_log_open(path) < 0) {
@@ -624,6 +620,7 @@ static void master_reopen_logs(rd_master_t *m)
     for (size_t i = 0; i < MAX_PROCS; i++)
         if (m->procs[i].pid > 0)
             rd_channel_send_fd(m->procs[i].ev.fd, RD_CHANNEL_LOG, rd_log_fd());
+    rd_metrics_server_send_log(rd_log_fd());
 }
 
 static void master_on_signal(rd_event_t *ev, uint32_t events)
@@ -648,11 +645,39 @@ static void master_on_signal(rd_event_t *ev, uint32_t events)
 
 /* ---- timers ---- */
 
+/* What "raidad -s status" shows (rd_status.c), from the master's own
+ * records; called before the pings reset the heartbeat flags. */
+static void master_publish_status(rd_master_t *m)
+{
+    static rd_status_t st;      /* 10 kB: off the stack */
+    unsigned serving = 0;
+
+    st = (rd_status_t){ .master_pid = getpid(), .generation = m->generation,
+                        .expected = worker_count(m->cycle.config),
+                        .metrics_pid = rd_metrics_server_pid() };
+    for (size_t i = 0; i < MAX_PROCS && st.count < RD_STATUS_MAX_WORKERS; i++) {
+        const rd_proc_t *p = &m->procs[i];
+
+        if (p->pid <= 0)
+            continue;
+        st.workers[st.count++] = (rd_status_worker_t){
+            .pid = p->pid, .generation = p->generation, .connections = p->connections,
+            .state = p->draining ? "draining" : !p->ready ? "starting"
+                   : p->pong ? "serving" : "silent",
+            .requests = rd_metrics_proc_requests(i) };
+        serving += p->generation == m->generation && !p->draining && p->ready && p->pong;
+    }
+    st.healthy = serving >= st.expected && !m->stop;
+    rd_status_publish(m->cycle.config->pid_file, &st);
+}
+
 /* Heartbeat: every worker is pinged; systemd's watchdog is fed only when
  * every serving worker answered the previous ping. */
 static void master_tick(rd_master_t *m, uint64_t now)
 {
     bool all_answered = true;
+
+    master_publish_status(m);
 
     for (size_t i = 0; i < MAX_PROCS; i++) {
         rd_proc_t *p = &m->procs[i];
@@ -702,6 +727,7 @@ static void master_timers(rd_master_t *m, uint64_t now)
 {
     if (now >= m->next_tick)
         master_tick(m, now);
+    rd_metrics_server_tick(m->cycle.config, now);
     master_respawn_due(m, now);
     if (m->next.config != NULL && now >= m->reload_deadline)
         master_reload_abort(m, "the new workers did not start in time");
@@ -798,6 +824,8 @@ static int master_init(rd_master_t *m)
         return -1;
     if ((m->cycle.stats = rd_stats_create()) == NULL)
         return -1;
+    if (rd_metrics_init() < 0 || rd_metrics_server_open(cf) < 0)
+        return -1;
     if ((m->cycle.limits = rd_limit_create(limit_capacity(cf))) == NULL)
         return -1;
     for (size_t i = 0; i < cf->listen_count; i++)
@@ -821,8 +849,12 @@ static void master_loop(rd_master_t *m)
 
 static void master_free(rd_master_t *m)
 {
-    /* Only the file this master locked: a reload may have named another,
-     * and a refused second instance owns none. */
+    rd_metrics_server_close();
+    rd_metrics_fini();
+    /* Only the files of this master: a reload may have named another pid
+     * file, and a refused second instance owns none. */
+    if (m->pid_fd >= 0)
+        rd_status_remove(m->pid_path);
     rd_pidfile_remove(m->pid_path, m->pid_fd);
     if (m->cycle.stats != NULL)
         rd_stats_destroy(m->cycle.stats);
@@ -849,6 +881,7 @@ int rd_master_run(const char *conf_path, rd_config_t *cf)
     m->watchdog_usec = rd_notify_watchdog_usec();
     if (master_init(m) == 0) {
         m->generation = m->last_generation = 1;
+        rd_metrics_generation(1);
         if (master_spawn_generation(m, &m->cycle, m->generation) == 0)
             rc = 0;
         else

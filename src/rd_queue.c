@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include "rd_metrics.h"
 #include "rd_queue.h"
 
 #include <errno.h>
@@ -75,6 +76,7 @@ static int queue_store(rd_queue_t *q, void *item)
         return -1;
     q->slots[(q->head + q->count) % q->capacity] = item;
     q->count++;
+    rd_metrics_mod_queue(q->count);
     return 0;
 }
 
@@ -134,6 +136,7 @@ size_t rd_queue_pop_all(rd_queue_t *q, void **items, size_t max)
     pthread_mutex_lock(&q->lock);
     n = queue_take(q, items, max);
     left = q->count;
+    rd_metrics_mod_queue(left);
     pthread_mutex_unlock(&q->lock);
     /* MAX was too small: keep the eventfd readable for what is left, or
      * those items would wait for an unrelated push to be noticed. */

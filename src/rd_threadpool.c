@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include "rd_metrics.h"
 #include "rd_threadpool.h"
 
 #include <pthread.h>
@@ -10,6 +11,7 @@
 struct rd_job {
     rd_job_fn fn;
     void *arg;
+    uint64_t queued_ns;     /* for raidad_pool_wait_seconds */
 };
 
 struct rd_threadpool {
@@ -37,6 +39,7 @@ static bool pool_take(rd_threadpool_t *pool, struct rd_job *job)
     pool->head = (pool->head + 1) % pool->capacity;
     pool->count--;
     pool->running++;
+    rd_metrics_pool(pool->threads, pool->count, pool->running);
     return true;
 }
 
@@ -48,9 +51,11 @@ static void *pool_main(void *data)
     pthread_mutex_lock(&pool->lock);
     while (pool_take(pool, &job)) {
         pthread_mutex_unlock(&pool->lock);
+        rd_metrics_pool_wait(rd_metrics_now_ns() - job.queued_ns);
         job.fn(job.arg);
         pthread_mutex_lock(&pool->lock);
         pool->running--;
+        rd_metrics_pool(pool->threads, pool->count, pool->running);
     }
     pthread_mutex_unlock(&pool->lock);
     return NULL;
@@ -141,6 +146,7 @@ rd_threadpool_t *rd_threadpool_create(unsigned threads, size_t capacity)
         pool_free(pool);
         return NULL;
     }
+    rd_metrics_pool(pool->threads, 0, 0);
     return pool;
 }
 
@@ -153,8 +159,9 @@ int rd_threadpool_submit(rd_threadpool_t *pool, rd_job_fn fn, void *arg)
      * answer "busy" or retry. */
     if (pool->count < pool->capacity && !pool->stop) {
         pool->jobs[(pool->head + pool->count) % pool->capacity] =
-            (struct rd_job){ fn, arg };
+            (struct rd_job){ fn, arg, rd_metrics_now_ns() };
         pool->count++;
+        rd_metrics_pool(pool->threads, pool->count, pool->running);
         pthread_cond_signal(&pool->wake);
         rc = 0;
     }

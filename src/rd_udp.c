@@ -9,6 +9,7 @@
 
 #include "rd_listener.h"
 #include "rd_log.h"
+#include "rd_metrics_net.h"
 #include "rd_udp.h"
 #include "rd_worker.h"
 
@@ -22,6 +23,7 @@ typedef struct udp_job {
     struct sockaddr_storage peer;
     socklen_t peer_len;
     size_t len;
+    uint64_t start_ns;                           /* when it was read, for the metrics */
     rd_request_t req;
     rd_response_t resp;
     uint8_t frame[];                             /* len bytes */
@@ -138,7 +140,8 @@ static void udp_process(void *arg)
  * serves the others meanwhile. It takes a request slot; when none is free,
  * or TCP requests already wait for one, the datagram is dropped (as a full
  * receive buffer would drop it: the client retries). False: dropped. */
-static bool udp_submit(rd_worker_t *w, int fd, const struct msghdr *in, size_t len)
+static bool udp_submit(rd_worker_t *w, int fd, const struct msghdr *in, size_t len,
+                       uint64_t start_ns)
 {
     udp_job_t *job;
 
@@ -153,6 +156,7 @@ static bool udp_submit(rd_worker_t *w, int fd, const struct msghdr *in, size_t l
     job->worker = w;
     job->fd = fd;
     job->len = len;
+    job->start_ns = start_ns;
     job->peer_len = in->msg_namelen;
     memcpy(&job->peer, in->msg_name, in->msg_namelen);
     rd_response_init(&job->resp);
@@ -181,31 +185,39 @@ static bool udp_answer(rd_worker_t *w, int fd, const struct msghdr *in, size_t l
 {
     uint8_t *frame = in->msg_iov->iov_base;
     const struct sockaddr_storage *peer = in->msg_name;
+    uint64_t start_ns = rd_protocol_now_ns();
+    int outcome = RD_UDP_ANSWERED;
     rd_request_t req;
     bool answered = true;
     int status;
 
-    if (udp_over_rate(w, peer))
+    if (udp_over_rate(w, peer)) {
+        outcome = RD_UDP_DROPPED_RATE;
         answered = udp_refuse(w, frame, len, RD_STATUS_RATE_EXCEEDED, &req, resp);
-    else if (len > w->udp->cap)
+    } else if (len > w->udp->cap) {
+        outcome = RD_UDP_DROPPED_SIZE;
         answered = udp_refuse(w, frame, len, RD_STATUS_INVALID_PACKET_LENGTH, &req, resp);
-    else if ((status = rd_protocol_read_frame(&w->proto, &req, frame, len)) < 0)
+    } else if ((status = rd_protocol_read_frame(&w->proto, &req, frame, len)) < 0) {
         answered = false;
-    else if (status != RD_STATUS_NO_ERROR)
+    } else if (status != RD_STATUS_NO_ERROR) {
         rd_protocol_error_response(&w->proto, &req, status, resp);
-    else if (udp_inline(w, &req))
+    } else if (udp_inline(w, &req)) {
         rd_protocol_run_command(&w->proto, &req, resp);
-    else if (udp_submit(w, fd, in, len))
+    } else if (udp_submit(w, fd, in, len, start_ns)) {
         return false;
-    else
+    } else {
         answered = false;
+    }
     if (rd_log_enabled(RD_LOG_DEBUG))
         udp_log(peer, &req, answered);
     if (!answered) {
         rd_stats_add(&w->proto.stats->udp_dropped, 1);
+        rd_observe_udp(NULL, peer, len, NULL, outcome == RD_UDP_ANSWERED ? RD_UDP_DROPPED_SHORT
+                                                                         : outcome, start_ns);
         return false;
     }
     udp_limit_size(w, frame, len, &req, resp);
+    rd_observe_udp(&req, peer, len, resp, outcome, start_ns);
     return true;
 }
 
@@ -217,6 +229,7 @@ void rd_udp_processed(rd_worker_t *w, void *record)
     /* Once draining, the listeners, this socket among them, are closed. */
     if (!w->draining) {
         udp_limit_size(w, job->frame, job->len, &job->req, &job->resp);
+        rd_observe_udp(&job->req, &job->peer, job->len, &job->resp, RD_UDP_ANSWERED, job->start_ns);
         if (sendto(job->fd, job->resp.data, job->resp.len, 0,
                    (const struct sockaddr *)&job->peer, job->peer_len) < 0)
             rd_log_debug("udp: sendto: %s", strerror(errno));

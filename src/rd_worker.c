@@ -9,8 +9,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "rd_accesslog.h"
 #include "rd_channel.h"
 #include "rd_log.h"
+#include "rd_metrics.h"
 #include "rd_udp.h"
 #include "rd_worker.h"
 
@@ -98,6 +100,8 @@ static void worker_on_channel(rd_event_t *ev, uint32_t events)
             rd_channel_send(ev->fd, RD_CHANNEL_PONG, (uint32_t)w->active);
         else if (msg.type == RD_CHANNEL_LOG && passed >= 0)
             rd_log_adopt(passed);
+        else if (msg.type == RD_CHANNEL_ACCESS_LOG && passed >= 0)
+            rd_accesslog_adopt(passed);
         else if (passed >= 0)
             close(passed);
     }
@@ -326,6 +330,7 @@ static void worker_free(rd_worker_t *w)
     rd_udp_destroy(w->udp);
     free(w->conns);
     rd_keystore_destroy(w->proto.keys);    /* the pool, its user, is gone */
+    rd_accesslog_close();
 }
 
 static bool worker_done(const rd_worker_t *w, uint64_t now)
@@ -350,6 +355,7 @@ static void worker_loop(rd_worker_t *w)
 
         if (next >= 0 && next < timeout)
             timeout = next;
+        timeout = rd_accesslog_flush_due(rd_now_ms(), timeout);
         if ((w->draining || (w->accept_blocked & RD_ACCEPT_NOFD)) && timeout > 100)
             timeout = 100;
         if (rd_event_loop_poll(&w->loop, timeout) < 0) {
@@ -358,6 +364,7 @@ static void worker_loop(rd_worker_t *w)
         }
         if (w->done_pending)
             worker_drain_done(w);
+        rd_metrics_connections(w->active);
         if ((w->accept_blocked & RD_ACCEPT_NOFD) && rd_now_ms() >= w->accept_retry_ms)
             rd_worker_accept_unblock(w, RD_ACCEPT_NOFD);
     }
