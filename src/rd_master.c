@@ -3,8 +3,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <grp.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +23,7 @@
 #include "rd_master.h"
 #include "rd_notify.h"
 #include "rd_proctitle.h"
+#include "rd_sandbox.h"
 #include "rd_worker.h"
 
 #define MAX_WORKERS 64
@@ -145,34 +144,6 @@ static void child_close_inherited(rd_master_t *m, const rd_cycle_t *mine, int ch
     child_close_other_listeners(&m->next, mine);
 }
 
-static int child_drop_privileges(const rd_config_t *cf)
-{
-    struct passwd *pw;
-    gid_t gid;
-
-    if (cf->user[0] == '\0' || geteuid() != 0)
-        return 0;
-    if ((pw = getpwnam(cf->user)) == NULL) {
-        rd_log(RD_LOG_CRIT, "worker: unknown user '%s'", cf->user);
-        return -1;
-    }
-    gid = pw->pw_gid;
-    if (cf->group[0] != '\0') {
-        struct group *gr = getgrnam(cf->group);
-
-        if (gr == NULL) {
-            rd_log(RD_LOG_CRIT, "worker: unknown group '%s'", cf->group);
-            return -1;
-        }
-        gid = gr->gr_gid;
-    }
-    if (initgroups(cf->user, gid) < 0 || setgid(gid) < 0 || setuid(pw->pw_uid) < 0) {
-        rd_log(RD_LOG_CRIT, "worker: cannot become %s: %s", cf->user, strerror(errno));
-        return -1;
-    }
-    return 0;
-}
-
 /* Never returns. exit(), not _exit(): the sanitizers' leak check and
  * coverage run at exit, and the master flushed nothing that could be
  * written twice. */
@@ -190,7 +161,7 @@ static void child_run(rd_master_t *m, const rd_cycle_t *cycle, int channel, pid_
      * them, the file opened while still privileged. */
     rd_log_set_level(cycle->config->log_level);
     rd_log_open(cycle->config->error_log);
-    if (child_drop_privileges(cycle->config) < 0)
+    if (rd_sandbox_drop_privileges(cycle->config) < 0)
         exit(1);
     rc = rd_worker_run(cycle, channel);
     close(channel);
@@ -473,7 +444,8 @@ static void log_exit(const rd_proc_t *p, int status)
                "worker %ld exited on signal %d (%s)", (long)p->pid,
                WTERMSIG(status), strsignal(WTERMSIG(status)));
     else if (WEXITSTATUS(status) != 0)
-        rd_log(RD_LOG_ERR, "worker %ld exited with status %d", (long)p->pid, WEXITSTATUS(status));
+        rd_log(RD_LOG_ERR, "worker %ld exited with status %d%s", (long)p->pid, WEXITSTATUS(status),
+               WEXITSTATUS(status) == RD_SANDBOX_KILLED_STATUS ? " (killed by its system call filter)" : "");
     else
         rd_log(RD_LOG_INFO, "worker %ld exited", (long)p->pid);
 }
