@@ -290,7 +290,8 @@ static const int sandbox_allowed[] = {
     SCMP_SYS(getrandom), SCMP_SYS(exit), SCMP_SYS(exit_group),
 };
 
-/* Calls allowed only with some arguments. */
+/* Calls allowed only with some arguments. SCMP_CMP_EQ uses one datum; the
+ * second, 0, keeps clang's -Wmissing-field-initializers quiet. */
 static int sandbox_add_conditional(scmp_filter_ctx ctx)
 {
     int rc = 0;
@@ -304,7 +305,7 @@ static int sandbox_add_conditional(scmp_filter_ctx ctx)
     /* Signals to its own threads only: abort() and raise() work, the
      * master and other processes of the same user are out of reach. */
     rc |= seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 1,
-                           SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)getpid()));
+                           SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)getpid(), 0));
     /* Never executable memory: no code can be mapped in. */
     rc |= seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mmap), 1,
                            SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
@@ -312,21 +313,21 @@ static int sandbox_add_conditional(scmp_filter_ctx ctx)
                            SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
     /* Socket options of the socket layer and TCP (keepalive, buffers). */
     rc |= seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(setsockopt), 1,
-                           SCMP_A1(SCMP_CMP_EQ, SOL_SOCKET));
+                           SCMP_A1(SCMP_CMP_EQ, SOL_SOCKET, 0));
     rc |= seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(setsockopt), 1,
-                           SCMP_A1(SCMP_CMP_EQ, IPPROTO_TCP));
+                           SCMP_A1(SCMP_CMP_EQ, IPPROTO_TCP, 0));
     rc |= seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(getsockopt), 1,
-                           SCMP_A1(SCMP_CMP_EQ, SOL_SOCKET));
+                           SCMP_A1(SCMP_CMP_EQ, SOL_SOCKET, 0));
     rc |= seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(getsockopt), 1,
-                           SCMP_A1(SCMP_CMP_EQ, IPPROTO_TCP));
+                           SCMP_A1(SCMP_CMP_EQ, IPPROTO_TCP, 0));
     /* Limits may be read (getrlimit), not raised. */
     rc |= seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prlimit64), 1,
-                           SCMP_A2(SCMP_CMP_EQ, 0));
+                           SCMP_A2(SCMP_CMP_EQ, 0, 0));
     /* prctl: a thread's name, nothing else. */
     rc |= seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1,
-                           SCMP_A0(SCMP_CMP_EQ, PR_SET_NAME));
+                           SCMP_A0(SCMP_CMP_EQ, PR_SET_NAME, 0));
     rc |= seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1,
-                           SCMP_A0(SCMP_CMP_EQ, PR_GET_NAME));
+                           SCMP_A0(SCMP_CMP_EQ, PR_GET_NAME, 0));
     return rc;
 }
 
