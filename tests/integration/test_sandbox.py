@@ -11,6 +11,7 @@ admin_allow. Prints TAP."""
 import os
 import pwd
 import re
+import shutil
 import signal
 import sys
 
@@ -91,6 +92,55 @@ def test_workers_started_as_root_run_unprivileged_without_capabilities():
         d.echo_ok()
         d.echo_ok(udp=True)
         expect(not log_matching(d, ROOT_WARNING), "a root warning without root workers")
+
+
+@test
+def test_started_as_another_user_workers_give_up_their_capabilities():
+    """As under the shipped unit (User=raidad, AmbientCapabilities=
+    CAP_NET_BIND_SERVICE): the master keeps the capability, the workers,
+    same user, hold none and are filtered."""
+    need_root()
+    if shutil.which("setpriv") is None:
+        raise Skip("no setpriv (util-linux)")
+    try:
+        account = pwd.getpwnam("raidad")
+    except KeyError:
+        account = pwd.getpwnam("nobody")
+    d = Daemon({"worker_processes": 2})
+    os.chown(d.dir, account.pw_uid, account.pw_gid)
+    d.wrapper = ["setpriv", f"--reuid={account.pw_uid}", f"--regid={account.pw_gid}",
+                 "--clear-groups", "--inh-caps=+net_bind_service",
+                 "--ambient-caps=+net_bind_service"]
+    old = os.umask(0)           # the notify socket, for a master that is not root
+    try:
+        d.start()
+    finally:
+        os.umask(old)
+    try:
+        check_dropped_capabilities(d, account)
+    except BaseException:
+        d.kill()
+        raise
+    d.stop()
+
+
+def check_dropped_capabilities(d, account):
+    """D's master, started as ACCOUNT with CAP_NET_BIND_SERVICE, keeps it;
+    its workers hold nothing."""
+    master = proc_status(d.pid)
+    expect(master["Uid"][1] == str(account.pw_uid), "the master is not the account")
+    expect(int(master["CapEff"][0], 16) == 1 << 10, "the master lacks CAP_NET_BIND_SERVICE",
+           master["CapEff"])
+    for pid in workers(d, 2):
+        st = proc_status(pid)
+        expect(st["Uid"] == [str(account.pw_uid)] * 4, f"worker {pid} uids {st['Uid']}")
+        for caps in ("CapEff", "CapPrm", "CapAmb", "CapInh"):
+            expect(int(st[caps][0], 16) == 0, f"worker {pid} {caps} {st[caps]}")
+        if filter_expected(d):
+            expect(seccomp_mode(pid) == 2, f"worker {pid} not filtered")
+    d.echo_ok()
+    d.echo_ok(udp=True)
+    expect(not log_matching(d, ROOT_WARNING), "a root warning without root")
 
 
 def check_root_workers(user, why):
