@@ -344,6 +344,10 @@ static int sandbox_load(void)
     /* Every thread of the worker (the pool's are running already). */
     if (rc == 0)
         rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);
+    /* A call of another ABI (int 0x80, x32) ends the whole worker, not the
+     * one thread (libseccomp's default), which would leave it half alive. */
+    if (rc == 0)
+        rc = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
     if (rc == 0)
         rc = seccomp_load(ctx);
     if (ctx != NULL)

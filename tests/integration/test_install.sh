@@ -45,7 +45,7 @@ mkvar() {
         mk -s --no-print-directory -f Makefile -f - rd-print-var
 }
 
-echo "1..23"
+echo "1..24"
 
 had_user=no
 getent passwd raidad >/dev/null 2>&1 && had_user=yes
@@ -218,7 +218,14 @@ else
         sh -c 'readelf -sW --dyn-syms "$1" | grep -Eq "__stack_chk_fail|__[a-z_]*_chk@"' sh "$exe"
 fi
 
-# 22-23. make uninstall removes everything but the edited configuration
+# 22. the test hooks (tests/raidad-hooked) are not in the installed raidad
+if [ -f "$exe" ] && ! grep -q RAIDAD_TEST_FORBIDDEN "$exe"; then
+    ok "raidad has no test hooks"
+else
+    not_ok "raidad has no test hooks"
+fi
+
+# 23-24. make uninstall removes everything but the edited configuration
 if mk -s uninstall DESTDIR="$dest" >"$tmp/uninstall.log" 2>&1; then
     ok "make uninstall DESTDIR=..."
 else
