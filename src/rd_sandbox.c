@@ -265,11 +265,13 @@ static const int sandbox_allowed[] = {
     SCMP_SYS(fdatasync), SCMP_SYS(fsync), SCMP_SYS(ftruncate),
     SCMP_SYS(rename), SCMP_SYS(renameat), SCMP_SYS(renameat2),
     SCMP_SYS(unlink), SCMP_SYS(unlinkat),
+    SCMP_SYS(preadv), SCMP_SYS(pwritev), SCMP_SYS(fallocate), SCMP_SYS(fadvise64),
+    SCMP_SYS(msync), SCMP_SYS(getdents64), SCMP_SYS(mkdir), SCMP_SYS(mkdirat),
     /* events */
     SCMP_SYS(epoll_create1), SCMP_SYS(epoll_ctl), SCMP_SYS(epoll_wait),
     SCMP_SYS(epoll_pwait), SCMP_SYS(epoll_pwait2), SCMP_SYS(eventfd2),
     SCMP_SYS(timerfd_create), SCMP_SYS(timerfd_settime), SCMP_SYS(timerfd_gettime),
-    SCMP_SYS(signalfd4),
+    SCMP_SYS(signalfd4), SCMP_SYS(poll), SCMP_SYS(ppoll),
     /* sockets already open: no socket() at all */
     SCMP_SYS(accept4), SCMP_SYS(recvfrom), SCMP_SYS(sendto), SCMP_SYS(recvmsg),
     SCMP_SYS(sendmsg), SCMP_SYS(recvmmsg), SCMP_SYS(sendmmsg), SCMP_SYS(shutdown),
