@@ -16,7 +16,6 @@
 #include "config.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
 #include <sched.h>
@@ -27,14 +26,12 @@
 #include <pthread.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 #include <linux/capability.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 
 #include <seccomp.h>
 
@@ -254,8 +251,9 @@ static int sandbox_prepare_trap(void)
 /* ---- the allow list ------------------------------------------------------- */
 
 /* What serving needs, and what the work under way will add (the coin store
- * opens, writes and syncs page files and a journal). A name this kernel's
- * architecture lacks (open on arm64...) is skipped by libseccomp. */
+ * opens, writes and syncs page files and a journal). A call this
+ * architecture lacks (open on arm64...) has a negative pseudo number from
+ * SCMP_SYS, and is skipped. */
 static const int sandbox_allowed[] = {
     /* descriptors and files */
     SCMP_SYS(read), SCMP_SYS(write), SCMP_SYS(readv), SCMP_SYS(writev),
