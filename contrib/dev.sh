@@ -20,7 +20,7 @@ set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 jobs=$(nproc 2>/dev/null || echo 2)
 packages="build-essential autoconf automake autoconf-archive pkgconf \
-libconfig-dev libsystemd-dev libcmocka-dev libssl-dev zlib1g-dev \
+libconfig-dev libsystemd-dev libcmocka-dev libssl-dev zlib1g-dev libseccomp-dev \
 python3 clang libclang-rt-14-dev systemd groff-base man-db logrotate valgrind iproute2 \
 libmicrohttpd-dev prometheus"
 
@@ -118,8 +118,19 @@ dev_coins() {
     echo "dev.sh: try   build/raida-cli -L $dev_dir/data/coins.txt 127.0.0.1 18000 detect 0-4" >&2
 }
 
+# The workers' account, as "make install" creates it (Makefile.am), so that
+# the quick start runs its workers as raidad; without it (not root) they
+# run as nobody, with a warning.
+ensure_user() {
+    [ "$(id -u)" = 0 ] || return 0
+    getent passwd raidad >/dev/null && return 0
+    echo "dev.sh: creating the system user raidad" >&2
+    useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin raidad
+}
+
 cmd_run() {
     ensure_packages
+    ensure_user
     bootstrap
     build "$top/build"
     mkdir -p "$dev_dir"

@@ -16,6 +16,11 @@
 #define RD_CONFIG_MAX_ALLOW 32
 #define RD_ADMIN_KEY_SIZE 16
 #define RD_DEFAULT_PORT 18000
+#define RD_CONFIG_MAX_ADMIN_ALLOW 16
+/* The workers' account by default; make install creates it. When it is
+ * missing, workers run as RD_FALLBACK_USER instead (docs/security.md). */
+#define RD_DEFAULT_USER "raidad"
+#define RD_FALLBACK_USER "nobody"
 
 typedef struct rd_listen_addr {
     struct sockaddr_storage addr;
@@ -46,6 +51,9 @@ typedef struct rd_config {
     bool quick_commands_inline;    /* status commands on the I/O thread */
     bool admin_key_set;
     uint8_t admin_key[RD_ADMIN_KEY_SIZE];
+    /* Clients that may send the admin key in clear (type 0, TCP only). */
+    rd_cidr_t admin_allow[RD_CONFIG_MAX_ADMIN_ALLOW];
+    size_t admin_allow_count;
     int log_level;
     /* Abuse: caps and limits. */
     unsigned worker_connections;   /* per worker; 0: from the descriptor limit */
@@ -64,6 +72,7 @@ typedef struct rd_config {
     char error_log[PATH_MAX];      /* "" for stderr */
     char user[64];                 /* "" keeps the master's identity */
     char group[64];
+    bool worker_seccomp;           /* the workers' system call filter */
     /* Coin keys of the encrypted requests (types 1, 4, 5). */
     char data_dir[PATH_MAX - 32];  /* the folder holding Data/ ("" for none); room is
                                       left for "/Data/DD/MM/PPPP.bin" */

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "rd_cidr.h"
 #include "rd_keystore.h"
 #include "rd_stats.h"
 
@@ -60,6 +61,10 @@ typedef struct rd_protocol {
     uint32_t max_body_size;
     bool admin_key_set;
     uint8_t admin_key[16];
+    /* Clients that may send the admin key in clear (type 0) over TCP;
+     * over UDP it is never accepted in clear. */
+    const rd_cidr_t *admin_allow;
+    size_t admin_allow_count;
     rd_stats_t *stats;
     rd_keystore_t *keys;        /* coin keys of types 1, 4, 5; NULL: every coin is missing */
 } rd_protocol_t;
@@ -87,6 +92,12 @@ typedef struct rd_request {
      * or an admin command whose key matched. Only such a request may get
      * an answer larger than itself over UDP (no reflection amplifier). */
     bool authenticated;
+    /* Where the request came from, set by the network layer: the client's
+     * address (rd_cidr.h's 16-byte form; all zero when unknown, which no
+     * allow list of loopback matches) and whether it came as a datagram
+     * (rd_protocol_handle_frame sets that itself). */
+    uint8_t client[RD_ADDR_SIZE];
+    bool datagram;
 } rd_request_t;
 
 /* A whole response frame: header, payload, trailer. */
@@ -130,14 +141,15 @@ void rd_protocol_run_command(const rd_protocol_t *p, rd_request_t *req, rd_respo
 void rd_protocol_error_response(const rd_protocol_t *p, const rd_request_t *req,
                                 int status, rd_response_t *resp);
 
-/* One whole frame in FRAME (a datagram): checks its header and body and
- * fills REQ (whose body then points into FRAME). Returns -1 when the frame
- * is too short to be answered at all, else RD_STATUS_NO_ERROR or the status
- * to answer. */
+/* One whole frame in FRAME (a datagram, so req->datagram is set): checks
+ * its header and body and fills REQ (whose body then points into FRAME).
+ * Returns -1 when the frame is too short to be answered at all, else
+ * RD_STATUS_NO_ERROR or the status to answer. */
 int rd_protocol_read_frame(const rd_protocol_t *p, rd_request_t *req, uint8_t *frame,
                            size_t len);
 
-/* One whole frame in FRAME (a datagram): validates it, runs it, answers;
+/* One whole frame in FRAME (a datagram, so req->datagram is set): validates
+ * it, runs it, answers;
  * REQ is filled as far as the frame allowed (for the caller's log). The body
  * is decrypted in place. Returns false when the frame is too short to be
  * answered at all (nothing goes into RESP then). */

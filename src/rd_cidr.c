@@ -1,6 +1,5 @@
-/* Client networks: parsing and matching. IPv4 is kept as IPv4-mapped IPv6
- * (::ffff:a.b.c.d), so one comparison serves both families, and a v4
- * client reaching a dual-stack socket matches a v4 network. */
+/* Address ranges for allow lists: parsing "ADDR[/LEN]" and matching a
+ * client's 16-byte address against a list (see include/rd_cidr.h). */
 #include "config.h"
 
 #include <arpa/inet.h>
@@ -9,61 +8,72 @@
 
 #include "rd_cidr.h"
 
-static void mapped_v4(const void *in4, uint8_t out[16])
+#define RD_V4_MAPPED_BITS 96        /* ::ffff:0:0/96 */
+
+/* Keeps the first PREFIX bits of ADDR, zeroes the rest. */
+static void cidr_mask(uint8_t addr[RD_ADDR_SIZE], unsigned prefix)
 {
-    memset(out, 0, 10);
-    out[10] = out[11] = 0xff;
-    memcpy(out + 12, in4, 4);
+    for (unsigned i = 0; i < RD_ADDR_SIZE; i++) {
+        unsigned bits = prefix > i * 8 ? prefix - i * 8 : 0;
+
+        if (bits < 8)
+            addr[i] &= (uint8_t)(0xff00u >> bits);
+    }
+}
+
+static int cidr_parse_len(const char *s, unsigned max, unsigned *out)
+{
+    char *end;
+    unsigned long v;
+
+    if (*s < '0' || *s > '9')
+        return -1;
+    v = strtoul(s, &end, 10);
+    if (*end != '\0' || v > max)
+        return -1;
+    *out = (unsigned)v;
+    return 0;
 }
 
 int rd_cidr_parse(const char *text, rd_cidr_t *out)
 {
-    char host[64];
-    const char *slash = strchr(text, '/');
-    size_t len = slash != NULL ? (size_t)(slash - text) : strlen(text);
+    char host[INET6_ADDRSTRLEN];
+    const char *slash = text != NULL ? strchr(text, '/') : NULL;
+    size_t len = text == NULL ? 0 : slash != NULL ? (size_t)(slash - text) : strlen(text);
     struct in_addr v4;
-    unsigned max, bits;
-    char *end;
+    rd_cidr_t c = { .prefix = 128 };
+    unsigned bits;
 
     if (len == 0 || len >= sizeof(host))
         return -1;
     memcpy(host, text, len);
     host[len] = '\0';
     if (inet_pton(AF_INET, host, &v4) == 1) {
-        mapped_v4(&v4, out->addr);
-        max = 32;
-    } else if (inet_pton(AF_INET6, host, out->addr) == 1) {
-        max = 128;
+        c.addr[10] = c.addr[11] = 0xff;
+        memcpy(c.addr + 12, &v4, 4);
+        if (slash != NULL && cidr_parse_len(slash + 1, 32, &bits) < 0)
+            return -1;
+        c.prefix = RD_V4_MAPPED_BITS + (slash != NULL ? bits : 32);
+    } else if (inet_pton(AF_INET6, host, c.addr) == 1) {
+        if (slash != NULL && cidr_parse_len(slash + 1, 128, &c.prefix) < 0)
+            return -1;
     } else {
         return -1;
     }
-    bits = max;
-    if (slash != NULL) {
-        if (slash[1] < '0' || slash[1] > '9')
-            return -1;
-        unsigned long v = strtoul(slash + 1, &end, 10);
-        if (*end != '\0' || v > max)
-            return -1;
-        bits = (unsigned)v;
-    }
-    out->prefix = bits + (max == 32 ? 96 : 0);
+    cidr_mask(c.addr, c.prefix);
+    *out = c;
     return 0;
 }
 
-bool rd_cidr_match(const rd_cidr_t *net, const struct sockaddr *sa)
+bool rd_cidr_match(const rd_cidr_t *list, size_t n, const uint8_t addr[RD_ADDR_SIZE])
 {
-    uint8_t a[16];
-    unsigned full, rest;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t a[RD_ADDR_SIZE];
 
-    if (sa->sa_family == AF_INET)
-        mapped_v4(&((const struct sockaddr_in *)(const void *)sa)->sin_addr, a);
-    else if (sa->sa_family == AF_INET6)
-        memcpy(a, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, 16);
-    else
-        return false;
-    full = net->prefix / 8;
-    rest = net->prefix % 8;
-    if (memcmp(a, net->addr, full) != 0)
-        return false;
-    return rest == 0 || ((a[full] ^ net->addr[full]) & (0xff << (8 - rest))) == 0;
+        memcpy(a, addr, RD_ADDR_SIZE);
+        cidr_mask(a, list[i].prefix);
+        if (memcmp(a, list[i].addr, RD_ADDR_SIZE) == 0)
+            return true;
+    }
+    return false;
 }

@@ -31,6 +31,8 @@ enum rd_opt_type {
  * a sentence that says what is wrong (the caller adds the file and line). */
 typedef int rd_opt_parse_fn(rd_config_t *cf, size_t idx, const char *text,
                             char *why, size_t why_len);
+/* Empties a list setting before its entries are stored (a list may be empty). */
+typedef void rd_opt_clear_fn(rd_config_t *cf);
 
 typedef struct rd_opt {
     const char *name;
@@ -39,8 +41,10 @@ typedef struct rd_opt {
     size_t size;                /* of the field, for RD_OPT_TEXT */
     bool auto_zero;             /* RD_OPT_INT: the string "auto" stands for 0 */
     long long def, min, max;
-    const char *def_text;       /* default of a string setting; NULL: none */
+    const char *def_text;       /* default of a string setting (RD_OPT_STRINGS: entries
+                                   separated by spaces); NULL: none */
     rd_opt_parse_fn *parse;
+    rd_opt_clear_fn *clear;     /* RD_OPT_STRINGS that may be empty */
 } rd_opt_t;
 
 /* Where a file is read, so that errors can name it and integers be read again. */
@@ -53,8 +57,9 @@ typedef struct rd_load {
 } rd_load_t;
 
 static rd_opt_parse_fn rd_opt_listen, rd_opt_admin_key, rd_opt_log_level;
-static rd_opt_parse_fn rd_opt_user, rd_opt_group;
+static rd_opt_parse_fn rd_opt_user, rd_opt_group, rd_opt_admin_allow;
 static rd_opt_parse_fn rd_opt_metrics_listen, rd_opt_metrics_allow, rd_opt_access_log_format;
+static rd_opt_clear_fn rd_clear_admin_allow;
 
 /* The table stores through an unsigned * or a bool *: the _Generic makes an
  * entry for a field of any other C type fail to compile. */
@@ -89,6 +94,9 @@ static const rd_opt_t rd_opts[] = {
     RD_INT(udp_receive_buffer, 0, 0, 268435456),
     RD_BOOL(quick_commands_inline, true),
     { .name = "admin_key", .type = RD_OPT_STRING, .parse = rd_opt_admin_key },
+    { .name = "admin_allow", .type = RD_OPT_STRINGS, .min = 0, .max = RD_CONFIG_MAX_ADMIN_ALLOW,
+      .def_text = "127.0.0.0/8 ::1", .parse = rd_opt_admin_allow,
+      .clear = rd_clear_admin_allow },
     { .name = "log_level", .type = RD_OPT_STRING, .def_text = "info",
       .parse = rd_opt_log_level },
     { .name = "worker_connections", .type = RD_OPT_INT, .auto_zero = true,
@@ -106,8 +114,9 @@ static const rd_opt_t rd_opts[] = {
     RD_INT(max_old_generations, 4, 1, 64),
     RD_TEXT(pid_file, "/run/raidad/raidad.pid", NULL),
     RD_TEXT(error_log, "", NULL),
-    RD_TEXT(user, "", rd_opt_user),
+    RD_TEXT(user, RD_DEFAULT_USER, rd_opt_user),
     RD_TEXT(group, "", rd_opt_group),
+    RD_BOOL(worker_seccomp, true),
     RD_TEXT(data_dir, "", NULL),
     RD_INT(key_cache_pages, 1024, 1, 1048576),
     { .name = "metrics_listen", .type = RD_OPT_STRINGS, .min = 0, .max = RD_CONFIG_MAX_LISTEN,
@@ -268,6 +277,23 @@ static int rd_opt_admin_key(rd_config_t *cf, size_t idx, const char *text,
     return 0;
 }
 
+static int rd_opt_admin_allow(rd_config_t *cf, size_t idx, const char *text,
+                              char *why, size_t why_len)
+{
+    if (rd_cidr_parse(text, &cf->admin_allow[idx]) < 0) {
+        snprintf(why, why_len, "admin_allow '%s' is not an address or range: write ADDR or "
+                 "ADDR/LEN, numeric (127.0.0.0/8, ::1, 2001:db8::/32)", text);
+        return -1;
+    }
+    cf->admin_allow_count = idx + 1;
+    return 0;
+}
+
+static void rd_clear_admin_allow(rd_config_t *cf)
+{
+    cf->admin_allow_count = 0;
+}
+
 static int rd_opt_log_level(rd_config_t *cf, size_t idx, const char *text,
                             char *why, size_t why_len)
 {
@@ -284,12 +310,14 @@ static int rd_opt_log_level(rd_config_t *cf, size_t idx, const char *text,
 }
 
 /* Unknown accounts are configuration errors, caught by -t and by a reload,
- * not a surprise for the first worker that tries to become them. */
+ * not a surprise for the first worker that tries to become them. The
+ * default account is the exception: where it was never created (a build
+ * tree, not "make install"), workers fall back to RD_FALLBACK_USER. */
 static int rd_opt_user(rd_config_t *cf, size_t idx, const char *text, char *why, size_t why_len)
 {
     (void)cf;
     (void)idx;
-    if (text[0] != '\0' && getpwnam(text) == NULL) {
+    if (text[0] != '\0' && strcmp(text, RD_DEFAULT_USER) != 0 && getpwnam(text) == NULL) {
         snprintf(why, why_len, "user '%s' does not exist", text);
         return -1;
     }
@@ -385,6 +413,18 @@ static void rd_store_int(rd_config_t *cf, const rd_opt_t *opt, long long v)
         *(unsigned *)((char *)cf + opt->offset) = (unsigned)v;
 }
 
+/* Each space-separated entry of a string setting's default, in order. */
+static void rd_store_defaults(rd_config_t *cf, const rd_opt_t *opt, char *why, size_t why_len)
+{
+    char buf[256];
+    size_t idx = 0;
+
+    snprintf(buf, sizeof buf, "%s", opt->def_text);
+    for (char *save = NULL, *e = strtok_r(buf, " ", &save); e != NULL;
+         e = strtok_r(NULL, " ", &save))
+        opt->parse(cf, idx++, e, why, why_len);
+}
+
 void rd_config_defaults(rd_config_t *cf)
 {
     char why[256];
@@ -397,7 +437,7 @@ void rd_config_defaults(rd_config_t *cf)
         else if (opt->type == RD_OPT_TEXT)
             rd_store_text(cf, opt, opt->def_text, why, sizeof why);
         else if (opt->def_text != NULL)
-            opt->parse(cf, 0, opt->def_text, why, sizeof why);
+            rd_store_defaults(cf, opt, why, sizeof why);
     }
 }
 
@@ -627,6 +667,8 @@ static int rd_apply_strings(rd_config_t *cf, const rd_opt_t *opt, const config_s
 {
     const char *want = opt->type == RD_OPT_STRINGS ? "a string or a list of strings" : "a string";
 
+    if (opt->clear != NULL)
+        opt->clear(cf);
     if (config_setting_type(s) == CONFIG_TYPE_STRING)
         return rd_apply_text(cf, opt, s, 0, ld);
     if (opt->type != RD_OPT_STRINGS || !(config_setting_is_list(s) || config_setting_is_array(s)))

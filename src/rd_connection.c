@@ -451,6 +451,7 @@ static void conn_open(rd_worker_t *w, int fd, const struct sockaddr_storage *ss)
         return;
     }
     rd_limit_key(ss, c->client_key);
+    memcpy(c->req.client, c->client_key, sizeof(c->req.client));
     if (!conn_admit(w, c)) {
         rd_log_debug("connection refused: too many from this address");
         rd_stats_add(&w->proto.stats->refused_per_ip, 1);

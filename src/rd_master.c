@@ -26,8 +26,8 @@
 #include "rd_metrics_server.h"
 #include "rd_notify.h"
 #include "rd_pidfile.h"
-#include "rd_privilege.h"
 #include "rd_proctitle.h"
+#include "rd_sandbox.h"
 #include "rd_status.h"
 #include "rd_worker.h"
 
@@ -177,7 +177,7 @@ static void child_run(rd_master_t *m, const rd_cycle_t *cycle, int channel, pid_
     rd_log_set_level(cycle->config->log_level);
     rd_log_open(cycle->config->error_log);
     rd_accesslog_open(cycle->config);
-    if (rd_drop_privileges(cycle->config, "worker") < 0)
+    if (rd_sandbox_drop_privileges(cycle->config, "worker") < 0)
         exit(1);
     /* Workers never outlive the master. Only now: changing the user clears
      * the parent-death signal. The master may have died before it was set. */
@@ -510,7 +510,8 @@ static void log_exit(const rd_proc_t *p, int status)
                "worker %ld exited on signal %d (%s)", (long)p->pid,
                WTERMSIG(status), strsignal(WTERMSIG(status)));
     else if (WEXITSTATUS(status) != 0)
-        rd_log(RD_LOG_ERR, "worker %ld exited with status %d", (long)p->pid, WEXITSTATUS(status));
+        rd_log(RD_LOG_ERR, "worker %ld exited with status %d%s", (long)p->pid, WEXITSTATUS(status),
+               WEXITSTATUS(status) == RD_SANDBOX_KILLED_STATUS ? " (killed by its system call filter)" : "");
     else
         rd_log(RD_LOG_INFO, "worker %ld exited", (long)p->pid);
 }

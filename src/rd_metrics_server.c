@@ -27,8 +27,8 @@
 #include "rd_log.h"
 #include "rd_metrics.h"
 #include "rd_metrics_server.h"
-#include "rd_privilege.h"
 #include "rd_proctitle.h"
+#include "rd_sandbox.h"
 
 #define RESPAWN_MAX_DELAY_MS 30000
 #define YOUNG_MS 2000
@@ -122,14 +122,16 @@ void rd_metrics_server_reload(const rd_config_t *cf)
 static enum MHD_Result allow_client(void *cls, const struct sockaddr *addr, socklen_t len)
 {
     const rd_config_t *cf = cls;
+    struct sockaddr_storage ss = { 0 };
+    uint8_t key[RD_LIMIT_KEY_SIZE];
 
-    (void)len;
     if (cf->metrics_allow_count == 0)
         return MHD_YES;
-    for (size_t i = 0; i < cf->metrics_allow_count; i++)
-        if (rd_cidr_match(&cf->metrics_allow[i], addr))
-            return MHD_YES;
-    return MHD_NO;
+    if (len > sizeof(ss))
+        return MHD_NO;
+    memcpy(&ss, addr, len);
+    rd_limit_key(&ss, key);
+    return rd_cidr_match(cf->metrics_allow, cf->metrics_allow_count, key) ? MHD_YES : MHD_NO;
 }
 
 static enum MHD_Result reply(struct MHD_Connection *conn, unsigned code, const char *text,
@@ -283,7 +285,7 @@ static void child_run(const rd_config_t *cf, int channel, pid_t master)
         exit(1);
     child_close_inherited(channel);
     rd_proctitle_set("raidad: metrics process");
-    if ((sfd = child_signalfd()) < 0 || rd_drop_privileges(cf, "metrics") < 0)
+    if ((sfd = child_signalfd()) < 0 || rd_sandbox_drop_privileges(cf, "metrics") < 0)
         exit(1);
     for (size_t i = 0; i < srv.count && rc == 0; i++)
         if ((httpd[i] = child_start_http(cf, srv.fds[i], i)) == NULL) {

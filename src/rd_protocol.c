@@ -285,11 +285,25 @@ int rd_protocol_validate_body(const rd_protocol_t *p, rd_request_t *req)
 
 /* ---- running ------------------------------------------------------------- */
 
+/* The admin key in clear can be read by anyone on the path: accepted only
+ * over TCP from the admin_allow addresses (loopback by default), where no
+ * one else sees it and no spoofed source can be answered; everywhere else
+ * it must come encrypted. Refused like a wrong key (38), before the key is
+ * even compared, so that the answer tells nothing about it. */
+static bool admin_channel_ok(const rd_protocol_t *p, const rd_request_t *req)
+{
+    if (req->enc_type != 0)
+        return true;
+    return !req->datagram && rd_cidr_match(p->admin_allow, p->admin_allow_count, req->client);
+}
+
 static int dispatch(const rd_protocol_t *p, rd_request_t *req, rd_response_t *resp)
 {
     const rd_command_t *cmd = rd_command_lookup(req->group, req->command);
     if (cmd == NULL)
         return RD_STATUS_INVALID_COMMAND;
+    if (cmd->admin && !admin_channel_ok(p, req))
+        return RD_STATUS_ADMIN_AUTH;
     int status = cmd->handler(p, req, resp);
     if (status == RD_STATUS_MEMORY_ALLOC)
         resp->len = resp->header_len;   /* a partial payload means nothing */
@@ -342,6 +356,7 @@ int rd_protocol_read_frame(const rd_protocol_t *p, rd_request_t *req, uint8_t *f
     if (len < RD_LEGACY_HEADER_SIZE)
         return -1;
     memset(req, 0, sizeof(*req));
+    req->datagram = true;
     size_t header_size = rd_protocol_header_size(frame);
     if (len < header_size)
         return -1;

@@ -93,6 +93,9 @@ static int pool_start(rd_threadpool_t *pool, unsigned threads)
     int rc = 0;
 
     sigfillset(&all);
+    /* SIGSYS stays open: the seccomp filter's trap (rd_sandbox.c) must
+     * reach its handler, which a blocked signal would not. */
+    sigdelset(&all, SIGSYS);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     while (pool->threads < threads) {
         if (pthread_create(&pool->tids[pool->threads], NULL, pool_main,

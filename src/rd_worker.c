@@ -13,6 +13,7 @@
 #include "rd_channel.h"
 #include "rd_log.h"
 #include "rd_metrics.h"
+#include "rd_sandbox.h"
 #include "rd_udp.h"
 #include "rd_worker.h"
 
@@ -237,6 +238,8 @@ static void worker_set_protocol(rd_worker_t *w)
     w->proto.max_body_size = cf->max_body_size;
     w->proto.admin_key_set = cf->admin_key_set;
     memcpy(w->proto.admin_key, cf->admin_key, sizeof(w->proto.admin_key));
+    w->proto.admin_allow = cf->admin_allow;
+    w->proto.admin_allow_count = cf->admin_allow_count;
     w->proto.stats = w->cycle->stats;
     /* Each worker reads the keys afresh: after a reload, the new workers
      * see the page files as they are now. Without a store, every coin is
@@ -378,6 +381,8 @@ int rd_worker_run(const rd_cycle_t *cycle, int channel)
     memset(&w, 0, sizeof(w));
     if (worker_init(&w, cycle, channel) < 0) {
         rd_log(RD_LOG_CRIT, "worker: cannot start: %s", strerror(errno));
+        rc = -1;
+    } else if (rd_sandbox_enter(cycle->config) < 0) {
         rc = -1;
     } else {
         if (channel >= 0)

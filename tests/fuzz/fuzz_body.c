@@ -1,8 +1,9 @@
 /* Fuzz target: a request body behind a valid header.
  *
  * Input: byte 0 picks the command (echo, version, stats: byte 0 modulo 3)
- * and the encryption type (0, 1, 4, 5: byte 0 / 3 modulo 4); the rest is
- * the body. The header (RAIDA 7, coin 0x0106, the key store's coin 1, and
+ * and the encryption type (0, 1, 4, 5: byte 0 / 3 modulo 4), and the
+ * client (192.0.2.1 when byte 0 / 12 modulo 4 is 3, else 127.0.0.1: the
+ * admin key counts in clear from loopback only); the rest is the body. The header (RAIDA 7, coin 0x0106, the key store's coin 1, and
  * coin 2 for type 5, a fixed nonce) announces the body's length. The body
  * lies in a block of exactly that size, as the TCP reader allocates it, so
  * that AddressSanitizer sees any access past its end. Then validate_body,
@@ -101,9 +102,11 @@ static void check_run(const rd_protocol_t *p, rd_request_t *req)
     uint8_t enc = req->enc_type;
     bool key_ok = false;
 
+    /* In clear the key counts only from admin_allow (127.0.0.1 is, 192.0.2.1 not). */
     if (enc == 0)
         key_ok = req->payload_len == sizeof(p->admin_key)
-            && memcmp(req->payload, p->admin_key, sizeof(p->admin_key)) == 0;
+            && memcmp(req->payload, p->admin_key, sizeof(p->admin_key)) == 0
+            && req->client[12] == 127;
 
     rd_response_init(&resp);
     rd_protocol_run_command(p, req, &resp);
@@ -141,10 +144,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return -1;  /* a u16 cannot announce it: not an input of this target */
     uint8_t command = (uint8_t)(data[0] % 3);
     uint8_t enc = enc_types[(data[0] / 3) % sizeof(enc_types)];
+    static const uint8_t from_loopback[RD_ADDR_SIZE] = { [10] = 0xff, [11] = 0xff, 127, 0, 0, 1 };
+    static const uint8_t from_elsewhere[RD_ADDR_SIZE] = { [10] = 0xff, [11] = 0xff, 192, 0, 2, 1 };
     const uint8_t *in = data + 1;
     size_t body_size = size - 1;
 
     memset(&req, 0, sizeof(req));
+    /* As the TCP layer leaves it: the client's address. */
+    memcpy(req.client, (data[0] / 12) % 4 != 3 ? from_loopback : from_elsewhere, RD_ADDR_SIZE);
     make_header(&req, enc, command, body_size);
     int status = rd_protocol_validate_header(p, &req);
     if (body_size < min_body(enc) || body_size > p->max_body_size) {

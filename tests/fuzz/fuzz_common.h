@@ -130,9 +130,11 @@ static inline rd_keystore_t *fuzz_keystore(void)
 
 /* RAIDA 7, coin 0x0106, bodies up to 4096 bytes, admin key A0 A1 ... AF, a
  * stats block (its counters grow for the whole run) and the key store. */
+/* The admin key counts in clear from loopback only (the default admin_allow). */
 static inline const rd_protocol_t *fuzz_protocol(void)
 {
     static rd_protocol_t p;
+    static rd_cidr_t loopback;
     static bool ready;
 
     if (!ready) {
@@ -143,6 +145,9 @@ static inline const rd_protocol_t *fuzz_protocol(void)
         p.admin_key_set = true;
         for (size_t i = 0; i < sizeof(p.admin_key); i++)
             p.admin_key[i] = (uint8_t)(0xA0 + i);
+        FUZZ_CHECK(rd_cidr_parse("127.0.0.0/8", &loopback) == 0);
+        p.admin_allow = &loopback;
+        p.admin_allow_count = 1;
         p.stats = rd_stats_create();
         FUZZ_CHECK(p.stats != NULL);
         p.keys = fuzz_keystore();

@@ -77,6 +77,9 @@ static void check_config(const rd_config_t *cf)
     FUZZ_CHECK(memchr(cf->error_log, '\0', sizeof(cf->error_log)) != NULL);
     FUZZ_CHECK(memchr(cf->user, '\0', sizeof(cf->user)) != NULL);
     FUZZ_CHECK(memchr(cf->group, '\0', sizeof(cf->group)) != NULL);
+    FUZZ_CHECK(cf->admin_allow_count <= RD_CONFIG_MAX_ADMIN_ALLOW);
+    for (size_t i = 0; i < cf->admin_allow_count; i++)
+        FUZZ_CHECK(cf->admin_allow[i].prefix <= 128);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -240,6 +240,10 @@ group = "root";
     "err-log-level": "log_level = \"loud\";\n",
     "err-auto": "worker_processes = \"many\";\n",
     "err-user": "user = \"no-such-user-raidad\";\n",
+    "admin-allow": "admin_allow = [\"10.0.0.0/8\", \"2001:db8::/32\", \"::1\"];\n"
+                   "worker_seccomp = false;\n",
+    "admin-allow-empty": "admin_allow = [];\n",
+    "err-admin-allow": "admin_allow = [\"127.0.0.1/33\"];\n",
     "err-group": "group = \"no-such-group-raidad\";\n",
     "err-long-text": "user = \"" + "u" * 80 + "\";\n",
     "err-group-setting": "raida = { id = 1; };\n",

@@ -97,6 +97,9 @@ def workdir():
     global _workdir
     if _workdir is None:
         _workdir = tempfile.mkdtemp(prefix="raidad-test-")
+        # Workers started as root become an unprivileged account (raidad,
+        # or nobody): they must reach the data folders the tests make here.
+        os.chmod(_workdir, 0o755)
         atexit.register(shutil.rmtree, _workdir, True)
     return _workdir
 

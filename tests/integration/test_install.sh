@@ -1,9 +1,11 @@
 #!/bin/sh
 # "make install" of raidad into a scratch DESTDIR: every file where configure
 # said, the sample configuration never installed over an edited one, the
-# systemd unit accepted by systemd-analyze, the man pages rendered without a
-# warning, the logrotate file accepted by logrotate, and "make uninstall"
-# leaving only the edited configuration. TAP output.
+# systemd unit accepted by systemd-analyze and scoring 2.0 or lower in its
+# security analysis, the man pages rendered without a warning, the logrotate
+# file accepted by logrotate, the installed raidad hardened (PIE, full
+# RELRO, stack protector), no account created under DESTDIR, and "make
+# uninstall" leaving only the edited configuration. TAP output.
 #
 # Environment (make check sets it): RAIDAD, the built raidad; its folder is
 # the build tree. Writes only under a mktemp -d folder, removed at the end.
@@ -43,7 +45,10 @@ mkvar() {
         mk -s --no-print-directory -f Makefile -f - rd-print-var
 }
 
-echo "1..19"
+echo "1..26"
+
+had_user=no
+getent passwd raidad >/dev/null 2>&1 && had_user=yes
 
 # 1. make install
 if mk -s install DESTDIR="$dest" >"$tmp/install.log" 2>&1; then
@@ -169,7 +174,59 @@ else
     diag "$tmp/logrotate.out"
 fi
 
-# 18-19. make uninstall removes everything but the edited configuration
+# 18. the install hook creates the raidad account only on a real install
+if [ "$had_user" = no ] && getent passwd raidad >/dev/null 2>&1; then
+    not_ok "make install DESTDIR=... created the account raidad"
+else
+    ok "make install DESTDIR=... creates no account"
+fi
+
+# 19. systemd-analyze security: exposure 2.0 or lower ("OK") for the unit
+# as installed (--offline: the file alone, no running manager).
+if ! command -v systemd-analyze >/dev/null 2>&1; then
+    skip "systemd-analyze not found"
+elif [ ! -f "$builddir/contrib/raidad.service" ]; then
+    not_ok "systemd-analyze security (no contrib/raidad.service in the build tree)"
+else
+    mkdir -p "$tmp/sec"
+    cp "$builddir/contrib/raidad.service" "$tmp/sec/raidad.service"
+    SYSTEMD_LOG_COLOR=0 systemd-analyze security --offline=true --no-pager \
+        "$tmp/sec/raidad.service" >"$tmp/security.out" 2>&1
+    level=$(sed -n 's/.*Overall exposure level for raidad\.service: \([0-9.]*\).*/\1/p' \
+        "$tmp/security.out" | tail -n 1)
+    if [ -n "$level" ] && awk -v l="$level" 'BEGIN { exit !(l <= 2.0) }'; then
+        ok "systemd-analyze security: exposure $level (2.0 or lower)"
+    else
+        not_ok "systemd-analyze security: exposure ${level:-unknown}, want 2.0 or lower"
+        grep -v '^✓' "$tmp/security.out" | sed 's/^/# /'
+    fi
+fi
+
+# 20-23. the installed raidad is hardened: a position-independent
+# executable, bound at once, its relocations read-only, with a stack
+# protector or fortified calls.
+exe=$dest$sbindir/raidad
+if ! command -v readelf >/dev/null 2>&1; then
+    for what in PIE BIND_NOW GNU_RELRO "stack protector"; do skip "$what: readelf not found"; done
+elif [ ! -f "$exe" ]; then
+    for what in PIE BIND_NOW GNU_RELRO "stack protector"; do not_ok "$what (no $exe)"; done
+else
+    check "raidad is PIE (ELF type DYN)" sh -c 'readelf -hW "$1" | grep -q "Type:[[:space:]]*DYN"' sh "$exe"
+    check "raidad is bound now (BIND_NOW)" \
+        sh -c 'readelf -dW "$1" | grep -Eq "\(BIND_NOW\)|\(FLAGS\).*BIND_NOW|\(FLAGS_1\).*NOW"' sh "$exe"
+    check "raidad has full RELRO (GNU_RELRO)" sh -c 'readelf -lW "$1" | grep -q GNU_RELRO' sh "$exe"
+    check "raidad has a stack protector or fortified calls" \
+        sh -c 'readelf -sW --dyn-syms "$1" | grep -Eq "__stack_chk_fail|__[a-z_]*_chk@"' sh "$exe"
+fi
+
+# 24. the test hooks (tests/raidad-hooked) are not in the installed raidad
+if [ -f "$exe" ] && ! grep -q RAIDAD_TEST_FORBIDDEN "$exe"; then
+    ok "raidad has no test hooks"
+else
+    not_ok "raidad has no test hooks"
+fi
+
+# 25-26. make uninstall removes everything but the edited configuration
 if mk -s uninstall DESTDIR="$dest" >"$tmp/uninstall.log" 2>&1; then
     ok "make uninstall DESTDIR=..."
 else

@@ -95,6 +95,12 @@ static void assert_config_equal(const rd_config_t *a, const rd_config_t *b)
     assert_int_equal(a->admin_key_set, b->admin_key_set);
     assert_memory_equal(a->admin_key, b->admin_key, sizeof a->admin_key);
     assert_int_equal(a->log_level, b->log_level);
+    assert_int_equal(a->admin_allow_count, b->admin_allow_count);
+    assert_memory_equal(a->admin_allow, b->admin_allow,
+                        a->admin_allow_count * sizeof(a->admin_allow[0]));
+    assert_string_equal(a->user, b->user);
+    assert_string_equal(a->group, b->group);
+    assert_int_equal(a->worker_seccomp, b->worker_seccomp);
 }
 
 static void assert_v4(const rd_listen_addr_t *a, const char *ip, unsigned port, const char *text)
@@ -581,6 +587,56 @@ static void test_sample_config(void **state)
     assert_string_equal(cf.path, path);
 }
 
+/* ---- the sandbox's settings ---------------------------------------------- */
+
+static void test_sandbox_settings(void **state)
+{
+    rd_config_t def, *cf;
+    rd_cidr_t want;
+
+    (void)state;
+    rd_config_defaults(&def);
+    /* Workers as the raidad account, filtered; admin key in clear from loopback. */
+    assert_string_equal(def.user, RD_DEFAULT_USER);
+    assert_true(def.worker_seccomp);
+    assert_int_equal(def.admin_allow_count, 2);
+    assert_int_equal(rd_cidr_parse("127.0.0.0/8", &want), 0);
+    assert_memory_equal(&def.admin_allow[0], &want, sizeof want);
+    assert_int_equal(rd_cidr_parse("::1", &want), 0);
+    assert_memory_equal(&def.admin_allow[1], &want, sizeof want);
+
+    cf = parse_ok("worker_seccomp = false;\nadmin_allow = \"192.0.2.0/24\";\n");
+    assert_false(cf->worker_seccomp);
+    assert_int_equal(cf->admin_allow_count, 1);
+    assert_int_equal(rd_cidr_parse("192.0.2.0/24", &want), 0);
+    assert_memory_equal(&cf->admin_allow[0], &want, sizeof want);
+    cf = parse_ok("admin_allow = [ \"10.0.0.0/8\", \"2001:db8::/32\", \"::1\" ];\n");
+    assert_int_equal(cf->admin_allow_count, 3);
+    /* An empty list: the admin key never in clear. */
+    cf = parse_ok("admin_allow = [];\n");
+    assert_int_equal(cf->admin_allow_count, 0);
+    cf = parse_ok("admin_allow = ();\n");
+    assert_int_equal(cf->admin_allow_count, 0);
+    expect_error("log_level = \"info\";\nadmin_allow = [ \"::1\", \"localhost\" ];",
+                 NAME ":2: admin_allow 'localhost' is not an address or range: write ADDR or "
+                 "ADDR/LEN, numeric (127.0.0.0/8, ::1, 2001:db8::/32)");
+    expect_error("admin_allow = \"127.0.0.1/33\";",
+                 NAME ":1: admin_allow '127.0.0.1/33' is not an address or range: write ADDR or "
+                 "ADDR/LEN, numeric (127.0.0.0/8, ::1, 2001:db8::/32)");
+    expect_error("worker_seccomp = 1;", NAME ":1: worker_seccomp must be a boolean");
+
+    /* The default account may be missing (workers fall back to nobody);
+     * root stays a choice; any other unknown account is an error. */
+    cf = parse_ok("user = \"" RD_DEFAULT_USER "\";\n");
+    assert_string_equal(cf->user, RD_DEFAULT_USER);
+    cf = parse_ok("user = \"root\";\n");
+    assert_string_equal(cf->user, "root");
+    cf = parse_ok("user = \"\";\n");
+    assert_string_equal(cf->user, "");
+    expect_error("user = \"no-such-user-raidad\";",
+                 NAME ":1: user 'no-such-user-raidad' does not exist");
+}
+
 /* ---- log ----------------------------------------------------------------- */
 
 static void test_log_level_parse(void **state)
@@ -713,6 +769,7 @@ int main(void)
         cmocka_unit_test(test_load_errors),
         cmocka_unit_test(test_include),
         cmocka_unit_test(test_sample_config),
+        cmocka_unit_test(test_sandbox_settings),
         cmocka_unit_test(test_log_level_parse),
         cmocka_unit_test(test_log_to_file),
         cmocka_unit_test(test_log_truncates),

@@ -45,8 +45,11 @@ static bool in(const char *net, const char *ip)
     rd_cidr_t c;
     struct sockaddr_storage ss = addr_of(ip, 1);
 
+    uint8_t key[RD_LIMIT_KEY_SIZE];
+
     assert_int_equal(rd_cidr_parse(net, &c), 0);
-    return rd_cidr_match(&c, (struct sockaddr *)&ss);
+    rd_limit_key(&ss, key);
+    return rd_cidr_match(&c, 1, key);
 }
 
 static void test_cidr(void **state)

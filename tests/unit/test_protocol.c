@@ -41,6 +41,9 @@ static const uint8_t random12[12] = {
     0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xAA, 0xBB, 0xCC,
 };
 
+/* The default admin_allow: loopback only. */
+static rd_cidr_t loopback[2];
+
 typedef struct fixture {
     rd_protocol_t p;
     rd_response_t resp;
@@ -57,6 +60,12 @@ static int setup(void **state)
     f->p.max_body_size = MAX_BODY;
     f->p.admin_key_set = true;
     memcpy(f->p.admin_key, admin_key, sizeof(admin_key));
+    if (rd_cidr_parse("127.0.0.0/8", &loopback[0]) < 0 || rd_cidr_parse("::1", &loopback[1]) < 0) {
+        free(f);
+        return -1;
+    }
+    f->p.admin_allow = loopback;
+    f->p.admin_allow_count = 2;
     f->p.stats = rd_stats_create();
     if (f->p.stats == NULL) {
         free(f);
@@ -198,11 +207,48 @@ static void handle_expect_status(fixture_t *f, uint8_t *frame, size_t len, int s
     assert_int_equal(f->resp.data[2], status);
 }
 
+/* CLIENT ("127.0.0.1", "::1") in the 16-byte form the TCP layer gives. */
+static void client_addr(rd_request_t *req, const char *client)
+{
+    memset(req->client, 0, sizeof(req->client));
+    if (strchr(client, ':') != NULL) {
+        assert_int_equal(inet_pton(AF_INET6, client, req->client), 1);
+    } else {
+        req->client[10] = req->client[11] = 0xff;
+        assert_int_equal(inet_pton(AF_INET, client, req->client + 12), 1);
+    }
+}
+
+/* A whole frame run the way the TCP path runs it (header, body, command),
+ * as sent by CLIENT; REQ is left as the run left it. */
+static void handle_tcp(fixture_t *f, rd_request_t *req, uint8_t *frame, size_t len,
+                       const char *client)
+{
+    memset(req, 0, sizeof(*req));
+    client_addr(req, client);
+    req->header_size = req->header_have = (uint16_t)rd_protocol_header_size(frame);
+    assert_true(len >= req->header_size);
+    memcpy(req->header, frame, req->header_size);
+    int status = rd_protocol_validate_header(&f->p, req);
+    if (status == RD_STATUS_NO_ERROR) {
+        assert_int_equal(len - req->header_size, req->body_size);
+        req->body = frame + req->header_size;
+        req->body_complete = true;
+        status = rd_protocol_validate_body(&f->p, req);
+    }
+    if (status == RD_STATUS_NO_ERROR)
+        rd_protocol_run_command(&f->p, req, &f->resp);
+    else
+        rd_protocol_error_response(&f->p, req, status, &f->resp);
+}
+
+/* The admin key in clear is accepted over TCP from loopback only. */
 static void send_stats(fixture_t *f, const uint8_t *key, size_t key_len)
 {
     uint8_t frame[128];
+    rd_request_t req;
     size_t len = make_frame(frame, 0, 2, key, key_len);
-    handle(f, frame, len);
+    handle_tcp(f, &req, frame, len, "127.0.0.1");
 }
 
 /* ---- header size and header validation ----------------------------------- */
@@ -441,14 +487,59 @@ static void test_authenticated_only_with_a_key(void **state)
     assert_true(rd_protocol_handle_frame(&f->p, &req, frame, len, &f->resp));
     assert_false(req.authenticated);
     len = make_frame(frame, 0, 2, admin_key, 16);
-    assert_true(rd_protocol_handle_frame(&f->p, &req, frame, len, &f->resp));
+    handle_tcp(f, &req, frame, len, "127.0.0.1");
     assert_int_equal(f->resp.data[2], RD_STATUS_SUCCESS);
     assert_true(req.authenticated);
     memcpy(wrong, admin_key, 16);
     wrong[0] ^= 1;
     len = make_frame(frame, 0, 2, wrong, 16);
-    assert_true(rd_protocol_handle_frame(&f->p, &req, frame, len, &f->resp));
+    handle_tcp(f, &req, frame, len, "127.0.0.1");
     assert_false(req.authenticated);
+}
+
+/* In clear, the admin key counts only over TCP from admin_allow: never in
+ * a datagram, from elsewhere, or from an unknown address; refused with 38
+ * even when it is right. Encrypted, it counts from anywhere. */
+static void test_admin_clear_only_from_allowed(void **state)
+{
+    fixture_t *f = *state;
+    uint8_t frame[96];
+    rd_request_t req;
+    size_t len = make_frame(frame, 0, 2, admin_key, 16);
+
+    assert_true(rd_protocol_handle_frame(&f->p, &req, frame, len, &f->resp));
+    assert_true(req.datagram);
+    assert_int_equal(f->resp.data[2], RD_STATUS_ADMIN_AUTH);
+    assert_false(req.authenticated);
+    assert_int_equal(f->resp.len, 32);
+    static const char *const allowed[] = { "127.0.0.1", "127.1.2.3", "::1", "::ffff:127.0.0.1" };
+    for (size_t i = 0; i < sizeof(allowed) / sizeof(allowed[0]); i++) {
+        handle_tcp(f, &req, frame, len, allowed[i]);
+        assert_int_equal(f->resp.data[2], RD_STATUS_SUCCESS);
+    }
+    static const char *const refused[] = { "192.0.2.1", "10.0.0.1", "::2", "2001:db8::1", "::" };
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        handle_tcp(f, &req, frame, len, refused[i]);
+        assert_int_equal(f->resp.data[2], RD_STATUS_ADMIN_AUTH);
+        assert_false(req.authenticated);
+    }
+    /* an empty list: never in clear */
+    f->p.admin_allow_count = 0;
+    handle_tcp(f, &req, frame, len, "127.0.0.1");
+    assert_int_equal(f->resp.data[2], RD_STATUS_ADMIN_AUTH);
+    /* a list without loopback */
+    rd_cidr_t lan;
+    assert_int_equal(rd_cidr_parse("192.0.2.0/24", &lan), 0);
+    f->p.admin_allow = &lan;
+    f->p.admin_allow_count = 1;
+    handle_tcp(f, &req, frame, len, "127.0.0.1");
+    assert_int_equal(f->resp.data[2], RD_STATUS_ADMIN_AUTH);
+    handle_tcp(f, &req, frame, len, "192.0.2.9");
+    assert_int_equal(f->resp.data[2], RD_STATUS_SUCCESS);
+    /* echo and version never needed the key */
+    len = make_frame(frame, 0, 1, NULL, 0);
+    handle_tcp(f, &req, frame, len, "127.0.0.1");
+    assert_int_equal(f->resp.data[2], RD_STATUS_SUCCESS);
 }
 
 /* Only plain status commands may skip the pool. */
@@ -929,7 +1020,8 @@ static void test_client_round_trip(void **state)
     r.payload_len = 16;
     len = rd_client_build(&r, frame, sizeof(frame), challenge);
     assert_int_equal(len, 66);
-    handle(f, frame, len);
+    rd_request_t req;
+    handle_tcp(f, &req, frame, len, "127.0.0.1");
     assert_int_equal(rd_client_parse(f->resp.data, f->resp.len, &resp), 0);
     assert_int_equal(resp.status, 250);
     assert_memory_equal(resp.challenge_hash, challenge, 16);
@@ -1604,7 +1696,13 @@ static void client_stats(fixture_t *f, uint8_t type)
     r.payload_len = 16;
     size_t len = rd_client_seal(&r, frame, sizeof(frame), &ctx);
     assert_true(len > 0);
-    handle(f, frame, len);
+    /* Encrypted, over UDP too; in clear, over TCP from loopback only. */
+    if (type != 0) {
+        handle(f, frame, len);
+    } else {
+        rd_request_t req;
+        handle_tcp(f, &req, frame, len, "::1");
+    }
     assert_int_equal(rd_client_open(&ctx, f->resp.data, f->resp.len, &resp), 0);
     assert_int_equal(resp.status, 250);
     assert_true(resp.authentic);
@@ -1813,6 +1911,7 @@ int main(void)
         T(test_admin_key_wrong_38),
         T(test_admin_key_unset_38),
         T(test_authenticated_only_with_a_key),
+        T(test_admin_clear_only_from_allowed),
         T(test_quick_only_plain_status_commands),
         T(test_admin_key_length_38),
         T(test_echo_response_bytes),
