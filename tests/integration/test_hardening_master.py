@@ -204,7 +204,7 @@ def test_defect8_reload_completing_an_unready_start_feeds_the_watchdog():
     try:
         expect("READY=1" not in d.notifications, "READY=1 from workers that cannot start",
                d.notifications)
-        rewrite(d, user=None)           # root ignores RLIMIT_NPROC: these start
+        rewrite(d, user="root")         # root ignores RLIMIT_NPROC: these start
         since = len(d.notes)
         os.kill(d.pid, signal.SIGHUP)
         ready = wait_note(d, "READY=1", since, 15)
