@@ -87,7 +87,7 @@ static void udp_log(const struct sockaddr_storage *peer, const rd_request_t *req
     if (answered)
         rd_log(RD_LOG_DEBUG, "%s: udp %s", ip, rd_protocol_command_name(req->group, req->command));
     else
-        rd_log(RD_LOG_DEBUG, "%s: udp: datagram dropped (too short to answer, or no request slot free)", ip);
+        rd_log(RD_LOG_DEBUG, "%s: udp: datagram dropped (too short, or no request slot)", ip);
 }
 
 /* Refused before the protocol runs (over its rate, or too long): the
@@ -177,46 +177,58 @@ static bool udp_inline(const rd_worker_t *w, const rd_request_t *req)
     return w->cf->quick_commands_inline && rd_protocol_is_quick(req);
 }
 
+/* What becomes of a datagram. */
+enum { UDP_ANSWER, UDP_DROP, UDP_POOL };
+
 /* Builds the answer to the datagram IN of LEN bytes (its real length, which
- * can exceed the buffer) into RESP; false when it gets none now (dropped,
- * or handed to the pool, which answers later). */
+ * can exceed the buffer) into RESP, or hands it to the pool, or drops it. */
+static int udp_handle(rd_worker_t *w, int fd, const struct msghdr *in, size_t len,
+                      uint64_t start_ns, rd_request_t *req, rd_response_t *resp, int *outcome)
+{
+    uint8_t *frame = in->msg_iov->iov_base;
+    int status;
+
+    if (udp_over_rate(w, in->msg_name)) {
+        *outcome = RD_UDP_DROPPED_RATE;
+        return udp_refuse(w, frame, len, RD_STATUS_RATE_EXCEEDED, req, resp) ? UDP_ANSWER : UDP_DROP;
+    }
+    if (len > w->udp->cap) {
+        *outcome = RD_UDP_DROPPED_SIZE;
+        return udp_refuse(w, frame, len, RD_STATUS_INVALID_PACKET_LENGTH, req, resp)
+            ? UDP_ANSWER : UDP_DROP;
+    }
+    status = rd_protocol_read_frame(&w->proto, req, frame, len);
+    if (status < 0)
+        return UDP_DROP;
+    if (status != RD_STATUS_NO_ERROR)
+        rd_protocol_error_response(&w->proto, req, status, resp);
+    else if (udp_inline(w, req))
+        rd_protocol_run_command(&w->proto, req, resp);
+    else
+        return udp_submit(w, fd, in, len, start_ns) ? UDP_POOL : UDP_DROP;
+    return UDP_ANSWER;
+}
+
+/* True when RESP holds an answer to send now for the datagram IN. */
 static bool udp_answer(rd_worker_t *w, int fd, const struct msghdr *in, size_t len,
                        rd_response_t *resp)
 {
-    uint8_t *frame = in->msg_iov->iov_base;
     const struct sockaddr_storage *peer = in->msg_name;
     uint64_t start_ns = rd_protocol_now_ns();
     int outcome = RD_UDP_ANSWERED;
     rd_request_t req;
-    bool answered = true;
-    int status;
+    int fate = udp_handle(w, fd, in, len, start_ns, &req, resp, &outcome);
 
-    if (udp_over_rate(w, peer)) {
-        outcome = RD_UDP_DROPPED_RATE;
-        answered = udp_refuse(w, frame, len, RD_STATUS_RATE_EXCEEDED, &req, resp);
-    } else if (len > w->udp->cap) {
-        outcome = RD_UDP_DROPPED_SIZE;
-        answered = udp_refuse(w, frame, len, RD_STATUS_INVALID_PACKET_LENGTH, &req, resp);
-    } else if ((status = rd_protocol_read_frame(&w->proto, &req, frame, len)) < 0) {
-        answered = false;
-    } else if (status != RD_STATUS_NO_ERROR) {
-        rd_protocol_error_response(&w->proto, &req, status, resp);
-    } else if (udp_inline(w, &req)) {
-        rd_protocol_run_command(&w->proto, &req, resp);
-    } else if (udp_submit(w, fd, in, len, start_ns)) {
-        return false;
-    } else {
-        answered = false;
-    }
     if (rd_log_enabled(RD_LOG_DEBUG))
-        udp_log(peer, &req, answered);
-    if (!answered) {
+        udp_log(peer, &req, fate != UDP_DROP);
+    if (fate == UDP_DROP) {
         rd_stats_add(&w->proto.stats->udp_dropped, 1);
-        rd_observe_udp(NULL, peer, len, NULL, outcome == RD_UDP_ANSWERED ? RD_UDP_DROPPED_SHORT
-                                                                         : outcome, start_ns);
-        return false;
+        rd_observe_udp(NULL, peer, len, NULL,
+                       outcome == RD_UDP_ANSWERED ? RD_UDP_DROPPED_SHORT : outcome, start_ns);
     }
-    udp_limit_size(w, frame, len, &req, resp);
+    if (fate != UDP_ANSWER)
+        return false;
+    udp_limit_size(w, in->msg_iov->iov_base, len, &req, resp);
     rd_observe_udp(&req, peer, len, resp, outcome, start_ns);
     return true;
 }
