@@ -10,6 +10,8 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include "rd_coins.h"
+
 #define RD_CONFIG_MAX_LISTEN 16
 #define RD_ADMIN_KEY_SIZE 16
 #define RD_DEFAULT_PORT 18000
@@ -61,8 +63,16 @@ typedef struct rd_config {
     /* Coin keys of the encrypted requests (types 1, 4, 5). */
     char data_dir[PATH_MAX - 32];  /* the folder holding Data/ ("" for none); room is
                                       left for "/Data/DD/MM/PPPP.bin" */
-    unsigned key_cache_pages;      /* page files a worker keeps in memory */
+    unsigned key_cache_pages;      /* ignored: the coin store maps pages on demand */
+    /* The coin store (docs/coins.md). */
+    unsigned journal_max_size;     /* bytes of journal that start a checkpoint */
+    unsigned checkpoint_interval_ms;
+    unsigned pending_changes;      /* changes waiting for their sync, all workers */
+    unsigned page_recheck_ms;      /* a missing or damaged page is looked at again after */
 } rd_config_t;
+
+/* The coin store's settings in CF (the workers' identity included). */
+void rd_config_coins(const rd_config_t *cf, rd_coins_conf_t *out);
 
 /* Fills CF with the default of every setting. */
 void rd_config_defaults(rd_config_t *cf);

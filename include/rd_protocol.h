@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "rd_keystore.h"
+#include "rd_coins.h"
 #include "rd_stats.h"
 
 #define RD_PEEK_SIZE            17  /* bytes that reveal the header family (byte 16) */
@@ -39,8 +39,13 @@ enum rd_status {
     RD_STATUS_EMPTY_REQUEST = 36,
     RD_STATUS_INVALID_CRC = 37,
     RD_STATUS_ADMIN_AUTH = 38,
+    RD_STATUS_NOT_WHOLE_COINS = 39,
+    RD_STATUS_INVALID_COIN = 40,
     RD_STATUS_RATE_EXCEEDED = 160,
     RD_STATUS_INVALID_HMAC = 204,
+    RD_STATUS_ALL_PASS = 241,
+    RD_STATUS_ALL_FAIL = 242,
+    RD_STATUS_MIXED = 243,
     RD_STATUS_SUCCESS = 250,
     RD_STATUS_INTERNAL_ERROR = 252,
     RD_STATUS_MEMORY_ALLOC = 254,
@@ -56,7 +61,7 @@ typedef struct rd_protocol {
     bool admin_key_set;
     uint8_t admin_key[16];
     rd_stats_t *stats;
-    rd_keystore_t *keys;        /* coin keys of types 1, 4, 5; NULL: every coin is missing */
+    rd_coins_t *coins;          /* the coin store (and keys of types 1, 4, 5); NULL: no coin exists */
 } rd_protocol_t;
 
 typedef struct rd_request {
@@ -82,6 +87,9 @@ typedef struct rd_request {
      * or an admin command whose key matched. Only such a request may get
      * an answer larger than itself over UDP (no reflection amplifier). */
     bool authenticated;
+    /* The journal position the answer waits for: it read or wrote a change
+     * not yet on stable storage (0: none). See rd_protocol_durable. */
+    uint64_t commit_lsn;
 } rd_request_t;
 
 /* A whole response frame: header, payload, trailer. */
@@ -131,6 +139,18 @@ void rd_protocol_error_response(const rd_protocol_t *p, const rd_request_t *req,
  * answered at all (nothing goes into RESP then). */
 bool rd_protocol_handle_frame(const rd_protocol_t *p, rd_request_t *req, uint8_t *frame,
                               size_t len, rd_response_t *resp);
+
+/* True when REQ's answer (built by rd_protocol_run_command) may be sent
+ * now: everything it read or changed is on stable storage. Otherwise the
+ * caller has rd_protocol_commit run first (on a thread that may wait). */
+bool rd_protocol_durable(const rd_protocol_t *p, const rd_request_t *req);
+
+/* Waits until the store is durable up to LSN (group commit with every
+ * other waiter, in every worker). 0, or -1: the answer must become 252. */
+int rd_protocol_commit(const rd_protocol_t *p, uint64_t lsn);
+
+/* Empties the store's journal into the pages when due, or now (FORCE). */
+void rd_protocol_checkpoint(const rd_protocol_t *p, bool force);
 
 const char *rd_protocol_command_name(uint8_t group, uint8_t command);
 

@@ -98,6 +98,10 @@ static bool udp_answer(rd_worker_t *w, uint8_t *frame, size_t len,
         answered = udp_refuse(w, frame, len, RD_STATUS_INVALID_PACKET_LENGTH, &req, resp);
     else
         answered = rd_protocol_handle_frame(&w->proto, &req, frame, len, resp);
+    /* The answer may not leave before what it read or changed is durable. */
+    if (answered && !rd_protocol_durable(&w->proto, &req)
+        && rd_protocol_commit(&w->proto, req.commit_lsn) < 0)
+        rd_protocol_error_response(&w->proto, &req, RD_STATUS_INTERNAL_ERROR, resp);
     if (rd_log_enabled(RD_LOG_DEBUG))
         udp_log(peer, &req, answered);
     if (!answered) {
