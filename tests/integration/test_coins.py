@@ -9,14 +9,16 @@ Prints TAP."""
 
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from raidatest import (  # noqa: E402
-    RAIDAD, Daemon, expect, parse_response, render_config, run, tcp_exchange, test,
+    RAIDAD, Daemon, expect, parse_response, render_config, rss_kib, run, tcp_exchange, test,
     udp_exchange, workdir,
 )
 from coinstest import (  # noqa: E402
@@ -351,6 +353,72 @@ def test_damaged_page_answers_an_error_once_logged():
     lines = [line for line in d.log_lines() if "0001.bin: 100 bytes long" in line]
     expect(1 <= len(lines) <= 2, "one line per worker at most", lines)
     os.unlink(path)
+
+
+def instrumented():
+    """A sanitizer build (its Makefile says so) or a wrapper: memory is
+    theirs, not raidad's."""
+    if os.environ.get("RAIDAD_WRAPPER"):
+        return True
+    try:
+        with open(os.path.join(os.path.dirname(RAIDAD), "Makefile")) as f:
+            return re.search(r"^SANITIZER_CFLAGS = -fsanitize", f.read(), re.M) is not None
+    except OSError:
+        return False
+
+
+def full_data_dir(root):
+    """15 denominations x 1000 pages, sparse files (all zero: no coin
+    issued) with a time in the past, as a long-serving folder has; a few
+    real coins on top."""
+    old = 1_600_000_000
+    for den in range(-8, 7):
+        for page in range(1000):
+            path = page_path(root, den, page * 1024)
+            if page % 256 == 0:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb") as f:
+                f.truncate(17408)
+            os.utime(path, (old, old))
+    real = random_coins([(0, 5), (6, 1023999), (-8, 0)])
+    make_data_dir(root, real)
+    for den, sn in real:
+        os.utime(page_path(root, den, sn), (old, old))
+    return real
+
+
+@test(timeout=300)
+def test_full_data_dir_starts_fast_with_little_memory():
+    root = os.path.join(workdir(), "full")
+    real = full_data_dir(root)
+    settings = {"data_dir": root, "worker_processes": 2, "raida_id": RAIDA_ID}
+    with Daemon(settings, log_level="notice") as d:      # the first start reads every page
+        pass
+    d = Daemon(settings, log_level="notice")
+    t0 = time.monotonic()
+    d.start()
+    took = time.monotonic() - t0
+    try:
+        diag_line = f"start on 15000 pages with the index: {took:.2f} s"
+        print(f"# {diag_line}", flush=True)
+        # The issue asks under 1 s; the bound has room for a busy machine.
+        expect(took < 3.0, diag_line)
+        r = CoinClient(d).audit()
+        counts = {}
+        for i in range(15):
+            rec = r.payload[i * 5:i * 5 + 5]
+            counts[int.from_bytes(rec[:1], "big", signed=True)] = int.from_bytes(rec[1:], "big")
+        expect(counts[0] == 1 and counts[6] == 1 and counts[-8] == 1 and sum(counts.values()) == 3,
+               "audit counts from the index", counts)
+        cl = CoinClient(d)
+        expect(cl.detect([(den, sn, a) for (den, sn), a in real.items()]).status == ALL_PASS, "detect")
+        rss = {pid: rss_kib([pid]) for pid in d.pids()}
+        print(f"# resident KiB by process: {rss}", flush=True)
+        if not instrumented():
+            expect(max(rss.values()) < 48 * 1024, "memory grows with the pages in use only", rss)
+    finally:
+        d.stop()
+    shutil.rmtree(root)
 
 
 @test
