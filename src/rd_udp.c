@@ -85,9 +85,10 @@ static bool udp_over_rate(rd_worker_t *w, const struct sockaddr_storage *peer)
 }
 
 /* Builds the answer to one datagram of LEN bytes (its real length, which
- * can exceed the buffer) into RESP; false when it gets none. */
+ * can exceed the buffer) into RESP; false when it gets none. *LSN gets the
+ * journal position the answer must wait for (0: none). */
 static bool udp_answer(rd_worker_t *w, uint8_t *frame, size_t len,
-                       const struct sockaddr_storage *peer, rd_response_t *resp)
+                       const struct sockaddr_storage *peer, rd_response_t *resp, uint64_t *lsn)
 {
     rd_request_t req;
     bool answered;
@@ -98,10 +99,7 @@ static bool udp_answer(rd_worker_t *w, uint8_t *frame, size_t len,
         answered = udp_refuse(w, frame, len, RD_STATUS_INVALID_PACKET_LENGTH, &req, resp);
     else
         answered = rd_protocol_handle_frame(&w->proto, &req, frame, len, resp);
-    /* The answer may not leave before what it read or changed is durable. */
-    if (answered && !rd_protocol_durable(&w->proto, &req)
-        && rd_protocol_commit(&w->proto, req.commit_lsn) < 0)
-        rd_protocol_error_response(&w->proto, &req, RD_STATUS_INTERNAL_ERROR, resp);
+    *lsn = answered && !rd_protocol_durable(&w->proto, &req) ? req.commit_lsn : 0;
     if (rd_log_enabled(RD_LOG_DEBUG))
         udp_log(peer, &req, answered);
     if (!answered) {
@@ -126,19 +124,40 @@ static void udp_prepare_receive(rd_udp_t *u)
     }
 }
 
+/* The journal could not be synced: the answers that depended on it say
+ * so (252) instead. */
+static void udp_undurable(rd_worker_t *w, const uint64_t *lsn, const unsigned *from, unsigned out)
+{
+    rd_udp_t *u = w->udp;
+    rd_request_t req;
+
+    for (unsigned k = 0; k < out; k++) {
+        if (lsn[k] == 0)
+            continue;
+        udp_refuse(w, u->in[from[k]].msg_hdr.msg_iov->iov_base, u->in[from[k]].msg_len,
+                   RD_STATUS_INTERNAL_ERROR, &req, &u->resp[k]);
+        u->out_iov[k] = (struct iovec){ .iov_base = u->resp[k].data, .iov_len = u->resp[k].len };
+    }
+}
+
 /* Answers the N datagrams received, in one sendmmsg. A full send buffer
  * drops answers, as the network may: the clients retry. */
 static void udp_answer_batch(rd_worker_t *w, int fd, unsigned n)
 {
     rd_udp_t *u = w->udp;
     unsigned out = 0;
+    uint64_t lsn[RD_UDP_BATCH], need = 0;
+    unsigned from[RD_UDP_BATCH];
 
     for (unsigned i = 0; i < n; i++) {
         struct msghdr *in = &u->in[i].msg_hdr;
         rd_response_t *resp = &u->resp[out];
 
-        if (!udp_answer(w, in->msg_iov->iov_base, u->in[i].msg_len, &u->peers[i], resp))
+        if (!udp_answer(w, in->msg_iov->iov_base, u->in[i].msg_len, &u->peers[i], resp,
+                        &lsn[out]))
             continue;
+        from[out] = i;
+        need = lsn[out] > need ? lsn[out] : need;
         u->out_iov[out] = (struct iovec){ .iov_base = resp->data, .iov_len = resp->len };
         u->out[out].msg_hdr = (struct msghdr){
             .msg_name = in->msg_name, .msg_namelen = in->msg_namelen,
@@ -146,6 +165,10 @@ static void udp_answer_batch(rd_worker_t *w, int fd, unsigned n)
         };
         out++;
     }
+    /* Answers that read or changed coins leave once that is durable: one
+     * group commit for the whole batch (this thread waits for it). */
+    if (need > 0 && rd_protocol_commit(&w->proto, need) < 0)
+        udp_undurable(w, lsn, from, out);
     if (out > 0 && sendmmsg(fd, u->out, out, 0) < 0)
         rd_log_debug("udp: sendmmsg: %s", strerror(errno));
 }

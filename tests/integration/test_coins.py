@@ -11,6 +11,7 @@ import os
 import random
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -23,7 +24,7 @@ from raidatest import (  # noqa: E402
 )
 from coinstest import (  # noqa: E402
     ALL_FAIL, ALL_PASS, MIXED, CoinClient, bitfield, check_crc, header_only, make_data_dir,
-    page_path, random_coins, read_coin,
+    page_path, pown_payload, random_coins, read_coin,
 )
 
 RAIDA_ID = 3
@@ -218,6 +219,32 @@ def test_change_seen_by_every_worker_at_once():
         coins()[coin] = pan
         expect(c.detect([(*coin, pan)]).status == ALL_PASS, "the new AN is seen at once")
         expect(c.detect([(1, 12, bytes(16))]).status == ALL_FAIL, "detect")
+
+
+@test
+def test_udp_burst_of_powns_all_durable():
+    """Datagrams arriving together are answered after one sync for the
+    batch; each answer holds for the page it names."""
+    d = daemon()
+    ids = [(1, sn) for sn in range(13, 20)] + [(0, 102)]
+    for _ in range(10):
+        socks, pans = [], {}
+        for coin in ids:
+            pan = new_pan()
+            pans[coin] = pan
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.settimeout(10)
+            frame = CoinClient(d).frame(1, 20, pown_payload([(*coin, an(*coin), pan)]))
+            socks.append((s, coin, frame))
+        for s, _, frame in socks:
+            s.sendto(frame, ("127.0.0.1", d.port))
+        for s, coin, _ in socks:
+            data, _ = s.recvfrom(65536)
+            s.close()
+            r = parse_response(data)
+            expect(r.status == ALL_PASS, f"coin {coin}: UDP pown", r)
+            expect(read_coin(data_dir(), *coin)[0] == pans[coin], "on disk once answered")
+            coins()[coin] = pans[coin]
 
 
 @test
