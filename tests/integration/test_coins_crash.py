@@ -10,6 +10,7 @@ Prints TAP."""
 
 import os
 import random
+import re
 import signal
 import sys
 import threading
@@ -150,7 +151,7 @@ def kill_tree(d):
 @test(timeout=900)
 def test_kill_9_whole_tree_under_load():
     coins = make_coins()
-    total = 0
+    total = replays = 0
     for round_ in range(ROUNDS):
         d = start_daemon()
         load = Load(d, coins)
@@ -161,11 +162,14 @@ def test_kill_9_whole_tree_under_load():
         expect(not load.anomalies, "a pown with the right AN failed", load.anomalies[:5])
         total += load.acked
         d = start_daemon()              # the master replays the journal before forking
+        replays += re.search(r"journal .*: replayed [1-9]\d* records", d.log_text()) is not None
         check_store(coins, f"round {round_}")
         check_serves(d, coins)
         d.stop()
     expect(total > 0, "no pown was acknowledged at all")
-    print(f"# {ROUNDS} rounds, {total} powns acknowledged before the kills", flush=True)
+    expect(replays > 0, "no restart logged a replay of the journal")
+    print(f"# {ROUNDS} rounds, {total} powns acknowledged before the kills, "
+          f"{replays} restarts replayed the journal", flush=True)
 
 
 @test(timeout=600, expect_log=[WORKER_DIED])
