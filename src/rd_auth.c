@@ -126,7 +126,8 @@ static void prefetch(const rd_protocol_t *p, const rd_auth_payload_t *pl)
 
 static int store_error(int rc)
 {
-    return rc == RD_COIN_OK || rc == RD_COIN_MISSING ? RD_STATUS_NO_ERROR : RD_STATUS_INTERNAL_ERROR;
+    return rc == RD_COIN_OK || rc == RD_COIN_MISSING ? RD_STATUS_NO_ERROR
+                                                     : RD_STATUS_INTERNAL_ERROR;
 }
 
 /* Whether coin C passes: it exists, is issued and its AN is the one sent.

@@ -220,7 +220,8 @@ static int page_load(rd_coins_t *s, unsigned d, unsigned page, page_slot_t *sl)
     int err = errno;
     close(fd);
     if (data == MAP_FAILED) {
-        rd_log(RD_LOG_WARN, "coin store: mmap %s: %s (tried again on next use)", path, strerror(err));
+        rd_log(RD_LOG_WARN, "coin store: mmap %s: %s (tried again on next use)", path,
+               strerror(err));
         return RD_COIN_ERROR;
     }
     page_count_new(s, d, page, data);
@@ -311,13 +312,13 @@ static int apply_locked(rd_coins_t *s, uint64_t to)
     while (at < to) {
         uint32_t count;
         size_t len = RD_JREC_HEAD;
+        off_t off = file_offset(sh, at);
         if (!buf_reserve(s, RD_JREC_HEAD)
-            || pread(s->jfd, s->buf, RD_JREC_HEAD, file_offset(sh, at)) != RD_JREC_HEAD
-            || (len = rd_jrec_parse(s->buf, RD_JREC_HEAD, sh->epoch,
-                                    (uint64_t)file_offset(sh, at), &count)) == 0
+            || pread(s->jfd, s->buf, RD_JREC_HEAD, off) != RD_JREC_HEAD
+            || (len = rd_jrec_parse(s->buf, RD_JREC_HEAD, sh->epoch, (uint64_t)off, &count)) == 0
             || !buf_reserve(s, len)
-            || pread(s->jfd, s->buf, len, file_offset(sh, at)) != (ssize_t)len
-            || rd_jrec_parse(s->buf, len, sh->epoch, (uint64_t)file_offset(sh, at), &count) != len) {
+            || pread(s->jfd, s->buf, len, off) != (ssize_t)len
+            || rd_jrec_parse(s->buf, len, sh->epoch, (uint64_t)off, &count) != len) {
             rd_log(RD_LOG_CRIT, "coin store: cannot read back the journal at %llu: "
                    "no more changes until a restart", (unsigned long long)at);
             atomic_store(&sh->failed, 1);
@@ -701,7 +702,8 @@ rd_coins_shared_t *rd_coins_prepare(const rd_coins_conf_t *conf, char *err, size
         rc = -1;
     if (rc == 0)
         rc = rd_coins_count_all(conf->data_dir, counts, err, len);
-    if (rc == 0 && rd_coins_write_index(conf->data_dir, (const uint16_t (*)[RD_COIN_PAGES])counts) < 0)
+    if (rc == 0
+        && rd_coins_write_index(conf->data_dir, (const uint16_t (*)[RD_COIN_PAGES])counts) < 0)
         rd_log(RD_LOG_WARN, "coin store: cannot write the index in %s: %s", conf->data_dir,
                strerror(errno));
     if (rc == 0 && (h->shm = shm_make(conf->pending_max, &h->mapped)) == NULL) {
@@ -811,7 +813,8 @@ int rd_coins_read_key(const char *dir, int8_t den, uint32_t sn, uint8_t key[RD_C
                           path, sizeof(path));
     if (fd < 0)
         return errno == ENOENT || errno == ENOTDIR ? RD_COIN_MISSING : RD_COIN_ERROR;
-    ssize_t n = pread(fd, rec, sizeof(rec), (off_t)(sn % RD_COIN_PAGE_RECORDS) * RD_COIN_RECORD_SIZE);
+    off_t at = (off_t)(sn % RD_COIN_PAGE_RECORDS) * RD_COIN_RECORD_SIZE;
+    ssize_t n = pread(fd, rec, sizeof(rec), at);
     close(fd);
     if (n != (ssize_t)sizeof(rec))
         return RD_COIN_DAMAGED;

@@ -388,7 +388,8 @@ static bool index_load(const char *dir, index_entry_t (*idx)[RD_COIN_PAGES], uin
     size_t len = (size_t)n * INDEX_ENTRY + 4;
     uint8_t *body = ok && n <= RD_COIN_DENS * RD_COIN_PAGES ? malloc(len) : NULL;
     ok = body != NULL && fread(body, 1, len, f) == len
-        && crc32(crc32(0L, head, sizeof(head)), body, (uInt)(len - 4)) == rd_get_be(body + len - 4, 4);
+        && crc32(crc32(0L, head, sizeof(head)), body, (uInt)(len - 4))
+               == rd_get_be(body + len - 4, 4);
     fclose(f);
     for (uint32_t i = 0; ok && i < n; i++) {
         const uint8_t *e = body + (size_t)i * INDEX_ENTRY;

@@ -295,8 +295,10 @@ static int worker_init(rd_worker_t *w, const rd_cycle_t *cycle, int channel)
      * neither can overflow. */
     w->done = rd_queue_create(cf->mod_queue_size);
     w->pool = rd_threadpool_create(cf->worker_threads, cf->mod_queue_size);
+    /* The commit thread also looks for due checkpoints: at least once a second. */
     w->commit = rd_commit_create(&w->proto, cf->mod_queue_size, rd_conn_committed,
-                                 cf->checkpoint_interval_ms < 1000 ? cf->checkpoint_interval_ms : 1000);
+                                 cf->checkpoint_interval_ms < 1000 ? cf->checkpoint_interval_ms
+                                                                   : 1000);
     if (w->done == NULL || w->pool == NULL || w->commit == NULL)
         return -1;
     if (worker_watch(w, &w->done_ev, rd_queue_fd(w->done), worker_on_done, EPOLLIN | EPOLLET) < 0)

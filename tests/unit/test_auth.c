@@ -68,9 +68,11 @@ static void test_parse_lengths(void **st)
     assert_int_equal(pl.n, 2);
     assert_int_equal(rd_auth_parse(RD_AUTH_POWN, buf, 75, &pl), RD_STATUS_NOT_WHOLE_COINS);
     /* Sums: coins of 5 bytes, then 16 (detect sum) or 32 (pown sum). */
-    assert_int_equal(rd_auth_parse(RD_AUTH_DETECT_SUM, buf, 20, &pl), RD_STATUS_INVALID_PACKET_LENGTH);
+    assert_int_equal(rd_auth_parse(RD_AUTH_DETECT_SUM, buf, 20, &pl),
+                     RD_STATUS_INVALID_PACKET_LENGTH);
     assert_int_equal(rd_auth_parse(RD_AUTH_DETECT_SUM, buf, 22, &pl), RD_STATUS_NOT_WHOLE_COINS);
-    assert_int_equal(rd_auth_parse(RD_AUTH_POWN_SUM, buf, 36, &pl), RD_STATUS_INVALID_PACKET_LENGTH);
+    assert_int_equal(rd_auth_parse(RD_AUTH_POWN_SUM, buf, 36, &pl),
+                     RD_STATUS_INVALID_PACKET_LENGTH);
     assert_int_equal(rd_auth_parse(RD_AUTH_POWN_SUM, buf, 38, &pl), RD_STATUS_NOT_WHOLE_COINS);
     put_id(put_id(buf, 0, 1), 0, 2);
     assert_int_equal(rd_auth_parse(RD_AUTH_DETECT_SUM, buf, 26, &pl), RD_STATUS_NO_ERROR);
