@@ -61,7 +61,7 @@ typedef struct rd_protocol {
     bool admin_key_set;
     uint8_t admin_key[16];
     rd_stats_t *stats;
-    rd_coins_t *coins;          /* the coin store (and keys of types 1, 4, 5); NULL: no coin exists */
+    rd_coins_t *coins;          /* the coin store, keys of types 1, 4, 5 too; NULL: no coins */
 } rd_protocol_t;
 
 typedef struct rd_request {
