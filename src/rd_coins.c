@@ -567,6 +567,11 @@ int rd_coins_checkpoint(rd_coins_t *s, bool force)
     shm_t *sh = s->sh;
     if (!force && !checkpoint_due(s))
         return 0;
+    /* Most dirty pages are written now, with no lock held; the syncfs
+     * under the locks below then has little left to do, and requests
+     * wait for it only briefly. */
+    if (syncfs(s->dirfd) < 0)
+        rd_log(RD_LOG_WARN, "coin store: syncfs: %s", strerror(errno));
     sync_lock(s);
     store_lock(s);
     int rc = 0;
@@ -584,6 +589,8 @@ int rd_coins_checkpoint(rd_coins_t *s, bool force)
         if (rc == 0) {
             sh->epoch++;
             sh->base_lsn = atomic_load(&sh->append_lsn);
+            rd_log_debug("coin store: checkpoint: journal emptied, epoch %llu",
+                         (unsigned long long)sh->epoch);
             if (ftruncate(s->jfd, RD_JOURNAL_START) < 0)
                 rd_log(RD_LOG_WARN, "coin store: cannot shorten the journal: %s", strerror(errno));
         }

@@ -4,7 +4,8 @@ kill -9 of the whole process tree at a random instant, then a restart: every
 acknowledged PAN is its coin's AN, every other coin holds its previous AN or
 a PAN sent for it, and raidad serves; kill -9 of one worker only (the master
 respawns it; no request on any coin hangs afterwards); SIGTERM and SIGQUIT
-under load lose nothing acknowledged. COINS_CRASH_ROUNDS sets the kill -9
+under load lose nothing acknowledged. Every other kill -9 round runs with
+checkpoints as frequent as allowed. COINS_CRASH_ROUNDS sets the kill -9
 rounds (default 20), COINS_CRASH_WORKER_ROUNDS the one-worker rounds (5).
 Prints TAP."""
 
@@ -106,9 +107,13 @@ def make_coins():
     return [Coin(den, sn, ans[(den, sn)]) for den, sn in spec]
 
 
-def start_daemon(expect_log=()):
-    d = Daemon({"data_dir": data_dir(), "worker_processes": 2, "worker_threads": 4},
-               log_level="notice", expect_log=list(expect_log))
+def start_daemon(expect_log=(), checkpoints=False):
+    """CHECKPOINTS: as often as the settings allow (every 100 ms, or each
+    64 KiB of journal), so that kills land in them too."""
+    settings = {"data_dir": data_dir(), "worker_processes": 2, "worker_threads": 4}
+    if checkpoints:
+        settings.update(checkpoint_interval_ms=100, journal_max_size=65536)
+    d = Daemon(settings, log_level="notice", expect_log=list(expect_log))
     return d.start()
 
 
@@ -153,7 +158,7 @@ def test_kill_9_whole_tree_under_load():
     coins = make_coins()
     total = replays = 0
     for round_ in range(ROUNDS):
-        d = start_daemon()
+        d = start_daemon(checkpoints=round_ % 2 == 1)
         load = Load(d, coins)
         load.start()
         time.sleep(random.uniform(0.3, 1.2))
