@@ -30,7 +30,8 @@ ROUNDS = int(os.environ.get("COINS_CRASH_ROUNDS", "20"))
 WORKER_ROUNDS = int(os.environ.get("COINS_CRASH_WORKER_ROUNDS", "5"))
 CONNECTIONS = 64
 COINS_PER_CLIENT = 4
-WORKER_DIED = r"worker \d+ exited on signal 9"
+# The worker killed may be one just respawned: the master then says it died young.
+WORKER_DIED = r"worker \d+ exited on signal 9|worker slot \d+ died young"
 
 
 def data_dir():
