@@ -113,6 +113,8 @@ typedef struct rd_coins_txn {
     size_t n, cap;
     struct rd_coins_put *puts;
     int error;                      /* an RD_COIN_* error met by get or put */
+    bool distinct;                  /* set by the caller after begin: it names each coin
+                                       once, so its own puts need not be searched */
 } rd_coins_txn_t;
 
 void rd_coins_begin(rd_coins_t *s, rd_coins_txn_t *t);

@@ -42,29 +42,40 @@ static int cmp_u32(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* Whether the payload's valid coins are each named once; -1 when memory
+ * is short. (Coins that cannot exist never reach the store.) */
+static int coins_distinct(const rd_auth_payload_t *pl, bool *all_valid)
+{
+    uint32_t *ids = malloc(pl->n * sizeof(*ids));
+    if (ids == NULL)
+        return -1;
+    size_t k = 0;
+    *all_valid = true;
+    for (size_t i = 0; i < pl->n; i++) {
+        rd_auth_coin_t c;
+        rd_auth_coin(pl, i, &c);
+        if (rd_coin_valid(c.den, c.sn))
+            ids[k++] = (uint32_t)(c.den - RD_COIN_MIN_DEN) << 20 | c.sn;
+        else
+            *all_valid = false;
+    }
+    qsort(ids, k, sizeof(*ids), cmp_u32);
+    int distinct = 1;
+    for (size_t i = 1; i < k && distinct; i++)
+        distinct = ids[i] != ids[i - 1];
+    free(ids);
+    return distinct;
+}
+
 /* A sum must name real coins, each once: XOR would cancel a coin named
  * twice, so that it would pass without its AN. */
 static int check_sum_coins(const rd_auth_payload_t *pl)
 {
-    uint32_t *ids = malloc(pl->n * sizeof(*ids));
-    if (ids == NULL)
+    bool all_valid;
+    int distinct = coins_distinct(pl, &all_valid);
+    if (distinct < 0)
         return RD_STATUS_MEMORY_ALLOC;
-    int status = RD_STATUS_NO_ERROR;
-    for (size_t i = 0; i < pl->n && status == RD_STATUS_NO_ERROR; i++) {
-        rd_auth_coin_t c;
-        rd_auth_coin(pl, i, &c);
-        if (!rd_coin_valid(c.den, c.sn))
-            status = RD_STATUS_INVALID_COIN;
-        ids[i] = (uint32_t)(c.den - RD_COIN_MIN_DEN) << 20 | c.sn;
-    }
-    if (status == RD_STATUS_NO_ERROR) {
-        qsort(ids, pl->n, sizeof(*ids), cmp_u32);
-        for (size_t i = 1; i < pl->n; i++)
-            if (ids[i] == ids[i - 1])
-                status = RD_STATUS_INVALID_COIN;
-    }
-    free(ids);
-    return status;
+    return all_valid && distinct ? RD_STATUS_NO_ERROR : RD_STATUS_INVALID_COIN;
 }
 
 int rd_auth_parse(uint8_t command, const uint8_t *payload, size_t len, rd_auth_payload_t *out)
@@ -174,11 +185,18 @@ static int run_each(const rd_protocol_t *p, rd_request_t *req, rd_response_t *re
     bool *passed = calloc(pl.n, sizeof(*passed));
     if (passed == NULL)
         return RD_STATUS_MEMORY_ALLOC;
-    if (p->coins != NULL) {
+    bool all_valid;
+    int distinct = coins_distinct(&pl, &all_valid);
+    if (distinct < 0)
+        status = RD_STATUS_MEMORY_ALLOC;
+    if (p->coins != NULL && status == RD_STATUS_NO_ERROR) {
         uint8_t month = rd_coin_month(time(NULL));
         rd_coins_txn_t t;
         prefetch(p, &pl);
         rd_coins_begin(p->coins, &t);
+        /* Coins named once (the usual case): no search of the request's own
+         * changes while the store is held. */
+        t.distinct = distinct == 1;
         for (size_t i = 0; i < pl.n && status == RD_STATUS_NO_ERROR; i++) {
             rd_auth_coin_t c;
             rd_auth_coin(&pl, i, &c);
@@ -247,6 +265,7 @@ static int run_sum(const rd_protocol_t *p, rd_request_t *req)
     rd_coins_txn_t t;
     prefetch(p, &pl);
     rd_coins_begin(p->coins, &t);
+    t.distinct = true;                  /* checked by the parser */
     status = sum_coins(&t, &pl, xor, recs);
     if (status == RD_STATUS_NO_ERROR) {
         bool match = CRYPTO_memcmp(xor, pl.sum, SUM_SIZE) == 0;

@@ -210,7 +210,13 @@ static int page_load(rd_coins_t *s, unsigned d, unsigned page, page_slot_t *sl)
         rd_log(RD_LOG_WARN, "coin store: %s: %s (tried again on next use)", path, strerror(err));
         return RD_COIN_ERROR;
     }
-    if (fstat(fd, &st) < 0 || st.st_size != RD_COIN_PAGE_SIZE) {
+    if (fstat(fd, &st) < 0) {
+        rd_log(RD_LOG_WARN, "coin store: fstat %s: %s (tried again on next use)", path,
+               strerror(errno));
+        close(fd);
+        return RD_COIN_ERROR;
+    }
+    if (st.st_size != RD_COIN_PAGE_SIZE) {
         close(fd);
         snprintf(why, sizeof(why), "%lld bytes long, not %d", (long long)st.st_size,
                  RD_COIN_PAGE_SIZE);
@@ -406,6 +412,8 @@ void rd_coins_begin(rd_coins_t *s, rd_coins_txn_t *t)
 
 static put_t *txn_find(rd_coins_txn_t *t, int8_t den, uint32_t sn)
 {
+    if (t->distinct)
+        return NULL;
     for (size_t i = t->n; i-- > 0;)
         if (t->puts[i].den == den && t->puts[i].sn == sn)
             return &t->puts[i];

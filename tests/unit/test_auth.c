@@ -253,6 +253,39 @@ static void test_pown_changes_only_passing(void **st)
     rd_response_release(&r.resp);
 }
 
+/* A pown naming one coin twice runs its records in order: the second sees
+ * what the first wrote. */
+static void test_pown_same_coin_twice_in_order(void **st)
+{
+    state_t *s = *st;
+    uint8_t buf[37 * 2], *p, rec[RD_COIN_RECORD_SIZE], want[16];
+    run_t r;
+    p = put_id(buf, 0, 2);
+    fx_an(0, 2, p);
+    memset(p + 16, 0x61, 16);
+    p = put_id(p + 32, 0, 2);
+    fx_an(0, 2, p);                             /* the old AN again: fails */
+    memset(p + 16, 0x62, 16);
+    run_cmd(s, 1, RD_AUTH_POWN, buf, sizeof(buf), &r);
+    assert_int_equal(r.status, RD_STATUS_MIXED);
+    assert_int_equal(r.resp.data[0], 0x01);
+    fx_read(&s->f, 0, 2, rec);
+    memset(want, 0x61, 16);
+    assert_memory_equal(rec, want, 16);
+    p = put_id(buf, 0, 2);
+    memset(p, 0x61, 16);
+    memset(p + 16, 0x63, 16);
+    p = put_id(p + 32, 0, 2);
+    memset(p, 0x63, 16);                        /* the first one's PAN: passes */
+    memset(p + 16, 0x64, 16);
+    run_cmd(s, 1, RD_AUTH_POWN, buf, sizeof(buf), &r);
+    assert_int_equal(r.status, RD_STATUS_ALL_PASS);
+    fx_read(&s->f, 0, 2, rec);
+    memset(want, 0x64, 16);
+    assert_memory_equal(rec, want, 16);
+    rd_response_release(&r.resp);
+}
+
 static size_t sum_payload(uint8_t *buf, const uint32_t *sns, size_t n, bool right, bool delta)
 {
     uint8_t *p = buf, an[16], sum[16] = { 0 };
@@ -380,6 +413,7 @@ int main(void)
         cmocka_unit_test(test_bitfield_example),
         T(test_detect_statuses),
         T(test_pown_changes_only_passing),
+        T(test_pown_same_coin_twice_in_order),
         T(test_detect_sum),
         T(test_pown_sum_all_or_nothing),
         T(test_audit_counts),
