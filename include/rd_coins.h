@@ -140,6 +140,10 @@ int rd_coins_checkpoint(rd_coins_t *s, bool force);
 /* Issued coins (MFS not 0) per denomination, -8 first. */
 void rd_coins_counts(rd_coins_t *s, uint32_t counts[RD_COIN_DENS]);
 
+/* fdatasyncs of the journal so far, all workers (group commit: far fewer
+ * than the changes they made durable). */
+uint64_t rd_coins_syncs(rd_coins_t *s);
+
 /* Pages this process has mapped (they stay mapped until rd_coins_close). */
 size_t rd_coins_mapped_pages(rd_coins_t *s);
 

@@ -52,6 +52,7 @@ typedef struct shm {
     _Atomic uint64_t applied_lsn;   /* copied into the pages up to here */
     _Atomic uint64_t checkpoint_ms; /* last checkpoint (CLOCK_MONOTONIC) */
     _Atomic int failed;             /* the journal could not be synced: no more changes */
+    _Atomic uint64_t syncs;         /* fdatasyncs of the journal so far */
     _Atomic uint16_t page_count[RD_COIN_DENS][RD_COIN_PAGES];
     size_t pending_cap;             /* a power of two */
     size_t pending_used;
@@ -350,6 +351,7 @@ static void atomic_max(_Atomic uint64_t *v, uint64_t x)
 
 static int journal_sync(rd_coins_t *s)
 {
+    atomic_fetch_add(&s->sh->syncs, 1);
     if (fdatasync(s->jfd) == 0)
         return 0;
     /* After a failed fdatasync the kernel may have dropped the pages it
@@ -805,6 +807,11 @@ void rd_coins_close(rd_coins_t *s)
     close(s->dirfd);
     free(s->buf);
     free(s);
+}
+
+uint64_t rd_coins_syncs(rd_coins_t *s)
+{
+    return atomic_load(&s->sh->syncs);
 }
 
 size_t rd_coins_mapped_pages(rd_coins_t *s)

@@ -245,6 +245,61 @@ static void test_racing_powns_one_wins(void **state)
     rd_coins_close(other);
 }
 
+typedef struct appender {
+    rd_coins_t *store;
+    uint32_t first;
+    uint64_t dep;
+    pthread_barrier_t *ready;
+    int sync_rc;
+} appender_t;
+
+/* 25 changes, then, once every thread has made its own, one sync. */
+static void *appender_main(void *arg)
+{
+    appender_t *a = arg;
+    uint8_t pan[RD_COIN_AN_SIZE];
+    for (uint32_t i = 0; i < 25; i++) {
+        memset(pan, (int)(a->first + i), sizeof(pan));
+        a->dep = change(a->store, 4, a->first + i, pan);
+    }
+    pthread_barrier_wait(a->ready);
+    a->sync_rc = rd_coins_sync(a->store, a->dep);
+    return NULL;
+}
+
+/* Group commit: four threads (two handles: two workers) wait for their
+ * changes at once; one fdatasync makes all 100 durable. */
+static void test_group_commit_one_sync_for_all(void **state)
+{
+    fixture_t *f = *state;
+    for (uint32_t sn = 0; sn < 100; sn++)
+        fx_coin(f, 4, sn, NULL, 3);
+    fx_open(f);
+    rd_coins_t *other = rd_coins_open(f->shared, &f->conf);
+    pthread_barrier_t ready;
+    pthread_barrier_init(&ready, NULL, 4);
+    appender_t a[4];
+    pthread_t th[4];
+    uint64_t before = rd_coins_syncs(f->store);
+    for (int i = 0; i < 4; i++) {
+        a[i] = (appender_t){ .store = i % 2 ? other : f->store, .first = (uint32_t)i * 25,
+                             .ready = &ready };
+        pthread_create(&th[i], NULL, appender_main, &a[i]);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(a[i].sync_rc, 0);
+    }
+    assert_int_equal(rd_coins_syncs(f->store) - before, 1);
+    uint8_t rec[RD_COIN_RECORD_SIZE];
+    for (uint32_t sn = 0; sn < 100; sn++) {
+        fx_read(f, 4, sn, rec);                 /* all in the pages */
+        assert_int_equal(rec[0], (uint8_t)sn);
+    }
+    pthread_barrier_destroy(&ready);
+    rd_coins_close(other);
+}
+
 /* A worker killed while it holds the store leaves no lock held: the next
  * one gets it, repaired from the journal. */
 static void test_dead_holder_releases_store(void **state)
@@ -537,6 +592,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_two_workers_see_each_other, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transaction_all_or_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_racing_powns_one_wins, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group_commit_one_sync_for_all, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dead_holder_releases_store, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkpoint_empties_journal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_with_torn_tail, setup, teardown),
