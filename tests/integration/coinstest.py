@@ -5,7 +5,7 @@ AES through ctypes from the system's libcrypto, as the daemon uses it).
   random ANs (os.urandom) for a chosen set of coins, read back directly;
 * request payloads of detect (1/10), detect sum (1/11), pown (1/20), pown sum
   (1/21) and audit (0/3), in frames of type 0 (plain), 1 (AES-128-CTR, coin
-  key) and 4 (AES-256-CTR + HMAC-SHA256, the 48-byte family), and their
+  key), 4 and 5 (AES-256-CTR + HMAC-SHA256, the 48-byte family), and their
   answers parsed and decrypted;
 * ``CoinClient``: one daemon, one way of talking (TCP or UDP, a type).
 """
@@ -173,15 +173,24 @@ def type1_frame(d, group, command, payload, key_coin):
     return bytes(h) + body
 
 
+def modern_key(key_coin):
+    """Types 4 and 5: SHA-256 of the coin's AN, or of both ANs (type 5:
+    KEY_COIN is then (den, sn, an, den2, sn2, an2))."""
+    return hashlib.sha256(key_coin[2] + (key_coin[5] if len(key_coin) > 3 else b"")).digest()
+
+
 def type4_frame(d, group, command, payload, key_coin):
-    den, sn, an = key_coin
-    key = hashlib.sha256(an).digest()
+    """Type 4, or type 5 when KEY_COIN names two coins."""
+    den, sn = key_coin[0], key_coin[1]
+    key = modern_key(key_coin)
     h = bytearray(48)
     h[0], h[2], h[4], h[5] = 1, d.raida_id, group, command
     h[6:8] = struct.pack(">H", d.coin_id)
-    h[16] = 4
+    h[16] = 4 if len(key_coin) == 3 else 5
     h[19:24] = coin_id(den, sn)
     h[24:48] = os.urandom(24)
+    if len(key_coin) > 3:
+        h[24:29] = coin_id(key_coin[3], key_coin[4])
     ct = aes_ctr(key, bytes(h[24:40]), payload)
     body = ct + hmac.new(key, ct, hashlib.sha256).digest() + TRAILER
     h[17:19] = struct.pack(">H", len(body))
@@ -204,7 +213,7 @@ def parse_answer(data, enc, frame, key_coin):
     payload = b""
     if size:
         assert body[-2:] == TRAILER
-        key = hashlib.sha256(key_coin[2]).digest()
+        key = modern_key(key_coin)
         ct, mac = body[:-34], body[-34:-2]
         assert hmac.compare_digest(mac, hmac.new(key, ct, hashlib.sha256).digest()), "bad HMAC"
         payload = aes_ctr(key, data[24:40], ct)
@@ -212,8 +221,8 @@ def parse_answer(data, enc, frame, key_coin):
 
 
 class CoinClient:
-    """Requests to D over TCP or UDP, in type ENC (0, 1, 4) keyed with
-    KEY_COIN (den, sn, an) for the encrypted types."""
+    """Requests to D over TCP or UDP, in type ENC (0, 1, 4, 5) keyed with
+    KEY_COIN (den, sn, an) for the encrypted types (two coins for 5)."""
 
     def __init__(self, d, enc=0, udp=False, key_coin=None):
         self.d, self.enc, self.udp, self.key_coin = d, enc, udp, key_coin

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The coin commands against the real daemon (two workers) and a data
 directory built here: detect, detect sum, pown, pown sum and audit, every
-status, over TCP and UDP, plain and encrypted (types 1 and 4); a change made
+status, over TCP and UDP, plain and encrypted (types 1, 4 and 5); a change made
 through one worker seen at once by every worker, including as the key of
 encrypted requests; changes kept across a restart; the data directory
 checked by raidad -t and at start; a damaged page answered, not crashed on.
@@ -32,7 +32,8 @@ RAIDA_ID = 3
 # page); 6/5000 (page 4); 0/100 holds the AN of key requests; 2/7 is on a
 # page but not issued (MFS 0).
 SPEC = [(1, sn) for sn in range(40)] + [(-8, 1023999), (6, 5000), (0, 100), (0, 101), (0, 102)]
-ENCODINGS = [(0, False), (0, True), (1, False), (1, True), (4, False), (4, True)]
+ENCODINGS = [(0, False), (0, True), (1, False), (1, True), (4, False), (4, True), (5, False),
+             (5, True)]
 
 _state = {}
 
@@ -64,8 +65,12 @@ def daemon():
 
 
 def client(enc=0, udp=False, key=(0, 100)):
+    """Type 5 is keyed with KEY and coin 0/102 together."""
     d = daemon()
-    return CoinClient(d, enc, udp, (key[0], key[1], coins()[key]) if enc else None)
+    key_coin = (key[0], key[1], coins()[key]) if enc else None
+    if enc == 5:
+        key_coin += (0, 102, coins()[(0, 102)])
+    return CoinClient(d, enc, udp, key_coin)
 
 
 def an(den, sn):
@@ -252,14 +257,15 @@ def test_encryption_key_follows_pown():
     """After a pown of the key coin, a request keyed with its old AN is
     refused; with the new AN it opens (types 1 and 4, any worker)."""
     key = (0, 101)
-    for enc in (1, 4):
+    for enc in (1, 4, 5):
         for udp in (False, True):
             old = coins()[key]
             pan = new_pan()
             expect(client().pown([(*key, old, pan)]).status == ALL_PASS, "pown of the key coin")
             coins()[key] = pan
             for _ in range(4):
-                stale = CoinClient(daemon(), enc, udp, (*key, old))
+                stale_key = (*key, old) + ((0, 102, coins()[(0, 102)]) if enc == 5 else ())
+                stale = CoinClient(daemon(), enc, udp, stale_key)
                 r = stale.call(1, 10, b"\x01" * 21)
                 expect(r.status in (37, 204), f"type {enc}: the old AN is refused", r)
                 fresh = client(enc, udp, key)
@@ -298,7 +304,7 @@ def test_audit_counts_and_udp_amplification():
     # a sender that proved a key gets it (the existing amplification rule).
     r = client(0, True).audit()
     expect(r.status == 16 and r.payload == b"", "plain UDP audit refused with 16", r)
-    for enc in (1, 4):
+    for enc in (1, 4, 5):
         r = client(enc, True).audit()
         expect(r.status == 250 and audit_counts(r.payload) == want, f"type {enc} UDP audit", r)
 
