@@ -105,6 +105,10 @@ dev_coins() {
     if [ ! -d "$dev_dir/data/Data" ]; then
         "$top/build/raida-coins" -q -d -8..6 -n 32 "$dev_dir/data"
     fi
+    # The coin store writes there, as the workers' account (ensure_user).
+    if [ "$(id -u)" = 0 ] && getent passwd raidad >/dev/null; then
+        chown -R raidad: "$dev_dir/data"
+    fi
     # conf/raidad.conf as it is now, but for data_dir.
     awk -v dir="$dev_dir/data" '
         /^[ \t]*data_dir[ \t]*=/ { print "data_dir = \"" dir "\";"; done = 1; next }

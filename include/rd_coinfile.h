@@ -1,6 +1,7 @@
 /* The RAIDA page files' layout, in one place: where a coin's record lives
- * and what its bytes mean. Used by the key store (src/rd_keystore.c), the
- * coin store, and raida-coins (tools/raida-coins.c), which makes them.
+ * and what its bytes mean. Used by the coin store (src/rd_coins.c,
+ * src/rd_coins_disk.c), the client tools, and raida-coins
+ * (tools/raida-coins.c), which makes them.
  *
  * DATA_DIR/Data/DD/MM/PPPP.bin: DD is the denomination (the signed byte as
  * two lowercase hex digits), PPPP the page number (serial number / 1024) in

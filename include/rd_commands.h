@@ -9,9 +9,9 @@
 
 #include "rd_protocol.h"
 
-/* Appends the response payload to RESP; returns the status to answer
+/* Appends the response payload to RESP (and may set req->commit_lsn); returns the status to answer
  * (RD_STATUS_SUCCESS, or an error status with no payload). */
-typedef int (*rd_command_handler)(const rd_protocol_t *p, const rd_request_t *req,
+typedef int (*rd_command_handler)(const rd_protocol_t *p, rd_request_t *req,
                                   rd_response_t *resp);
 
 typedef struct rd_command {
@@ -21,6 +21,7 @@ typedef struct rd_command {
     rd_command_handler handler;
     bool admin;                 /* succeeds only with the admin key */
     bool quick;                 /* cheaper than a hand-off to the pool */
+    bool payload;               /* needs one: a header-only request answers 36 */
 } rd_command_t;
 
 bool rd_command_group_known(uint8_t group);

@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 
 #include "rd_cidr.h"
+#include "rd_coins.h"
 
 #define RD_CONFIG_MAX_LISTEN 16
 #define RD_CONFIG_MAX_ALLOW 32
@@ -76,7 +77,12 @@ typedef struct rd_config {
     /* Coin keys of the encrypted requests (types 1, 4, 5). */
     char data_dir[PATH_MAX - 32];  /* the folder holding Data/ ("" for none); room is
                                       left for "/Data/DD/MM/PPPP.bin" */
-    unsigned key_cache_pages;      /* page files a worker keeps in memory */
+    unsigned key_cache_pages;      /* ignored: the coin store maps pages on demand */
+    /* The coin store (docs/coins.md). */
+    unsigned journal_max_size;     /* bytes of journal that start a checkpoint */
+    unsigned checkpoint_interval_ms;
+    unsigned pending_changes;      /* changes waiting for their sync, all workers */
+    unsigned page_recheck_ms;      /* a missing or damaged page is looked at again after */
     /* Observability: the metrics endpoint and the access log. */
     rd_listen_addr_t metrics_listen[RD_CONFIG_MAX_LISTEN];
     size_t metrics_listen_count;   /* 0: no endpoint */
@@ -90,6 +96,16 @@ typedef struct rd_config {
     unsigned access_log_buffer;    /* bytes per worker */
     unsigned access_log_flush_ms;
 } rd_config_t;
+
+/* The coin store's settings in CF (the workers' identity included). */
+void rd_config_coins(const rd_config_t *cf, rd_coins_conf_t *out);
+
+struct passwd;
+
+/* The account CF's workers become when started as root: the user setting's,
+ * or RD_FALLBACK_USER's when that is the default account and it does not
+ * exist. NULL when there is none (else getpwnam's static record). */
+struct passwd *rd_config_worker_passwd(const rd_config_t *cf);
 
 /* Fills CF with the default of every setting. */
 void rd_config_defaults(rd_config_t *cf);

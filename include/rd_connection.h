@@ -72,6 +72,10 @@ bool rd_conn_accept_all(struct rd_worker *w, int listen_fd);
 /* Called on the I/O thread when the pool has finished C's request. */
 void rd_conn_processed(rd_conn_t *c);
 
+/* The answer of ITEM (a connection) may be sent: hands it back to its
+ * worker's loop; DURABLE false turns it into status 252 (rd_commit.h). */
+void rd_conn_committed(void *item, bool durable);
+
 /* Submits complete requests that waited for a pool slot. */
 void rd_conn_submit_waiting(struct rd_worker *w);
 

@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 
+#include "rd_coins.h"
 #include "rd_config.h"
 #include "rd_limit.h"
 #include "rd_listener.h"
@@ -16,6 +17,7 @@ typedef struct rd_cycle {
     size_t listener_count;
     rd_stats_t *stats;          /* shared by every worker, across reloads */
     rd_limit_t *limits;         /* the same */
+    rd_coins_shared_t *coins;   /* the coin store, made before the first fork; NULL: none */
 } rd_cycle_t;
 
 #endif

@@ -9,7 +9,7 @@
 #include <stdint.h>
 
 #include "rd_cidr.h"
-#include "rd_keystore.h"
+#include "rd_coins.h"
 #include "rd_stats.h"
 
 #define RD_PEEK_SIZE            17  /* bytes that reveal the header family (byte 16) */
@@ -40,7 +40,7 @@ enum rd_status {
     RD_STATUS_EMPTY_REQUEST = 36,
     RD_STATUS_INVALID_CRC = 37,
     RD_STATUS_ADMIN_AUTH = 38,
-    RD_STATUS_NOT_WHOLE_RECORDS = 39,   /* group 1: payload not a whole number of coins */
+    RD_STATUS_NOT_WHOLE_COINS = 39,   /* group 1: payload not a whole number of coin records */
     RD_STATUS_INVALID_COIN = 40,        /* sum commands: a coin that does not exist */
     RD_STATUS_RATE_EXCEEDED = 160,
     RD_STATUS_INVALID_HMAC = 204,
@@ -66,7 +66,7 @@ typedef struct rd_protocol {
     const rd_cidr_t *admin_allow;
     size_t admin_allow_count;
     rd_stats_t *stats;
-    rd_keystore_t *keys;        /* coin keys of types 1, 4, 5; NULL: every coin is missing */
+    rd_coins_t *coins;          /* the coin store, keys of types 1, 4, 5 too; NULL: no coins */
 } rd_protocol_t;
 
 typedef struct rd_request {
@@ -98,6 +98,9 @@ typedef struct rd_request {
      * (rd_protocol_handle_frame sets that itself). */
     uint8_t client[RD_ADDR_SIZE];
     bool datagram;
+    /* The journal position the answer waits for: it read or wrote a change
+     * not yet on stable storage (0: none). See rd_protocol_durable. */
+    uint64_t commit_lsn;
 } rd_request_t;
 
 /* A whole response frame: header, payload, trailer. */
@@ -155,6 +158,18 @@ int rd_protocol_read_frame(const rd_protocol_t *p, rd_request_t *req, uint8_t *f
  * answered at all (nothing goes into RESP then). */
 bool rd_protocol_handle_frame(const rd_protocol_t *p, rd_request_t *req, uint8_t *frame,
                               size_t len, rd_response_t *resp);
+
+/* True when REQ's answer (built by rd_protocol_run_command) may be sent
+ * now: everything it read or changed is on stable storage. Otherwise the
+ * caller has rd_protocol_commit run first (on a thread that may wait). */
+bool rd_protocol_durable(const rd_protocol_t *p, const rd_request_t *req);
+
+/* Waits until the store is durable up to LSN (group commit with every
+ * other waiter, in every worker). 0, or -1: the answer must become 252. */
+int rd_protocol_commit(const rd_protocol_t *p, uint64_t lsn);
+
+/* Empties the store's journal into the pages when due, or now (FORCE). */
+void rd_protocol_checkpoint(const rd_protocol_t *p, bool force);
 
 const char *rd_protocol_command_name(uint8_t group, uint8_t command);
 

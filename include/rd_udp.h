@@ -24,6 +24,11 @@ void rd_udp_destroy(rd_udp_t *u);
  * rest on the loop's next turn). */
 bool rd_udp_handle_readable(struct rd_worker *w, int fd);
 
+/* On a pool or the commit thread: RECORD's answer is ready (DURABLE
+ * false: the change it made could not be synced, so it says 252); puts
+ * it on the worker's modification queue. */
+void rd_udp_committed(void *record, bool durable);
+
 /* On the I/O thread: the pool finished RECORD, a datagram's request taken
  * off the modification queue (rd_job_kind RD_JOB_DATAGRAM); sends its
  * answer and frees it. */

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "rd_commit.h"
 #include "rd_connection.h"
 #include "rd_cycle.h"
 #include "rd_event.h"
@@ -26,6 +27,7 @@ typedef struct rd_worker {
     rd_event_t channel_ev;         /* to the master: ready, heartbeat */
     rd_threadpool_t *pool;
     rd_queue_t *done;
+    rd_commit_t *commit;           /* answers waiting for the coin store's journal */
     rd_conn_t **conns;             /* indexed by descriptor */
     size_t conns_size;
     rd_conn_t *free_conns;         /* records kept for reuse */

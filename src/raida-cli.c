@@ -13,8 +13,8 @@
 #include "rd_client.h"
 #include "rd_client_auth.h"
 #include "rd_coinlist.h"
+#include "rd_coins.h"
 #include "rd_crypto.h"
-#include "rd_keystore.h"
 #include "rd_protocol.h"
 
 #define EXIT_OK      0
@@ -27,7 +27,7 @@
 #define RESP_CAP       (RD_MODERN_HEADER_SIZE + 0xFFFFFFu)     /* the largest u24 body */
 #define MAX_COINS      2
 
-_Static_assert(RD_KEY_SIZE == RD_CLIENT_KEY_SIZE, "page files hold the keys the client uses");
+_Static_assert(RD_COIN_AN_SIZE == RD_CLIENT_KEY_SIZE, "page files hold the keys the client uses");
 
 enum cli_command { CLI_ECHO, CLI_VERSION, CLI_STATS, CLI_RAW, CLI_AUDIT, CLI_AUTH };
 
@@ -568,21 +568,15 @@ static bool random_echo(uint16_t *echo)
 
 static int load_keys(cli_t *c, unsigned n)
 {
-    rd_keystore_t *ks = rd_keystore_create(c->data_dir, n);
-    if (ks == NULL) {
-        fprintf(stderr, "raida-cli: %s: %s\n", c->data_dir, strerror(errno));
-        return -1;
-    }
     int rc = 0;
     for (unsigned i = 0; i < n && rc == 0; i++) {
         rd_client_coin_t *coin = &c->req.coin[i];
-        if (rd_keystore_get(ks, coin->den, coin->sn, coin->key) != RD_KEY_FOUND) {
+        if (rd_coins_read_key(c->data_dir, coin->den, coin->sn, coin->key) != RD_COIN_OK) {
             fprintf(stderr, "raida-cli: no key for coin %d/%u in %s\n", coin->den, coin->sn,
                     c->data_dir);
             rc = -1;
         }
     }
-    rd_keystore_destroy(ks);
     return rc;
 }
 

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "rd_coins.h"
 #include "rd_config.h"
 #include "rd_log.h"
 #include "rd_master.h"
@@ -198,6 +200,22 @@ static rd_config_t *load_config(const char *path)
     return cf;
 }
 
+/* The coin store's folder is part of what -t tests: a server that would
+ * not start says so now. */
+static int check_data_dir(const rd_config_t *cf)
+{
+    rd_coins_conf_t conf;
+    char err[PATH_MAX + 256];
+
+    if (cf->data_dir[0] == '\0')
+        return 0;
+    rd_config_coins(cf, &conf);
+    if (rd_coins_check(cf->data_dir, conf.uid, err, sizeof(err)) == 0)
+        return 0;
+    fprintf(stderr, "raidad: %s\n", err);
+    return -1;
+}
+
 int main(int argc, char **argv)
 {
     options_t opt = { 0 };
@@ -209,6 +227,10 @@ int main(int argc, char **argv)
     if ((cf = load_config(opt.conf)) == NULL)
         return 1;
     if (opt.test_only || opt.signal != NULL) {
+        if (opt.test_only && check_data_dir(cf) < 0) {
+            free(cf);
+            return 1;
+        }
         if (opt.test_only)
             printf("raidad: the configuration file %s is valid\n", opt.conf);
         rc = opt.signal != NULL ? send_signal(cf, opt.signal) : 0;

@@ -5,6 +5,7 @@
 #include <time.h>
 #include <openssl/crypto.h>
 
+#include "rd_auth.h"
 #include "rd_bytes.h"
 #include "rd_commands.h"
 
@@ -21,7 +22,7 @@ static bool append_be(rd_response_t *resp, uint64_t v, size_t n)
     return true;
 }
 
-static int cmd_echo(const rd_protocol_t *p, const rd_request_t *req, rd_response_t *resp)
+static int cmd_echo(const rd_protocol_t *p, rd_request_t *req, rd_response_t *resp)
 {
     (void)p;
     (void)req;
@@ -29,7 +30,7 @@ static int cmd_echo(const rd_protocol_t *p, const rd_request_t *req, rd_response
     return RD_STATUS_SUCCESS;
 }
 
-static int cmd_version(const rd_protocol_t *p, const rd_request_t *req, rd_response_t *resp)
+static int cmd_version(const rd_protocol_t *p, rd_request_t *req, rd_response_t *resp)
 {
     (void)p;
     (void)req;
@@ -104,7 +105,7 @@ static bool append_command_counts(rd_response_t *resp, const rd_stats_t *st)
     return true;
 }
 
-static int cmd_stats(const rd_protocol_t *p, const rd_request_t *req, rd_response_t *resp)
+static int cmd_stats(const rd_protocol_t *p, rd_request_t *req, rd_response_t *resp)
 {
     if (!admin_key_ok(p, req))
         return RD_STATUS_ADMIN_AUTH;
@@ -119,13 +120,18 @@ static int cmd_stats(const rd_protocol_t *p, const rd_request_t *req, rd_respons
     return RD_STATUS_SUCCESS;
 }
 
-/* Command 3 (audit) needs the coin store, which does not exist yet: it is
- * absent on purpose and answers status 6. */
+/* The coin commands touch the store and may wait for the journal: never
+ * quick. The authentication group's handlers live in rd_auth.c. */
 static const rd_command_t commands[] = {
-    /* group cmd name       handler      admin  quick */
-    { 0, 0, "echo",    cmd_echo,    false, true },
-    { 0, 1, "version", cmd_version, false, true },
-    { 0, 2, "stats",   cmd_stats,   true,  true },
+    /* group cmd name          handler             admin  quick  payload */
+    { 0, 0,  "echo",        cmd_echo,           false, true,  false },
+    { 0, 1,  "version",     cmd_version,        false, true,  false },
+    { 0, 2,  "stats",       cmd_stats,          true,  true,  false },
+    { 0, 3,  "audit",       rd_auth_audit,      false, false, false },
+    { 1, 10, "detect",      rd_auth_detect,     false, false, true },
+    { 1, 11, "detect sum",  rd_auth_detect_sum, false, false, true },
+    { 1, 20, "pown",        rd_auth_pown,       false, false, true },
+    { 1, 21, "pown sum",    rd_auth_pown_sum,   false, false, true },
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <grp.h>
 #include <pwd.h>
+#include <unistd.h>
 
 #include <libconfig.h>
 
@@ -119,6 +120,10 @@ static const rd_opt_t rd_opts[] = {
     RD_BOOL(worker_seccomp, true),
     RD_TEXT(data_dir, "", NULL),
     RD_INT(key_cache_pages, 1024, 1, 1048576),
+    RD_INT(journal_max_size, 67108864, 65536, 1073741824),
+    RD_INT(checkpoint_interval_ms, 60000, 100, 86400000),
+    RD_INT(pending_changes, 65536, 4096, 16777216),
+    RD_INT(page_recheck_ms, 1000, 0, 3600000),
     { .name = "metrics_listen", .type = RD_OPT_STRINGS, .min = 0, .max = RD_CONFIG_MAX_LISTEN,
       .parse = rd_opt_metrics_listen },
     { .name = "metrics_allow", .type = RD_OPT_STRINGS, .min = 0, .max = RD_CONFIG_MAX_ALLOW,
@@ -794,4 +799,46 @@ int rd_config_parse_string(rd_config_t *cf, const char *text, const char *name,
     int rc = rd_parse(cf, &ld);
     free(copy);
     return rc;
+}
+
+/* ---- the coin store ------------------------------------------------------ */
+
+/* The workers' identity, when the master (root) will become another. */
+struct passwd *rd_config_worker_passwd(const rd_config_t *cf)
+{
+    struct passwd *pw = getpwnam(cf->user);
+
+    if (pw == NULL && strcmp(cf->user, RD_DEFAULT_USER) == 0)
+        pw = getpwnam(RD_FALLBACK_USER);
+    return pw;
+}
+
+static void rd_config_worker_ids(const rd_config_t *cf, uid_t *uid, gid_t *gid)
+{
+    struct passwd *pw;
+
+    *uid = (uid_t)-1;
+    *gid = (gid_t)-1;
+    if (cf->user[0] == '\0' || geteuid() != 0 || (pw = rd_config_worker_passwd(cf)) == NULL)
+        return;
+    *uid = pw->pw_uid;
+    *gid = pw->pw_gid;
+    if (cf->group[0] != '\0') {
+        struct group *gr = getgrnam(cf->group);
+
+        if (gr != NULL)
+            *gid = gr->gr_gid;
+    }
+}
+
+void rd_config_coins(const rd_config_t *cf, rd_coins_conf_t *out)
+{
+    *out = (rd_coins_conf_t){
+        .data_dir = cf->data_dir,
+        .pending_max = cf->pending_changes,
+        .journal_max = cf->journal_max_size,
+        .checkpoint_interval_ms = cf->checkpoint_interval_ms,
+        .page_recheck_ms = cf->page_recheck_ms,
+    };
+    rd_config_worker_ids(cf, &out->uid, &out->gid);
 }

@@ -246,8 +246,23 @@ static void conn_process(void *arg)
     rd_worker_t *w = c->worker;
 
     rd_protocol_run_command(&w->proto, &c->req, &c->resp);
-    /* The worker never has more requests in flight than the queue holds,
-     * so this cannot fail; should it ever, waiting beats losing the answer. */
+    /* An answer that depends on a change not yet durable waits for the
+     * commit thread; this thread goes on with the next request. */
+    if (!rd_protocol_durable(&w->proto, &c->req))
+        rd_commit_add(w->commit, c->req.commit_lsn, c);
+    else
+        rd_conn_committed(c, true);
+}
+
+/* The worker never has more requests in flight than the queue holds, so
+ * the push cannot fail; should it ever, waiting beats losing the answer. */
+void rd_conn_committed(void *item, bool durable)
+{
+    rd_conn_t *c = item;
+    rd_worker_t *w = c->worker;
+
+    if (!durable)
+        rd_protocol_error_response(&w->proto, &c->req, RD_STATUS_INTERNAL_ERROR, &c->resp);
     while (rd_queue_push(w->done, c) < 0)
         sched_yield();
 }

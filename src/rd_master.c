@@ -461,6 +461,10 @@ static void master_reload(rd_master_t *m, pid_t requester)
     rd_log(RD_LOG_NOTICE, "reloading %s", m->conf_path);
     next->stats = m->cycle.stats;
     next->limits = m->cycle.limits;
+    next->coins = m->cycle.coins;
+    if (strcmp(next->config->data_dir, m->cycle.config->data_dir) != 0)
+        rd_log(RD_LOG_WARN, "data_dir changes only with a restart: still serving %s",
+               m->cycle.coins != NULL ? rd_coins_shared_dir(m->cycle.coins) : "no coin store");
     if (rd_listeners_open_reusing(next->config, m->cycle.listeners, m->cycle.listener_count,
                                   &next->listeners, &next->listener_count) < 0) {
         free(next->config);
@@ -809,6 +813,26 @@ static size_t limit_capacity(const rd_config_t *cf)
     return want < 4096 ? 4096 : want > (1u << 20) ? (1u << 20) : want;
 }
 
+/* Before any worker exists: the check, the journal's replay and the
+ * shared memory. After the fork the master never looks at that memory. */
+static int master_open_coins(rd_master_t *m)
+{
+    const rd_config_t *cf = m->cycle.config;
+    rd_coins_conf_t conf;
+    char err[PATH_MAX + 256];
+
+    if (cf->data_dir[0] == '\0')
+        return 0;
+    rd_config_coins(cf, &conf);
+    m->cycle.coins = rd_coins_prepare(&conf, err, sizeof(err));
+    if (m->cycle.coins == NULL) {
+        rd_log(RD_LOG_CRIT, "%s", err);
+        return -1;
+    }
+    rd_log(RD_LOG_NOTICE, "coin store %s ready", cf->data_dir);
+    return 0;
+}
+
 static int master_init(rd_master_t *m)
 {
     const rd_config_t *cf = m->cycle.config;
@@ -828,6 +852,8 @@ static int master_init(rd_master_t *m)
     if (rd_metrics_init() < 0 || rd_metrics_server_open(cf) < 0)
         return -1;
     if ((m->cycle.limits = rd_limit_create(limit_capacity(cf))) == NULL)
+        return -1;
+    if (master_open_coins(m) < 0)
         return -1;
     for (size_t i = 0; i < cf->listen_count; i++)
         rd_log(RD_LOG_NOTICE, "listening on %s (%s)", cf->listen[i].text, cf->udp ? "tcp, udp" : "tcp");
@@ -860,6 +886,8 @@ static void master_free(rd_master_t *m)
     if (m->cycle.stats != NULL)
         rd_stats_destroy(m->cycle.stats);
     rd_limit_destroy(m->cycle.limits);
+    /* Every worker is gone: the journal is replayed from the files. */
+    rd_coins_finish(m->cycle.coins);
     cycle_release(&m->cycle, NULL);
     if (m->signal_ev.fd > 0)
         close(m->signal_ev.fd);

@@ -232,6 +232,9 @@ static int check_handler(rd_request_t *req)
 
 static int check_body_size(const rd_protocol_t *p, const rd_request_t *req)
 {
+    const rd_command_t *cmd = rd_command_lookup(req->group, req->command);
+    if (req->body_size == 0 && cmd != NULL && cmd->payload)
+        return RD_STATUS_EMPTY_REQUEST;
     if (req->body_size > p->max_body_size || req->body_size < rd_crypt_min_body(req->enc_type))
         return RD_STATUS_INVALID_PACKET_LENGTH;
     return RD_STATUS_NO_ERROR;
@@ -315,6 +318,7 @@ static int dispatch(const rd_protocol_t *p, rd_request_t *req, rd_response_t *re
 void rd_protocol_run_command(const rd_protocol_t *p, rd_request_t *req, rd_response_t *resp)
 {
     req->start_ns = rd_protocol_now_ns();
+    req->commit_lsn = 0;
     response_start(resp, response_header_size(req));
     int status = rd_crypt_open(p, req);
     if (status == RD_STATUS_NO_ERROR) {
@@ -381,6 +385,22 @@ bool rd_protocol_is_quick(const rd_request_t *req)
     const rd_command_t *cmd = rd_command_lookup(req->group, req->command);
 
     return req->enc_type == 0 && cmd != NULL && cmd->quick;
+}
+
+bool rd_protocol_durable(const rd_protocol_t *p, const rd_request_t *req)
+{
+    return req->commit_lsn == 0 || p->coins == NULL || rd_coins_synced(p->coins, req->commit_lsn);
+}
+
+int rd_protocol_commit(const rd_protocol_t *p, uint64_t lsn)
+{
+    return p->coins == NULL ? 0 : rd_coins_sync(p->coins, lsn);
+}
+
+void rd_protocol_checkpoint(const rd_protocol_t *p, bool force)
+{
+    if (p->coins != NULL)
+        rd_coins_checkpoint(p->coins, force);
 }
 
 const char *rd_protocol_command_name(uint8_t group, uint8_t command)

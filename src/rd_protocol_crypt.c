@@ -5,7 +5,6 @@
 
 #include "rd_bytes.h"
 #include "rd_crypto.h"
-#include "rd_keystore.h"
 #include "rd_protocol_crypt.h"
 
 #define CRC_INPUT_SIZE      12  /* random bytes of the challenge covered by its CRC */
@@ -81,18 +80,24 @@ bool rd_crypt_challenge_ok(const uint8_t *challenge)
 
 /* ---- opening a request --------------------------------------------------- */
 
-static int coin_keys(const rd_protocol_t *p, const crypt_type_t *t, const uint8_t *h,
+/* A key read from a change not yet durable makes the answer wait for it:
+ * a request keyed with a PAN is not answered before the pown that set it
+ * is on stable storage. */
+static int coin_keys(const rd_protocol_t *p, const crypt_type_t *t, rd_request_t *req,
                      uint8_t *keys)
 {
     for (unsigned i = 0; i < t->coins; i++) {
-        const uint8_t *coin = h + t->coin_at[i];
-        int rc = RD_KEY_MISSING;
-        if (p->keys != NULL)
-            rc = rd_keystore_get(p->keys, (int8_t)coin[0], (uint32_t)rd_get_be(coin + 1, 4),
-                                 keys + i * RD_KEY_SIZE);
-        if (rc == RD_KEY_MISSING)
+        const uint8_t *coin = req->header + t->coin_at[i];
+        int rc = RD_COIN_MISSING;
+        uint64_t dep = 0;
+        if (p->coins != NULL)
+            rc = rd_coins_key(p->coins, (int8_t)coin[0], (uint32_t)rd_get_be(coin + 1, 4),
+                              keys + i * RD_COIN_AN_SIZE, &dep);
+        if (dep > req->commit_lsn)
+            req->commit_lsn = dep;
+        if (rc == RD_COIN_MISSING)
             return t->missing;
-        if (rc != RD_KEY_FOUND)
+        if (rc != RD_COIN_OK)
             return RD_STATUS_INTERNAL_ERROR;
     }
     return RD_STATUS_NO_ERROR;
@@ -133,7 +138,7 @@ static int open_aes256(const crypt_type_t *t, rd_request_t *req, const uint8_t *
     uint8_t mac[RD_HMAC_SIZE];
     uint8_t *b = req->body;
     size_t len = req->body_size - RD_MODERN_MIN_BODY_SIZE;
-    if (rd_sha256(coin_keys, (size_t)t->coins * RD_KEY_SIZE, req->key) < 0
+    if (rd_sha256(coin_keys, (size_t)t->coins * RD_COIN_AN_SIZE, req->key) < 0
         || rd_hmac_sha256(req->key, RD_AES256_KEY_SIZE, b, len, mac) < 0)
         return RD_STATUS_INTERNAL_ERROR;
     if (!rd_crypto_equal(mac, b + len, RD_HMAC_SIZE))
@@ -154,8 +159,8 @@ int rd_crypt_open(const rd_protocol_t *p, rd_request_t *req)
         return RD_STATUS_NO_ERROR;
     if (req->body == NULL || req->body_size < t->min_body)
         return RD_STATUS_INVALID_PACKET_LENGTH;     /* validate_body was skipped */
-    uint8_t keys[MAX_COINS * RD_KEY_SIZE];
-    int status = coin_keys(p, t, req->header, keys);
+    uint8_t keys[MAX_COINS * RD_COIN_AN_SIZE];
+    int status = coin_keys(p, t, req, keys);
     if (status == RD_STATUS_NO_ERROR)
         status = t->open(t, req, keys);
     rd_crypto_wipe(keys, sizeof(keys));

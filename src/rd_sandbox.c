@@ -95,11 +95,10 @@ int rd_sandbox_drop_privileges(const rd_config_t *cf, const char *who)
         sandbox_warn_root(who, "user is empty");
         return 0;
     }
-    if ((pw = getpwnam(name)) == NULL && strcmp(name, RD_DEFAULT_USER) == 0) {
+    if ((pw = rd_config_worker_passwd(cf)) != NULL && strcmp(pw->pw_name, name) != 0) {
         rd_log(RD_LOG_WARN, "%s: user '%s' does not exist (\"make install\" creates it): "
-               "running as '%s'", who, name, RD_FALLBACK_USER);
-        name = RD_FALLBACK_USER;
-        pw = getpwnam(name);
+               "running as '%s'", who, name, pw->pw_name);
+        name = pw->pw_name;
     }
     if (pw == NULL) {
         rd_log(RD_LOG_CRIT, "%s: unknown user '%s'", who, name);
@@ -260,7 +259,7 @@ static const int sandbox_allowed[] = {
     SCMP_SYS(pread64), SCMP_SYS(pwrite64), SCMP_SYS(lseek), SCMP_SYS(close),
     SCMP_SYS(dup3), SCMP_SYS(fcntl), SCMP_SYS(flock),
     SCMP_SYS(open), SCMP_SYS(openat), SCMP_SYS(fstat), SCMP_SYS(newfstatat), SCMP_SYS(statx),
-    SCMP_SYS(fdatasync), SCMP_SYS(fsync), SCMP_SYS(ftruncate),
+    SCMP_SYS(fdatasync), SCMP_SYS(fsync), SCMP_SYS(syncfs), SCMP_SYS(ftruncate),
     SCMP_SYS(rename), SCMP_SYS(renameat), SCMP_SYS(renameat2),
     SCMP_SYS(unlink), SCMP_SYS(unlinkat),
     SCMP_SYS(preadv), SCMP_SYS(pwritev), SCMP_SYS(fallocate), SCMP_SYS(fadvise64),

@@ -7,6 +7,7 @@
 #include <sys/queue.h>
 #include <sys/socket.h>
 
+#include "rd_commit.h"
 #include "rd_listener.h"
 #include "rd_log.h"
 #include "rd_metrics_net.h"
@@ -124,12 +125,28 @@ static void udp_limit_size(rd_worker_t *w, const uint8_t *frame, size_t len,
         udp_refuse(w, frame, len, RD_STATUS_INVALID_PACKET_LENGTH, req, resp);
 }
 
-/* Runs on a pool thread: the pool owns the job until it is on the queue. */
+/* Runs on a pool thread: the pool owns the job until it is on the queue.
+ * An answer that depends on a change not yet durable waits for the commit
+ * thread (as over TCP); this thread goes on with the next request. */
 static void udp_process(void *arg)
 {
     udp_job_t *job = arg;
+    rd_worker_t *w = job->worker;
 
-    rd_protocol_run_command(&job->worker->proto, &job->req, &job->resp);
+    rd_protocol_run_command(&w->proto, &job->req, &job->resp);
+    if (!rd_protocol_durable(&w->proto, &job->req))
+        rd_commit_add(w->commit, job->req.commit_lsn, job);
+    else
+        rd_udp_committed(job, true);
+}
+
+void rd_udp_committed(void *record, bool durable)
+{
+    udp_job_t *job = record;
+
+    if (!durable)
+        rd_protocol_error_response(&job->worker->proto, &job->req, RD_STATUS_INTERNAL_ERROR,
+                                   &job->resp);
     /* The job holds a request slot, so the queue has room for it. */
     while (rd_queue_push(job->worker->done, job) < 0)
         sched_yield();

@@ -229,7 +229,16 @@ static int worker_open_signalfd(void)
     return signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 }
 
-static void worker_set_protocol(rd_worker_t *w)
+/* The commit thread hands back connections and datagrams alike. */
+static void worker_committed(void *record, bool durable)
+{
+    if (rd_job_kind(record) == RD_JOB_DATAGRAM)
+        rd_udp_committed(record, durable);
+    else
+        rd_conn_committed(record, durable);
+}
+
+static int worker_set_protocol(rd_worker_t *w)
 {
     const rd_config_t *cf = w->cf;
 
@@ -241,16 +250,20 @@ static void worker_set_protocol(rd_worker_t *w)
     w->proto.admin_allow = cf->admin_allow;
     w->proto.admin_allow_count = cf->admin_allow_count;
     w->proto.stats = w->cycle->stats;
-    /* Each worker reads the keys afresh: after a reload, the new workers
-     * see the page files as they are now. Without a store, every coin is
-     * missing: a degraded worker still serves the other requests. */
-    w->proto.keys = NULL;
-    if (cf->data_dir[0] == '\0')
-        return;
-    w->proto.keys = rd_keystore_create(cf->data_dir, cf->key_cache_pages);
-    if (w->proto.keys == NULL)
-        rd_log(RD_LOG_ERR, "key store %s: %s: encrypted requests will be refused",
-               cf->data_dir, strerror(errno));
+    /* The store was made by the master before the first fork; each
+     * worker maps the pages itself. */
+    w->proto.coins = NULL;
+    if (w->cycle->coins == NULL)
+        return 0;
+    rd_coins_conf_t conf;
+    rd_config_coins(cf, &conf);
+    w->proto.coins = rd_coins_open(w->cycle->coins, &conf);
+    if (w->proto.coins == NULL) {
+        rd_log(RD_LOG_CRIT, "coin store %s: %s", rd_coins_shared_dir(w->cycle->coins),
+               strerror(errno));
+        return -1;
+    }
+    return 0;
 }
 
 static void worker_set_limits(rd_worker_t *w)
@@ -288,7 +301,8 @@ static int worker_init(rd_worker_t *w, const rd_cycle_t *cycle, int channel)
     w->loop.epfd = -1;
     w->signal_ev.fd = -1;
     w->channel_ev.fd = -1;
-    worker_set_protocol(w);
+    if (worker_set_protocol(w) < 0)
+        return -1;
     w->conns_size = cf->max_descriptors;
     w->max_in_flight = cf->mod_queue_size;
     w->max_conns = worker_connection_cap(cf);
@@ -303,7 +317,11 @@ static int worker_init(rd_worker_t *w, const rd_cycle_t *cycle, int channel)
      * neither can overflow. */
     w->done = rd_queue_create(cf->mod_queue_size);
     w->pool = rd_threadpool_create(cf->worker_threads, cf->mod_queue_size);
-    if (w->done == NULL || w->pool == NULL)
+    /* The commit thread also looks for due checkpoints: at least once a second. */
+    w->commit = rd_commit_create(&w->proto, cf->mod_queue_size, worker_committed,
+                                 cf->checkpoint_interval_ms < 1000 ? cf->checkpoint_interval_ms
+                                                                   : 1000);
+    if (w->done == NULL || w->pool == NULL || w->commit == NULL)
         return -1;
     if (worker_watch(w, &w->done_ev, rd_queue_fd(w->done), worker_on_done, EPOLLIN | EPOLLET) < 0)
         return -1;
@@ -322,6 +340,8 @@ static void worker_free(rd_worker_t *w)
      * queue, where close_all finds it. */
     if (w->pool != NULL)
         rd_threadpool_destroy(w->pool);
+    /* Then the answers waiting for the journal: synced, back on the queue. */
+    rd_commit_destroy(w->commit);
     if (w->done != NULL && w->conns != NULL)
         rd_conn_close_all(w);
     if (w->done != NULL)
@@ -332,7 +352,7 @@ static void worker_free(rd_worker_t *w)
     free(w->listener_events);
     rd_udp_destroy(w->udp);
     free(w->conns);
-    rd_keystore_destroy(w->proto.keys);    /* the pool, its user, is gone */
+    rd_coins_close(w->proto.coins);    /* the pool and the commit thread, its users, are gone */
     rd_accesslog_close();
 }
 

@@ -20,11 +20,24 @@
  *                   (FIN_WAIT1/2: lingering after its answer) never finds it
  *                   empty: a client that sends without end, and faster
  *                   than raidad reads
+ *   slow_page       open/openat of a coin page file (a path ending in ".bin"
+ *                   under a "Data/" folder: Data/DD/MM/PPPP.bin of the data
+ *                   directory) waits until the switch file is removed (or
+ *                   10 s have passed): a page read as slow as the test wants.
+ *                   While a call waits, the file "slow_page.waiting" exists
+ *                   in $RD_SHIM_DIR (the folder must be writable by the
+ *                   workers): the test knows the open has begun. One waiting
+ *                   call at a time (the store maps pages under one lock).
  */
 #define _GNU_SOURCE
+/* The shim defines open and open64 both: neither may be an alias (asm
+ * name) of the other. */
+#undef _FILE_OFFSET_BITS
 #include <arpa/inet.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -33,6 +46,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -185,3 +199,142 @@ ssize_t recv(int fd, void *buf, size_t len, int flags)
     errno = saved;
     return rc;
 }
+
+/* ---- slow_page ----------------------------------------------------------- */
+
+#define SLOW_PAGE_POLL_NS   (5 * 1000 * 1000)   /* looks at the switch every 5 ms */
+#define SLOW_PAGE_MAX_S     10                  /* and waits no longer than this */
+
+static int shim_page_path(const char *path)
+{
+    size_t len = path == NULL ? 0 : strlen(path);
+
+    return len > 4 && strcmp(path + len - 4, ".bin") == 0
+        && (strncmp(path, "Data/", 5) == 0 || strstr(path, "/Data/") != NULL);
+}
+
+static double shim_now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Called before every open of PATH: waits while slow_page is on and PATH
+ * is a page file. Leaves errno as it found it. */
+static void shim_slow_page(const char *path)
+{
+    static int (*next_open)(const char *, int, ...);
+    const char *dir = getenv("RD_SHIM_DIR");
+    struct timespec pause = { .tv_sec = 0, .tv_nsec = SLOW_PAGE_POLL_NS };
+    char marker[PATH_MAX];
+    int saved = errno, fd;
+    double deadline;
+
+    if (dir == NULL || !shim_page_path(path) || !shim_fault_on("slow_page"))
+        return;
+    if (next_open == NULL)
+        next_open = shim_next("open");
+    snprintf(marker, sizeof(marker), "%s/slow_page.waiting", dir);
+    fd = next_open(marker, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        fprintf(stderr, "shim_io: slow_page: cannot create %s: %s\n", marker, strerror(errno));
+    else
+        close(fd);
+    deadline = shim_now() + SLOW_PAGE_MAX_S;
+    while (shim_fault_on("slow_page")) {
+        if (shim_now() >= deadline) {
+            fprintf(stderr, "shim_io: slow_page: still on after %d s: %s is opened now\n",
+                    SLOW_PAGE_MAX_S, path);
+            break;
+        }
+        nanosleep(&pause, NULL);
+    }
+    unlink(marker);
+    errno = saved;
+}
+
+/* Whether open(2) with FLAGS takes a mode argument. */
+static int shim_has_mode(int flags)
+{
+    return (flags & O_CREAT) != 0 || (flags & O_TMPFILE) == O_TMPFILE;
+}
+
+#define SHIM_OPEN(name)                                                         \
+    int name(const char *path, int flags, ...)                                  \
+    {                                                                           \
+        static int (*next)(const char *, int, ...);                             \
+        mode_t mode = 0;                                                        \
+                                                                                \
+        if (shim_has_mode(flags)) {                                             \
+            va_list ap;                                                         \
+            va_start(ap, flags);                                                \
+            mode = (mode_t)va_arg(ap, int);                                     \
+            va_end(ap);                                                         \
+        }                                                                       \
+        if (next == NULL)                                                       \
+            next = shim_next(#name);                                            \
+        shim_slow_page(path);                                                   \
+        return next(path, flags, mode);                                         \
+    }
+
+#define SHIM_OPENAT(name)                                                       \
+    int name(int dirfd, const char *path, int flags, ...)                       \
+    {                                                                           \
+        static int (*next)(int, const char *, int, ...);                        \
+        mode_t mode = 0;                                                        \
+                                                                                \
+        if (shim_has_mode(flags)) {                                             \
+            va_list ap;                                                         \
+            va_start(ap, flags);                                                \
+            mode = (mode_t)va_arg(ap, int);                                     \
+            va_end(ap);                                                         \
+        }                                                                       \
+        if (next == NULL)                                                       \
+            next = shim_next(#name);                                            \
+        shim_slow_page(path);                                                   \
+        return next(dirfd, path, flags, mode);                                  \
+    }
+
+/* _FORTIFY_SOURCE turns open(path, flags) with flags not known at compile
+ * time into __open_2 (raidad's rd_page_open is such a call). */
+#define SHIM_OPEN_2(name)                                                       \
+    int name(const char *path, int flags)                                       \
+    {                                                                           \
+        static int (*next)(const char *, int);                                  \
+                                                                                \
+        if (next == NULL)                                                       \
+            next = shim_next(#name);                                            \
+        shim_slow_page(path);                                                   \
+        return next(path, flags);                                               \
+    }
+
+#define SHIM_OPENAT_2(name)                                                     \
+    int name(int dirfd, const char *path, int flags)                            \
+    {                                                                           \
+        static int (*next)(int, const char *, int);                             \
+                                                                                \
+        if (next == NULL)                                                       \
+            next = shim_next(#name);                                            \
+        shim_slow_page(path);                                                   \
+        return next(dirfd, path, flags);                                        \
+    }
+
+int __open_2(const char *path, int flags);
+int __open64_2(const char *path, int flags);
+int __openat_2(int dirfd, const char *path, int flags);
+int __openat64_2(int dirfd, const char *path, int flags);
+
+#undef open
+#undef open64
+#undef openat
+#undef openat64
+SHIM_OPEN(open)
+SHIM_OPEN(open64)
+SHIM_OPENAT(openat)
+SHIM_OPENAT(openat64)
+SHIM_OPEN_2(__open_2)
+SHIM_OPEN_2(__open64_2)
+SHIM_OPENAT_2(__openat_2)
+SHIM_OPENAT_2(__openat64_2)

@@ -16,7 +16,7 @@
 #include <sys/stat.h>
 
 #include "rd_client.h"
-#include "rd_keystore.h"
+#include "rd_coins.h"
 #include "rd_protocol.h"
 #include "rd_stats.h"
 
@@ -83,7 +83,8 @@ static inline void fuzz_remove_data_dir(void)
 {
     static const char *const files[] = {
         "Data/01/00/0000.bin", "Data/01/00", "Data/01",
-        "Data/02/00/0000.bin", "Data/02/00", "Data/02", "Data", "",
+        "Data/02/00/0000.bin", "Data/02/00", "Data/02", "Data",
+        "raidad.journal", "raidad.index", "raidad.index.new", "raidad.lock", "",
     };
     char path[PATH_MAX];
 
@@ -93,10 +94,10 @@ static inline void fuzz_remove_data_dir(void)
     }
 }
 
-static inline rd_keystore_t *fuzz_keystore(void)
+static inline rd_coins_t *fuzz_keystore(void)
 {
     static const char *const dirs[] = { "Data", "Data/01", "Data/01/00", "Data/02", "Data/02/00" };
-    static uint8_t page[RD_KEY_PAGE_SIZE];
+    static uint8_t page[RD_COIN_PAGE_SIZE];
     char path[PATH_MAX];
     const char *tmp = getenv("TMPDIR");
 
@@ -107,23 +108,32 @@ static inline rd_keystore_t *fuzz_keystore(void)
         fuzz_path(path, dirs[i]);
         FUZZ_CHECK(mkdir(path, 0700) == 0);
     }
-    for (size_t i = 0; i < RD_KEY_SIZE; i++) {
-        page[FUZZ_SN1 * RD_KEY_RECORD_SIZE + i] = (uint8_t)(0x10 + i);
-        page[FUZZ_SN2 * RD_KEY_RECORD_SIZE + i] = (uint8_t)(0x20 + i);
+    for (size_t i = 0; i < RD_COIN_AN_SIZE; i++) {
+        page[FUZZ_SN1 * RD_COIN_RECORD_SIZE + i] = (uint8_t)(0x10 + i);
+        page[FUZZ_SN2 * RD_COIN_RECORD_SIZE + i] = (uint8_t)(0x20 + i);
     }
-    page[FUZZ_SN1 * RD_KEY_RECORD_SIZE + RD_KEY_SIZE] = 1;
-    page[FUZZ_SN2 * RD_KEY_RECORD_SIZE + RD_KEY_SIZE] = 1;
+    page[FUZZ_SN1 * RD_COIN_RECORD_SIZE + RD_COIN_AN_SIZE] = 1;
+    page[FUZZ_SN2 * RD_COIN_RECORD_SIZE + RD_COIN_AN_SIZE] = 1;
     fuzz_path(path, "Data/01/00/0000.bin");
     fuzz_write_file(path, page, sizeof(page));
-    fuzz_path(path, "Data/02/00/0000.bin");
-    fuzz_write_file(path, page, 100);
     atexit(fuzz_remove_data_dir);
 
-    /* Large enough that the pages the fuzzer asks for never push ours out
-     * for long; they would be read again anyway. */
-    rd_keystore_t *ks = rd_keystore_create(fuzz_data_dir, 4096);
-    FUZZ_CHECK(ks != NULL);
-    return ks;
+    /* The master's part and a worker's handle in one; a pown of coin 1/1
+     * or 1/2 changes its key for the requests that follow, as it would in
+     * the daemon. Checkpoints keep the journal small. */
+    static rd_coins_conf_t conf;
+    char err[PATH_MAX + 256];
+    conf = (rd_coins_conf_t){ .data_dir = fuzz_data_dir, .uid = (uid_t)-1, .gid = (gid_t)-1,
+                              .pending_max = 4096, .journal_max = 1 << 20,
+                              .checkpoint_interval_ms = 1000, .page_recheck_ms = 1000 };
+    rd_coins_shared_t *sh = rd_coins_prepare(&conf, err, sizeof(err));
+    FUZZ_CHECK(sh != NULL);
+    rd_coins_t *store = rd_coins_open(sh, &conf);
+    FUZZ_CHECK(store != NULL);
+    /* Damaged once serving: its coins answer an error. */
+    fuzz_path(path, "Data/02/00/0000.bin");
+    fuzz_write_file(path, page, 100);
+    return store;
 }
 
 /* ---- the server ---------------------------------------------------------- */
@@ -150,7 +160,7 @@ static inline const rd_protocol_t *fuzz_protocol(void)
         p.admin_allow_count = 1;
         p.stats = rd_stats_create();
         FUZZ_CHECK(p.stats != NULL);
-        p.keys = fuzz_keystore();
+        p.coins = fuzz_keystore();
         ready = true;
     }
     return &p;

@@ -189,6 +189,30 @@ BODIES = {
     "type5-stats": body_seed(5, 2, modern_frame(5, 2, ADMIN_KEY)),
 }
 
+# fuzz_auth: byte 0 picks the command (% 4: detect, detect sum, pown, pown
+# sum), the rest is its payload; coins 1/1 and 1/2 hold COIN_KEYS.
+def auth_seed(which, payload):
+    return bytes([which]) + payload
+
+
+def xor(*keys):
+    return bytes(a ^ b for a, b in zip(*keys)) if len(keys) == 2 else keys[0]
+
+
+AUTH = {
+    "detect-pass": auth_seed(0, coin(SN1) + COIN_KEYS[SN1]),
+    "detect-mixed": auth_seed(0, coin(SN1) + COIN_KEYS[SN1] + coin(SN2) + bytes(16)
+                              + coin(1, den=2) + bytes(16)),
+    "detect-short": auth_seed(0, coin(SN1) + bytes(15)),
+    "detect-sum": auth_seed(1, coin(SN1) + coin(SN2) + xor(COIN_KEYS[SN1], COIN_KEYS[SN2])),
+    "detect-sum-twice": auth_seed(1, coin(SN1) + coin(SN1) + bytes(16)),
+    "pown-fail": auth_seed(2, coin(SN2) + bytes(16) + bytes(range(16))),
+    "pown-bad-den": auth_seed(2, coin(SN1, den=7) + bytes(32)),
+    "pown-sum": auth_seed(3, coin(SN1) + coin(SN2) + xor(COIN_KEYS[SN1], COIN_KEYS[SN2])
+                          + bytes(16)),
+    "pown-sum-not-whole": auth_seed(3, coin(SN1) + bytes(33)),
+}
+
 CONFIGS = {
     "minimal": "listen = \"127.0.0.1:18000\";\n",
     "full": """listen = ("0.0.0.0:18000", "[::1]:18001", "18002", "*:18003", "10.0.0.1");
@@ -267,6 +291,7 @@ def main():
     write("frame", FRAMES)
     write("header", HEADERS)
     write("body", BODIES)
+    write("auth", AUTH)
     configs = dict(CONFIGS)
     with open(os.path.join(TOP, "conf", "raidad.conf"), encoding="utf-8") as f:
         configs["sample-raidad.conf"] = f.read()

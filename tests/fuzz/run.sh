@@ -21,7 +21,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 build=${FUZZ_BUILDDIR:-.}
 bindir=$build/tests/fuzz
 artifacts=$bindir/artifacts
-targets="fuzz_header fuzz_body fuzz_frame fuzz_config"
+targets="fuzz_header fuzz_body fuzz_frame fuzz_config fuzz_auth"
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/raidad-fuzz.XXXXXX") || exit 1
 trap 'rm -rf "$tmp"' EXIT

@@ -22,6 +22,7 @@ import atexit
 import ctypes
 import errno
 import os
+import pwd
 import re
 import resource
 import selectors
@@ -102,6 +103,35 @@ def workdir():
         os.chmod(_workdir, 0o755)
         atexit.register(shutil.rmtree, _workdir, True)
     return _workdir
+
+
+def worker_account(settings=None):
+    """(uid, gid) of the account that workers of a root raidad with SETTINGS
+    run as (the user setting; the default raidad, or nobody when it does not
+    exist), or None when they stay root or raidad is not started as root."""
+    name = (settings or {}).get("user", "raidad")
+    if os.geteuid() != 0 or name in ("", "root"):
+        return None
+    try:
+        pw = pwd.getpwnam(name)
+    except KeyError:
+        if name != "raidad":
+            return None
+        pw = pwd.getpwnam("nobody")
+    return pw.pw_uid, pw.pw_gid
+
+
+def give_to_workers(path, settings=None):
+    """Hands the folder PATH (a data_dir the test made as root) to the
+    workers' account: the coin store writes its pages and journal there, and
+    raidad refuses a data folder its workers do not own."""
+    account = worker_account(settings)
+    if account is None or not path or not os.path.isdir(path):
+        return
+    os.lchown(path, *account)
+    for root, dirs, files in os.walk(path):
+        for name in dirs + files:
+            os.lchown(os.path.join(root, name), *account)
 
 
 def notify_supported():
@@ -359,6 +389,7 @@ class Daemon:
         return self.settings.get("coin_id", 6)
 
     def start(self):
+        give_to_workers(self.settings.get("data_dir"), self.settings)
         self.notify_sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notify_sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
         self.notify_sock.bind(self.notify_path)
@@ -1096,6 +1127,7 @@ def reload_daemon(d, overrides=None, timeout=None):
     d.settings.update(overrides or {})
     with open(d.config_path, "w") as f:
         f.write(render_config(d.settings))
+    give_to_workers(d.settings.get("data_dir"), d.settings)
     old = set(child_pids(d.pid))
     mark = len(d.notifications)
     deadline = time.monotonic() + timeout

@@ -17,8 +17,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from raidatest import (  # noqa: E402
-    RAIDAD, Daemon, child_pids, expect, raida_cli, run, tcp_exchange, test, udp_exchange,
-    wait_until, workdir,
+    RAIDAD, Daemon, child_pids, expect, give_to_workers, raida_cli, run, tcp_exchange, test,
+    udp_exchange, wait_until, workdir,
 )
 
 ADMIN_KEY = "a0a1a2a3a4a5a6a7a8a9aaabacadaeaf"
@@ -31,8 +31,8 @@ RELOAD_TIMEOUT = 30.0
 COINS = {
     "a": (1, 2000, bytes.fromhex("00112233445566778899aabbccddeeff")),
     "b": (-2, 5, bytes.fromhex("0f1e2d3c4b5a69788796a5b4c3d2e1f0")),
-    # page 1ab3: hex letters in every part of its path, Data/fd/1a/1ab3.bin
-    "c": (-3, 0x1AB3 * RECORDS + 7, bytes.fromhex("c0c1c2c3c4c5c6c7c8c9cacbcccdcecf")),
+    # page 3ab: hex letters in the folder and the page, Data/fd/03/03ab.bin
+    "c": (-3, 0x3AB * RECORDS + 7, bytes.fromhex("c0c1c2c3c4c5c6c7c8c9cacbcccdcecf")),
     # only for the reload test
     "r": (0, 77, bytes.fromhex("5555aaaa5555aaaa5555aaaa5555aaaa")),
 }
@@ -66,6 +66,7 @@ def write_coin(den, sn, key, status=1):
     with open(path + ".new", "wb") as f:
         f.write(page)
     os.rename(path + ".new", path)
+    give_to_workers(data_dir())
 
 
 def make_data_dir():

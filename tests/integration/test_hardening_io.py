@@ -20,8 +20,9 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from raidatest import (  # noqa: E402
-    RAIDA_CLI, Daemon, ReadTimeout, child_pids, diag, expect, fd_count, parse_response,
-    read_until_eof, tcp_connect, tcp_exchange, test, udp_socket, wait_until, workdir, run,
+    RAIDA_CLI, Daemon, ReadTimeout, child_pids, diag, expect, fd_count, give_to_workers,
+    parse_response, read_until_eof, tcp_connect, tcp_exchange, test, udp_socket, wait_until,
+    workdir, run,
 )
 
 SHIM = os.environ.get("RAIDAD_SHIM") or os.path.join(os.getcwd(), "tests", "libshim_io.so")
@@ -32,7 +33,8 @@ PROMPT = 1.5
 LATE = 2.0
 EPOLL_ERROR = r"epoll_ctl\(\d+\): No space left on device"
 
-# The coin whose page file is a FIFO: reading it blocks until the test writes it.
+# The coin whose page file opens slowly (the shim's slow_page): the worker's
+# open of it waits until the test releases it.
 RECORDS, RECORD_SIZE = 1024, 17
 COIN = (1, 2000, bytes.fromhex("00112233445566778899aabbccddeeff"))
 
@@ -45,6 +47,9 @@ class Faults:
     def __init__(self, name):
         self.dir = os.path.join(workdir(), f"faults-{name}")
         os.makedirs(self.dir)
+        # Some faults leave a file here for the test to see (slow_page.waiting):
+        # the workers write it.
+        give_to_workers(self.dir)
 
     def daemon(self, overrides, **kw):
         expect(os.path.exists(SHIM), f"no fault-injection library at {SHIM} (make check builds it)")
@@ -94,40 +99,27 @@ def timed_echo(d, udp=False, timeout=PROMPT + 3):
     return elapsed
 
 
-# Blocking system calls a thread can be found in: openat (x86_64: 257,
-# aarch64: 56), open (x86_64: 2).
-OPEN_SYSCALLS = {"x86_64": {"257", "2"}, "aarch64": {"56"}}
+class SlowPage:
+    """A data_dir holding COIN's page file (with its key), and the shim's
+    slow_page switch: while it is on, the worker's open of the page waits
+    (the coin store opens a page once, when a request first needs it, then
+    maps it) until release(). The switch goes on once the daemon is up, so
+    that the master's start (which reads every page) is not slowed."""
 
-
-def thread_in_open(pid):
-    """True when a thread of PID is inside open()/openat() (blocked on the
-    FIFO); on an architecture not listed, waits a second and says yes."""
-    numbers = OPEN_SYSCALLS.get(os.uname().machine)
-    if numbers is None:
-        time.sleep(1.0)
-        return True
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/syscall") as f:
-                if f.read().split(" ", 1)[0] in numbers:
-                    return True
-        except OSError:
-            continue
-    return False
-
-
-class FifoPage:
-    """A data_dir whose page file for COIN is a FIFO: the key store's read
-    blocks until release() writes the page (with COIN's key) into it."""
-
-    def __init__(self, name):
-        self.dir = os.path.join(workdir(), f"keys-{name}")
+    def __init__(self, faults, name):
+        self.faults = faults
+        self.dir = os.path.join(workdir(), f"coins-{name}")
         den, sn, _ = COIN
         page = sn // RECORDS
         self.path = os.path.join(self.dir, "Data", "%02x" % (den & 0xFF), "%02x" % (page >> 8),
                                  "%04x.bin" % page)
         os.makedirs(os.path.dirname(self.path))
-        os.mkfifo(self.path)
+        with open(self.path, "wb") as f:
+            f.write(self.page())
+        # Daemon.start() hands the folder to the workers again (the coin
+        # store refuses pages they do not own).
+        give_to_workers(self.dir)
+        self.waiting_path = os.path.join(faults.dir, "slow_page.waiting")
 
     def page(self):
         den, sn, key = COIN
@@ -137,25 +129,18 @@ class FifoPage:
         data[at + 16] = 1
         return bytes(data)
 
+    def block(self):
+        self.faults.on("slow_page")
+
+    def waiting(self):
+        """True while a worker's open of a page waits for release()."""
+        return os.path.exists(self.waiting_path)
+
     def release(self):
-        """Writes the page to the reader waiting on the FIFO (if any), then
-        puts a regular file in its place, so that no later read blocks."""
-        released = False
-        try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_NONBLOCK)
-        except OSError:
-            fd = None           # ENXIO: no reader
-        if fd is not None:
-            os.set_blocking(fd, True)
-            try:
-                os.write(fd, self.page())
-                released = True
-            finally:
-                os.close(fd)
-        tmp = self.path + ".new"
-        with open(tmp, "wb") as f:
-            f.write(self.page())
-        os.replace(tmp, self.path)
+        """Lets the waiting open (if any) go on; returns whether one was
+        waiting."""
+        released = self.waiting()
+        self.faults.off("slow_page")
         return released
 
 
@@ -255,22 +240,24 @@ def test_defect3_undeliverable_answer_does_not_drop_its_batch():
 
 @test
 def test_defect7_udp_key_lookup_runs_in_the_pool():
-    """A type-1 UDP echo whose page file blocks (a FIFO nobody writes yet):
-    a TCP echo on the same single worker is answered meanwhile, and the UDP
-    request is answered once the page can be read."""
-    keys = FifoPage("defect7")
-    with Daemon({"worker_processes": 1, "data_dir": keys.dir}, log_level="info") as d:
-        worker = only_worker(d)
+    """A type-1 UDP echo whose key lookup blocks (the open of its page file
+    waits: the shim's slow_page): a TCP echo on the same single worker is
+    answered meanwhile, and the UDP request is answered once the page can be
+    read."""
+    faults = Faults("defect7")
+    keys = SlowPage(faults, "defect7")
+    with faults.daemon({"worker_processes": 1, "data_dir": keys.dir}, log_level="info") as d:
+        only_worker(d)
+        keys.block()
         proc = cli_encrypted_echo(d, udp=True)
         try:
-            expect(wait_until(lambda: thread_in_open(worker), 15.0),
-                   "the key store never opened the page file")
+            expect(wait_until(keys.waiting, 15.0), "the coin store never opened the page file")
             took = timed_echo(d)
             diag(f"TCP echo answered in {took:.3f} s while the page file blocked")
             expect(took <= PROMPT, f"TCP echo answered only after {took:.3f} s")
         finally:
             released = keys.release()
-        expect(released, "nobody was reading the page file")
+        expect(released, "nobody was waiting to open the page file")
         check_cli_ok(proc, "UDP type-1 echo")
 
 
@@ -436,16 +423,17 @@ def test_defect14_accept_stops_once_every_request_slot_is_busy():
     accepts one (it waits for the slot) and leaves the rest in the backlog
     until the slot frees; then every one is answered."""
     n = 20
-    keys = FifoPage("defect14")
-    with Daemon({"worker_processes": 1, "worker_threads": 1, "mod_queue_size": 1,
-                 "quick_commands_inline": False, "data_dir": keys.dir},
-                log_level="info") as d:
+    faults = Faults("defect14")
+    keys = SlowPage(faults, "defect14")
+    with faults.daemon({"worker_processes": 1, "worker_threads": 1, "mod_queue_size": 1,
+                        "quick_commands_inline": False, "data_dir": keys.dir},
+                       log_level="info") as d:
         worker = only_worker(d)
+        keys.block()
         proc = cli_encrypted_echo(d, udp=False)
         socks = []
         try:
-            expect(wait_until(lambda: thread_in_open(worker), 15.0),
-                   "the key store never opened the page file")
+            expect(wait_until(keys.waiting, 15.0), "the coin store never opened the page file")
             base = fd_count(worker)
             frames = [d.request(echo=0x2000 + i) for i in range(n)]
             # Stopped, the worker finds all of them in the backlog at once.
@@ -465,7 +453,7 @@ def test_defect14_accept_stops_once_every_request_slot_is_busy():
         finally:
             released = keys.release()
         try:
-            expect(released, "nobody was reading the page file")
+            expect(released, "nobody was waiting to open the page file")
             check_cli_ok(proc, "TCP type-1 echo")
             for s, (frame, challenge) in zip(socks, frames):
                 res = read_until_eof(s, 10.0)

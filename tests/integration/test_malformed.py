@@ -123,7 +123,7 @@ def test_tcp_unknown_group():
 @test
 def test_tcp_unknown_command():
     tcp_error_case(6, command=99)
-    tcp_error_case(6, command=3)
+    tcp_error_case(6, group=1, command=12)
 
 
 @test

@@ -22,7 +22,7 @@
 #include "rd_client.h"
 #include "rd_commands.h"
 #include "rd_crypto.h"
-#include "rd_keystore.h"
+#include "rd_coins.h"
 #include "rd_protocol.h"
 #include "rd_stats.h"
 
@@ -47,7 +47,8 @@ static rd_cidr_t loopback[2];
 typedef struct fixture {
     rd_protocol_t p;
     rd_response_t resp;
-    char root[256];             /* setup_keys: the data dir of p.keys */
+    char root[256];             /* setup_keys: the data dir of p.coins */
+    rd_coins_shared_t *shared;
 } fixture_t;
 
 static int setup(void **state)
@@ -308,7 +309,7 @@ static void test_shard_4(void **state)
 static void test_group_5(void **state)
 {
     rd_request_t req;
-    for (unsigned g = 1; g < 256; g++) {
+    for (unsigned g = 2; g < 256; g++) {
         assert_int_equal(header_status_with(*state, 4, (uint8_t)g, &req), RD_STATUS_INVALID_GROUP);
         assert_false(req.header_valid);
     }
@@ -317,8 +318,7 @@ static void test_group_5(void **state)
 static void test_command_6(void **state)
 {
     rd_request_t req;
-    /* 3 (audit) needs the coin store and is not there yet. */
-    const uint8_t bad[] = { 3, 4, 99, 255 };
+    const uint8_t bad[] = { 4, 99, 255 };
     for (size_t i = 0; i < sizeof(bad); i++) {
         assert_int_equal(header_status_with(*state, 5, bad[i], &req), RD_STATUS_INVALID_COMMAND);
         assert_false(req.header_valid);
@@ -823,11 +823,15 @@ static void test_command_names(void **state)
     assert_string_equal(rd_protocol_command_name(0, 0), "echo");
     assert_string_equal(rd_protocol_command_name(0, 1), "version");
     assert_string_equal(rd_protocol_command_name(0, 2), "stats");
-    assert_string_equal(rd_protocol_command_name(0, 3), "unknown");
+    assert_string_equal(rd_protocol_command_name(0, 3), "audit");
+    assert_string_equal(rd_protocol_command_name(1, 10), "detect");
+    assert_string_equal(rd_protocol_command_name(1, 21), "pown sum");
     assert_string_equal(rd_protocol_command_name(1, 0), "unknown");
     assert_true(rd_command_group_known(0));
-    assert_false(rd_command_group_known(1));
-    assert_null(rd_command_lookup(0, 3));
+    assert_true(rd_command_group_known(1));
+    assert_false(rd_command_group_known(2));
+    assert_null(rd_command_lookup(0, 4));
+    assert_null(rd_command_lookup(1, 12));
     assert_non_null(rd_command_lookup(0, 2));
 }
 
@@ -1109,7 +1113,7 @@ static bool make_dir(const char *path)
 /* Sets one record of a page file, making the file (zero-filled) if needed. */
 static bool write_coin(const char *root, int8_t den, uint32_t sn, const uint8_t *key, uint8_t status)
 {
-    static uint8_t page[RD_KEY_PAGE_SIZE];
+    static uint8_t page[RD_COIN_PAGE_SIZE];
     char path[512];
     uint32_t no = sn / 1024;
     unsigned d = (uint8_t)den;
@@ -1144,8 +1148,13 @@ static int setup_keys(void **state)
         || !write_coin(f->root, DEN1, SN_EMPTY, key2, 0)
         || !write_coin(f->root, DEN2, SN2, key2, 200))
         return -1;
-    f->p.keys = rd_keystore_create(f->root, 4);
-    return f->p.keys != NULL ? 0 : -1;
+    rd_coins_conf_t conf = { .data_dir = f->root, .uid = (uid_t)-1, .gid = (gid_t)-1,
+                             .pending_max = 4096, .journal_max = 1 << 20,
+                             .checkpoint_interval_ms = 60000, .page_recheck_ms = 1000 };
+    char err[512];
+    f->shared = rd_coins_prepare(&conf, err, sizeof(err));
+    f->p.coins = f->shared != NULL ? rd_coins_open(f->shared, &conf) : NULL;
+    return f->p.coins != NULL ? 0 : -1;
 }
 
 static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -1159,7 +1168,8 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
 static int teardown_keys(void **state)
 {
     fixture_t *f = *state;
-    rd_keystore_destroy(f->p.keys);
+    rd_coins_close(f->p.coins);
+    rd_coins_finish(f->shared);
     int rc = f->root[0] != '\0' ? nftw(f->root, remove_entry, 8, FTW_DEPTH | FTW_PHYS) : 0;
     return teardown(state) | rc;
 }
@@ -1623,7 +1633,7 @@ static void test_no_key_store(void **state)
 {
     fixture_t *f = *state;
     uint8_t frame[128];
-    assert_null(f->p.keys);
+    assert_null(f->p.coins);
     size_t len = make_type1(frame, 0, NULL, 0, coin1, key1);
     assert_int_equal(handle_status(f, frame, len), RD_STATUS_INVALID_ENCRYPTION);
     len = make_type4(frame, 0, NULL, 0);

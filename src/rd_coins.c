@@ -1,0 +1,832 @@
+/* The coin store at run time: shared state, page mappings, transactions,
+ * group commit and checkpoints (see include/rd_coins.h for the contract and
+ * docs/coins.md for the design and the crash argument).
+ *
+ * Positions: every byte ever appended to the journal has a log sequence
+ * number (LSN) that only grows; the journal file holds the bytes from
+ * base_lsn on, at file offset RD_JOURNAL_START + (lsn - base_lsn). A
+ * checkpoint moves base_lsn to the end, so an LSN a waiter holds stays
+ * meaningful across it.
+ *
+ * Locks, both robust and process-shared, always taken in this order:
+ * sync_lock (the group-commit leader, checkpoints), then lock (every read
+ * and write of a coin, the journal's tail, the pending table). */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "rd_coins.h"
+#include "rd_coins_disk.h"
+#include "rd_log.h"
+
+enum page_state { PAGE_UNKNOWN, PAGE_MAPPED, PAGE_MISSING, PAGE_DAMAGED };
+
+/* A change not yet copied into its page: what every reader must see. */
+typedef struct pending {
+    uint32_t key;               /* coin_key(); 0: free */
+    uint8_t rec[RD_COIN_RECORD_SIZE];
+    uint64_t lsn;               /* end of the journal record that made it */
+} pending_t;
+
+/* The shared memory. Only workers read it after the fork: the master made
+ * it and never looks at it again. */
+typedef struct shm {
+    pthread_mutex_t lock;
+    pthread_mutex_t sync_lock;
+    uint64_t epoch;                 /* of the journal's records */
+    uint64_t base_lsn;              /* LSN at file offset RD_JOURNAL_START */
+    _Atomic uint64_t append_lsn;    /* end of the last whole record */
+    _Atomic uint64_t synced_lsn;    /* on stable storage up to here */
+    _Atomic uint64_t applied_lsn;   /* copied into the pages up to here */
+    _Atomic uint64_t checkpoint_ms; /* last checkpoint (CLOCK_MONOTONIC) */
+    _Atomic int failed;             /* the journal could not be synced: no more changes */
+    _Atomic uint64_t syncs;         /* fdatasyncs of the journal so far */
+    _Atomic uint16_t page_count[RD_COIN_DENS][RD_COIN_PAGES];
+    size_t pending_cap;             /* a power of two */
+    size_t pending_used;
+    pending_t pending[];
+} shm_t;
+
+/* The master's handle; workers inherit a copy of it through fork. */
+struct rd_coins_shared {
+    shm_t *shm;
+    size_t mapped;
+    int lock_fd;                    /* flock on raidad.lock: one raidad per folder */
+    char dir[PATH_MAX];
+};
+
+typedef struct page_slot {
+    _Atomic(uint8_t *) data;
+    _Atomic uint8_t state;
+    _Atomic uint64_t retry_ms;
+} page_slot_t;
+
+typedef rd_jentry_t put_t;
+
+struct rd_coins {
+    shm_t *sh;
+    const char *dir;
+    rd_coins_conf_t conf;
+    int jfd;
+    int dirfd;
+    pthread_mutex_t map_lock;       /* this process's mappings */
+    page_slot_t pages[RD_COIN_DENS][RD_COIN_PAGES];
+    uint8_t *buf;                   /* record encoding and reading, under the store lock */
+    size_t cap;
+};
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static uint32_t coin_key(int8_t den, uint32_t sn)
+{
+    return (rd_den_index(den) << 20 | sn) + 1;
+}
+
+/* ---- the pending table (under the store lock) ---------------------------- */
+
+static size_t slot_of(const shm_t *sh, uint32_t key)
+{
+    uint32_t h = key * 0x9E3779B1u;
+    return (h ^ (h >> 16)) & (sh->pending_cap - 1);
+}
+
+static pending_t *pending_find(shm_t *sh, uint32_t key)
+{
+    for (size_t i = slot_of(sh, key);; i = (i + 1) & (sh->pending_cap - 1)) {
+        pending_t *p = &sh->pending[i];
+        if (p->key == key)
+            return p;
+        if (p->key == 0)
+            return NULL;
+    }
+}
+
+static void pending_set(shm_t *sh, uint32_t key, const uint8_t *rec, uint64_t lsn)
+{
+    size_t i = slot_of(sh, key);
+    while (sh->pending[i].key != 0 && sh->pending[i].key != key)
+        i = (i + 1) & (sh->pending_cap - 1);
+    pending_t *p = &sh->pending[i];
+    if (p->key == 0)
+        sh->pending_used++;
+    memcpy(p->rec, rec, RD_COIN_RECORD_SIZE);
+    p->lsn = lsn;
+    p->key = key;
+}
+
+/* Backward-shift deletion: no tombstones, so lookups stay short. */
+static void pending_remove(shm_t *sh, pending_t *p)
+{
+    size_t mask = sh->pending_cap - 1, i = (size_t)(p - sh->pending), j = i;
+    for (;;) {
+        j = (j + 1) & mask;
+        if (sh->pending[j].key == 0)
+            break;
+        size_t home = slot_of(sh, sh->pending[j].key);
+        if (((j - home) & mask) >= ((j - i) & mask)) {
+            sh->pending[i] = sh->pending[j];
+            i = j;
+        }
+    }
+    sh->pending[i].key = 0;
+    sh->pending_used--;
+}
+
+static void pending_clear(shm_t *sh)
+{
+    memset(sh->pending, 0, sh->pending_cap * sizeof(pending_t));
+    sh->pending_used = 0;
+}
+
+/* ---- page mappings ------------------------------------------------------- */
+
+/* Errors that say nothing of the file: never remembered, tried again. */
+static bool transient(int err)
+{
+    return err != EACCES && err != EPERM && err != EISDIR && err != ELOOP
+        && err != ENAMETOOLONG && err != ENXIO && err != EROFS;
+}
+
+static int page_remember(rd_coins_t *s, page_slot_t *sl, enum page_state st, const char *path,
+                         const char *why)
+{
+    if (st == PAGE_DAMAGED && atomic_load(&sl->state) != PAGE_DAMAGED)
+        rd_log(RD_LOG_ERR, "coin store: %s: %s: its coins are unusable", path, why);
+    atomic_store(&sl->retry_ms, now_ms() + s->conf.page_recheck_ms);
+    atomic_store(&sl->state, (uint8_t)st);
+    return st == PAGE_MISSING ? RD_COIN_MISSING : RD_COIN_DAMAGED;
+}
+
+/* A page that shows up while serving is counted when first mapped. */
+static void page_count_new(rd_coins_t *s, unsigned d, unsigned page, const uint8_t *data)
+{
+    uint16_t absent = RD_PAGE_ABSENT;
+    atomic_compare_exchange_strong(&s->sh->page_count[d][page], &absent,
+                                   (uint16_t)rd_page_count(data));
+}
+
+static int page_load(rd_coins_t *s, unsigned d, unsigned page, page_slot_t *sl)
+{
+    char path[RD_COIN_PATH_MAX], why[64];
+    struct stat st;
+    int fd = rd_page_open(s->dir, d, page, O_RDWR, path, sizeof(path));
+    if (fd < 0) {
+        int err = errno;
+        if (err == ENOENT || err == ENOTDIR)
+            return page_remember(s, sl, PAGE_MISSING, path, NULL);
+        if (!transient(err))
+            return page_remember(s, sl, PAGE_DAMAGED, path, strerror(err));
+        rd_log(RD_LOG_WARN, "coin store: %s: %s (tried again on next use)", path, strerror(err));
+        return RD_COIN_ERROR;
+    }
+    if (fstat(fd, &st) < 0) {
+        rd_log(RD_LOG_WARN, "coin store: fstat %s: %s (tried again on next use)", path,
+               strerror(errno));
+        close(fd);
+        return RD_COIN_ERROR;
+    }
+    if (st.st_size != RD_COIN_PAGE_SIZE) {
+        close(fd);
+        snprintf(why, sizeof(why), "%lld bytes long, not %d", (long long)st.st_size,
+                 RD_COIN_PAGE_SIZE);
+        return page_remember(s, sl, PAGE_DAMAGED, path, why);
+    }
+    uint8_t *data = mmap(NULL, RD_COIN_PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    int err = errno;
+    close(fd);
+    if (data == MAP_FAILED) {
+        rd_log(RD_LOG_WARN, "coin store: mmap %s: %s (tried again on next use)", path,
+               strerror(err));
+        return RD_COIN_ERROR;
+    }
+    page_count_new(s, d, page, data);
+    atomic_store(&sl->state, PAGE_MAPPED);
+    atomic_store_explicit(&sl->data, data, memory_order_release);
+    return RD_COIN_OK;
+}
+
+/* The mapping of a coin's page (a valid coin). Missing pages cost no
+ * system call until page_recheck_ms has passed, and take nothing from
+ * any other page: there is no bounded cache to evict from. */
+static int page_get(rd_coins_t *s, int8_t den, uint32_t sn, uint8_t **rec)
+{
+    unsigned d = rd_den_index(den), page = sn / RD_COIN_PAGE_RECORDS;
+    page_slot_t *sl = &s->pages[d][page];
+    uint8_t *data = atomic_load_explicit(&sl->data, memory_order_acquire);
+    int rc = RD_COIN_OK;
+    if (data == NULL) {
+        uint8_t st = atomic_load(&sl->state);
+        if (st != PAGE_UNKNOWN && now_ms() < atomic_load(&sl->retry_ms))
+            return st == PAGE_MISSING ? RD_COIN_MISSING : RD_COIN_DAMAGED;
+        pthread_mutex_lock(&s->map_lock);
+        data = atomic_load_explicit(&sl->data, memory_order_acquire);
+        if (data == NULL)
+            rc = page_load(s, d, page, sl);
+        data = atomic_load_explicit(&sl->data, memory_order_acquire);
+        pthread_mutex_unlock(&s->map_lock);
+    }
+    if (rc != RD_COIN_OK)
+        return rc;
+    *rec = data + (size_t)(sn % RD_COIN_PAGE_RECORDS) * RD_COIN_RECORD_SIZE;
+    return RD_COIN_OK;
+}
+
+void rd_coins_prefetch(rd_coins_t *s, int8_t den, uint32_t sn)
+{
+    uint8_t *rec;
+    if (rd_coin_valid(den, sn) && page_get(s, den, sn, &rec) == RD_COIN_OK)
+        (void)*(volatile uint8_t *)rec;
+}
+
+/* ---- applying synced records to the pages -------------------------------- */
+
+static off_t file_offset(const shm_t *sh, uint64_t lsn)
+{
+    return (off_t)(RD_JOURNAL_START + (lsn - sh->base_lsn));
+}
+
+static bool buf_reserve(rd_coins_t *s, size_t len)
+{
+    if (len <= s->cap)
+        return true;
+    uint8_t *b = realloc(s->buf, len);
+    if (b == NULL)
+        return false;
+    s->buf = b;
+    s->cap = len;
+    return true;
+}
+
+static void apply_entry(rd_coins_t *s, const rd_jentry_t *e, uint64_t lsn)
+{
+    shm_t *sh = s->sh;
+    uint8_t *rec;
+    uint32_t key = coin_key(e->den, e->sn);
+    if (page_get(s, e->den, e->sn, &rec) == RD_COIN_OK) {
+        unsigned d = rd_den_index(e->den), page = e->sn / RD_COIN_PAGE_RECORDS;
+        bool was = rec[RD_COIN_AN_SIZE] != 0, is = e->rec[RD_COIN_AN_SIZE] != 0;
+        memcpy(rec, e->rec, RD_COIN_RECORD_SIZE);
+        if (was != is)
+            atomic_fetch_add(&sh->page_count[d][page], is ? 1 : (uint16_t)-1);
+    } else {
+        rd_log(RD_LOG_ERR, "coin store: the change of coin %d/%u has no page to go to",
+               e->den, e->sn);
+    }
+    pending_t *p = pending_find(sh, key);
+    if (p != NULL && p->lsn <= lsn)
+        pending_remove(sh, p);
+}
+
+/* Copies the records from applied_lsn up to TO into the pages (store lock
+ * held, TO synced). Records below applied_lsn were copied by another
+ * process already: copying an old value again would undo a newer one. */
+static int apply_locked(rd_coins_t *s, uint64_t to)
+{
+    shm_t *sh = s->sh;
+    uint64_t at = atomic_load(&sh->applied_lsn);
+    while (at < to) {
+        uint32_t count;
+        size_t len = RD_JREC_HEAD;
+        off_t off = file_offset(sh, at);
+        if (!buf_reserve(s, RD_JREC_HEAD)
+            || pread(s->jfd, s->buf, RD_JREC_HEAD, off) != RD_JREC_HEAD
+            || (len = rd_jrec_parse(s->buf, RD_JREC_HEAD, sh->epoch, (uint64_t)off, &count)) == 0
+            || !buf_reserve(s, len)
+            || pread(s->jfd, s->buf, len, off) != (ssize_t)len
+            || rd_jrec_parse(s->buf, len, sh->epoch, (uint64_t)off, &count) != len) {
+            rd_log(RD_LOG_CRIT, "coin store: cannot read back the journal at %llu: "
+                   "no more changes until a restart", (unsigned long long)at);
+            atomic_store(&sh->failed, 1);
+            return -1;
+        }
+        for (uint32_t i = 0; i < count; i++) {
+            rd_jentry_t e;
+            rd_jrec_entry(s->buf, i, &e);
+            apply_entry(s, &e, at + len);
+        }
+        at += len;
+        atomic_store(&sh->applied_lsn, at);
+    }
+    return 0;
+}
+
+static void atomic_max(_Atomic uint64_t *v, uint64_t x)
+{
+    uint64_t cur = atomic_load(v);
+    while (cur < x && !atomic_compare_exchange_weak(v, &cur, x))
+        ;
+}
+
+static int journal_sync(rd_coins_t *s)
+{
+    atomic_fetch_add(&s->sh->syncs, 1);
+    if (fdatasync(s->jfd) == 0)
+        return 0;
+    /* After a failed fdatasync the kernel may have dropped the pages it
+     * could not write: nothing appended can be called durable any more. */
+    rd_log(RD_LOG_CRIT, "coin store: fdatasync of the journal: %s: no more changes until a "
+           "restart", strerror(errno));
+    atomic_store(&s->sh->failed, 1);
+    return -1;
+}
+
+/* Syncs and applies everything appended, store lock held: for a repair,
+ * a full pending table or a checkpoint. The pending table empties. */
+static int flush_locked(rd_coins_t *s)
+{
+    shm_t *sh = s->sh;
+    uint64_t end = atomic_load(&sh->append_lsn);
+    if (journal_sync(s) < 0)
+        return -1;
+    atomic_max(&sh->synced_lsn, end);
+    if (apply_locked(s, end) < 0)
+        return -1;
+    pending_clear(sh);
+    return 0;
+}
+
+/* A process died holding the lock: whatever it left half done (a pending
+ * entry, a page record being copied) is made right from the journal, which
+ * it wrote first. Its record is whole in the journal or not counted in
+ * append_lsn. */
+static void store_lock(rd_coins_t *s)
+{
+    shm_t *sh = s->sh;
+    if (pthread_mutex_lock(&sh->lock) != EOWNERDEAD)
+        return;
+    rd_log(RD_LOG_WARN, "coin store: a process died holding the store: repairing from the journal");
+    flush_locked(s);
+    pthread_mutex_consistent(&sh->lock);
+}
+
+static void store_unlock(rd_coins_t *s)
+{
+    pthread_mutex_unlock(&s->sh->lock);
+}
+
+/* Offsets only grow and every step is redone safely: a dead leader's
+ * work is simply done again by the next. */
+static void sync_lock(rd_coins_t *s)
+{
+    if (pthread_mutex_lock(&s->sh->sync_lock) == EOWNERDEAD)
+        pthread_mutex_consistent(&s->sh->sync_lock);
+}
+
+/* ---- transactions -------------------------------------------------------- */
+
+void rd_coins_begin(rd_coins_t *s, rd_coins_txn_t *t)
+{
+    *t = (rd_coins_txn_t){ .s = s };
+    store_lock(s);
+}
+
+static put_t *txn_find(rd_coins_txn_t *t, int8_t den, uint32_t sn)
+{
+    if (t->distinct)
+        return NULL;
+    for (size_t i = t->n; i-- > 0;)
+        if (t->puts[i].den == den && t->puts[i].sn == sn)
+            return &t->puts[i];
+    return NULL;
+}
+
+int rd_coins_get(rd_coins_txn_t *t, int8_t den, uint32_t sn, uint8_t rec[RD_COIN_RECORD_SIZE])
+{
+    rd_coins_t *s = t->s;
+    if (!rd_coin_valid(den, sn))
+        return RD_COIN_MISSING;
+    put_t *own = txn_find(t, den, sn);
+    if (own != NULL) {
+        memcpy(rec, own->rec, RD_COIN_RECORD_SIZE);
+        return RD_COIN_OK;
+    }
+    uint8_t *at;
+    int rc = page_get(s, den, sn, &at);
+    if (rc != RD_COIN_OK) {
+        if (rc != RD_COIN_MISSING)
+            t->error = rc;
+        return rc;
+    }
+    pending_t *p = pending_find(s->sh, coin_key(den, sn));
+    if (p == NULL) {
+        memcpy(rec, at, RD_COIN_RECORD_SIZE);
+        return RD_COIN_OK;
+    }
+    memcpy(rec, p->rec, RD_COIN_RECORD_SIZE);
+    if (p->lsn > t->dep && p->lsn > atomic_load(&s->sh->synced_lsn))
+        t->dep = p->lsn;
+    return RD_COIN_OK;
+}
+
+int rd_coins_put(rd_coins_txn_t *t, int8_t den, uint32_t sn, const uint8_t rec[RD_COIN_RECORD_SIZE])
+{
+    put_t *p = txn_find(t, den, sn);
+    if (p == NULL) {
+        if (t->n == t->cap) {
+            size_t cap = t->cap ? t->cap * 2 : 8;
+            put_t *n = realloc(t->puts, cap * sizeof(*n));
+            if (n == NULL)
+                return t->error = RD_COIN_ERROR;
+            t->puts = n;
+            t->cap = cap;
+        }
+        p = &t->puts[t->n++];
+        p->den = den;
+        p->sn = sn;
+    }
+    memcpy(p->rec, rec, RD_COIN_RECORD_SIZE);
+    return RD_COIN_OK;
+}
+
+/* Appends the record: written whole before append_lsn counts it, so that
+ * a death half-way leaves bytes that the next append overwrites. */
+static int txn_append(rd_coins_txn_t *t)
+{
+    rd_coins_t *s = t->s;
+    shm_t *sh = s->sh;
+    size_t len = rd_jrec_size(t->n);
+    if (t->n > sh->pending_cap / 2 || !buf_reserve(s, len))
+        return RD_COIN_ERROR;
+    if (sh->pending_used + t->n > sh->pending_cap / 2 && flush_locked(s) < 0)
+        return RD_COIN_ERROR;
+    uint64_t at = atomic_load(&sh->append_lsn);
+    uint64_t file_end = (uint64_t)file_offset(sh, at) + len;
+    rd_jrec_encode(s->buf, sh->epoch, file_end, t->puts, t->n);
+    if (pwrite(s->jfd, s->buf, len, file_offset(sh, at)) != (ssize_t)len) {
+        rd_log(RD_LOG_ERR, "coin store: cannot append to the journal: %s", strerror(errno));
+        return RD_COIN_ERROR;
+    }
+    atomic_store(&sh->append_lsn, at + len);
+    for (size_t i = 0; i < t->n; i++)
+        pending_set(sh, coin_key(t->puts[i].den, t->puts[i].sn), t->puts[i].rec, at + len);
+    t->dep = at + len;
+    return RD_COIN_OK;
+}
+
+int rd_coins_end(rd_coins_txn_t *t)
+{
+    rd_coins_t *s = t->s;
+    int rc = t->error;
+    if (rc == RD_COIN_OK && t->n > 0)
+        rc = atomic_load(&s->sh->failed) ? RD_COIN_ERROR : txn_append(t);
+    store_unlock(s);
+    free(t->puts);
+    t->puts = NULL;
+    t->n = t->cap = 0;
+    return rc;
+}
+
+int rd_coins_key(rd_coins_t *s, int8_t den, uint32_t sn, uint8_t key[RD_COIN_AN_SIZE],
+                 uint64_t *dep)
+{
+    rd_coins_txn_t t;
+    uint8_t rec[RD_COIN_RECORD_SIZE];
+    *dep = 0;
+    if (!rd_coin_valid(den, sn))
+        return RD_COIN_MISSING;
+    rd_coins_prefetch(s, den, sn);
+    rd_coins_begin(s, &t);
+    int rc = rd_coins_get(&t, den, sn, rec);
+    *dep = t.dep;
+    rd_coins_end(&t);
+    if (rc == RD_COIN_OK && rec[RD_COIN_AN_SIZE] == 0)
+        rc = RD_COIN_MISSING;
+    if (rc == RD_COIN_OK)
+        memcpy(key, rec, RD_COIN_AN_SIZE);
+    memset(rec, 0, sizeof(rec));
+    return rc;
+}
+
+/* ---- group commit -------------------------------------------------------- */
+
+bool rd_coins_synced(rd_coins_t *s, uint64_t dep)
+{
+    return dep == 0 || atomic_load(&s->sh->synced_lsn) >= dep;
+}
+
+/* The leader: whoever holds sync_lock syncs for everything appended so
+ * far, so the threads that queued behind it usually find their position
+ * synced when they get the lock. */
+int rd_coins_sync(rd_coins_t *s, uint64_t dep)
+{
+    shm_t *sh = s->sh;
+    if (rd_coins_synced(s, dep))
+        return 0;
+    sync_lock(s);
+    int rc = 0;
+    if (!rd_coins_synced(s, dep)) {
+        uint64_t end = atomic_load(&sh->append_lsn);
+        rc = atomic_load(&sh->failed) ? -1 : journal_sync(s);
+        if (rc == 0) {
+            atomic_max(&sh->synced_lsn, end);
+            store_lock(s);
+            rc = apply_locked(s, atomic_load(&sh->synced_lsn));
+            store_unlock(s);
+        }
+    }
+    pthread_mutex_unlock(&sh->sync_lock);
+    return rc == 0 && rd_coins_synced(s, dep) ? 0 : -1;
+}
+
+static bool checkpoint_due(rd_coins_t *s)
+{
+    shm_t *sh = s->sh;
+    uint64_t used = atomic_load(&sh->append_lsn) - sh->base_lsn;
+    if (used == 0)
+        return false;
+    return used >= s->conf.journal_max
+        || now_ms() - atomic_load(&sh->checkpoint_ms) >= s->conf.checkpoint_interval_ms;
+}
+
+/* Pages to stable storage, then a new epoch in the journal's header: the
+ * records of the old one are ignored from then on. */
+int rd_coins_checkpoint(rd_coins_t *s, bool force)
+{
+    shm_t *sh = s->sh;
+    if (!force && !checkpoint_due(s))
+        return 0;
+    /* Most dirty pages are written now, with no lock held; the syncfs
+     * under the locks below then has little left to do, and requests
+     * wait for it only briefly. */
+    if (syncfs(s->dirfd) < 0)
+        rd_log(RD_LOG_WARN, "coin store: syncfs: %s", strerror(errno));
+    sync_lock(s);
+    store_lock(s);
+    int rc = 0;
+    if ((force || checkpoint_due(s)) && !atomic_load(&sh->failed)) {
+        rc = flush_locked(s);
+        if (rc == 0 && syncfs(s->dirfd) < 0) {
+            rd_log(RD_LOG_CRIT, "coin store: syncfs: %s", strerror(errno));
+            rc = -1;
+        }
+        if (rc == 0 && rd_journal_write_epoch(s->jfd, sh->epoch + 1) < 0) {
+            rd_log(RD_LOG_CRIT, "coin store: cannot reset the journal: %s", strerror(errno));
+            atomic_store(&sh->failed, 1);
+            rc = -1;
+        }
+        if (rc == 0) {
+            sh->epoch++;
+            sh->base_lsn = atomic_load(&sh->append_lsn);
+            rd_log_debug("coin store: checkpoint: journal emptied, epoch %llu",
+                         (unsigned long long)sh->epoch);
+            if (ftruncate(s->jfd, RD_JOURNAL_START) < 0)
+                rd_log(RD_LOG_WARN, "coin store: cannot shorten the journal: %s", strerror(errno));
+        }
+        atomic_store(&sh->checkpoint_ms, now_ms());
+    }
+    store_unlock(s);
+    pthread_mutex_unlock(&sh->sync_lock);
+    return rc;
+}
+
+void rd_coins_counts(rd_coins_t *s, uint32_t counts[RD_COIN_DENS])
+{
+    for (unsigned d = 0; d < RD_COIN_DENS; d++) {
+        uint32_t n = 0;
+        for (unsigned page = 0; page < RD_COIN_PAGES; page++) {
+            uint16_t c = atomic_load_explicit(&s->sh->page_count[d][page], memory_order_relaxed);
+            n += c == RD_PAGE_ABSENT ? 0 : c;
+        }
+        counts[d] = n;
+    }
+}
+
+/* ---- the master ---------------------------------------------------------- */
+
+static int init_lock(pthread_mutex_t *m)
+{
+    pthread_mutexattr_t attr;
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+    pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+    int rc = pthread_mutex_init(m, &attr);
+    pthread_mutexattr_destroy(&attr);
+    return rc;
+}
+
+static size_t pending_capacity(size_t want)
+{
+    size_t cap = 4096;
+    while (cap < want * 2 && cap < ((size_t)1 << 28))
+        cap *= 2;
+    return cap;
+}
+
+static int take_folder(rd_coins_shared_t *h, const rd_coins_conf_t *conf, char *err, size_t len)
+{
+    char path[RD_COIN_PATH_MAX];
+    snprintf(path, sizeof(path), "%s/" RD_LOCK_NAME, conf->data_dir);
+    h->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (h->lock_fd < 0) {
+        snprintf(err, len, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (flock(h->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+        snprintf(err, len, "%s: %s", path, errno == EWOULDBLOCK
+                 ? "another raidad serves this data folder" : strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* Files the master creates belong to the workers' user. */
+static void give_files(const rd_coins_conf_t *conf)
+{
+    static const char *const names[] = { RD_JOURNAL_NAME, RD_INDEX_NAME, RD_LOCK_NAME };
+    char path[RD_COIN_PATH_MAX];
+    if (conf->uid == (uid_t)-1 || geteuid() != 0)
+        return;
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        snprintf(path, sizeof(path), "%s/%s", conf->data_dir, names[i]);
+        if (chown(path, conf->uid, conf->gid) < 0 && errno != ENOENT)
+            rd_log(RD_LOG_WARN, "coin store: chown %s: %s", path, strerror(errno));
+    }
+}
+
+static shm_t *shm_make(size_t pending_max, size_t *mapped)
+{
+    size_t cap = pending_capacity(pending_max);
+    *mapped = sizeof(shm_t) + cap * sizeof(pending_t);
+    shm_t *sh = mmap(NULL, *mapped, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (sh == MAP_FAILED)
+        return NULL;
+    sh->pending_cap = cap;
+    if (init_lock(&sh->lock) != 0 || init_lock(&sh->sync_lock) != 0) {
+        munmap(sh, *mapped);
+        return NULL;
+    }
+    return sh;
+}
+
+static void shared_free(rd_coins_shared_t *h)
+{
+    if (h->shm != NULL)
+        munmap(h->shm, h->mapped);
+    if (h->lock_fd >= 0)
+        close(h->lock_fd);
+    free(h);
+}
+
+rd_coins_shared_t *rd_coins_prepare(const rd_coins_conf_t *conf, char *err, size_t len)
+{
+    uint16_t (*counts)[RD_COIN_PAGES] = NULL;
+    uint64_t epoch = 0;
+    rd_coins_shared_t *h = calloc(1, sizeof(*h));
+    if (h == NULL) {
+        snprintf(err, len, "%s: out of memory", conf->data_dir);
+        return NULL;
+    }
+    h->lock_fd = -1;
+    snprintf(h->dir, sizeof(h->dir), "%s", conf->data_dir);
+    int rc = rd_coins_check(conf->data_dir, conf->uid, err, len);
+    if (rc == 0)
+        rc = take_folder(h, conf, err, len);
+    if (rc == 0)
+        rc = rd_coins_replay(conf->data_dir, &epoch, err, len) < 0 ? -1 : 0;
+    if (rc == 0 && (counts = calloc(RD_COIN_DENS, sizeof(*counts))) == NULL)
+        rc = -1;
+    if (rc == 0)
+        rc = rd_coins_count_all(conf->data_dir, counts, err, len);
+    if (rc == 0
+        && rd_coins_write_index(conf->data_dir, (const uint16_t (*)[RD_COIN_PAGES])counts) < 0)
+        rd_log(RD_LOG_WARN, "coin store: cannot write the index in %s: %s", conf->data_dir,
+               strerror(errno));
+    if (rc == 0 && (h->shm = shm_make(conf->pending_max, &h->mapped)) == NULL) {
+        snprintf(err, len, "%s: shared memory: %s", conf->data_dir, strerror(errno));
+        rc = -1;
+    }
+    if (rc == 0) {
+        h->shm->epoch = epoch;
+        for (unsigned d = 0; d < RD_COIN_DENS; d++)
+            for (unsigned page = 0; page < RD_COIN_PAGES; page++)
+                atomic_init(&h->shm->page_count[d][page], counts[d][page]);
+        atomic_init(&h->shm->checkpoint_ms, now_ms());
+        give_files(conf);
+    }
+    free(counts);
+    if (rc < 0) {
+        shared_free(h);
+        return NULL;
+    }
+    return h;
+}
+
+const char *rd_coins_shared_dir(const rd_coins_shared_t *sh)
+{
+    return sh->dir;
+}
+
+void rd_coins_finish(rd_coins_shared_t *h)
+{
+    char err[PATH_MAX + 128];
+    uint64_t epoch;
+    if (h == NULL)
+        return;
+    /* From the files only: a worker may have left the shared memory in
+     * any state. */
+    if (rd_coins_replay(h->dir, &epoch, err, sizeof(err)) < 0) {
+        rd_log(RD_LOG_ERR, "coin store: %s", err);
+    } else {
+        uint16_t (*counts)[RD_COIN_PAGES] = calloc(RD_COIN_DENS, sizeof(*counts));
+        if (counts != NULL && rd_coins_count_all(h->dir, counts, err, sizeof(err)) == 0)
+            rd_coins_write_index(h->dir, (const uint16_t (*)[RD_COIN_PAGES])counts);
+        free(counts);
+    }
+    shared_free(h);
+}
+
+/* ---- a process's handle -------------------------------------------------- */
+
+rd_coins_t *rd_coins_open(rd_coins_shared_t *h, const rd_coins_conf_t *conf)
+{
+    char path[RD_COIN_PATH_MAX];
+    rd_coins_t *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return NULL;
+    s->sh = h->shm;
+    s->dir = h->dir;
+    s->conf = *conf;
+    snprintf(path, sizeof(path), "%s/" RD_JOURNAL_NAME, h->dir);
+    s->jfd = open(path, O_RDWR | O_CLOEXEC);
+    s->dirfd = open(h->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (s->jfd < 0 || s->dirfd < 0 || pthread_mutex_init(&s->map_lock, NULL) != 0) {
+        int err = errno;
+        if (s->jfd >= 0)
+            close(s->jfd);
+        if (s->dirfd >= 0)
+            close(s->dirfd);
+        free(s);
+        errno = err;
+        return NULL;
+    }
+    return s;
+}
+
+void rd_coins_close(rd_coins_t *s)
+{
+    if (s == NULL)
+        return;
+    for (unsigned d = 0; d < RD_COIN_DENS; d++)
+        for (unsigned page = 0; page < RD_COIN_PAGES; page++)
+            if (s->pages[d][page].data != NULL)
+                munmap(s->pages[d][page].data, RD_COIN_PAGE_SIZE);
+    pthread_mutex_destroy(&s->map_lock);
+    close(s->jfd);
+    close(s->dirfd);
+    free(s->buf);
+    free(s);
+}
+
+uint64_t rd_coins_syncs(rd_coins_t *s)
+{
+    return atomic_load(&s->sh->syncs);
+}
+
+size_t rd_coins_mapped_pages(rd_coins_t *s)
+{
+    size_t n = 0;
+    for (unsigned d = 0; d < RD_COIN_DENS; d++)
+        for (unsigned page = 0; page < RD_COIN_PAGES; page++)
+            n += atomic_load(&s->pages[d][page].data) != NULL;
+    return n;
+}
+
+/* ---- without the store --------------------------------------------------- */
+
+int rd_coins_read_key(const char *dir, int8_t den, uint32_t sn, uint8_t key[RD_COIN_AN_SIZE])
+{
+    char path[RD_COIN_PATH_MAX];
+    uint8_t rec[RD_COIN_RECORD_SIZE];
+    if (!rd_coin_valid(den, sn))
+        return RD_COIN_MISSING;
+    int fd = rd_page_open(dir, rd_den_index(den), sn / RD_COIN_PAGE_RECORDS, O_RDONLY,
+                          path, sizeof(path));
+    if (fd < 0)
+        return errno == ENOENT || errno == ENOTDIR ? RD_COIN_MISSING : RD_COIN_ERROR;
+    off_t at = (off_t)(sn % RD_COIN_PAGE_RECORDS) * RD_COIN_RECORD_SIZE;
+    ssize_t n = pread(fd, rec, sizeof(rec), at);
+    close(fd);
+    if (n != (ssize_t)sizeof(rec))
+        return RD_COIN_DAMAGED;
+    if (rec[RD_COIN_AN_SIZE] == 0)
+        return RD_COIN_MISSING;
+    memcpy(key, rec, RD_COIN_AN_SIZE);
+    return RD_COIN_OK;
+}
