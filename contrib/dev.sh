@@ -54,7 +54,7 @@ build() {
     mkdir -p "$dir"
     (
         cd "$dir"
-        [ -f Makefile ] || "$top/configure" -q "$@"
+        [ -f Makefile ] || "$top/configure" -q --enable-werror "$@"
         make -s -j"$jobs"
     )
 }
