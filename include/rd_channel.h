@@ -12,6 +12,8 @@ enum rd_channel_type {
     RD_CHANNEL_PONG = 'p',      /* worker -> master: yes; value = connections */
     RD_CHANNEL_LOG = 'L',       /* master -> worker: the reopened log file (a descriptor) */
     RD_CHANNEL_QUIET = 'Q',     /* worker -> master: draining, accepts no more */
+    RD_CHANNEL_ADOPT = 'A',     /* master -> worker: serve slot VALUE's sockets too */
+    RD_CHANNEL_RELEASE = 'a',   /* master -> worker: slot VALUE has its worker again */
 };
 
 typedef struct rd_channel_msg {
