@@ -53,6 +53,7 @@ typedef struct rd_config {
     unsigned rate_limit_burst;     /* 0: as many as rate_limit */
     /* The process model (master and workers). */
     unsigned worker_processes;     /* 0: one per CPU ("auto") */
+    bool worker_cpu_affinity;      /* "auto": worker N runs on CPU N only */
     unsigned shutdown_timeout_ms;  /* graceful stop and reload drain bound */
     unsigned max_old_generations;  /* draining generations kept at most */
     char pid_file[PATH_MAX];       /* "" for none */

@@ -321,6 +321,10 @@ static int worker_init(rd_worker_t *w, const rd_cycle_t *cycle, int channel)
 
     w->cycle = cycle;
     w->cf = cf;
+    /* On the CPU whose traffic its first socket gets (src/rd_reuseport.c). */
+    if (cf->worker_cpu_affinity && rd_reuseport_pin(w->slot) < 0)
+        rd_log(RD_LOG_WARN, "worker_cpu_affinity: cannot pin worker slot %u: %s",
+               w->slot, strerror(errno));
     w->loop.epfd = -1;
     w->signal_ev.fd = -1;
     w->channel_ev.fd = -1;
