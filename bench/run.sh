@@ -24,6 +24,8 @@
 #   BENCH_WORKER_THREADS=    raidad worker_threads (default: raidad's)
 #   BENCH_CPU_AFFINITY=      raidad worker_cpu_affinity, "auto" or "off"
 #                            (default: raidad's)
+#   BENCH_SCHED_BATCH=       raidad worker_sched_batch, true or false
+#                            (default: raidad's)
 #   BENCH_CONCURRENCY="1 16 64 256"
 #   BENCH_TCP_THREADS=2      raida-bench -t for TCP: one client thread
 #                            saturates a core at about 24k connections/s,
@@ -48,6 +50,7 @@ worker_sets=${BENCH_WORKERS:-auto 1}
 workers=${worker_sets%% *}
 worker_threads=${BENCH_WORKER_THREADS:-}
 cpu_affinity=${BENCH_CPU_AFFINITY:-}
+sched_batch=${BENCH_SCHED_BATCH:-}
 concurrency=${BENCH_CONCURRENCY:-1 16 64 256}
 tcp_threads=${BENCH_TCP_THREADS:-2}
 udp_threads=${BENCH_UDP_THREADS:-1}
@@ -185,6 +188,7 @@ write_conf() {
         fi
         [ -n "$worker_threads" ] && echo "worker_threads = $worker_threads;"
         [ -n "$cpu_affinity" ] && echo "worker_cpu_affinity = \"$cpu_affinity\";"
+        [ -n "$sched_batch" ] && echo "worker_sched_batch = $sched_batch;"
         echo 'log_level = "warn";'
         echo "pid_file = \"$tmp/raidad-$port.pid\";"
         local line
@@ -549,7 +553,7 @@ main() {
     build_all
     log "run.sh: $seconds s per run, raidad worker_processes = $worker_sets"
     echo "## raidad / ceiling: $seconds s per run, median of $repeat," \
-         "raidad worker_processes = $(echo "$worker_sets" | sed 's/ / and /g')${worker_threads:+, worker_threads = $worker_threads}${cpu_affinity:+, worker_cpu_affinity = $cpu_affinity}," \
+         "raidad worker_processes = $(echo "$worker_sets" | sed 's/ / and /g')${worker_threads:+, worker_threads = $worker_threads}${cpu_affinity:+, worker_cpu_affinity = $cpu_affinity}${sched_batch:+, worker_sched_batch = $sched_batch}," \
          "raida-bench -t $tcp_threads (TCP), -t $udp_threads (UDP)"
     echo
     echo "$(nproc) CPUs ($(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1)), kernel $(uname -r)"

@@ -43,4 +43,10 @@ bool rd_reuseport_serves(unsigned slot, unsigned workers, unsigned socket, unsig
  * worker_cpu_affinity = "auto" asks. Returns -1 (errno set) on failure. */
 int rd_reuseport_pin(unsigned slot);
 
+/* Makes the calling thread, and the threads it starts afterwards,
+ * SCHED_BATCH (worker_sched_batch): woken, it no longer preempts the task
+ * running on its CPU, so one wake-up serves a batch of connections
+ * (docs/performance.md). Returns -1 (errno set) on failure. */
+int rd_reuseport_batch(void);
+
 #endif

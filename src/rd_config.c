@@ -101,6 +101,7 @@ static const rd_opt_t rd_opts[] = {
       .offset = RD_FIELD(worker_processes, unsigned), .def = 0, .min = 1, .max = 64 },
     { .name = "worker_cpu_affinity", .type = RD_OPT_STRING, .def_text = "off",
       .parse = rd_opt_cpu_affinity },
+    RD_BOOL(worker_sched_batch, true),
     RD_INT(shutdown_timeout_ms, 5000, 0, 3600000),
     RD_INT(max_old_generations, 4, 1, 64),
     RD_TEXT(pid_file, "/run/raidad/raidad.pid", NULL),

@@ -95,6 +95,13 @@ bool rd_reuseport_serves(unsigned slot, unsigned workers, unsigned socket, unsig
     return slot % sockets == socket;
 }
 
+int rd_reuseport_batch(void)
+{
+    struct sched_param sp = { .sched_priority = 0 };
+
+    return sched_setscheduler(0, SCHED_BATCH, &sp);
+}
+
 int rd_reuseport_pin(unsigned slot)
 {
     cpu_set_t allowed, one;

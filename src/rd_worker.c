@@ -325,6 +325,9 @@ static int worker_init(rd_worker_t *w, const rd_cycle_t *cycle, int channel)
     if (cf->worker_cpu_affinity && rd_reuseport_pin(w->slot) < 0)
         rd_log(RD_LOG_WARN, "worker_cpu_affinity: cannot pin worker slot %u: %s",
                w->slot, strerror(errno));
+    /* Before the pool starts: its threads inherit the policy. */
+    if (cf->worker_sched_batch && rd_reuseport_batch() < 0)
+        rd_log(RD_LOG_WARN, "worker_sched_batch: %s", strerror(errno));
     w->loop.epfd = -1;
     w->signal_ev.fd = -1;
     w->channel_ev.fd = -1;

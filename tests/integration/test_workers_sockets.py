@@ -283,6 +283,41 @@ def test_one_socket_per_cpu_each_served_by_one_worker():
                    f"worker(s) of {workers}")
 
 
+def thread_policies(pid):
+    """The scheduling policy of every thread of PID."""
+    policies = set()
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            policies.add(os.sched_getscheduler(int(tid)))
+        except OSError:
+            pass
+    return policies
+
+
+@test(timeout=60)
+def test_worker_sched_batch_and_cpu_affinity():
+    cpus = sorted(os.sched_getaffinity(0))
+    with Workers({"worker_processes": 2, "worker_cpu_affinity": "auto"}) as d:
+        workers = d.wait_workers(2)
+        d.echo_ok()
+        pinned = {pid: sorted(os.sched_getaffinity(pid)) for pid in workers}
+        diag(f"worker_sched_batch default, worker_cpu_affinity auto: {pinned}; policies "
+             f"{ {pid: thread_policies(pid) for pid in workers} }")
+        for pid in workers:
+            expect(thread_policies(pid) == {os.SCHED_BATCH},
+                   f"worker {pid}: thread policies {thread_policies(pid)}, expected SCHED_BATCH")
+            expect(len(pinned[pid]) == 1, f"worker {pid} is not pinned to one CPU", pinned)
+        expect(os.sched_getscheduler(d.pid) == os.SCHED_OTHER, "the master is not SCHED_OTHER")
+        if len(cpus) >= 2:
+            expect(len({tuple(c) for c in pinned.values()}) == 2, "both workers on one CPU", pinned)
+    with Workers({"worker_processes": 2, "worker_sched_batch": False}) as d:
+        workers = d.wait_workers(2)
+        for pid in workers:
+            expect(thread_policies(pid) == {os.SCHED_OTHER},
+                   f"worker {pid}: thread policies {thread_policies(pid)} with worker_sched_batch false")
+            expect(sorted(os.sched_getaffinity(pid)) == cpus, f"worker {pid} pinned by default")
+
+
 @test(timeout=60)
 def test_a_second_daemon_cannot_share_the_port():
     """SO_REUSEPORT would let a second raidad of the same user join the
