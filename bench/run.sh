@@ -25,7 +25,8 @@
 #   BENCH_CPU_AFFINITY=      raidad worker_cpu_affinity, "auto" or "off"
 #                            (default: raidad's)
 #   BENCH_SCHED_BATCH=       raidad worker_sched_batch, true or false
-#                            (default: raidad's)
+#                            (default: raidad's, true); the ceiling runs
+#                            SCHED_BATCH too unless it is false
 #   BENCH_CONCURRENCY="1 16 64 256"
 #   BENCH_TCP_THREADS=2      raida-bench -t for TCP: one client thread
 #                            saturates a core at about 24k connections/s,
@@ -218,7 +219,14 @@ start_server() {
         conf=$(write_conf "$port" "${extra_conf[@]}")
         set -- env "${server_env[@]}" "$build/raidad" -c "$conf"
     else
-        set -- "$build/ceiling" "$port"
+        # The ceiling runs with the scheduling policy raidad's workers have
+        # (worker_sched_batch, true unless BENCH_SCHED_BATCH=false): the
+        # policy alone changes the CPU per request of both.
+        if [ "$sched_batch" = false ]; then
+            set -- "$build/ceiling" "$port"
+        else
+            set -- chrt -b 0 "$build/ceiling" "$port"
+        fi
     fi
     if [ -n "$nofile" ]; then
         (ulimit -n "$nofile" && exec "$@") >>"$tmp/$kind.log" 2>&1 &
