@@ -105,7 +105,7 @@ int rd_reuseport_batch(void)
 int rd_reuseport_pin(unsigned slot)
 {
     cpu_set_t allowed, one;
-    int count, nth;
+    int count;
 
     if (sched_getaffinity(0, sizeof(allowed), &allowed) < 0)
         return -1;
@@ -120,7 +120,8 @@ int rd_reuseport_pin(unsigned slot)
     if (slot < CPU_SETSIZE && CPU_ISSET(slot, &allowed)) {
         CPU_SET(slot, &one);
     } else {
-        nth = (int)(slot % (unsigned)count);
+        int nth = (int)(slot % (unsigned)count);
+
         for (int cpu = 0; cpu < CPU_SETSIZE; cpu++)
             if (CPU_ISSET(cpu, &allowed) && nth-- == 0) {
                 CPU_SET(cpu, &one);
