@@ -452,6 +452,21 @@ def test_stopped_worker_delays_but_loses_nothing():
         diag("spread: " + spread_text(served_by(d)))
         expect(not load.failures, f"requests failed: {load.failure_text()}")
         expect(covered, f"no other worker took over the stopped worker's sockets in {stop_for} s")
+        # Sent once the other worker had the sockets, while the stopped one
+        # still slept (at least 0.5 s before SIGCONT): answered at once,
+        # whichever socket the kernel chose; left to the stopped worker they
+        # would have waited 0.5 s or more.
+        window = [a for a in load.answered
+                  if stopped + covered + 0.1 <= a[0] <= stopped + stop_for - 0.5]
+        late = [round(a[1], 3) for a in window if a[1] >= 0.4]
+        diag(f"{len(window)} requests sent between the hand-over and 0.5 s before SIGCONT; "
+             f"{len(late)} took 0.4 s or more")
+        # The hand-over comes 1-2 s after the stop (a busy machine may add a
+        # little): with less than 0.2 s left before SIGCONT - 0.5 s, there
+        # is nothing to judge.
+        if covered <= stop_for - 0.8:
+            expect(window, "no request was sent between the hand-over and SIGCONT")
+        expect(not late, f"requests sent after the hand-over waited for the stopped worker: {late}")
         tcp, udp = port_inodes(d.port)
         expect(watched == tcp | udp, f"{other} did not watch every socket while {victim} was stopped",
                watched, tcp | udp)
