@@ -16,8 +16,17 @@
 #
 # Settings (environment):
 #   BENCH_SECONDS=5          length of each run
-#   BENCH_WORKERS=1          raidad worker_processes
+#   BENCH_WORKERS="auto 1"   raidad worker_processes: the table runs raidad
+#                            once with each (interleaved with the ceiling),
+#                            and compares the first one's CPU per request
+#                            with the others'; the rows after the table use
+#                            the first
 #   BENCH_WORKER_THREADS=    raidad worker_threads (default: raidad's)
+#   BENCH_CPU_AFFINITY=      raidad worker_cpu_affinity, "auto" or "off"
+#                            (default: raidad's)
+#   BENCH_SCHED_BATCH=       raidad worker_sched_batch, true or false
+#                            (default: raidad's, true); the ceiling runs
+#                            SCHED_BATCH too unless it is false
 #   BENCH_CONCURRENCY="1 16 64 256"
 #   BENCH_TCP_THREADS=2      raida-bench -t for TCP: one client thread
 #                            saturates a core at about 24k connections/s,
@@ -40,8 +49,11 @@ set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 seconds=${BENCH_SECONDS:-5}
-workers=${BENCH_WORKERS:-1}
+worker_sets=${BENCH_WORKERS:-auto 1}
+workers=${worker_sets%% *}
 worker_threads=${BENCH_WORKER_THREADS:-}
+cpu_affinity=${BENCH_CPU_AFFINITY:-}
+sched_batch=${BENCH_SCHED_BATCH:-}
 concurrency=${BENCH_CONCURRENCY:-1 16 64 256}
 tcp_threads=${BENCH_TCP_THREADS:-2}
 udp_threads=${BENCH_UDP_THREADS:-1}
@@ -174,8 +186,14 @@ write_conf() {
     shift
     {
         echo "listen = \"$host:$port\";"
-        echo "worker_processes = $workers;"
+        if [ "$workers" = auto ]; then
+            echo 'worker_processes = "auto";'
+        else
+            echo "worker_processes = $workers;"
+        fi
         [ -n "$worker_threads" ] && echo "worker_threads = $worker_threads;"
+        [ -n "$cpu_affinity" ] && echo "worker_cpu_affinity = \"$cpu_affinity\";"
+        [ -n "$sched_batch" ] && echo "worker_sched_batch = $sched_batch;"
         echo 'log_level = "warn";'
         echo "pid_file = \"$tmp/raidad-$port.pid\";"
         local line
@@ -205,7 +223,14 @@ start_server() {
         conf=$(write_conf "$port" "${extra_conf[@]}")
         set -- env "${server_env[@]}" "$build/raidad" -c "$conf"
     else
-        set -- "$build/ceiling" "$port"
+        # The ceiling runs with the scheduling policy raidad's workers have
+        # (worker_sched_batch, true unless BENCH_SCHED_BATCH=false): the
+        # policy alone changes the CPU per request of both.
+        if [ "$sched_batch" = false ]; then
+            set -- "$build/ceiling" "$port"
+        else
+            set -- chrt -b 0 "$build/ceiling" "$port"
+        fi
     fi
     if [ -n "$nofile" ]; then
         (ulimit -n "$nofile" && exec "$@") >>"$tmp/$kind.log" 2>&1 &
@@ -291,17 +316,23 @@ ratio() {
     awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0 && a == a + 0) printf "%.2f", a / b; else print "-" }'
 }
 
-# verdict PROTO CONNS RPS_RATIO P99_RATIO CPU_RATIO: the targets at 64.
+# verdict PROTO CONNS RPS_RATIO P99_RATIO CPU_RATIO: the targets at 64,
+# the same for TCP and UDP and for any worker count.
 verdict() {
-    local proto=$1 conns=$2
+    local conns=$2
     [ "$conns" = 64 ] || { echo ""; return; }
-    awk -v p="$proto" -v r="$3" -v l="$4" -v c="$5" 'BEGIN {
-        rmin = p == "tcp" ? 0.95 : 0.8; cmax = p == "tcp" ? 1.2 : 1.5; miss = ""
-        if (r == "-" || r < rmin) miss = miss " rps<" rmin "x"
-        if (l == "-" || l > 1.5) miss = miss " p99>1.5x"
-        if (c == "-" || c > cmax) miss = miss " cpu>" cmax "x"
+    awk -v r="$3" -v l="$4" -v c="$5" 'BEGIN {
+        miss = ""
+        if (r == "-" || r < 0.95) miss = miss " rps<0.95x"
+        if (l == "-" || l > 1.3) miss = miss " p99>1.3x"
+        if (c == "-" || c > 1.1) miss = miss " cpu>1.1x"
         print miss == "" ? "meets targets" : "**MISS**" miss
     }'
+}
+
+# workers_label SET: "auto (N)" or the number.
+workers_label() {
+    if [ "$1" = auto ]; then echo "auto ($(nproc))"; else echo "$1"; fi
 }
 
 # median VALUE...: the middle value ("-" values are left out).
@@ -330,31 +361,53 @@ medians() {
     med+=("${runs[$key,4]}")
 }
 
+# One row per raidad worker count, then the ceiling's; every run of a
+# row's servers is interleaved with the others', so that all see the same
+# noise. After the table, each worker count's CPU per request against the
+# first's (BENCH_WORKERS: "auto 1" compares the default with one worker).
 bench_table() {
-    local proto conns r c rr lr cr
-    echo "| proto | conns | server | req/s | p50 µs | p99 µs | CPU µs/req | errors | rps ratio | p99 ratio | CPU ratio | targets (at 64) |"
-    echo "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    local proto conns r c rr lr cr set first
+    local -a cpu_lines=()
+    echo "| proto | conns | server | workers | req/s | p50 µs | p99 µs | CPU µs/req | errors | rps ratio | p99 ratio | CPU ratio | targets (at 64) |"
+    echo "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     for proto in tcp udp; do
         for conns in $concurrency; do
             for _ in $(seq "$repeat"); do
-                run_row raidad "$proto" "$conns"
-                log "  $proto c=$conns raidad:  ${row[*]}"
-                record_run "raidad,$proto,$conns"
+                for set in $worker_sets; do
+                    workers=$set
+                    run_row raidad "$proto" "$conns"
+                    log "  $proto c=$conns raidad ($set): ${row[*]}"
+                    record_run "raidad $set,$proto,$conns"
+                done
                 run_row ceiling "$proto" "$conns"
                 log "  $proto c=$conns ceiling: ${row[*]}"
                 record_run "ceiling,$proto,$conns"
             done
-            medians "raidad,$proto,$conns"
-            r=("${med[@]}")
             medians "ceiling,$proto,$conns"
             c=("${med[@]}")
-            rr=$(ratio "${r[0]}" "${c[0]}")
-            lr=$(ratio "${r[2]}" "${c[2]}")
-            cr=$(ratio "${r[3]}" "${c[3]}")
-            echo "| $proto | $conns | raidad | ${r[0]} | ${r[1]} | ${r[2]} | ${r[3]} | ${r[4]} | $rr | $lr | $cr | $(verdict "$proto" "$conns" "$rr" "$lr" "$cr") |"
-            echo "| $proto | $conns | ceiling | ${c[0]} | ${c[1]} | ${c[2]} | ${c[3]} | ${c[4]} | | | | |"
+            first=""
+            for set in $worker_sets; do
+                medians "raidad $set,$proto,$conns"
+                r=("${med[@]}")
+                rr=$(ratio "${r[0]}" "${c[0]}")
+                lr=$(ratio "${r[2]}" "${c[2]}")
+                cr=$(ratio "${r[3]}" "${c[3]}")
+                echo "| $proto | $conns | raidad | $(workers_label "$set") | ${r[0]} | ${r[1]} | ${r[2]} | ${r[3]} | ${r[4]} | $rr | $lr | $cr | $(verdict "$proto" "$conns" "$rr" "$lr" "$cr") |"
+                if [ -z "$first" ]; then
+                    first=$set
+                    fcpu=${r[3]}
+                else
+                    cpu_lines+=("$proto, $conns: CPU per request with $(workers_label "$first") workers / with $(workers_label "$set"): $(ratio "$fcpu" "${r[3]}") ($fcpu / ${r[3]} µs)")
+                fi
+            done
+            echo "| $proto | $conns | ceiling | 1 thread | ${c[0]} | ${c[1]} | ${c[2]} | ${c[3]} | ${c[4]} | | | | |"
         done
     done
+    if [ "${#cpu_lines[@]}" -gt 0 ]; then
+        echo
+        printf -- '- %s\n' "${cpu_lines[@]}"
+    fi
+    workers=${worker_sets%% *}
 }
 
 # ---- coin rows ------------------------------------------------------------
@@ -539,15 +592,19 @@ access_log_cost() {
 main() {
     log "run.sh: building in $build"
     build_all
-    log "run.sh: $seconds s per run, raidad worker_processes = $workers"
+    log "run.sh: $seconds s per run, raidad worker_processes = $worker_sets"
     echo "## raidad / ceiling: $seconds s per run, median of $repeat," \
-         "raidad worker_processes = $workers${worker_threads:+, worker_threads = $worker_threads}," \
+         "raidad worker_processes = $(echo "$worker_sets" | sed 's/ / and /g')${worker_threads:+, worker_threads = $worker_threads}${cpu_affinity:+, worker_cpu_affinity = $cpu_affinity}${sched_batch:+, worker_sched_batch = $sched_batch}," \
          "raida-bench -t $tcp_threads (TCP), -t $udp_threads (UDP)"
     echo
     echo "$(nproc) CPUs ($(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1)), kernel $(uname -r)"
     echo
+    echo "Load average before: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine shares its CPUs)"
+    echo
     if [ "$table" = 1 ]; then
         bench_table
+        echo
+        echo "Load average after the table: $(cut -d' ' -f1-3 /proc/loadavg)"
     fi
     if [ "$coin_count" -gt 0 ]; then
         echo

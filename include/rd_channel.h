@@ -13,6 +13,8 @@ enum rd_channel_type {
     RD_CHANNEL_LOG = 'L',       /* master -> worker: the reopened log file (a descriptor) */
     RD_CHANNEL_QUIET = 'Q',     /* worker -> master: draining, accepts no more */
     RD_CHANNEL_ACCESS_LOG = 'A', /* master -> worker: the reopened access log (a descriptor) */
+    RD_CHANNEL_ADOPT = 'D',     /* master -> worker: serve slot VALUE's sockets too */
+    RD_CHANNEL_RELEASE = 'd',   /* master -> worker: slot VALUE has its worker again */
 };
 
 typedef struct rd_channel_msg {

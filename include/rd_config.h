@@ -67,6 +67,8 @@ typedef struct rd_config {
     unsigned limit_prefix_ipv6;    /* the same for IPv6 */
     /* The process model (master and workers). */
     unsigned worker_processes;     /* 0: one per CPU ("auto") */
+    bool worker_cpu_affinity;      /* "auto": worker N runs on CPU N only */
+    bool worker_sched_batch;       /* workers run SCHED_BATCH */
     unsigned shutdown_timeout_ms;  /* graceful stop and reload drain bound */
     unsigned max_old_generations;  /* draining generations kept at most */
     char pid_file[PATH_MAX];       /* "" for none */

@@ -1,4 +1,5 @@
-/* The listening sockets: one TCP and one UDP socket per listen address. */
+/* The listening sockets: for each listen address, a TCP and a UDP group of
+ * SO_REUSEPORT sockets, one socket per CPU (include/rd_reuseport.h). */
 #ifndef RD_LISTENER_H
 #define RD_LISTENER_H
 
@@ -10,6 +11,8 @@ typedef struct rd_listener {
     int fd;
     int type;                   /* SOCK_STREAM or SOCK_DGRAM */
     rd_listen_addr_t addr;
+    unsigned slot;              /* its index in the address's group */
+    unsigned slots;             /* the group's size */
 } rd_listener_t;
 
 /* Binds every listen address of CF, TCP and UDP. On failure logs why,
@@ -17,9 +20,9 @@ typedef struct rd_listener {
 int rd_listeners_open(const rd_config_t *cf, rd_listener_t **out, size_t *count);
 void rd_listeners_close(rd_listener_t *ls, size_t count);
 
-/* The same, for a reload: a socket whose address and type are unchanged is
- * taken over from OLD (same descriptor), so its accept queue lives on;
- * only new addresses are bound. */
+/* The same, for a reload: a group whose address and type are unchanged is
+ * taken over from OLD (same descriptors), so its queues live on; only new
+ * addresses are bound. */
 int rd_listeners_open_reusing(const rd_config_t *cf, const rd_listener_t *old, size_t old_count,
                               rd_listener_t **out, size_t *count);
 

@@ -22,6 +22,10 @@ typedef struct rd_worker {
     rd_protocol_t proto;
     rd_event_loop_t loop;
     rd_event_t *listener_events;   /* one per listener */
+    bool *listening;               /* one per listener: in the loop now */
+    unsigned slot;                 /* this worker's place in its generation */
+    unsigned workers;              /* the generation's size */
+    uint64_t adopted;              /* slots whose sockets it serves too (bit N: slot N) */
     rd_event_t done_ev;            /* the modification queue's eventfd */
     rd_event_t signal_ev;          /* signalfd: stop requests */
     rd_event_t channel_ev;         /* to the master: ready, heartbeat */
@@ -62,9 +66,12 @@ void rd_worker_accept_block(rd_worker_t *w, unsigned reason);
 void rd_worker_accept_unblock(rd_worker_t *w, unsigned reason);
 
 /* Serves CYCLE's listeners until SIGTERM or SIGINT (at once) or SIGQUIT
- * (once the requests under way are answered, within shutdown_timeout_ms).
- * CHANNEL (or -1) leads to the master: READY once serving, heartbeats.
- * Returns 0 on a clean stop, -1 when it could not start. */
-int rd_worker_run(const rd_cycle_t *cycle, int channel);
+ * (once the requests under way are answered, within shutdown_timeout_ms):
+ * the sockets of each group that SLOT of a generation of WORKERS serves
+ * (rd_reuseport_serves), and those of the slots the master asks it to
+ * adopt. CHANNEL (or -1) leads to the master: READY once serving,
+ * heartbeats, adoptions. Returns 0 on a clean stop, -1 when it could not
+ * start. */
+int rd_worker_run(const rd_cycle_t *cycle, int channel, unsigned slot, unsigned workers);
 
 #endif

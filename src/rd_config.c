@@ -58,7 +58,7 @@ typedef struct rd_load {
 } rd_load_t;
 
 static rd_opt_parse_fn rd_opt_listen, rd_opt_admin_key, rd_opt_log_level;
-static rd_opt_parse_fn rd_opt_user, rd_opt_group, rd_opt_admin_allow;
+static rd_opt_parse_fn rd_opt_user, rd_opt_group, rd_opt_admin_allow, rd_opt_cpu_affinity;
 static rd_opt_parse_fn rd_opt_metrics_listen, rd_opt_metrics_allow, rd_opt_access_log_format;
 static rd_opt_clear_fn rd_clear_admin_allow;
 
@@ -111,6 +111,9 @@ static const rd_opt_t rd_opts[] = {
     RD_INT(limit_prefix_ipv6, 64, 1, 128),
     { .name = "worker_processes", .type = RD_OPT_INT, .auto_zero = true,
       .offset = RD_FIELD(worker_processes, unsigned), .def = 0, .min = 1, .max = 64 },
+    { .name = "worker_cpu_affinity", .type = RD_OPT_STRING, .def_text = "off",
+      .parse = rd_opt_cpu_affinity },
+    RD_BOOL(worker_sched_batch, true),
     RD_INT(shutdown_timeout_ms, 5000, 0, 3600000),
     RD_INT(max_old_generations, 4, 1, 64),
     RD_TEXT(pid_file, "/run/raidad/raidad.pid", NULL),
@@ -311,6 +314,18 @@ static int rd_opt_log_level(rd_config_t *cf, size_t idx, const char *text,
         return -1;
     }
     cf->log_level = level;
+    return 0;
+}
+
+static int rd_opt_cpu_affinity(rd_config_t *cf, size_t idx, const char *text,
+                               char *why, size_t why_len)
+{
+    (void)idx;
+    if (strcmp(text, "auto") != 0 && strcmp(text, "off") != 0) {
+        snprintf(why, why_len, "worker_cpu_affinity '%s' is neither \"auto\" nor \"off\"", text);
+        return -1;
+    }
+    cf->worker_cpu_affinity = strcmp(text, "auto") == 0;
     return 0;
 }
 

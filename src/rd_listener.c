@@ -12,6 +12,7 @@
 
 #include "rd_listener.h"
 #include "rd_log.h"
+#include "rd_reuseport.h"
 
 int rd_socket_set_nonblocking(int fd)
 {
@@ -57,6 +58,12 @@ static int listener_bind(const rd_listen_addr_t *a, int type)
      * same-user check), and a more specific bind then takes the traffic. */
     if (type == SOCK_STREAM)
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    /* One socket of its address's group (src/rd_reuseport.c). */
+    if (rd_reuseport_enable(fd) < 0) {
+        rd_log(RD_LOG_ERR, "SO_REUSEPORT(%s %s): %s", proto, a->text, strerror(errno));
+        close(fd);
+        return -1;
+    }
     /* "[::]" should mean IPv6 only, so that it can sit beside "0.0.0.0". */
     if (a->addr.ss_family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
@@ -108,13 +115,42 @@ static void listener_set_rcvbuf(int fd, const rd_config_t *cf)
 }
 
 static int listener_find(const rd_listener_t *ls, size_t count,
-                         const rd_listen_addr_t *a, int type)
+                         const rd_listen_addr_t *a, int type, unsigned slot)
 {
     for (size_t i = 0; i < count; i++)
-        if (ls[i].type == type && ls[i].addr.addr_len == a->addr_len &&
+        if (ls[i].type == type && ls[i].slot == slot && ls[i].addr.addr_len == a->addr_len &&
             memcmp(&ls[i].addr.addr, &a->addr, a->addr_len) == 0)
             return ls[i].fd;
     return -1;
+}
+
+/* One address and type: its group of sockets (include/rd_reuseport.h),
+ * taken over whole from OLD or bound whole, in slot order (the order the
+ * CPU steering indexes). Appends to LS at *N. */
+static int listener_open_group(const rd_config_t *cf, const rd_listen_addr_t *a, int type,
+                               const rd_listener_t *old, size_t old_count,
+                               rd_listener_t *ls, size_t *n)
+{
+    unsigned slots = rd_reuseport_group_size();
+    bool fresh = listener_find(old, old_count, a, type, 0) < 0;
+
+    if (fresh && rd_reuseport_probe(a, type) < 0)
+        return -1;
+    for (unsigned slot = 0; slot < slots; slot++) {
+        int fd = listener_find(old, old_count, a, type, slot);
+
+        if (fd < 0 && (fd = listener_bind(a, type)) < 0)
+            return -1;
+        if (type == SOCK_STREAM)
+            listener_set_keepalive(fd, cf);
+        else
+            listener_set_rcvbuf(fd, cf);
+        ls[(*n)++] = (rd_listener_t){ .fd = fd, .type = type, .addr = *a,
+                                      .slot = slot, .slots = slots };
+    }
+    if (fresh)
+        rd_reuseport_steer(ls[*n - slots].fd);
+    return 0;
 }
 
 int rd_listeners_open_reusing(const rd_config_t *cf, const rd_listener_t *old, size_t old_count,
@@ -122,27 +158,18 @@ int rd_listeners_open_reusing(const rd_config_t *cf, const rd_listener_t *old, s
 {
     static const int types[] = { SOCK_STREAM, SOCK_DGRAM };
     size_t n = 0;
-    rd_listener_t *ls = calloc(cf->listen_count * 2, sizeof(*ls));
+    rd_listener_t *ls = calloc(cf->listen_count * 2 * rd_reuseport_group_size(), sizeof(*ls));
 
     if (ls == NULL)
         return -1;
     for (size_t i = 0; i < cf->listen_count; i++) {
         for (size_t t = 0; t < 2; t++) {
-            int fd;
-
             if (types[t] == SOCK_DGRAM && !cf->udp)
                 continue;
-            fd = listener_find(old, old_count, &cf->listen[i], types[t]);
-
-            if (fd < 0 && (fd = listener_bind(&cf->listen[i], types[t])) < 0) {
+            if (listener_open_group(cf, &cf->listen[i], types[t], old, old_count, ls, &n) < 0) {
                 rd_listeners_release(ls, n, old, old_count);
                 return -1;
             }
-            if (types[t] == SOCK_STREAM)
-                listener_set_keepalive(fd, cf);
-            else
-                listener_set_rcvbuf(fd, cf);
-            ls[n++] = (rd_listener_t){ .fd = fd, .type = types[t], .addr = cf->listen[i] };
         }
     }
     *out = ls;

@@ -53,6 +53,7 @@ typedef struct rd_proc {
     bool draining;
     bool quiet;                 /* draining and no longer accepting */
     bool pong;
+    bool stalled;               /* missed a heartbeat: its slot is covered */
     uint32_t connections;
     uint64_t started_ms;
 } rd_proc_t;
@@ -66,6 +67,7 @@ typedef struct rd_waiters {
 typedef struct rd_slot {
     uint64_t respawn_at;        /* 0: nothing due */
     unsigned crashes;
+    rd_proc_t *adopter;         /* serves this slot's sockets while its worker cannot */
 } rd_slot_t;
 
 struct rd_master {
@@ -166,7 +168,8 @@ static void child_close_inherited(rd_master_t *m, const rd_cycle_t *mine, int ch
 /* Never returns. exit(), not _exit(): the sanitizers' leak check and
  * coverage run at exit, and the master flushed nothing that could be
  * written twice. */
-static void child_run(rd_master_t *m, const rd_cycle_t *cycle, int channel, pid_t master)
+static void child_run(rd_master_t *m, const rd_cycle_t *cycle, int channel, pid_t master,
+                      unsigned slot)
 {
     int rc;
 
@@ -184,7 +187,7 @@ static void child_run(rd_master_t *m, const rd_cycle_t *cycle, int channel, pid_
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (getppid() != master)
         exit(1);
-    rc = rd_worker_run(cycle, channel);
+    rc = rd_worker_run(cycle, channel, slot, worker_count(cycle->config));
     close(channel);
     exit(rc < 0 ? 1 : 0);
 }
@@ -214,7 +217,7 @@ static int master_spawn(rd_master_t *m, const rd_cycle_t *cycle, unsigned genera
     if (pid == 0) {
         close(fds[0]);
         rd_metrics_attach(slot, (size_t)(p - m->procs));
-        child_run(m, cycle, fds[1], master);
+        child_run(m, cycle, fds[1], master, slot);
     }
     close(fds[1]);
     if (pid < 0) {
@@ -248,6 +251,56 @@ static bool generation_ready(const rd_master_t *m, unsigned generation, unsigned
         if (m->procs[i].pid > 0 && m->procs[i].generation == generation && m->procs[i].ready)
             ready++;
     return ready >= want;
+}
+
+/* ---- slots without a serving worker ---- */
+
+static rd_proc_t *slot_worker(rd_master_t *m, unsigned slot)
+{
+    for (size_t i = 0; i < MAX_PROCS; i++) {
+        rd_proc_t *p = &m->procs[i];
+
+        if (p->pid > 0 && p->generation == m->generation && p->slot == slot && !p->draining)
+            return p;
+    }
+    return NULL;
+}
+
+static bool proc_serving(const rd_proc_t *p)
+{
+    return p != NULL && p->pid > 0 && p->ready && !p->stalled && !p->draining;
+}
+
+/* Each worker alone reads its sockets (src/rd_reuseport.c). While a slot's
+ * worker is dead (until its respawn serves) or misses a heartbeat, another
+ * worker of the generation serves that slot's sockets too, so that what
+ * queues there is not left waiting; it lets go once the slot is served
+ * again. */
+static void master_cover_slots(rd_master_t *m)
+{
+    unsigned n = worker_count(m->cycle.config);
+
+    if (!m->ready || m->stop || n < 2)
+        return;
+    for (unsigned slot = 0; slot < n; slot++) {
+        rd_slot_t *s = &m->slots[slot];
+        bool orphan = !proc_serving(slot_worker(m, slot));
+
+        if (!orphan || (s->adopter != NULL && !proc_serving(s->adopter))) {
+            if (s->adopter != NULL && s->adopter->pid > 0)
+                rd_channel_send(s->adopter->ev.fd, RD_CHANNEL_RELEASE, slot);
+            s->adopter = NULL;
+        }
+        for (unsigned k = 1; orphan && s->adopter == NULL && k < n; k++) {
+            rd_proc_t *p = slot_worker(m, (slot + k) % n);
+
+            if (proc_serving(p) && rd_channel_send(p->ev.fd, RD_CHANNEL_ADOPT, slot) == 0) {
+                s->adopter = p;
+                rd_log(RD_LOG_NOTICE, "worker slot %u is not serving: worker %ld serves its sockets",
+                       slot, (long)p->pid);
+            }
+        }
+    }
 }
 
 /* ---- systemd and operators ---- */
@@ -494,9 +547,14 @@ static void master_on_channel(rd_event_t *ev, uint32_t events)
             p->ready = true;
             p->pong = true;
             master_check_ready(p->master);
+            master_cover_slots(p->master);
         } else if (msg.type == RD_CHANNEL_PONG) {
             p->pong = true;
             p->connections = msg.value;
+            if (p->stalled) {
+                p->stalled = false;
+                master_cover_slots(p->master);
+            }
         } else if (msg.type == RD_CHANNEL_QUIET) {
             p->quiet = true;
             master_check_settled(p->master, rd_now_ms());
@@ -549,6 +607,9 @@ static void master_proc_exited(rd_master_t *m, rd_proc_t *p, int status)
     rd_event_del(&m->loop, &p->ev);
     close(p->ev.fd);
     rd_metrics_proc_gone((size_t)(p - m->procs));
+    for (unsigned slot = 0; slot < MAX_WORKERS; slot++)
+        if (m->slots[slot].adopter == p)
+            m->slots[slot].adopter = NULL;
     if (!m->stop && p->generation == m->generation && !p->draining) {
         rd_metrics_worker_restart(status);
         master_schedule_respawn(m, p);
@@ -574,6 +635,7 @@ static void master_reap(rd_master_t *m)
             }
         }
     }
+    master_cover_slots(m);
 }
 
 static void master_stop(rd_master_t *m, int sig)
@@ -691,9 +753,11 @@ static void master_tick(rd_master_t *m, uint64_t now)
             continue;
         if (!p->draining && !p->pong)
             all_answered = false;
+        p->stalled = !p->draining && !p->pong;
         p->pong = false;
         rd_channel_send(p->ev.fd, RD_CHANNEL_PING, 0);
     }
+    master_cover_slots(m);
     if (m->watchdog_usec > 0 && m->ready && all_answered)
         rd_notify("WATCHDOG=1");
     else if (m->watchdog_usec > 0 && m->ready)

@@ -14,6 +14,7 @@
 #include "rd_log.h"
 #include "rd_metrics.h"
 #include "rd_sandbox.h"
+#include "rd_reuseport.h"
 #include "rd_udp.h"
 #include "rd_worker.h"
 
@@ -48,9 +49,9 @@ static void worker_on_done(rd_event_t *ev, uint32_t events)
     w->done_pending = true;
 }
 
-/* Graceful stop: take what the listeners already hold (their wake-up may
- * have come to this worker alone), then leave them to the other workers
- * and finish the requests under way. */
+/* Graceful stop: take what the listeners it serves already hold (their
+ * wake-up may have come to this worker alone), then leave them to the
+ * other workers and finish the requests under way. */
 static void worker_start_draining(rd_worker_t *w)
 {
     const rd_cycle_t *cy = w->cycle;
@@ -60,8 +61,11 @@ static void worker_start_draining(rd_worker_t *w)
     for (size_t i = 0; i < cy->listener_count; i++) {
         rd_event_t *ev = &w->listener_events[i];
 
-        ev->handler(ev, EPOLLIN);
-        rd_event_del(&w->loop, ev);   /* fails harmlessly if paused */
+        if (w->listening[i]) {
+            ev->handler(ev, EPOLLIN);
+            rd_event_del(&w->loop, ev);
+            w->listening[i] = false;
+        }
         close(ev->fd);
     }
     w->draining = true;
@@ -89,6 +93,23 @@ static void worker_on_signal(rd_event_t *ev, uint32_t events)
     }
 }
 
+static void worker_listeners_update(rd_worker_t *w);
+
+/* A slot of its generation has no worker serving for now (dead, or not
+ * answering): its sockets' queues would wait for the respawn. */
+static void worker_adopt(rd_worker_t *w, uint32_t slot, bool on)
+{
+    if (slot >= 64 || slot == w->slot)
+        return;
+    if (on)
+        w->adopted |= UINT64_C(1) << slot;
+    else
+        w->adopted &= ~(UINT64_C(1) << slot);
+    rd_log(RD_LOG_INFO, "worker slot %u %s the sockets of slot %u", w->slot,
+           on ? "serves" : "no longer serves", slot);
+    worker_listeners_update(w);
+}
+
 static void worker_on_channel(rd_event_t *ev, uint32_t events)
 {
     rd_worker_t *w = ev->data;
@@ -103,6 +124,8 @@ static void worker_on_channel(rd_event_t *ev, uint32_t events)
             rd_log_adopt(passed);
         else if (msg.type == RD_CHANNEL_ACCESS_LOG && passed >= 0)
             rd_accesslog_adopt(passed);
+        else if (msg.type == RD_CHANNEL_ADOPT || msg.type == RD_CHANNEL_RELEASE)
+            worker_adopt(w, msg.value, msg.type == RD_CHANNEL_ADOPT);
         else if (passed >= 0)
             close(passed);
     }
@@ -146,19 +169,39 @@ static uint32_t listener_mask(void)
     return EPOLLIN | EPOLLET | EPOLLEXCLUSIVE;
 }
 
-static void worker_listeners_watch(rd_worker_t *w, bool on)
+/* Its own sockets of each group, and those of the slots it adopted. */
+static bool worker_serves(const rd_worker_t *w, const rd_listener_t *l)
+{
+    if (rd_reuseport_serves(w->slot, w->workers, l->slot, l->slots))
+        return true;
+    for (unsigned k = 0; k < w->workers && k < 64; k++)
+        if ((w->adopted >> k & 1) && rd_reuseport_serves(k, w->workers, l->slot, l->slots))
+            return true;
+    return false;
+}
+
+/* Puts in the loop exactly the listeners it should wait on now: those it
+ * serves, TCP ones only while accepting is not paused, none once draining. */
+static void worker_listeners_update(rd_worker_t *w)
 {
     const rd_cycle_t *cy = w->cycle;
 
     for (size_t i = 0; i < cy->listener_count; i++) {
-        if (cy->listeners[i].type != SOCK_STREAM)
+        const rd_listener_t *l = &cy->listeners[i];
+        bool want = !w->draining && worker_serves(w, l) &&
+                    (l->type != SOCK_STREAM || w->accept_blocked == 0);
+
+        if (want == w->listening[i])
             continue;
         /* EPOLLEXCLUSIVE forbids EPOLL_CTL_MOD: remove and add again. Adding
          * reports connections already waiting, so none is left behind. */
-        if (on)
-            rd_event_add(&w->loop, &w->listener_events[i], listener_mask());
-        else
+        if (want && rd_event_add(&w->loop, &w->listener_events[i], listener_mask()) < 0) {
+            rd_log(RD_LOG_ERR, "epoll_ctl(add %d): %s", l->fd, strerror(errno));
+            continue;
+        }
+        if (!want)
             rd_event_del(&w->loop, &w->listener_events[i]);
+        w->listening[i] = want;
     }
 }
 
@@ -184,9 +227,8 @@ void rd_worker_accept_block(rd_worker_t *w, unsigned reason)
         w->accept_retry_ms = rd_now_ms() + 100;
     if (reason != RD_ACCEPT_BUSY)
         worker_warn_accept(w, why[reason]);
-    if (w->accept_blocked == 0 && !w->draining)
-        worker_listeners_watch(w, false);
     w->accept_blocked |= reason;
+    worker_listeners_update(w);
 }
 
 void rd_worker_accept_unblock(rd_worker_t *w, unsigned reason)
@@ -194,8 +236,7 @@ void rd_worker_accept_unblock(rd_worker_t *w, unsigned reason)
     if ((w->accept_blocked & reason) == 0)
         return;
     w->accept_blocked &= ~reason;
-    if (w->accept_blocked == 0 && !w->draining)
-        worker_listeners_watch(w, true);
+    worker_listeners_update(w);
 }
 
 static int worker_watch_listeners(rd_worker_t *w)
@@ -203,15 +244,19 @@ static int worker_watch_listeners(rd_worker_t *w)
     const rd_cycle_t *cy = w->cycle;
 
     w->listener_events = calloc(cy->listener_count, sizeof(rd_event_t));
-    if (w->listener_events == NULL)
+    w->listening = calloc(cy->listener_count, sizeof(bool));
+    if (w->listener_events == NULL || w->listening == NULL)
         return -1;
     for (size_t i = 0; i < cy->listener_count; i++) {
         const rd_listener_t *l = &cy->listeners[i];
         rd_event_handler h = l->type == SOCK_STREAM ? worker_on_accept : worker_on_datagram;
 
-        if (worker_watch(w, &w->listener_events[i], l->fd, h, listener_mask()) < 0)
-            return -1;
+        w->listener_events[i] = (rd_event_t){ .fd = l->fd, .handler = h, .data = w };
     }
+    worker_listeners_update(w);
+    for (size_t i = 0; i < cy->listener_count; i++)
+        if (worker_serves(w, &cy->listeners[i]) && !w->listening[i])
+            return -1;
     return 0;
 }
 
@@ -298,6 +343,13 @@ static int worker_init(rd_worker_t *w, const rd_cycle_t *cycle, int channel)
 
     w->cycle = cycle;
     w->cf = cf;
+    /* On the CPU whose traffic its first socket gets (src/rd_reuseport.c). */
+    if (cf->worker_cpu_affinity && rd_reuseport_pin(w->slot) < 0)
+        rd_log(RD_LOG_WARN, "worker_cpu_affinity: cannot pin worker slot %u: %s",
+               w->slot, strerror(errno));
+    /* Before the pool starts: its threads inherit the policy. */
+    if (cf->worker_sched_batch && rd_reuseport_batch() < 0)
+        rd_log(RD_LOG_WARN, "worker_sched_batch: %s", strerror(errno));
     w->loop.epfd = -1;
     w->signal_ev.fd = -1;
     w->channel_ev.fd = -1;
@@ -350,6 +402,7 @@ static void worker_free(rd_worker_t *w)
         close(w->signal_ev.fd);
     rd_event_loop_free(&w->loop);
     free(w->listener_events);
+    free(w->listening);
     rd_udp_destroy(w->udp);
     free(w->conns);
     rd_coins_close(w->proto.coins);    /* the pool and the commit thread, its users, are gone */
@@ -393,12 +446,14 @@ static void worker_loop(rd_worker_t *w)
     }
 }
 
-int rd_worker_run(const rd_cycle_t *cycle, int channel)
+int rd_worker_run(const rd_cycle_t *cycle, int channel, unsigned slot, unsigned workers)
 {
     rd_worker_t w;
     int rc = 0;
 
     memset(&w, 0, sizeof(w));
+    w.slot = slot;
+    w.workers = workers;
     if (worker_init(&w, cycle, channel) < 0) {
         rd_log(RD_LOG_CRIT, "worker: cannot start: %s", strerror(errno));
         rc = -1;
