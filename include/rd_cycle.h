@@ -10,12 +10,15 @@
 #include "rd_listener.h"
 #include "rd_stats.h"
 
+struct rd_modset;
+
 typedef struct rd_cycle {
     rd_config_t *config;
     rd_listener_t *listeners;
     size_t listener_count;
     rd_stats_t *stats;          /* shared by every worker, across reloads */
     rd_limit_t *limits;         /* the same */
+    struct rd_modset *modules;  /* the generation's command modules (rd_modload.h) */
 } rd_cycle_t;
 
 #endif

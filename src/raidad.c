@@ -13,6 +13,7 @@
 #include "rd_config.h"
 #include "rd_log.h"
 #include "rd_master.h"
+#include "rd_modload.h"
 #include "rd_pidfile.h"
 #include "rd_proctitle.h"
 #include "rd_status.h"
@@ -198,22 +199,41 @@ static rd_config_t *load_config(const char *path)
     return cf;
 }
 
+/* In the master, before any worker: dlopen is done here, never in a
+ * worker under its system call filter. */
+static rd_modset_t *load_modules(const rd_config_t *cf)
+{
+    char err[512];
+    rd_modset_t *set = rd_modules_load(cf, err, sizeof(err));
+
+    if (set == NULL)
+        fprintf(stderr, "%s\n", err);
+    return set;
+}
+
 int main(int argc, char **argv)
 {
     options_t opt = { 0 };
     rd_config_t *cf;
+    rd_modset_t *modules;
     int rc = parse_options(argc, argv, &opt);
 
     if (rc >= 0)
         return rc;
     if ((cf = load_config(opt.conf)) == NULL)
         return 1;
-    if (opt.test_only || opt.signal != NULL) {
-        if (opt.test_only)
-            printf("raidad: the configuration file %s is valid\n", opt.conf);
-        rc = opt.signal != NULL ? send_signal(cf, opt.signal) : 0;
+    /* Signals need only the pid file: the modules are the running master's. */
+    if (opt.signal != NULL) {
+        rc = send_signal(cf, opt.signal);
         free(cf);
         return rc;
+    }
+    if ((modules = load_modules(cf)) == NULL || opt.test_only) {
+        if (modules != NULL)
+            printf("raidad: the configuration file %s is valid\n", opt.conf);
+        rd_modset_free(modules);
+        free(cf);
+        return modules != NULL ? 0 : 1;
     }
     rd_log_set_level(cf->log_level);
     if (rd_log_open(cf->error_log) < 0)
@@ -221,5 +241,5 @@ int main(int argc, char **argv)
     rd_proctitle_init(argc, argv);
     raise_nofile(cf);
     block_signals();
-    return rd_master_run(opt.conf, cf);
+    return rd_master_run(opt.conf, cf, modules);
 }

@@ -13,6 +13,7 @@
 #include "rd_channel.h"
 #include "rd_log.h"
 #include "rd_metrics.h"
+#include "rd_module.h"
 #include "rd_sandbox.h"
 #include "rd_udp.h"
 #include "rd_worker.h"
@@ -241,6 +242,7 @@ static void worker_set_protocol(rd_worker_t *w)
     w->proto.admin_allow = cf->admin_allow;
     w->proto.admin_allow_count = cf->admin_allow_count;
     w->proto.stats = w->cycle->stats;
+    w->proto.modules = w->cycle->modules;
     /* Each worker reads the keys afresh: after a reload, the new workers
      * see the page files as they are now. Without a store, every coin is
      * missing: a degraded worker still serves the other requests. */
@@ -382,6 +384,8 @@ int rd_worker_run(const rd_cycle_t *cycle, int channel)
     if (worker_init(&w, cycle, channel) < 0) {
         rd_log(RD_LOG_CRIT, "worker: cannot start: %s", strerror(errno));
         rc = -1;
+    } else if (cycle->modules != NULL && rd_modset_start(cycle->modules) < 0) {
+        rc = -1;    /* the modules' process start: before the filter, as files open */
     } else if (rd_sandbox_enter(cycle->config) < 0) {
         rc = -1;
     } else {
@@ -390,5 +394,7 @@ int rd_worker_run(const rd_cycle_t *cycle, int channel)
         worker_loop(&w);
     }
     worker_free(&w);
+    if (cycle->modules != NULL)
+        rd_modset_stop(cycle->modules);
     return rc;
 }
