@@ -29,4 +29,8 @@ void rd_crashrec_leave(void);
  * when nothing (valid) was recorded. The slot is emptied. */
 bool rd_crashrec_read(size_t slot, char *out, size_t len);
 
+/* The raw bytes of SLOT and their size (tests write into them what a
+ * crashing worker might); NULL when there is no such slot. */
+uint8_t *rd_crashrec_slot(size_t slot, size_t *size);
+
 #endif

@@ -56,6 +56,8 @@ void rd_crashrec_fini(void)
 
 void rd_crashrec_attach(size_t slot)
 {
+    my_entry = NULL;
+    my_entry_tried = false;
     mine = slots != NULL && slot < slot_count ? &slots[slot] : NULL;
     if (mine == NULL)
         return;
@@ -137,4 +139,12 @@ bool rd_crashrec_read(size_t slot, char *out, size_t len)
         any = true;
     }
     return any;
+}
+
+uint8_t *rd_crashrec_slot(size_t slot, size_t *size)
+{
+    if (slots == NULL || slot >= slot_count)
+        return NULL;
+    *size = sizeof(crash_slot_t);
+    return (uint8_t *)&slots[slot];
 }
