@@ -222,18 +222,20 @@ int main(int argc, char **argv)
         return rc;
     if ((cf = load_config(opt.conf)) == NULL)
         return 1;
-    /* Signals need only the pid file: the modules are the running master's. */
-    if (opt.signal != NULL) {
+    /* A reload is checked whole first, modules included, as -t does: the
+     * refusal names its FILE:LINE here. Other signals need the pid file only. */
+    if (opt.signal != NULL && strcmp(opt.signal, "reload") != 0) {
         rc = send_signal(cf, opt.signal);
         free(cf);
         return rc;
     }
-    if ((modules = load_modules(cf)) == NULL || opt.test_only) {
-        if (modules != NULL)
+    if ((modules = load_modules(cf)) == NULL || opt.test_only || opt.signal != NULL) {
+        if (modules != NULL && opt.test_only)
             printf("raidad: the configuration file %s is valid\n", opt.conf);
+        rc = modules == NULL ? 1 : opt.signal != NULL ? send_signal(cf, opt.signal) : 0;
         rd_modset_free(modules);
         free(cf);
-        return modules != NULL ? 0 : 1;
+        return rc;
     }
     rd_log_set_level(cf->log_level);
     if (rd_log_open(cf->error_log) < 0)
