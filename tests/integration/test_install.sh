@@ -5,7 +5,11 @@
 # security analysis, the man pages rendered without a warning, the logrotate
 # file accepted by logrotate, the installed raidad hardened (PIE, full
 # RELRO, stack protector), no account created under DESTDIR, and "make
-# uninstall" leaving only the edited configuration. TAP output.
+# uninstall" leaving only the edited configuration. The command module
+# interface: the header and raidad.pc installed, the example module
+# (examples/hello) built out of tree against them alone with pkg-config,
+# loaded by the installed raidad with load_module and called over TCP and
+# UDP, plain and encrypted (type 1). TAP output.
 #
 # Environment (make check sets it): RAIDAD, the built raidad; its folder is
 # the build tree. Writes only under a mktemp -d folder, removed at the end.
@@ -45,7 +49,7 @@ mkvar() {
         mk -s --no-print-directory -f Makefile -f - rd-print-var
 }
 
-echo "1..26"
+echo "1..34"
 
 had_user=no
 getent passwd raidad >/dev/null 2>&1 && had_user=yes
@@ -226,7 +230,83 @@ else
     not_ok "raidad has no test hooks"
 fi
 
-# 25-26. make uninstall removes everything but the edited configuration
+# 25-32. the command module interface, and a module built out of tree
+includedir=$(mkvar includedir)
+libdir=$(mkvar libdir)
+check "include/raidad/module.h installed" test -s "$dest$includedir/raidad/module.h"
+check "raidad.pc installed" test -s "$dest$libdir/pkgconfig/raidad.pc"
+# pkg-config sees only the DESTDIR tree; its sysroot puts -I under it.
+pc="env PKG_CONFIG_LIBDIR=$dest$libdir/pkgconfig PKG_CONFIG_PATH= PKG_CONFIG_SYSROOT_DIR=$dest pkg-config"
+if ! command -v pkg-config >/dev/null 2>&1; then
+    skip "pkg-config not found"
+elif [ "$($pc --cflags raidad | sed "s/ *$//")" = "-I$dest$includedir" ] &&
+        [ "$($pc --variable=moduledir raidad | sed "s|^$dest||")" = "$libdir/raidad/modules" ]; then
+    ok "pkg-config raidad: --cflags and --variable=moduledir"
+else
+    not_ok "pkg-config raidad: --cflags and --variable=moduledir"
+    $pc --cflags --variable=moduledir raidad 2>&1 | sed 's/^/# /'
+fi
+mkdir -p "$tmp/hello"
+if [ -n "$srcdir" ] && cp "$srcdir/examples/hello/hello.c" "$srcdir/examples/hello/Makefile" "$tmp/hello/" &&
+        env -u MAKEFLAGS -u MFLAGS -u GNUMAKEFLAGS make -C "$tmp/hello" PKG_CONFIG="$pc" \
+            >"$tmp/hello.log" 2>&1 && [ -f "$tmp/hello/hello.so" ]; then
+    ok "examples/hello builds out of tree against the installed header"
+else
+    not_ok "examples/hello builds out of tree against the installed header"
+    diag "$tmp/hello.log"
+fi
+
+# The installed raidad with the module; coin 1/2000's key in a page file
+# (the layout tests/integration/test_encryption.py writes). Workers run
+# unprivileged: they must reach the data folder.
+cli=$builddir/raida-cli
+key=00112233445566778899aabbccddeeff
+chmod 755 "$tmp"
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+python3 - "$tmp/data" "$key" <<'PY'
+import os, sys
+page = os.path.join(sys.argv[1], "Data", "01", "00", "0001.bin")
+os.makedirs(os.path.dirname(page))
+data = bytearray(1024 * 17)
+at = (2000 % 1024) * 17
+data[at:at + 16] = bytes.fromhex(sys.argv[2])
+data[at + 16] = 1
+open(page, "wb").write(data)
+PY
+chmod -R a+rX "$tmp/data" "$tmp/hello"
+cat >"$tmp/raidad.conf" <<EOF
+listen = "127.0.0.1:$port";
+pid_file = "$tmp/raidad.pid";
+worker_processes = 1;
+data_dir = "$tmp/data";
+load_module = "$tmp/hello/hello.so";
+hello = { greeting = "hi "; };
+EOF
+"$dest$sbindir/raidad" -c "$tmp/raidad.conf" >"$tmp/raidad.log" 2>&1 &
+daemon=$!
+tries=0
+until "$cli" -t 1000 127.0.0.1 "$port" echo >/dev/null 2>&1 || [ $tries -ge 100 ]; do
+    sleep 0.1
+    tries=$((tries + 1))
+done
+# greet with "abc": the answer is the greeting, then the payload
+want="payload: 686920616263"
+for mode in "tcp, plain:" "udp, plain:-u" "tcp, type 1:-E 1 -D 1 -S 2000 -K $key" \
+            "udp, type 1:-u -E 1 -D 1 -S 2000 -K $key"; do
+    # shellcheck disable=SC2086
+    if "$cli" -t 5000 ${mode#*:} 127.0.0.1 "$port" raw 100 0 616263 >"$tmp/cli.out" 2>&1 &&
+            grep -qx "$want" "$tmp/cli.out"; then
+        ok "the example module answers over ${mode%%:*}"
+    else
+        not_ok "the example module answers over ${mode%%:*}"
+        diag "$tmp/cli.out"
+        diag "$tmp/raidad.log"
+    fi
+done
+kill "$daemon" 2>/dev/null
+wait "$daemon" 2>/dev/null
+
+# 33-34. make uninstall removes everything but the edited configuration
 if mk -s uninstall DESTDIR="$dest" >"$tmp/uninstall.log" 2>&1; then
     ok "make uninstall DESTDIR=..."
 else
