@@ -1,13 +1,12 @@
 /* The status group (group 0): echo, version and stats, a built-in
  * command module (include/raidad/module.h) like any loaded one. Its
  * handlers reach the daemon's own request and protocol settings (the admin
- * key, the statistics) through the request's built-in-only fields. */
+ * key, the statistics) through the services' built-in-only protocol. */
 #include "config.h"
 
 #include <stddef.h>
 #include <string.h>
 #include <time.h>
-#include <openssl/crypto.h>
 
 #include "rd_bytes.h"
 #include "rd_commands.h"
@@ -40,15 +39,6 @@ static int cmd_version(const raidad_request_t *req, rd_response_t *resp)
         return RD_STATUS_MEMORY_ALLOC;
     memcpy(dst, RAIDAD_BUILD_VERSION, RD_VERSION_SIZE);
     return RD_STATUS_SUCCESS;
-}
-
-/* Constant time, so that the answer's timing tells nothing about how much
- * of a guessed key was right. */
-static bool admin_key_ok(const rd_protocol_t *p, const rd_request_t *req)
-{
-    return p->admin_key_set
-        && req->payload_len == sizeof(p->admin_key)
-        && CRYPTO_memcmp(req->payload, p->admin_key, sizeof(p->admin_key)) == 0;
 }
 
 static uint32_t uptime_seconds(const rd_stats_t *st)
@@ -106,12 +96,11 @@ static bool append_command_counts(rd_response_t *resp, const rd_stats_t *st)
     return true;
 }
 
-static int cmd_stats(const raidad_request_t *mreq, rd_response_t *resp)
+static int cmd_stats(const raidad_request_t *req, rd_response_t *resp)
 {
-    const rd_protocol_t *p = mreq->services->protocol;
-    const rd_request_t *req = mreq->daemon_request;
+    const rd_protocol_t *p = req->services->protocol;
 
-    if (!admin_key_ok(p, req))
+    if (!req->services->admin_key_ok(req, req->payload, req->payload_len))
         return RD_STATUS_ADMIN_AUTH;
     const rd_stats_t *st = p->stats;
     if (st == NULL)

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <openssl/crypto.h>
 
 #include "rd_commands.h"
 #include "rd_crashrec.h"
@@ -49,11 +50,22 @@ static void svc_log(const raidad_request_t *req, int level, const char *fmt, ...
 
 static void svc_count(uint8_t group, uint8_t command, uint64_t n);
 
+/* Constant time, so that the answer's timing tells nothing about how much
+ * of a guessed key was right. */
+static bool svc_admin_key_ok(const raidad_request_t *req, const uint8_t *key, size_t len)
+{
+    const rd_protocol_t *p = req != NULL ? req->services->protocol : NULL;
+
+    return p != NULL && p->admin_key_set && key != NULL && len == sizeof(p->admin_key)
+        && CRYPTO_memcmp(key, p->admin_key, sizeof(p->admin_key)) == 0;
+}
+
 const raidad_services_t rd_module_services = {
     .abi = RAIDAD_MODULE_ABI,
     .append = svc_append,
     .log = svc_log,
     .count = svc_count,
+    .admin_key_ok = svc_admin_key_ok,
 };
 
 /* The statistics of the worker that runs the handler: set once in

@@ -75,6 +75,10 @@ typedef struct raidad_services {
     /* Adds N to the daemon's request counter of (GROUP, COMMAND) in its
      * shared statistics (the stats command, the metrics). */
     void (*count)(uint8_t group, uint8_t command, uint64_t n);
+    /* True when KEY (LEN bytes, from REQ's payload) is the configured admin
+     * key; compared in constant time. An admin command's handler checks
+     * its key with it (the daemon has checked the channel already). */
+    bool (*admin_key_ok)(const raidad_request_t *req, const uint8_t *key, size_t len);
     /* The coin store, once raidad has one; NULL until then. */
     void *coins;
     /* Built-in modules only (the daemon's own rd_protocol_t, opaque to
