@@ -6,6 +6,8 @@
  * objects), and the crash record as the master reads it. */
 #include "config.h"
 
+#include <dlfcn.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -303,6 +305,20 @@ static void test_load_module_refused(void **state)
          NAME ":1: testmod.list must be an integer, a boolean or a string");
 }
 
+/* A shared object that is no module: zlib, found where this process has it. */
+static void test_load_module_without_symbol(void **state)
+{
+    Dl_info info;
+    char want[PATH_MAX + 128];
+
+    (void)state;
+    assert_true(dladdr((void *)crc32, &info) != 0 && info.dli_fname != NULL);
+    assert_true(info.dli_fname[0] == '/');
+    snprintf(want, sizeof(want), NAME ":1: load_module \"%%s\": no symbol raidad_module: "
+             "not a raidad module");
+    load("load_module = \"%s\";\n", info.dli_fname, want);
+}
+
 static void test_load_module_twice(void **state)
 {
     char conf[2048], err[512];
@@ -380,6 +396,7 @@ int main(void)
         cmocka_unit_test(test_dispatch_frame),
         cmocka_unit_test(test_load_module),
         cmocka_unit_test(test_load_module_refused),
+        cmocka_unit_test(test_load_module_without_symbol),
         cmocka_unit_test(test_load_module_twice),
         cmocka_unit_test(test_crash_record),
         cmocka_unit_test(test_crash_record_untrusted),
