@@ -48,7 +48,7 @@ static void svc_log(const raidad_request_t *req, int level, const char *fmt, ...
            req->datagram ? "udp" : "tcp", req->group, req->command, client, msg);
 }
 
-static void svc_count(uint8_t group, uint8_t command, uint64_t n);
+static void svc_count(const raidad_request_t *req, uint64_t n);
 
 /* Constant time, so that the answer's timing tells nothing about how much
  * of a guessed key was right. */
@@ -68,14 +68,12 @@ const raidad_services_t rd_module_services = {
     .admin_key_ok = svc_admin_key_ok,
 };
 
-/* The statistics of the worker that runs the handler: set once in
- * rd_command_run's caller's process (one per worker). */
-static rd_stats_t *svc_stats;
-
-static void svc_count(uint8_t group, uint8_t command, uint64_t n)
+static void svc_count(const raidad_request_t *req, uint64_t n)
 {
-    if (svc_stats != NULL && group < RD_STATS_GROUPS)
-        rd_stats_add(&svc_stats->by_command[group][command], n);
+    const rd_protocol_t *p = req != NULL ? req->services->protocol : NULL;
+
+    if (p != NULL && p->stats != NULL && req->group < RD_STATS_GROUPS)
+        rd_stats_add(&p->stats->by_command[req->group][req->command], n);
 }
 
 /* ---- checking a descriptor ---------------------------------------------- */
@@ -392,7 +390,6 @@ int rd_command_run(const rd_command_t *cmd, const rd_protocol_t *p, rd_request_t
     int status;
 
     svc.protocol = p;
-    svc_stats = p->stats;
     rd_crashrec_enter(m->desc->name, req->group, req->command);
     status = cmd->handler(&view, resp);
     rd_crashrec_leave();

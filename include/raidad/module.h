@@ -72,9 +72,10 @@ typedef struct raidad_services {
      * REQ (REQ may be NULL outside a request). */
     void (*log)(const raidad_request_t *req, int level, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
-    /* Adds N to the daemon's request counter of (GROUP, COMMAND) in its
-     * shared statistics (the stats command, the metrics). */
-    void (*count)(uint8_t group, uint8_t command, uint64_t n);
+    /* Adds N to the shared per-command counter of REQ's group and command
+     * (the one the stats command reports): for a command that stands for
+     * several operations, e.g. one per coin of a batch. */
+    void (*count)(const raidad_request_t *req, uint64_t n);
     /* True when KEY (LEN bytes, from REQ's payload) is the configured admin
      * key; compared in constant time. An admin command's handler checks
      * its key with it (the daemon has checked the channel already). */

@@ -259,6 +259,8 @@ def test_crashing_command_takes_down_only_its_worker():
         expect(wait_until(lambda: re.search(
             rf"worker {victim} died while running module testmod group 201 command 1",
             d.log_text()), 5.0), "no crash record naming the module and command", d.log_tail())
+        expect(re.search(rf"\[notice\] {victim}: module testmod: tcp 201/1 from 127\.0\.0\.1: "
+                         "about to crash", d.log_text()), "the module's log line with its context")
         # Only what the crashed worker itself held in flight may fail.
         late = [f for f in load.failures if abs(f[0] - crashed_at) > 2.0]
         diag(f"{load.ok} echoes, {len(load.failures)} failed around the crash")

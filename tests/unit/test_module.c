@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdatomic.h>
 #include <zlib.h>
 #include <cmocka.h>
 
@@ -219,6 +220,51 @@ static void test_dispatch_frame(void **state)
     rd_modset_free(set);
 }
 
+static int h_count(const raidad_request_t *req, raidad_response_t *resp)
+{
+    (void)resp;
+    req->services->count(req, 5);
+    return RAIDAD_STATUS_SUCCESS;
+}
+
+/* The services: count adds to the request's command in the shared
+ * statistics; admin_key_ok compares with the configured key. */
+static void test_services(void **state)
+{
+    static const raidad_command_t cmds[] = { { 3, "batch", h_count, 0 } };
+    static const raidad_group_t groups[] = { { 20, cmds, 1 } };
+    static const raidad_module_t counting = {
+        .abi = RAIDAD_MODULE_ABI, .name = "counting", .groups = groups, .group_count = 1 };
+    rd_modset_t *set = rd_modset_create();
+    rd_protocol_t p = { .coin_id = 6, .max_body_size = 65536, .admin_key_set = true,
+                        .admin_key = "0123456789abcdef" };
+    raidad_services_t svc = rd_module_services;
+    raidad_request_t view = { .services = &svc };
+    uint8_t buf[128];
+    rd_request_t req;
+    rd_response_t resp;
+    char why[256];
+
+    (void)state;
+    assert_non_null(rd_modset_add(set, &counting, NULL, why, sizeof(why)));
+    p.modules = set;
+    p.stats = rd_stats_create();
+    assert_non_null(p.stats);
+    rd_response_init(&resp);
+    assert_true(rd_protocol_handle_frame(&p, &req, buf, frame(buf, 20, 3, 0), &resp));
+    assert_int_equal(resp.data[2], RD_STATUS_SUCCESS);
+    assert_int_equal(atomic_load(&p.stats->by_command[20][3]), 5 + 1);
+    svc.protocol = &p;
+    assert_true(svc.admin_key_ok(&view, (const uint8_t *)"0123456789abcdef", 16));
+    assert_false(svc.admin_key_ok(&view, (const uint8_t *)"0123456789abcdeX", 16));
+    assert_false(svc.admin_key_ok(&view, (const uint8_t *)"0123456789abcdef", 15));
+    p.admin_key_set = false;
+    assert_false(svc.admin_key_ok(&view, (const uint8_t *)"0123456789abcdef", 16));
+    rd_response_release(&resp);
+    rd_stats_destroy(p.stats);
+    rd_modset_free(set);
+}
+
 /* ---- load_module and the module's settings ---- */
 
 static const char *testmod(const char *var)
@@ -394,6 +440,7 @@ int main(void)
         cmocka_unit_test(test_descriptor_checks),
         cmocka_unit_test(test_set_conflicts),
         cmocka_unit_test(test_dispatch_frame),
+        cmocka_unit_test(test_services),
         cmocka_unit_test(test_load_module),
         cmocka_unit_test(test_load_module_refused),
         cmocka_unit_test(test_load_module_without_symbol),
