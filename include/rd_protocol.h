@@ -171,7 +171,4 @@ const char *rd_protocol_request_name(const rd_request_t *req);
  * layer may then run it on its own thread. */
 bool rd_protocol_is_quick(const rd_request_t *req);
 
-/* Whether GROUP is served by some module of P's generation (tools). */
-bool rd_protocol_group_known(const rd_protocol_t *p, uint8_t group);
-
 #endif

@@ -391,11 +391,6 @@ bool rd_protocol_is_quick(const rd_request_t *req)
     return req->enc_type == 0 && req->header_valid && req->cmd != NULL && req->cmd->quick;
 }
 
-bool rd_protocol_group_known(const rd_protocol_t *p, uint8_t group)
-{
-    return rd_modset_group_known(modules(p), group);
-}
-
 const char *rd_protocol_request_name(const rd_request_t *req)
 {
     return req->header_valid && req->cmd != NULL ? req->cmd->name : "unknown";
