@@ -11,7 +11,8 @@ real daemon, with the check-only test module tests/libtestmod.so (group 201:
   reload (`raidad -s reload` exits non-zero and says why), and the old
   generation keeps serving, module and all;
 - a command that crashes takes down only its worker: the master respawns
-  it and logs the module, group and command from the worker's crash record.
+  it and logs the module, group and command from the worker's crash record;
+  one that keeps crashing its young worker gets the respawn backoff.
 
 Only 127.0.0.1; only the PIDs this script started (the master) and the
 master's children are signalled. Everything is bounded in time and count.
@@ -41,6 +42,7 @@ GROUP = 201
 LOG_REFUSED = r"reload refused, the old configuration keeps serving"
 LOG_SEGV = r"worker \d+ exited on signal 11 \(Segmentation fault\)"
 LOG_CRASH_RECORD = r"worker \d+ died while running module testmod group 201 command 1"
+LOG_RESPAWN_DELAY = r"worker slot 0 died young \d+ times in a row: respawning in \d+ ms"
 
 
 def need_modules():
@@ -266,6 +268,42 @@ def test_crashing_command_takes_down_only_its_worker():
         diag(f"{load.ok} echoes, {len(load.failures)} failed around the crash")
         expect(not late and len(load.failures) <= 2, f"echo failures: {load.failures[:5]}")
         expect(call(d.port, 0, b"again").payload == b"\x07again", "the module after respawn")
+        d.stop()
+    finally:
+        d.kill()
+
+
+@test
+def test_a_command_that_keeps_crashing_gets_the_respawn_backoff():
+    """One worker, crashed again as soon as it is back: the third death in a
+    row of a young worker waits 100 ms before the next start."""
+    need_modules()
+    d = ModDaemon(overrides={"load_module": TESTMOD, "worker_processes": 1},
+                  expect_log=[LOG_SEGV, LOG_CRASH_RECORD, LOG_RESPAWN_DELAY])
+    saved = os.environ.get("ASAN_OPTIONS")
+    os.environ["ASAN_OPTIONS"] = ":".join(filter(None, [saved, "handle_segv=0"]))
+    try:
+        d.start()
+    finally:
+        if saved is None:
+            os.environ.pop("ASAN_OPTIONS", None)
+        else:
+            os.environ["ASAN_OPTIONS"] = saved
+    try:
+        seen = d.wait_workers(1)
+        for _ in range(3):
+            try:
+                call(d.port, 1)
+            except (AssertionError, OSError):
+                pass
+            expect(wait_until(lambda: d.workers() and d.workers()[0] not in seen, 10.0),
+                   f"no new worker after {seen}")
+            seen += d.workers()
+        expect(re.search(r"worker slot 0 died young 2 times in a row: respawning in 100 ms",
+                         d.log_text()), "no respawn backoff", d.log_tail())
+        crashes = re.findall(LOG_CRASH_RECORD, d.log_text())
+        expect(len(crashes) == 3, f"{len(crashes)} crash records for 3 crashes")
+        expect(call(d.port, 0, b"x").status == 250, "the module after the crashes")
         d.stop()
     finally:
         d.kill()
