@@ -49,7 +49,7 @@ mkvar() {
         mk -s --no-print-directory -f Makefile -f - rd-print-var
 }
 
-echo "1..34"
+echo "1..35"
 
 had_user=no
 getent passwd raidad >/dev/null 2>&1 && had_user=yes
@@ -84,7 +84,8 @@ fi
 
 # 7. the man pages
 missing=""
-for page in man8/raidad.8 man5/raidad.conf.5 man1/raida-cli.1 man1/raida-bench.1 man1/raida-coins.1; do
+for page in man8/raidad.8 man5/raidad.conf.5 man1/raida-cli.1 man1/raida-bench.1 man1/raida-coins.1 \
+        man3/raidad-module.3; do
     [ -s "$dest$mandir/$page" ] || missing="$missing $page"
 done
 if [ -z "$missing" ]; then
@@ -147,8 +148,9 @@ else
     fi
 fi
 
-# 12-16. each installed page renders without a warning, through groff and man
-for page in man8/raidad.8 man5/raidad.conf.5 man1/raida-cli.1 man1/raida-bench.1 man1/raida-coins.1; do
+# 12-17. each installed page renders without a warning, through groff and man
+for page in man8/raidad.8 man5/raidad.conf.5 man1/raida-cli.1 man1/raida-bench.1 man1/raida-coins.1 \
+        man3/raidad-module.3; do
     file=$dest$mandir/$page
     if ! command -v groff >/dev/null 2>&1; then
         skip "$page: groff not found"
@@ -167,7 +169,7 @@ for page in man8/raidad.8 man5/raidad.conf.5 man1/raida-cli.1 man1/raida-bench.1
     fi
 done
 
-# 17. logrotate accepts its file (a dry run, on a scratch state file)
+# 18. logrotate accepts its file (a dry run, on a scratch state file)
 if ! command -v logrotate >/dev/null 2>&1; then
     skip "logrotate not found"
 elif logrotate -d -s "$tmp/logrotate.state" "$lr" >"$tmp/logrotate.out" 2>&1 &&
@@ -178,14 +180,14 @@ else
     diag "$tmp/logrotate.out"
 fi
 
-# 18. the install hook creates the raidad account only on a real install
+# 19. the install hook creates the raidad account only on a real install
 if [ "$had_user" = no ] && getent passwd raidad >/dev/null 2>&1; then
     not_ok "make install DESTDIR=... created the account raidad"
 else
     ok "make install DESTDIR=... creates no account"
 fi
 
-# 19. systemd-analyze security: exposure 2.0 or lower ("OK") for the unit
+# 20. systemd-analyze security: exposure 2.0 or lower ("OK") for the unit
 # as installed (--offline: the file alone, no running manager).
 if ! command -v systemd-analyze >/dev/null 2>&1; then
     skip "systemd-analyze not found"
@@ -206,7 +208,7 @@ else
     fi
 fi
 
-# 20-23. the installed raidad is hardened: a position-independent
+# 21-24. the installed raidad is hardened: a position-independent
 # executable, bound at once, its relocations read-only, with a stack
 # protector or fortified calls.
 exe=$dest$sbindir/raidad
@@ -223,14 +225,14 @@ else
         sh -c 'readelf -sW --dyn-syms "$1" | grep -Eq "__stack_chk_fail|__[a-z_]*_chk@"' sh "$exe"
 fi
 
-# 24. the test hooks (tests/raidad-hooked) are not in the installed raidad
+# 25. the test hooks (tests/raidad-hooked) are not in the installed raidad
 if [ -f "$exe" ] && ! grep -q RAIDAD_TEST_FORBIDDEN "$exe"; then
     ok "raidad has no test hooks"
 else
     not_ok "raidad has no test hooks"
 fi
 
-# 25-32. the command module interface, and a module built out of tree
+# 26-33. the command module interface, and a module built out of tree
 includedir=$(mkvar includedir)
 libdir=$(mkvar libdir)
 check "include/raidad/module.h installed" test -s "$dest$includedir/raidad/module.h"
@@ -306,7 +308,7 @@ done
 kill "$daemon" 2>/dev/null
 wait "$daemon" 2>/dev/null
 
-# 33-34. make uninstall removes everything but the edited configuration
+# 34-35. make uninstall removes everything but the edited configuration
 if mk -s uninstall DESTDIR="$dest" >"$tmp/uninstall.log" 2>&1; then
     ok "make uninstall DESTDIR=..."
 else
