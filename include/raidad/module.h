@@ -26,7 +26,7 @@ extern "C" {
 
 /* Raised whenever a structure below changes in a way an old module would
  * misread; a module built against another ABI is refused at load. */
-#define RAIDAD_MODULE_ABI 1
+#define RAIDAD_MODULE_ABI 1u
 #define RAIDAD_MODULE_SYMBOL "raidad_module"
 
 /* Status codes a handler may return (the RAIDA protocol's, see the
