@@ -253,6 +253,11 @@ group = "root";
     "err-group-setting": "raida = { id = 1; };\n",
     "err-stray-string": "\"stray\"\n",
     "err-line-5": "\n\n\n\nraida_id = 99;\n",
+    # command modules: load_module and a module's settings group
+    "modules": "load_module = [ \"/nonexistent/a.so\", \"b.so\" ];\n"
+               "hello = { greeting = \"hi\"; tag = 9; on = true; big = 99999999999L; };\n"
+               "other : { };\n",
+    "module-bad-value": "hello = { list = ( 1, 2 ); };\n",
 }
 
 
