@@ -389,6 +389,7 @@ int rd_command_run(const rd_command_t *cmd, const rd_protocol_t *p, rd_request_t
     };
     int status;
 
+    /* The coin store, once rd_protocol_t has one, goes into svc.coins here. */
     svc.protocol = p;
     rd_crashrec_enter(m->desc->name, req->group, req->command);
     status = cmd->handler(&view, resp);

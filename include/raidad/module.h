@@ -109,8 +109,10 @@ struct raidad_request {
     const raidad_value_t *settings; /* in the order of the module's settings table */
     void *state;                /* what process_start (else configure) left */
     const char *module;         /* the module's name */
-    /* Built-in modules only: the daemon's own request. */
-    const struct rd_request *daemon_request;
+    /* Built-in modules only: the daemon's own request, whose fields a
+     * built-in handler may set for the network layer (e.g. a journal
+     * commit its answer must wait for). Opaque to modules out of tree. */
+    struct rd_request *daemon_request;
 };
 
 /* Builds the answer to REQ: appends its payload through
