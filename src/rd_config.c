@@ -734,8 +734,13 @@ static int rd_apply_modsetting(rd_config_t *cf, const char *module, const config
         return rd_fail_at(ld, e, "%s: setting name too long", module);
     snprintf(ms->name, sizeof(ms->name), "%s", config_setting_name(e));
     if (type == CONFIG_TYPE_INT || type == CONFIG_TYPE_INT64) {
+        char lit[48];
+
         ms->type = RD_MODSETTING_INT;
         ms->integer = config_setting_get_int64(e);
+        if (rd_int_wrapped(ld, e, ms->integer, lit, sizeof lit))
+            return rd_fail_at(ld, e, "%s.%s = %s is out of range (write a 64-bit integer "
+                              "with an L)", module, ms->name, lit);
     } else if (type == CONFIG_TYPE_BOOL) {
         ms->type = RD_MODSETTING_BOOL;
         ms->integer = config_setting_get_bool(e);

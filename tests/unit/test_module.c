@@ -347,6 +347,10 @@ static void test_load_module_refused(void **state)
          NAME ":3: module testmod has no setting 'nope'");
     load("load_module = \"%s\";\n\ntestmod = { refuse = true; label = \"L\"; };\n", mod,
          NAME ":3: module testmod refused its settings: refuse = true (label L)");
+    load("load_module = \"%s\";\ntestmod = {\n  tag = 4294967297;\n};\n", mod,
+         NAME ":3: testmod.tag = 4294967297 is out of range (write a 64-bit integer with an L)");
+    load("load_module = \"%s\";\ntestmod = {\n  tag = 4294967297L;\n};\n", mod,
+         NAME ":3: testmod.tag = 4294967297 is out of range (0..255)");
     load("testmod = { list = ( 1 ); };\nload_module = \"%s\";\n", mod,
          NAME ":1: testmod.list must be an integer, a boolean or a string");
 }
