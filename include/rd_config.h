@@ -142,6 +142,10 @@ int rd_config_load(rd_config_t *cf, const char *path, char *err, size_t err_len)
 int rd_config_parse_string(rd_config_t *cf, const char *text, const char *name,
                            char *err, size_t err_len);
 
+/* True when NAME is one of the daemon's own settings (a module may not
+ * take it for its settings group). */
+bool rd_config_is_setting(const char *name);
+
 /* Parses "ADDR:PORT", "[V6ADDR]:PORT", "ADDR" or "PORT" (the missing part
  * defaults to 0.0.0.0 and RD_DEFAULT_PORT). Returns -1 if malformed. */
 int rd_config_parse_listen(const char *text, rd_listen_addr_t *out);

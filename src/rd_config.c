@@ -810,6 +810,11 @@ static const rd_opt_t *rd_opt_find(const char *name)
     return NULL;
 }
 
+bool rd_config_is_setting(const char *name)
+{
+    return rd_opt_find(name) != NULL;
+}
+
 static int rd_apply_all(rd_config_t *cf, const config_t *lc, const rd_load_t *ld)
 {
     const config_setting_t *root = config_root_setting(lc);

@@ -79,6 +79,13 @@ static int load_one(rd_modset_t *set, const rd_config_t *cf, const rd_config_mod
         dlclose(dl);
         return -1;
     }
+    /* Its settings group would be read as that setting. */
+    if (rd_config_is_setting(desc->name)) {
+        fail(&lm->at, err, err_len, "load_module \"%s\": module %s has the name of a setting",
+             lm->path, desc->name);
+        dlclose(dl);
+        return -1;
+    }
     rd_module_t *m = rd_modset_add(set, desc, dl, why, sizeof(why));
     if (m == NULL) {
         fail(&lm->at, err, err_len, "load_module \"%s\": %s", lm->path, why);

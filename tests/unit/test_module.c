@@ -81,7 +81,12 @@ static void test_builtin_table(void **state)
     for (size_t i = 0; i < rd_builtin_module_count; i++) {
         char why[256];
         assert_int_equal(rd_module_check(rd_builtin_modules[i], why, sizeof(why)), 0);
+        /* Its settings group must not be read as one of the daemon's settings. */
+        assert_false(rd_config_is_setting(rd_builtin_modules[i]->name));
     }
+    assert_true(rd_config_is_setting("user"));
+    assert_true(rd_config_is_setting("load_module"));
+    assert_false(rd_config_is_setting("testmod"));
 }
 
 static void test_descriptor_checks(void **state)
