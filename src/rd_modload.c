@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "rd_log.h"
 #include "rd_modload.h"
@@ -57,9 +58,17 @@ static int load_one(rd_modset_t *set, const rd_config_t *cf, const rd_config_mod
 {
     char path[PATH_MAX + RD_CONFIG_SOURCE_SIZE], why[256];
     const raidad_module_t *desc;
+    struct stat st;
     void *dl;
 
     resolve(lm, path, sizeof(path));
+    /* The master runs the module's code with its own privileges (root,
+     * usually): a file anyone else may change is refused. */
+    if (stat(path, &st) == 0 && (st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+        fail(&lm->at, err, err_len, "load_module \"%s\": writable by group or others "
+             "(mode %03o): refused", lm->path, (unsigned)(st.st_mode & 0777));
+        return -1;
+    }
     dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (dl == NULL) {
         fail(&lm->at, err, err_len, "load_module \"%s\": %s", lm->path, dlerror());

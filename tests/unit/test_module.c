@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <stdatomic.h>
+#include <unistd.h>
+#include <sys/stat.h>
 #include <zlib.h>
 #include <cmocka.h>
 
@@ -374,6 +376,21 @@ static void test_load_module_without_symbol(void **state)
     load("load_module = \"%s\";\n", info.dli_fname, want);
 }
 
+/* The master would run the code of whoever may write the file. */
+static void test_load_module_writable_by_others(void **state)
+{
+    char path[] = "/tmp/raidad-test-module-XXXXXX";
+    int fd = mkstemp(path);
+
+    (void)state;
+    assert_true(fd >= 0);
+    assert_int_equal(fchmod(fd, 0666), 0);
+    load("load_module = \"%s\";\n", path,
+         NAME ":1: load_module \"%s\": writable by group or others (mode 666): refused");
+    close(fd);
+    unlink(path);
+}
+
 static void test_load_module_twice(void **state)
 {
     char conf[2048], err[512];
@@ -453,6 +470,7 @@ int main(void)
         cmocka_unit_test(test_load_module),
         cmocka_unit_test(test_load_module_refused),
         cmocka_unit_test(test_load_module_without_symbol),
+        cmocka_unit_test(test_load_module_writable_by_others),
         cmocka_unit_test(test_load_module_twice),
         cmocka_unit_test(test_crash_record),
         cmocka_unit_test(test_crash_record_untrusted),
