@@ -39,6 +39,10 @@ static void svc_log(const raidad_request_t *req, int level, const char *fmt, ...
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    /* One line per message: a module's text cannot forge another. */
+    for (char *c = msg; *c != '\0'; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7F)
+            *c = '?';
     if (req == NULL) {
         rd_log(level, "%s", msg);
         return;
@@ -48,7 +52,13 @@ static void svc_log(const raidad_request_t *req, int level, const char *fmt, ...
            req->datagram ? "udp" : "tcp", req->group, req->command, client, msg);
 }
 
-static void svc_count(const raidad_request_t *req, uint64_t n);
+static void svc_count(const raidad_request_t *req, uint64_t n)
+{
+    const rd_protocol_t *p = req != NULL ? req->services->protocol : NULL;
+
+    if (p != NULL && p->stats != NULL && req->group < RD_STATS_GROUPS)
+        rd_stats_add(&p->stats->by_command[req->group][req->command], n);
+}
 
 /* Constant time, so that the answer's timing tells nothing about how much
  * of a guessed key was right. */
@@ -67,14 +77,6 @@ const raidad_services_t rd_module_services = {
     .count = svc_count,
     .admin_key_ok = svc_admin_key_ok,
 };
-
-static void svc_count(const raidad_request_t *req, uint64_t n)
-{
-    const rd_protocol_t *p = req != NULL ? req->services->protocol : NULL;
-
-    if (p != NULL && p->stats != NULL && req->group < RD_STATS_GROUPS)
-        rd_stats_add(&p->stats->by_command[req->group][req->command], n);
-}
 
 /* ---- checking a descriptor ---------------------------------------------- */
 

@@ -24,6 +24,7 @@
 #include "rd_commands.h"
 #include "rd_config.h"
 #include "rd_crashrec.h"
+#include "rd_log.h"
 #include "rd_modload.h"
 #include "rd_module.h"
 #include "rd_protocol.h"
@@ -267,6 +268,31 @@ static void test_services(void **state)
     assert_false(svc.admin_key_ok(&view, (const uint8_t *)"0123456789abcdef", 15));
     p.admin_key_set = false;
     assert_false(svc.admin_key_ok(&view, (const uint8_t *)"0123456789abcdef", 16));
+    /* log: the request's context, and one line whatever the module wrote. */
+    {
+        static const uint8_t client[16] = { [10] = 0xFF, [11] = 0xFF, 192, 0, 2, 7 };
+        char path[] = "/tmp/raidad-test-log-XXXXXX", text[512] = "";
+        int fd = mkstemp(path);
+        FILE *f;
+
+        assert_true(fd >= 0);
+        close(fd);
+        assert_int_equal(rd_log_open(path), 0);
+        rd_log_set_level(RD_LOG_DEBUG);
+        view.module = "counting";
+        view.group = 20;
+        view.command = 3;
+        view.client = client;
+        view.datagram = true;
+        svc.log(&view, RAIDAD_LOG_NOTICE, "two\nlines %d", 2);
+        rd_log_open(NULL);
+        f = fopen(path, "r");
+        assert_non_null(f);
+        assert_true(fread(text, 1, sizeof(text) - 1, f) > 0);
+        fclose(f);
+        unlink(path);
+        assert_non_null(strstr(text, "module counting: udp 20/3 from 192.0.2.7: two?lines 2\n"));
+    }
     rd_response_release(&resp);
     rd_stats_destroy(p.stats);
     rd_modset_free(set);
