@@ -53,51 +53,66 @@ static void resolve(const rd_config_module_t *lm, char *out, size_t len)
         snprintf(out, len, "%.*s/%s", (int)(slash - lm->at.file), lm->at.file, lm->path);
 }
 
-static int load_one(rd_modset_t *set, const rd_config_t *cf, const rd_config_module_t *lm,
-                    char *err, size_t err_len)
+/* The master runs the module's code with its own privileges (root,
+ * usually): a file anyone else may change is refused. */
+static int check_file(const rd_config_module_t *lm, const char *path, char *err, size_t err_len)
 {
-    char path[PATH_MAX + RD_CONFIG_SOURCE_SIZE], why[256];
-    const raidad_module_t *desc;
     struct stat st;
-    void *dl;
 
-    resolve(lm, path, sizeof(path));
-    /* The master runs the module's code with its own privileges (root,
-     * usually): a file anyone else may change is refused. */
     if (stat(path, &st) == 0 && (st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
         fail(&lm->at, err, err_len, "load_module \"%s\": writable by group or others "
              "(mode %03o): refused", lm->path, (unsigned)(st.st_mode & 0777));
         return -1;
     }
+    return 0;
+}
+
+/* The descriptor of the shared object DL, checked: its ABI first, since
+ * nothing else of a descriptor of another ABI may be read; then the rest,
+ * and that its name is not one of the daemon's settings (its settings
+ * group would be read as that setting). */
+static const raidad_module_t *descriptor(const rd_config_module_t *lm, void *dl, char *err,
+                                         size_t err_len)
+{
+    const raidad_module_t *desc = dlsym(dl, RAIDAD_MODULE_SYMBOL);
+    char why[256];
+
+    if (desc == NULL)
+        fail(&lm->at, err, err_len, "load_module \"%s\": no symbol %s: not a raidad module",
+             lm->path, RAIDAD_MODULE_SYMBOL);
+    else if (desc->abi != RAIDAD_MODULE_ABI)
+        fail(&lm->at, err, err_len, "load_module \"%s\": built for module ABI %u, "
+             "this raidad has ABI %u", lm->path, desc->abi, RAIDAD_MODULE_ABI);
+    else if (rd_module_check(desc, why, sizeof(why)) < 0)
+        fail(&lm->at, err, err_len, "load_module \"%s\": %s", lm->path, why);
+    else if (rd_config_is_setting(desc->name))
+        fail(&lm->at, err, err_len, "load_module \"%s\": module %s has the name of a setting",
+             lm->path, desc->name);
+    else
+        return desc;
+    return NULL;
+}
+
+static int load_one(rd_modset_t *set, const rd_config_t *cf, const rd_config_module_t *lm,
+                    char *err, size_t err_len)
+{
+    char path[PATH_MAX + RD_CONFIG_SOURCE_SIZE], why[256];
+    const raidad_module_t *desc;
+    rd_module_t *m;
+    void *dl;
+
+    resolve(lm, path, sizeof(path));
+    if (check_file(lm, path, err, err_len) < 0)
+        return -1;
     dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (dl == NULL) {
         fail(&lm->at, err, err_len, "load_module \"%s\": %s", lm->path, dlerror());
         return -1;
     }
-    desc = dlsym(dl, RAIDAD_MODULE_SYMBOL);
-    if (desc == NULL) {
-        fail(&lm->at, err, err_len, "load_module \"%s\": no symbol %s: not a raidad module",
-             lm->path, RAIDAD_MODULE_SYMBOL);
-        dlclose(dl);
-        return -1;
-    }
-    /* The ABI first: nothing else of a descriptor of another ABI is read. */
-    if (desc->abi != RAIDAD_MODULE_ABI) {
-        fail(&lm->at, err, err_len, "load_module \"%s\": built for module ABI %u, "
-             "this raidad has ABI %u", lm->path, desc->abi, RAIDAD_MODULE_ABI);
-        dlclose(dl);
-        return -1;
-    }
-    /* Its settings group would be read as that setting. */
-    if (rd_config_is_setting(desc->name)) {
-        fail(&lm->at, err, err_len, "load_module \"%s\": module %s has the name of a setting",
-             lm->path, desc->name);
-        dlclose(dl);
-        return -1;
-    }
-    rd_module_t *m = rd_modset_add(set, desc, dl, why, sizeof(why));
-    if (m == NULL) {
-        fail(&lm->at, err, err_len, "load_module \"%s\": %s", lm->path, why);
+    if ((desc = descriptor(lm, dl, err, err_len)) == NULL
+        || (m = rd_modset_add(set, desc, dl, why, sizeof(why))) == NULL) {
+        if (desc != NULL)
+            fail(&lm->at, err, err_len, "load_module \"%s\": %s", lm->path, why);
         dlclose(dl);
         return -1;
     }
