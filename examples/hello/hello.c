@@ -9,6 +9,7 @@
  *   load_module "/usr/local/lib/raidad/modules/hello.so";
  *   hello = { greeting = "hi"; };   # 1..16 characters, default "hello"
  */
+#include <stdio.h>
 #include <string.h>
 
 #include <raidad/module.h>
@@ -29,8 +30,7 @@ static int hello_configure(const raidad_value_t *settings, void **state, char *w
 
     (void)state;
     if (n == 0 || n > GREETING_MAX) {
-        strncpy(why, "greeting must be 1..16 characters", why_len - 1);
-        why[why_len - 1] = '\0';
+        snprintf(why, why_len, "greeting must be 1..%d characters, not %zu", GREETING_MAX, n);
         return -1;
     }
     return 0;
