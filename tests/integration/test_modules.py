@@ -6,7 +6,8 @@ real daemon, with the check-only test module tests/libtestmod.so (group 201:
 - a reload adds the module: its group answers afterwards, its settings
   group applies, its process start hook ran in the workers, and echo traffic
   over TCP and UDP meanwhile has 0 errors;
-- a reload drops it: the group answers 5 afterwards, 0 errors meanwhile;
+- a reload replaces it (a new file, new settings), then drops it: the group
+  answers 5 afterwards, 0 errors meanwhile;
 - a module of another ABI is refused with FILE:LINE at start, at -t and at
   reload (`raidad -s reload` exits non-zero and says why), and the old
   generation keeps serving, module and all;
@@ -20,6 +21,7 @@ Prints TAP."""
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -147,7 +149,7 @@ def reload(d):
 # --------------------------------------------------------------------------
 
 @test
-def test_reload_adds_then_drops_a_module_without_errors():
+def test_reload_adds_replaces_then_drops_a_module_without_errors():
     need_modules()
     with ModDaemon() as d:
         if "pid_file" not in d.settings:
@@ -167,6 +169,17 @@ def test_reload_adds_then_drops_a_module_without_errors():
                 expect(r.status == 250 and r.payload == b"\x01",
                        "the module's process start hook did not run in the worker", r)
                 expect(call(d.port, 9, udp=udp).status == 6, "unserved command of group 201")
+            # Replaced: a new build under a new name (docs/modules.md), new settings.
+            replacement = os.path.join(d.dir, "testmod-2.so")
+            shutil.copyfile(TESTMOD, replacement)
+            os.chmod(replacement, 0o755)
+            d.write('testmod = { tag = 43; };\n', load_module=replacement)
+            proc = reload(d)
+            expect(proc.returncode == 0, "reload replacing the module", describe(proc))
+            for udp in (False, True):
+                r = call(d.port, 0, b"hi", udp=udp)
+                expect(r.status == 250 and r.payload == bytes([43]) + b"hi",
+                       "ping through the replaced module", r)
             time.sleep(0.5)
             d.write(load_module=None)
             proc = reload(d)
@@ -174,7 +187,7 @@ def test_reload_adds_then_drops_a_module_without_errors():
             for udp in (False, True):
                 expect(call(d.port, 0, b"x", udp=udp).status == 5, "group 201 after drop")
             time.sleep(0.5)
-        diag(f"{load.ok} echoes across two reloads, {len(load.failures)} failed")
+        diag(f"{load.ok} echoes across three reloads, {len(load.failures)} failed")
         expect(load.ok > 50, f"only {load.ok} echoes answered")
         expect(not load.failures, f"echo failures: {load.failures[:5]}")
 
