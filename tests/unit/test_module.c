@@ -51,12 +51,6 @@ static const raidad_module_t good = {
     .abi = RAIDAD_MODULE_ABI, .name = "good", .groups = good_groups, .group_count = 1,
 };
 
-/* A copy of GOOD with one thing changed by the caller. */
-static raidad_module_t variant(void)
-{
-    return good;
-}
-
 static void expect_refused(const raidad_module_t *d, const char *want)
 {
     char why[256] = "";
@@ -111,15 +105,15 @@ static void test_descriptor_checks(void **state)
 
     (void)state;
     assert_int_equal(rd_module_check(&good, why, sizeof(why)), 0);
-    d = variant(); d.abi = 999;
+    d = good; d.abi = 999;
     expect_refused(&d, "module ABI 999, but this raidad has ABI 1");
-    d = variant(); d.name = "9lives";
+    d = good; d.name = "9lives";
     expect_refused(&d, "the module name must be [a-z][a-z0-9_]*, up to 31 characters");
-    d = variant(); d.group_count = 0;
+    d = good; d.group_count = 0;
     expect_refused(&d, "module good serves no command group");
-    d = variant(); d.groups = two_same; d.group_count = 2;
+    d = good; d.groups = two_same; d.group_count = 2;
     expect_refused(&d, "module good lists group 5 twice");
-    d = variant(); d.groups = &g;
+    d = good; d.groups = &g;
     g.commands = dup_cmd; g.count = 2;
     expect_refused(&d, "group 5 lists command 1 twice");
     g.commands = bad_flag; g.count = 1;
@@ -132,11 +126,11 @@ static void test_descriptor_checks(void **state)
     expect_refused(&d, "command 5/1 needs a handler and a name of [a-z0-9_], up to 31 characters");
     g.commands = good_cmds; g.count = 0;
     expect_refused(&d, "group 5 has 0 commands (1..256)");
-    d = variant(); d.settings = bad_range; d.setting_count = 1;
+    d = good; d.settings = bad_range; d.setting_count = 1;
     expect_refused(&d, "module good: setting n has a bad type or range");
-    d = variant(); d.settings = dup_setting; d.setting_count = 2;
+    d = good; d.settings = dup_setting; d.setting_count = 2;
     expect_refused(&d, "module good lists setting n twice");
-    d = variant(); d.setting_count = 1;
+    d = good; d.setting_count = 1;
     expect_refused(&d, "module good counts 1 settings but lists none");
 }
 
