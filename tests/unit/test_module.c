@@ -292,6 +292,59 @@ static void test_services(void **state)
     rd_modset_free(set);
 }
 
+static int hook_calls;
+
+static int start_ok(const raidad_services_t *services, void **state)
+{
+    assert_int_equal(services->abi, RAIDAD_MODULE_ABI);
+    *state = &hook_calls;
+    hook_calls++;
+    return 0;
+}
+
+static int start_fails(const raidad_services_t *services, void **state)
+{
+    (void)services;
+    (void)state;
+    return -1;
+}
+
+static void stop_hook(void *state)
+{
+    assert_ptr_equal(state, &hook_calls);
+    hook_calls += 10;
+}
+
+/* The worker's hooks: every module started in order, a failure stops the
+ * start, and only the started ones are stopped. */
+static void test_process_hooks(void **state)
+{
+    static const raidad_group_t g60[] = { { 60, good_cmds, 2 } };
+    static const raidad_group_t g61[] = { { 61, good_cmds, 2 } };
+    raidad_module_t a = good, b = good;
+    rd_modset_t *set = rd_modset_create();
+    char why[256];
+
+    (void)state;
+    a.name = "a";
+    a.groups = g60;
+    a.process_start = start_ok;
+    a.process_stop = stop_hook;
+    b.name = "b";
+    b.groups = g61;
+    b.process_start = start_fails;
+    b.process_stop = stop_hook;
+    assert_non_null(rd_modset_add(set, &a, NULL, why, sizeof(why)));
+    assert_non_null(rd_modset_add(set, &b, NULL, why, sizeof(why)));
+    hook_calls = 0;
+    assert_int_equal(rd_modset_start(set), -1);
+    assert_int_equal(hook_calls, 1);
+    assert_ptr_equal(rd_modset_find(set, "a")->state, &hook_calls);
+    rd_modset_stop(set);
+    assert_int_equal(hook_calls, 11);               /* a stopped, b never started */
+    rd_modset_free(set);
+}
+
 /* ---- load_module and the module's settings ---- */
 
 static const char *testmod(const char *var)
@@ -487,6 +540,7 @@ int main(void)
         cmocka_unit_test(test_set_conflicts),
         cmocka_unit_test(test_dispatch_frame),
         cmocka_unit_test(test_services),
+        cmocka_unit_test(test_process_hooks),
         cmocka_unit_test(test_load_module),
         cmocka_unit_test(test_load_module_refused),
         cmocka_unit_test(test_load_module_without_symbol),
