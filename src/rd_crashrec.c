@@ -111,7 +111,17 @@ static bool name_valid(const char *s, size_t max)
     return n > 0 && n < max;
 }
 
-bool rd_crashrec_read(size_t slot, char *out, size_t len)
+/* The command's name in the master's own table, when the recorded module
+ * serves it there; "" otherwise. */
+static const char *command_name(const rd_modset_t *names, const crash_entry_t *e)
+{
+    const rd_command_t *cmd = names != NULL ? rd_modset_lookup(names, e->group, e->command)
+                                            : NULL;
+
+    return cmd != NULL && strcmp(cmd->module->desc->name, e->module) == 0 ? cmd->name : "";
+}
+
+bool rd_crashrec_read(size_t slot, const rd_modset_t *names, char *out, size_t len)
 {
     crash_slot_t copy;
     size_t used = 0;
@@ -131,8 +141,11 @@ bool rd_crashrec_read(size_t slot, char *out, size_t len)
         if (atomic_load_explicit(&e->active, memory_order_relaxed) != 1
             || !name_valid(e->module, sizeof(e->module)))
             continue;
-        n = snprintf(out + used, len - used, "%smodule %s group %u command %u",
-                     any ? ", " : "", e->module, e->group, e->command);
+        const char *name = command_name(names, e);
+
+        n = snprintf(out + used, len - used, "%smodule %s group %u command %u%s%s%s",
+                     any ? ", " : "", e->module, e->group, e->command,
+                     name[0] != '\0' ? " (" : "", name, name[0] != '\0' ? ")" : "");
         if (n < 0 || (size_t)n >= len - used)
             break;
         used += (size_t)n;

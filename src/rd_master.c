@@ -544,15 +544,20 @@ static void master_schedule_respawn(rd_master_t *m, const rd_proc_t *p)
     s->respawn_at = now + delay;
 }
 
-/* What a worker that died was running, from its crash record. */
+/* What a worker that died was running, from its crash record; the names
+ * of its commands from the master's own table of its generation, when
+ * the master still has it. */
 static void log_crash(const rd_proc_t *p, int status)
 {
+    const rd_master_t *m = p->master;
+    const rd_modset_t *names = p->generation == m->generation ? m->cycle.modules
+        : m->next.config != NULL && p->generation == m->next_generation ? m->next.modules : NULL;
     char what[512];
 
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
         return;
-    if (rd_crashrec_read((size_t)(p - p->master->procs), what, sizeof(what)))
-        rd_log(WIFSIGNALED(status) && (p->draining || p->master->stop) ? RD_LOG_NOTICE
+    if (rd_crashrec_read((size_t)(p - m->procs), names, what, sizeof(what)))
+        rd_log(WIFSIGNALED(status) && (p->draining || m->stop) ? RD_LOG_NOTICE
                : RD_LOG_ERR, "worker %ld died while running %s", (long)p->pid, what);
 }
 

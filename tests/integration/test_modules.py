@@ -272,7 +272,7 @@ def test_crashing_command_takes_down_only_its_worker():
                f"more than the crashing worker went: {workers} -> {now}")
         victim = [p for p in workers if p not in now][0]
         expect(wait_until(lambda: re.search(
-            rf"worker {victim} died while running module testmod group 201 command 1",
+            rf"worker {victim} died while running module testmod group 201 command 1 \(crash\)",
             d.log_text()), 5.0), "no crash record naming the module and command", d.log_tail())
         expect(re.search(rf"\[notice\] {victim}: module testmod: tcp 201/1 from 127\.0\.0\.1: "
                          "about to crash", d.log_text()), "the module's log line with its context")

@@ -488,18 +488,27 @@ static void test_crash_record(void **state)
 
     (void)state;
     assert_int_equal(rd_crashrec_init(4), 0);
-    assert_false(rd_crashrec_read(2, what, sizeof(what)));     /* never attached */
+    assert_false(rd_crashrec_read(2, NULL, what, sizeof(what)));     /* never attached */
     rd_crashrec_attach(2);
     rd_crashrec_enter("testmod", 201, 1);
-    assert_true(rd_crashrec_read(2, what, sizeof(what)));
+    assert_true(rd_crashrec_read(2, NULL, what, sizeof(what)));
     assert_string_equal(what, "module testmod group 201 command 1");
-    assert_false(rd_crashrec_read(2, what, sizeof(what)));     /* read once */
+    assert_false(rd_crashrec_read(2, NULL, what, sizeof(what)));     /* read once */
     rd_crashrec_attach(2);
     rd_crashrec_enter("testmod", 201, 1);
     rd_crashrec_leave();
-    assert_false(rd_crashrec_read(2, what, sizeof(what)));     /* finished */
+    assert_false(rd_crashrec_read(2, NULL, what, sizeof(what)));     /* finished */
     rd_crashrec_attach(3);
-    assert_false(rd_crashrec_read(3, what, sizeof(what)));
+    assert_false(rd_crashrec_read(3, NULL, what, sizeof(what)));
+    /* With the master's table: the name of a command of that module only. */
+    rd_crashrec_attach(3);
+    rd_crashrec_enter("status", 0, 2);
+    assert_true(rd_crashrec_read(3, rd_modset_default(), what, sizeof(what)));
+    assert_string_equal(what, "module status group 0 command 2 (stats)");
+    rd_crashrec_attach(3);
+    rd_crashrec_enter("impostor", 0, 2);
+    assert_true(rd_crashrec_read(3, rd_modset_default(), what, sizeof(what)));
+    assert_string_equal(what, "module impostor group 0 command 2");
     rd_crashrec_fini();
 }
 
@@ -519,16 +528,16 @@ static void test_crash_record_untrusted(void **state)
     uint8_t *name = memmem(slot, slot_size, "testmod", 7);
     assert_non_null(name);
     memset(name, 'A', 32);                         /* no NUL, not a module name */
-    assert_false(rd_crashrec_read(0, what, sizeof(what)));
+    assert_false(rd_crashrec_read(0, NULL, what, sizeof(what)));
     rd_crashrec_attach(0);
     rd_crashrec_enter("testmod", 201, 1);
     name = memmem(slot, slot_size, "testmod", 7);
     name[2] = '\n';                                /* a line break into the log */
-    assert_false(rd_crashrec_read(0, what, sizeof(what)));
+    assert_false(rd_crashrec_read(0, NULL, what, sizeof(what)));
     rd_crashrec_attach(0);
     rd_crashrec_enter("testmod", 201, 1);
     memset(slot, 0xFF, 4);                         /* the magic */
-    assert_false(rd_crashrec_read(0, what, sizeof(what)));
+    assert_false(rd_crashrec_read(0, NULL, what, sizeof(what)));
     rd_crashrec_fini();
 }
 
