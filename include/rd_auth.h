@@ -45,7 +45,8 @@ void rd_auth_coin(const rd_auth_payload_t *pl, size_t i, rd_auth_coin_t *coin);
  * i passed. OUT holds (N + 7) / 8 bytes. */
 void rd_auth_bitfield(const bool *passed, size_t n, uint8_t *out);
 
-/* The handlers, for the command table (rd_commands.c). */
+/* The handlers, declared to the dispatcher by src/rd_mod_auth.c (group 1)
+ * and src/rd_mod_status.c (audit). */
 int rd_auth_detect(const rd_protocol_t *p, rd_request_t *req, rd_response_t *resp);
 int rd_auth_detect_sum(const rd_protocol_t *p, rd_request_t *req, rd_response_t *resp);
 int rd_auth_pown(const rd_protocol_t *p, rd_request_t *req, rd_response_t *resp);

@@ -1,5 +1,7 @@
-/* The command handlers, found by (group, command). Adding a command is one
- * line in the table of rd_commands.c. */
+/* The built-in command modules, in one table (rd_commands.c), and the
+ * commands of the default set (the built-in ones only) for those that
+ * have no generation: tools, tests, the metrics' names. A generation's
+ * own table is rd_module.h's rd_modset_t. */
 #ifndef RD_COMMANDS_H
 #define RD_COMMANDS_H
 
@@ -7,28 +9,28 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "rd_module.h"
 #include "rd_protocol.h"
 
-/* Appends the response payload to RESP (and may set req->commit_lsn); returns the status to answer
- * (RD_STATUS_SUCCESS, or an error status with no payload). */
-typedef int (*rd_command_handler)(const rd_protocol_t *p, rd_request_t *req,
-                                  rd_response_t *resp);
+/* The modules compiled in, in the order their commands are numbered. */
+extern const raidad_module_t *const rd_builtin_modules[];
+extern const size_t rd_builtin_module_count;
 
-typedef struct rd_command {
-    uint8_t group;
-    uint8_t command;
-    const char *name;
-    rd_command_handler handler;
-    bool admin;                 /* succeeds only with the admin key */
-    bool quick;                 /* cheaper than a hand-off to the pool */
-    bool payload;               /* needs one: a header-only request answers 36 */
-} rd_command_t;
+/* The built-in modules themselves (one file each). */
+extern const raidad_module_t rd_mod_status;
+extern const raidad_module_t rd_mod_auth;
 
 bool rd_command_group_known(uint8_t group);
 const rd_command_t *rd_command_lookup(uint8_t group, uint8_t command);
 
-/* The commands by position in the table (0 .. rd_command_count() - 1). */
+/* The built-in commands by position (0 .. rd_command_count() - 1): the
+ * metrics keep their counters in a plain array by this index. */
 size_t rd_command_count(void);
 const rd_command_t *rd_command_at(size_t i);
+
+/* Runs CMD's handler for REQ (validated, decrypted) into RESP, with the
+ * worker's crash record naming it meanwhile. Returns the status. */
+int rd_command_run(const rd_command_t *cmd, const rd_protocol_t *p, rd_request_t *req,
+                   rd_response_t *resp);
 
 #endif

@@ -29,6 +29,39 @@ typedef struct rd_listen_addr {
     char text[64];                 /* as written: "127.0.0.1:18000", "[::1]:18000" */
 } rd_listen_addr_t;
 
+/* Command modules (docs/modules.md): what the file says of them, checked
+ * against the modules themselves when they are loaded (rd_modload.c). */
+#define RD_CONFIG_MAX_MODULES 16
+#define RD_CONFIG_MAX_MODULE_SETTINGS 64
+#define RD_CONFIG_SOURCE_SIZE 256
+
+typedef struct rd_config_source {
+    char file[RD_CONFIG_SOURCE_SIZE];  /* as errors name it */
+    int line;
+} rd_config_source_t;
+
+typedef struct rd_config_module {
+    char path[PATH_MAX];
+    rd_config_source_t at;
+} rd_config_module_t;
+
+/* A settings group named after a module, and the settings in it. */
+typedef struct rd_config_modgroup {
+    char module[32];
+    rd_config_source_t at;
+} rd_config_modgroup_t;
+
+enum rd_modsetting_type { RD_MODSETTING_INT, RD_MODSETTING_BOOL, RD_MODSETTING_STRING };
+
+typedef struct rd_config_modsetting {
+    char module[32];
+    char name[64];
+    int type;                      /* enum rd_modsetting_type */
+    long long integer;
+    char text[256];
+    rd_config_source_t at;
+} rd_config_modsetting_t;
+
 typedef struct rd_config {
     char path[PATH_MAX];
     rd_listen_addr_t listen[RD_CONFIG_MAX_LISTEN];
@@ -97,6 +130,13 @@ typedef struct rd_config {
     char access_log_format[8];     /* "plain" or "json" */
     unsigned access_log_buffer;    /* bytes per worker */
     unsigned access_log_flush_ms;
+    /* Command modules. */
+    rd_config_module_t load_module[RD_CONFIG_MAX_MODULES];
+    size_t load_module_count;
+    rd_config_modgroup_t modgroup[RD_CONFIG_MAX_MODULES];
+    size_t modgroup_count;
+    rd_config_modsetting_t modsetting[RD_CONFIG_MAX_MODULE_SETTINGS];
+    size_t modsetting_count;
 } rd_config_t;
 
 /* The coin store's settings in CF (the workers' identity included). */
@@ -119,6 +159,10 @@ int rd_config_load(rd_config_t *cf, const char *path, char *err, size_t err_len)
 /* The same for configuration text in memory; NAME stands for the file in messages. */
 int rd_config_parse_string(rd_config_t *cf, const char *text, const char *name,
                            char *err, size_t err_len);
+
+/* True when NAME is one of the daemon's own settings (a module may not
+ * take it for its settings group). */
+bool rd_config_is_setting(const char *name);
 
 /* Parses "ADDR:PORT", "[V6ADDR]:PORT", "ADDR" or "PORT" (the missing part
  * defaults to 0.0.0.0 and RD_DEFAULT_PORT). Returns -1 if malformed. */

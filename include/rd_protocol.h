@@ -67,6 +67,9 @@ typedef struct rd_protocol {
     size_t admin_allow_count;
     rd_stats_t *stats;
     rd_coins_t *coins;          /* the coin store, keys of types 1, 4, 5 too; NULL: no coins */
+    /* The generation's command modules (rd_module.h); NULL: the built-in
+     * ones only. */
+    const struct rd_modset *modules;
 } rd_protocol_t;
 
 typedef struct rd_request {
@@ -77,6 +80,7 @@ typedef struct rd_request {
     uint8_t command;
     uint8_t enc_type;
     bool header_valid;          /* group and command name a handler */
+    const struct rd_command *cmd;   /* that handler, once header_valid */
     uint32_t body_size;         /* from the header: bytes after it, trailer included */
     uint8_t *body;              /* body_size bytes, owned by whoever filled it */
     bool body_complete;         /* all body_size bytes are in body */
@@ -171,7 +175,11 @@ int rd_protocol_commit(const rd_protocol_t *p, uint64_t lsn);
 /* Empties the store's journal into the pages when due, or now (FORCE). */
 void rd_protocol_checkpoint(const rd_protocol_t *p, bool force);
 
+/* The name of a built-in command, "unknown" for others (tools). */
 const char *rd_protocol_command_name(uint8_t group, uint8_t command);
+/* The name of REQ's command in its generation, "unknown" when the header
+ * named none. */
+const char *rd_protocol_request_name(const rd_request_t *req);
 
 /* True when REQ (validated) costs less to run than to hand to another
  * thread: a plain request for a command that touches no coin. The network

@@ -15,6 +15,7 @@
 #include "rd_config.h"
 #include "rd_log.h"
 #include "rd_master.h"
+#include "rd_modload.h"
 #include "rd_pidfile.h"
 #include "rd_proctitle.h"
 #include "rd_status.h"
@@ -216,24 +217,50 @@ static int check_data_dir(const rd_config_t *cf)
     return -1;
 }
 
+/* -t: the file was read and its modules loaded; the data folder is left. */
+static int test_verdict(const rd_config_t *cf, const char *path)
+{
+    if (check_data_dir(cf) < 0)
+        return 1;
+    printf("raidad: the configuration file %s is valid\n", path);
+    return 0;
+}
+
+/* In the master, before any worker: dlopen is done here, never in a
+ * worker under its system call filter. */
+static rd_modset_t *load_modules(const rd_config_t *cf)
+{
+    char err[512];
+    rd_modset_t *set = rd_modules_load(cf, err, sizeof(err));
+
+    if (set == NULL)
+        fprintf(stderr, "%s\n", err);
+    return set;
+}
+
 int main(int argc, char **argv)
 {
     options_t opt = { 0 };
     rd_config_t *cf;
+    rd_modset_t *modules;
     int rc = parse_options(argc, argv, &opt);
 
     if (rc >= 0)
         return rc;
     if ((cf = load_config(opt.conf)) == NULL)
         return 1;
-    if (opt.test_only || opt.signal != NULL) {
-        if (opt.test_only && check_data_dir(cf) < 0) {
-            free(cf);
-            return 1;
-        }
-        if (opt.test_only)
-            printf("raidad: the configuration file %s is valid\n", opt.conf);
-        rc = opt.signal != NULL ? send_signal(cf, opt.signal) : 0;
+    /* A reload is checked whole first, modules included, as -t does: the
+     * refusal names its FILE:LINE here. Other signals need the pid file only. */
+    if (opt.signal != NULL && strcmp(opt.signal, "reload") != 0) {
+        rc = send_signal(cf, opt.signal);
+        free(cf);
+        return rc;
+    }
+    if ((modules = load_modules(cf)) == NULL || opt.test_only || opt.signal != NULL) {
+        rc = modules == NULL ? 1
+           : opt.test_only ? test_verdict(cf, opt.conf)
+           : send_signal(cf, opt.signal);
+        rd_modset_free(modules);
         free(cf);
         return rc;
     }
@@ -243,5 +270,5 @@ int main(int argc, char **argv)
     rd_proctitle_init(argc, argv);
     raise_nofile(cf);
     block_signals();
-    return rd_master_run(opt.conf, cf);
+    return rd_master_run(opt.conf, cf, modules);
 }

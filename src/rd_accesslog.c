@@ -117,8 +117,7 @@ static int format_line(char *line, const char *client, uint16_t port, int transp
                        uint64_t ns)
 {
     const char *proto = transport == RD_METRICS_TCP ? "tcp" : "udp";
-    const rd_command_t *cmd = req != NULL && req->header_valid
-                                  ? rd_command_lookup(req->group, req->command) : NULL;
+    const rd_command_t *cmd = req != NULL && req->header_valid ? req->cmd : NULL;
     bool v6 = strchr(client, ':') != NULL;
     unsigned long long us = ns / 1000;
     char when[40], what[48];

@@ -34,6 +34,8 @@ typedef int rd_opt_parse_fn(rd_config_t *cf, size_t idx, const char *text,
                             char *why, size_t why_len);
 /* Empties a list setting before its entries are stored (a list may be empty). */
 typedef void rd_opt_clear_fn(rd_config_t *cf);
+/* Remembers where string number IDX of a setting was written (FILE, LINE). */
+typedef void rd_opt_source_fn(rd_config_t *cf, size_t idx, const char *file, int line);
 
 typedef struct rd_opt {
     const char *name;
@@ -46,6 +48,7 @@ typedef struct rd_opt {
                                    separated by spaces); NULL: none */
     rd_opt_parse_fn *parse;
     rd_opt_clear_fn *clear;     /* RD_OPT_STRINGS that may be empty */
+    rd_opt_source_fn *source;   /* settings whose place later errors name */
 } rd_opt_t;
 
 /* Where a file is read, so that errors can name it and integers be read again. */
@@ -60,7 +63,9 @@ typedef struct rd_load {
 static rd_opt_parse_fn rd_opt_listen, rd_opt_admin_key, rd_opt_log_level;
 static rd_opt_parse_fn rd_opt_user, rd_opt_group, rd_opt_admin_allow, rd_opt_cpu_affinity;
 static rd_opt_parse_fn rd_opt_metrics_listen, rd_opt_metrics_allow, rd_opt_access_log_format;
-static rd_opt_clear_fn rd_clear_admin_allow;
+static rd_opt_parse_fn rd_opt_load_module;
+static rd_opt_clear_fn rd_clear_admin_allow, rd_clear_load_module;
+static rd_opt_source_fn rd_source_load_module;
 
 /* The table stores through an unsigned * or a bool *: the _Generic makes an
  * entry for a field of any other C type fail to compile. */
@@ -138,6 +143,9 @@ static const rd_opt_t rd_opts[] = {
     RD_TEXT(access_log_format, "plain", rd_opt_access_log_format),
     RD_INT(access_log_buffer, 65536, 4096, 16777216),
     RD_INT(access_log_flush_ms, 1000, 10, 3600000),
+    { .name = "load_module", .type = RD_OPT_STRINGS, .min = 0, .max = RD_CONFIG_MAX_MODULES,
+      .parse = rd_opt_load_module, .clear = rd_clear_load_module,
+      .source = rd_source_load_module },
 };
 
 /* ---- listen addresses ---------------------------------------------------- */
@@ -410,6 +418,40 @@ static int rd_opt_access_log_format(rd_config_t *cf, size_t idx, const char *tex
     return 0;
 }
 
+/* The shared object is opened by rd_modload.c, which names this place
+ * when it cannot be: a relative path is from the file's folder. */
+static int rd_opt_load_module(rd_config_t *cf, size_t idx, const char *text,
+                              char *why, size_t why_len)
+{
+    if (text[0] == '\0' || strlen(text) >= sizeof(cf->load_module[idx].path)) {
+        snprintf(why, why_len, "load_module needs the path of a shared object");
+        return -1;
+    }
+    snprintf(cf->load_module[idx].path, sizeof(cf->load_module[idx].path), "%s", text);
+    cf->load_module_count = idx + 1;
+    return 0;
+}
+
+static void rd_clear_load_module(rd_config_t *cf)
+{
+    cf->load_module_count = 0;
+}
+
+/* A file name for messages, cut to AT's room when it is longer. */
+static void rd_source_set(rd_config_source_t *at, const char *file, int line)
+{
+    size_t n = strnlen(file, sizeof(at->file) - 1);
+
+    memcpy(at->file, file, n);
+    at->file[n] = '\0';
+    at->line = line;
+}
+
+static void rd_source_load_module(rd_config_t *cf, size_t idx, const char *file, int line)
+{
+    rd_source_set(&cf->load_module[idx].at, file, line);
+}
+
 static int rd_store_text(rd_config_t *cf, const rd_opt_t *opt, const char *text,
                          char *why, size_t why_len)
 {
@@ -678,8 +720,81 @@ static int rd_apply_text(rd_config_t *cf, const rd_opt_t *opt, const config_sett
     const char *text = config_setting_get_string(s);
     int rc = opt->type == RD_OPT_TEXT ? rd_store_text(cf, opt, text, why, sizeof why)
                                       : opt->parse(cf, idx, text, why, sizeof why);
+    char name[PATH_MAX + 64];
 
-    return rc < 0 ? rd_fail_at(ld, s, "%s", why) : 0;
+    if (rc < 0)
+        return rd_fail_at(ld, s, "%s", why);
+    if (opt->source != NULL)
+        opt->source(cf, idx, rd_file_name(ld, config_setting_source_file(s), name, sizeof name),
+                    config_setting_source_line(s));
+    return 0;
+}
+
+/* ---- a command module's settings ---------------------------------------- */
+
+static void rd_source(rd_config_source_t *at, const rd_load_t *ld, const config_setting_t *s)
+{
+    char name[PATH_MAX + 64];
+
+    rd_source_set(at, rd_file_name(ld, config_setting_source_file(s), name, sizeof name),
+                  config_setting_source_line(s));
+}
+
+static int rd_apply_modsetting(rd_config_t *cf, const char *module, const config_setting_t *e,
+                               const rd_load_t *ld)
+{
+    rd_config_modsetting_t *ms = &cf->modsetting[cf->modsetting_count];
+    int type = config_setting_type(e);
+
+    if (cf->modsetting_count >= RD_CONFIG_MAX_MODULE_SETTINGS)
+        return rd_fail_at(ld, e, "more than %d module settings", RD_CONFIG_MAX_MODULE_SETTINGS);
+    memset(ms, 0, sizeof(*ms));
+    snprintf(ms->module, sizeof(ms->module), "%s", module);
+    if (strlen(config_setting_name(e)) >= sizeof(ms->name))
+        return rd_fail_at(ld, e, "%s: setting name too long", module);
+    snprintf(ms->name, sizeof(ms->name), "%s", config_setting_name(e));
+    if (type == CONFIG_TYPE_INT || type == CONFIG_TYPE_INT64) {
+        char lit[48];
+
+        ms->type = RD_MODSETTING_INT;
+        ms->integer = config_setting_get_int64(e);
+        if (rd_int_wrapped(ld, e, ms->integer, lit, sizeof lit))
+            return rd_fail_at(ld, e, "%s.%s = %s is out of range (write a 64-bit integer "
+                              "with an L)", module, ms->name, lit);
+    } else if (type == CONFIG_TYPE_BOOL) {
+        ms->type = RD_MODSETTING_BOOL;
+        ms->integer = config_setting_get_bool(e);
+    } else if (type == CONFIG_TYPE_STRING) {
+        ms->type = RD_MODSETTING_STRING;
+        if (strlen(config_setting_get_string(e)) >= sizeof(ms->text))
+            return rd_fail_at(ld, e, "%s.%s is longer than %zu characters", module, ms->name,
+                              sizeof(ms->text) - 1);
+        snprintf(ms->text, sizeof(ms->text), "%s", config_setting_get_string(e));
+    } else {
+        return rd_fail_at(ld, e, "%s.%s must be an integer, a boolean or a string", module,
+                          ms->name);
+    }
+    rd_source(&ms->at, ld, e);
+    cf->modsetting_count++;
+    return 0;
+}
+
+/* `NAME { ... }`: the settings of module NAME, checked against its own
+ * table once it is loaded (a module not loaded then is an error too). */
+static int rd_apply_modgroup(rd_config_t *cf, const config_setting_t *s, const rd_load_t *ld)
+{
+    const char *name = config_setting_name(s);
+    rd_config_modgroup_t *g = &cf->modgroup[cf->modgroup_count];
+
+    if (cf->modgroup_count >= RD_CONFIG_MAX_MODULES || strlen(name) >= sizeof(g->module))
+        return rd_fail_at(ld, s, "too many module groups, or the name '%s' is too long", name);
+    snprintf(g->module, sizeof(g->module), "%s", name);
+    rd_source(&g->at, ld, s);
+    cf->modgroup_count++;
+    for (int i = 0; i < config_setting_length(s); i++)
+        if (rd_apply_modsetting(cf, name, config_setting_get_elem(s, (unsigned)i), ld) < 0)
+            return -1;
+    return 0;
 }
 
 static int rd_apply_strings(rd_config_t *cf, const rd_opt_t *opt, const config_setting_t *s,
@@ -715,6 +830,11 @@ static const rd_opt_t *rd_opt_find(const char *name)
     return NULL;
 }
 
+bool rd_config_is_setting(const char *name)
+{
+    return rd_opt_find(name) != NULL;
+}
+
 static int rd_apply_all(rd_config_t *cf, const config_t *lc, const rd_load_t *ld)
 {
     const config_setting_t *root = config_root_setting(lc);
@@ -726,9 +846,11 @@ static int rd_apply_all(rd_config_t *cf, const config_t *lc, const rd_load_t *ld
         const rd_opt_t *opt = rd_opt_find(config_setting_name(s));
         int rc;
 
-        if (opt == NULL)
+        if (opt == NULL && config_setting_is_group(s))
+            rc = rd_apply_modgroup(cf, s, ld);
+        else if (opt == NULL)
             return rd_fail_at(ld, s, "unknown setting '%s'", config_setting_name(s));
-        if (opt->type == RD_OPT_INT || opt->type == RD_OPT_BOOL)
+        else if (opt->type == RD_OPT_INT || opt->type == RD_OPT_BOOL)
             rc = rd_apply_int(cf, opt, s, ld);
         else
             rc = rd_apply_strings(cf, opt, s, ld);

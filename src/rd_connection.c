@@ -287,7 +287,7 @@ static int conn_dispatch(rd_conn_t *c)
     char ip[INET6_ADDRSTRLEN];
 
     rd_log_debug("%s: %s", conn_ip(c, ip),
-                 rd_protocol_command_name(c->req.group, c->req.command));
+                 rd_protocol_request_name(&c->req));
     /* The client has done its part; no timeout while we work. */
     rd_conn_list_remove(c);
     if (w->cf->quick_commands_inline && rd_protocol_is_quick(&c->req)) {

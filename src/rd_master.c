@@ -17,6 +17,7 @@
 #include "rd_accesslog.h"
 #include "rd_channel.h"
 #include "rd_connection.h"
+#include "rd_crashrec.h"
 #include "rd_cycle.h"
 #include "rd_event.h"
 #include "rd_listener.h"
@@ -24,6 +25,7 @@
 #include "rd_master.h"
 #include "rd_metrics.h"
 #include "rd_metrics_server.h"
+#include "rd_modload.h"
 #include "rd_notify.h"
 #include "rd_pidfile.h"
 #include "rd_proctitle.h"
@@ -217,6 +219,7 @@ static int master_spawn(rd_master_t *m, const rd_cycle_t *cycle, unsigned genera
     if (pid == 0) {
         close(fds[0]);
         rd_metrics_attach(slot, (size_t)(p - m->procs));
+        rd_crashrec_attach((size_t)(p - m->procs));
         child_run(m, cycle, fds[1], master, slot);
     }
     close(fds[1]);
@@ -368,6 +371,8 @@ static void cycle_release(rd_cycle_t *c, const rd_cycle_t *keep)
                          keep ? keep->listeners : NULL, keep ? keep->listener_count : 0);
     free(c->config);
     c->config = NULL;
+    rd_modset_free(c->modules);
+    c->modules = NULL;
     c->listeners = NULL;
     c->listener_count = 0;
 }
@@ -504,7 +509,8 @@ static void master_reload(rd_master_t *m, pid_t requester)
         return;
     }
     rd_config_defaults(next->config);
-    if (rd_config_load(next->config, m->conf_path, err, sizeof(err)) < 0) {
+    if (rd_config_load(next->config, m->conf_path, err, sizeof(err)) < 0
+        || (next->modules = rd_modules_load(next->config, err, sizeof(err))) == NULL) {
         free(next->config);
         next->config = NULL;
         master_reload_refused(m, err);
@@ -522,6 +528,8 @@ static void master_reload(rd_master_t *m, pid_t requester)
                                   &next->listeners, &next->listener_count) < 0) {
         free(next->config);
         next->config = NULL;
+        rd_modset_free(next->modules);
+        next->modules = NULL;
         if (m->ready)
             rd_notify("READY=1");
         master_reload_refused(m, "cannot open the new listening sockets");
@@ -598,9 +606,27 @@ static void master_schedule_respawn(rd_master_t *m, const rd_proc_t *p)
     s->respawn_at = now + delay;
 }
 
+/* What a worker that died was running, from its crash record; the names
+ * of its commands from the master's own table of its generation, when
+ * the master still has it. */
+static void log_crash(const rd_proc_t *p, int status)
+{
+    const rd_master_t *m = p->master;
+    const rd_modset_t *names = p->generation == m->generation ? m->cycle.modules
+        : m->next.config != NULL && p->generation == m->next_generation ? m->next.modules : NULL;
+    char what[512];
+
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        return;
+    if (rd_crashrec_read((size_t)(p - m->procs), names, what, sizeof(what)))
+        rd_log(WIFSIGNALED(status) && (p->draining || m->stop) ? RD_LOG_NOTICE
+               : RD_LOG_ERR, "worker %ld died while running %s", (long)p->pid, what);
+}
+
 static void master_proc_exited(rd_master_t *m, rd_proc_t *p, int status)
 {
     log_exit(p, status);
+    log_crash(p, status);
     /* A worker that did not exit cleanly never closed its connections. */
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
         rd_limit_reset_connections(m->cycle.limits);
@@ -917,7 +943,7 @@ static int master_init(rd_master_t *m)
         return -1;
     if ((m->cycle.limits = rd_limit_create(limit_capacity(cf))) == NULL)
         return -1;
-    if (master_open_coins(m) < 0)
+    if (master_open_coins(m) < 0 || rd_crashrec_init(MAX_PROCS) < 0)
         return -1;
     for (size_t i = 0; i < cf->listen_count; i++)
         rd_log(RD_LOG_NOTICE, "listening on %s (%s)", cf->listen[i].text, cf->udp ? "tcp, udp" : "tcp");
@@ -953,12 +979,13 @@ static void master_free(rd_master_t *m)
     /* Every worker is gone: the journal is replayed from the files. */
     rd_coins_finish(m->cycle.coins);
     cycle_release(&m->cycle, NULL);
+    rd_crashrec_fini();
     if (m->signal_ev.fd > 0)
         close(m->signal_ev.fd);
     rd_event_loop_free(&m->loop);
 }
 
-int rd_master_run(const char *conf_path, rd_config_t *cf)
+int rd_master_run(const char *conf_path, rd_config_t *cf, struct rd_modset *modules)
 {
     rd_master_t master;
     rd_master_t *m = &master;
@@ -967,6 +994,7 @@ int rd_master_run(const char *conf_path, rd_config_t *cf)
     memset(m, 0, sizeof(*m));
     snprintf(m->conf_path, sizeof(m->conf_path), "%s", conf_path);
     m->cycle.config = cf;
+    m->cycle.modules = modules;
     m->loop.epfd = -1;
     m->signal_ev.fd = -1;
     m->pid_fd = -1;

@@ -82,18 +82,16 @@ static void hist_observe(rd_metrics_hist_t *h, uint64_t ns)
     add(&h->sum_ns, ns);
 }
 
-/* The command's place in the table, RD_METRICS_COMMANDS for a request
- * whose header named none (or past the counted ones). */
+/* A built-in command's place (rd_command_at), RD_METRICS_COMMANDS for a
+ * request whose header named none, a loaded module's command, or past the
+ * counted ones: every generation numbers the built-in ones alike. */
 static size_t command_index(const rd_request_t *req)
 {
-    const rd_command_t *cmd;
+    const rd_command_t *cmd = req != NULL && req->header_valid ? req->cmd : NULL;
 
-    if (req == NULL || !req->header_valid)
+    if (cmd == NULL || cmd->metrics_index >= RD_METRICS_COMMANDS)
         return RD_METRICS_COMMANDS;
-    cmd = rd_command_lookup(req->group, req->command);
-    if (cmd == NULL || (size_t)(cmd - rd_command_at(0)) >= RD_METRICS_COMMANDS)
-        return RD_METRICS_COMMANDS;
-    return (size_t)(cmd - rd_command_at(0));
+    return cmd->metrics_index;
 }
 
 uint64_t rd_metrics_request(int transport, const rd_request_t *req, const rd_response_t *resp,

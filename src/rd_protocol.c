@@ -220,11 +220,20 @@ static int check_route(const rd_protocol_t *p, const uint8_t *h)
     return RD_STATUS_NO_ERROR;
 }
 
-static int check_handler(rd_request_t *req)
+static const rd_modset_t *modules(const rd_protocol_t *p)
 {
-    if (!rd_command_group_known(req->group))
+    return p->modules != NULL ? p->modules : rd_modset_default();
+}
+
+/* O(1): the generation's table by group, then by command. */
+static int check_handler(const rd_protocol_t *p, rd_request_t *req)
+{
+    const rd_modset_t *set = modules(p);
+
+    if (!rd_modset_group_known(set, req->group))
         return RD_STATUS_INVALID_GROUP;
-    if (rd_command_lookup(req->group, req->command) == NULL)
+    req->cmd = rd_modset_lookup(set, req->group, req->command);
+    if (req->cmd == NULL)
         return RD_STATUS_INVALID_COMMAND;
     req->header_valid = true;
     return RD_STATUS_NO_ERROR;
@@ -232,7 +241,7 @@ static int check_handler(rd_request_t *req)
 
 static int check_body_size(const rd_protocol_t *p, const rd_request_t *req)
 {
-    const rd_command_t *cmd = rd_command_lookup(req->group, req->command);
+    const rd_command_t *cmd = req->cmd;
     if (req->body_size == 0 && cmd != NULL && cmd->payload)
         return RD_STATUS_EMPTY_REQUEST;
     if (req->body_size > p->max_body_size || req->body_size < rd_crypt_min_body(req->enc_type))
@@ -244,6 +253,7 @@ int rd_protocol_validate_header(const rd_protocol_t *p, rd_request_t *req)
 {
     const uint8_t *h = req->header;
     req->header_valid = false;
+    req->cmd = NULL;
     if (req->header_have < RD_LEGACY_HEADER_SIZE)
         return RD_STATUS_INVALID_PACKET_LENGTH;
     req->group = h[4];
@@ -252,7 +262,7 @@ int rd_protocol_validate_header(const rd_protocol_t *p, rd_request_t *req)
 
     int status = check_route(p, h);
     if (status == RD_STATUS_NO_ERROR)
-        status = check_handler(req);
+        status = check_handler(p, req);
     if (status != RD_STATUS_NO_ERROR)
         return status;
     if ((uint32_t)rd_get_be(h + 6, 2) != p->coin_id)
@@ -302,12 +312,12 @@ static bool admin_channel_ok(const rd_protocol_t *p, const rd_request_t *req)
 
 static int dispatch(const rd_protocol_t *p, rd_request_t *req, rd_response_t *resp)
 {
-    const rd_command_t *cmd = rd_command_lookup(req->group, req->command);
+    const rd_command_t *cmd = req->header_valid ? req->cmd : NULL;
     if (cmd == NULL)
         return RD_STATUS_INVALID_COMMAND;
     if (cmd->admin && !admin_channel_ok(p, req))
         return RD_STATUS_ADMIN_AUTH;
-    int status = cmd->handler(p, req, resp);
+    int status = rd_command_run(cmd, p, req, resp);
     if (status == RD_STATUS_MEMORY_ALLOC)
         resp->len = resp->header_len;   /* a partial payload means nothing */
     if (cmd->admin && status == RD_STATUS_SUCCESS)
@@ -382,9 +392,12 @@ bool rd_protocol_handle_frame(const rd_protocol_t *p, rd_request_t *req, uint8_t
 
 bool rd_protocol_is_quick(const rd_request_t *req)
 {
-    const rd_command_t *cmd = rd_command_lookup(req->group, req->command);
+    return req->enc_type == 0 && req->header_valid && req->cmd != NULL && req->cmd->quick;
+}
 
-    return req->enc_type == 0 && cmd != NULL && cmd->quick;
+const char *rd_protocol_request_name(const rd_request_t *req)
+{
+    return req->header_valid && req->cmd != NULL ? req->cmd->name : "unknown";
 }
 
 bool rd_protocol_durable(const rd_protocol_t *p, const rd_request_t *req)
@@ -405,6 +418,7 @@ void rd_protocol_checkpoint(const rd_protocol_t *p, bool force)
 
 const char *rd_protocol_command_name(uint8_t group, uint8_t command)
 {
+    /* The default set: raida-cli names what it sent by it. */
     const rd_command_t *cmd = rd_command_lookup(group, command);
     return cmd != NULL ? cmd->name : "unknown";
 }

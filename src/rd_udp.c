@@ -86,7 +86,7 @@ static void udp_log(const struct sockaddr_storage *peer, const rd_request_t *req
 
     rd_socket_ip_text(peer, ip, sizeof(ip));
     if (answered)
-        rd_log(RD_LOG_DEBUG, "%s: udp %s", ip, rd_protocol_command_name(req->group, req->command));
+        rd_log(RD_LOG_DEBUG, "%s: udp %s", ip, rd_protocol_request_name(req));
     else
         rd_log(RD_LOG_DEBUG, "%s: udp: datagram dropped (too short, or no request slot)", ip);
 }

@@ -13,6 +13,7 @@
 #include "rd_channel.h"
 #include "rd_log.h"
 #include "rd_metrics.h"
+#include "rd_module.h"
 #include "rd_sandbox.h"
 #include "rd_reuseport.h"
 #include "rd_udp.h"
@@ -295,6 +296,7 @@ static int worker_set_protocol(rd_worker_t *w)
     w->proto.admin_allow = cf->admin_allow;
     w->proto.admin_allow_count = cf->admin_allow_count;
     w->proto.stats = w->cycle->stats;
+    w->proto.modules = w->cycle->modules;
     /* The store was made by the master before the first fork; each
      * worker maps the pages itself. */
     w->proto.coins = NULL;
@@ -457,6 +459,8 @@ int rd_worker_run(const rd_cycle_t *cycle, int channel, unsigned slot, unsigned 
     if (worker_init(&w, cycle, channel) < 0) {
         rd_log(RD_LOG_CRIT, "worker: cannot start: %s", strerror(errno));
         rc = -1;
+    } else if (cycle->modules != NULL && rd_modset_start(cycle->modules) < 0) {
+        rc = -1;    /* the modules' process start: before the filter, as files open */
     } else if (rd_sandbox_enter(cycle->config) < 0) {
         rc = -1;
     } else {
@@ -465,5 +469,7 @@ int rd_worker_run(const rd_cycle_t *cycle, int channel, unsigned slot, unsigned 
         worker_loop(&w);
     }
     worker_free(&w);
+    if (cycle->modules != NULL)
+        rd_modset_stop(cycle->modules);
     return rc;
 }

@@ -80,6 +80,21 @@ static void check_config(const rd_config_t *cf)
     FUZZ_CHECK(cf->admin_allow_count <= RD_CONFIG_MAX_ADMIN_ALLOW);
     for (size_t i = 0; i < cf->admin_allow_count; i++)
         FUZZ_CHECK(cf->admin_allow[i].prefix <= 128);
+    /* What module loading reads later (rd_modload.c): bounded strings. */
+    FUZZ_CHECK(cf->load_module_count <= RD_CONFIG_MAX_MODULES);
+    for (size_t i = 0; i < cf->load_module_count; i++)
+        FUZZ_CHECK(memchr(cf->load_module[i].path, '\0', sizeof(cf->load_module[i].path)) != NULL
+                   && cf->load_module[i].path[0] != '\0');
+    FUZZ_CHECK(cf->modgroup_count <= RD_CONFIG_MAX_MODULES);
+    FUZZ_CHECK(cf->modsetting_count <= RD_CONFIG_MAX_MODULE_SETTINGS);
+    for (size_t i = 0; i < cf->modsetting_count; i++) {
+        const rd_config_modsetting_t *ms = &cf->modsetting[i];
+        FUZZ_CHECK(ms->type >= RD_MODSETTING_INT && ms->type <= RD_MODSETTING_STRING);
+        FUZZ_CHECK(memchr(ms->module, '\0', sizeof(ms->module)) != NULL
+                   && memchr(ms->name, '\0', sizeof(ms->name)) != NULL
+                   && memchr(ms->text, '\0', sizeof(ms->text)) != NULL
+                   && memchr(ms->at.file, '\0', sizeof(ms->at.file)) != NULL);
+    }
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -5,13 +5,57 @@
  * (fuzz_check_answer: the right family, this server, the request's group,
  * echo bytes and challenge as far as the request had them, no body unless
  * success), and a type-0 frame must succeed only when it is valid byte for
- * byte, checked here independently of rd_protocol.c. */
+ * byte, checked here independently of rd_protocol.c.
+ *
+ * Dispatch goes through a generation's module table (rd_module.h), as in
+ * a worker: the built-in modules and a module of this target, "mirror"
+ * (group 50: command 0 answers the payload), added as a loaded one is. */
 #include "config.h"
 
 #include <zlib.h>
 
 #include "fuzz_common.h"
 #include "rd_commands.h"
+#include "rd_module.h"
+
+#define MIRROR_GROUP 50
+
+static int mirror(const raidad_request_t *req, raidad_response_t *resp)
+{
+    uint8_t *dst = req->services->append(resp, req->payload_len);
+
+    if (dst == NULL)
+        return RAIDAD_STATUS_MEMORY_ALLOC;
+    if (req->payload_len > 0)
+        memcpy(dst, req->payload, req->payload_len);
+    return RAIDAD_STATUS_SUCCESS;
+}
+
+static const raidad_command_t mirror_commands[] = {
+    { 0, "mirror", mirror, RAIDAD_CMD_INLINE },
+};
+static const raidad_group_t mirror_groups[] = { { MIRROR_GROUP, mirror_commands, 1 } };
+static const raidad_module_t mirror_module = {
+    .abi = RAIDAD_MODULE_ABI, .name = "mirror", .groups = mirror_groups, .group_count = 1,
+};
+
+/* fuzz_protocol() with a generation's module set. */
+static const rd_protocol_t *frame_protocol(void)
+{
+    static rd_protocol_t p;
+    static bool ready;
+
+    if (!ready) {
+        rd_modset_t *set = rd_modset_create();
+        char why[256];
+
+        FUZZ_CHECK(set != NULL && rd_modset_add(set, &mirror_module, NULL, why, sizeof(why)));
+        p = *fuzz_protocol();
+        p.modules = set;
+        ready = true;
+    }
+    return &p;
+}
 
 /* True if FRAME is a type-0 request this server must run. */
 static bool plain_frame_valid(const rd_protocol_t *p, const uint8_t *f, size_t len)
@@ -19,7 +63,7 @@ static bool plain_frame_valid(const rd_protocol_t *p, const uint8_t *f, size_t l
     if (len < RD_LEGACY_HEADER_SIZE || f[16] != 0)
         return false;
     if (f[0] != 1 || f[1] != 0 || f[2] != p->raida_id || f[3] != 0
-        || rd_command_lookup(f[4], f[5]) == NULL || fuzz_be(f + 6, 2) != p->coin_id)
+        || rd_modset_lookup(p->modules, f[4], f[5]) == NULL || fuzz_be(f + 6, 2) != p->coin_id)
         return false;
     size_t body_size = fuzz_be(f + 22, 2);
     if (body_size < RD_MIN_BODY_SIZE || body_size > p->max_body_size
@@ -45,7 +89,12 @@ static void check_answer(const rd_protocol_t *p, const rd_request_t *req,
 
     if (status == RD_STATUS_SUCCESS) {
         FUZZ_CHECK(plain_frame_valid(p, frame, len));
-        if (frame[5] == 0)
+        size_t payload = len - RD_LEGACY_HEADER_SIZE - RD_MIN_BODY_SIZE;
+        if (frame[4] == MIRROR_GROUP)
+            FUZZ_CHECK(body == (payload > 0 ? payload + RD_TRAILER_SIZE : 0)
+                       && memcmp(resp->data + RD_LEGACY_HEADER_SIZE,
+                                 frame + RD_LEGACY_HEADER_SIZE + RD_CHALLENGE_SIZE, payload) == 0);
+        else if (frame[5] == 0)
             FUZZ_CHECK(body == 0);
         else if (frame[5] == 1)
             FUZZ_CHECK(body == 8 + RD_TRAILER_SIZE);
@@ -57,7 +106,7 @@ static void check_answer(const rd_protocol_t *p, const rd_request_t *req,
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    const rd_protocol_t *p = fuzz_protocol();
+    const rd_protocol_t *p = frame_protocol();
     rd_request_t req;
     rd_response_t resp;
     uint8_t *frame = malloc(size > 0 ? size : 1);

@@ -121,6 +121,10 @@ FRAMES = {
     "bad-raida-id": frame(0, h2=8),
     "bad-shard": frame(0, h3=1),
     "bad-group": frame(0, h4=9),
+    # fuzz_frame.c's module "mirror" (group 50) in its generation's table
+    "module-mirror": frame(0, b"mirror me", h4=50),
+    "module-mirror-empty": frame(0, h4=50),
+    "module-unserved-command": frame(1, h4=50),
     "bad-command": frame(0, h5=200),
     "bad-coin-id": frame(0, h7=0x07),
     "enc-type-1": frame(0, h16=1),
@@ -273,6 +277,11 @@ group = "root";
     "err-group-setting": "raida = { id = 1; };\n",
     "err-stray-string": "\"stray\"\n",
     "err-line-5": "\n\n\n\nraida_id = 99;\n",
+    # command modules: load_module and a module's settings group
+    "modules": "load_module = [ \"/nonexistent/a.so\", \"b.so\" ];\n"
+               "hello = { greeting = \"hi\"; tag = 9; on = true; big = 99999999999L; };\n"
+               "other : { };\n",
+    "module-bad-value": "hello = { list = ( 1, 2 ); };\n",
 }
 
 

@@ -842,6 +842,9 @@ def test_sigquit_stops_accepting_new_connections():
         time.sleep(1.0)
         expect(d.alive(), "the master exited while a request was pending")
         holders = {pid: len(master_listeners_of(pid, d.port)) for pid in d.pids()}
+        # The request under way first: the late client's wait below must not
+        # eat into its shutdown_timeout_ms.
+        finish_request(*held)
         try:
             late = tcp_connect(d.port, timeout=2.0)
         except ConnectionRefusedError:
@@ -849,7 +852,6 @@ def test_sigquit_stops_accepting_new_connections():
         if late is not None:
             late.sendall(build_request()[0])
             waited = read_until_eof(late, 1.0)
-        finish_request(*held)
         d.proc.wait(8)
         if late is not None:
             result = read_until_eof(late, 2.0)

@@ -19,6 +19,7 @@
 #include "rd_cidr.h"
 #include "rd_connection.h"
 #include "rd_limit.h"
+#include "rd_commands.h"
 #include "rd_metrics.h"
 
 static struct sockaddr_storage addr_of(const char *ip, uint16_t port)
@@ -101,7 +102,8 @@ static bool has(const char *text, const char *line)
  * buckets, and the gauges of a process slot given back. */
 static void test_count_and_render(void **state)
 {
-    rd_request_t echo = { .header_valid = true, .group = 0, .command = 0 };
+    rd_request_t echo = { .header_valid = true, .group = 0, .command = 0,
+                          .cmd = rd_command_lookup(0, 0) };
     rd_request_t bad = { .header_valid = false, .group = 9, .command = 9 };
     rd_response_t ok, refused;
     uint64_t start = rd_protocol_now_ns() - 2000000;    /* 2 ms ago */
@@ -168,7 +170,7 @@ static void test_count_and_render(void **state)
 /* Without a mapping every hook does nothing (raida-cli, unit tests). */
 static void test_hooks_without_mapping(void **state)
 {
-    rd_request_t echo = { .header_valid = true };
+    rd_request_t echo = { .header_valid = true, .cmd = rd_command_lookup(0, 0) };
     rd_response_t ok;
 
     (void)state;
@@ -196,7 +198,8 @@ static char *slurp(const char *path)
 
 static void log_two(void)
 {
-    rd_request_t echo = { .header_valid = true, .group = 0, .command = 0 };
+    rd_request_t echo = { .header_valid = true, .group = 0, .command = 0,
+                          .cmd = rd_command_lookup(0, 0) };
     uint8_t k4[16], k6[16];
     struct sockaddr_storage a = addr_of("192.0.2.7", 4242), b = addr_of("2001:db8::5", 53);
 

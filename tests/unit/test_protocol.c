@@ -549,8 +549,10 @@ static void test_quick_only_plain_status_commands(void **state)
 
     (void)state;
     memset(&req, 0, sizeof(req));
+    req.header_valid = true;
     for (uint8_t cmd = 0; cmd <= 2; cmd++) {
         req.command = cmd;
+        req.cmd = rd_command_lookup(0, cmd);
         req.enc_type = 0;
         assert_true(rd_protocol_is_quick(&req));
         req.enc_type = 1;
@@ -560,9 +562,11 @@ static void test_quick_only_plain_status_commands(void **state)
     }
     req.enc_type = 0;
     req.command = 99;
+    req.cmd = rd_command_lookup(0, 99);
     assert_false(rd_protocol_is_quick(&req));
     req.group = 7;
     req.command = 0;
+    req.cmd = rd_command_lookup(7, 0);
     assert_false(rd_protocol_is_quick(&req));
 }
 
@@ -825,7 +829,7 @@ static void test_command_names(void **state)
     assert_string_equal(rd_protocol_command_name(0, 2), "stats");
     assert_string_equal(rd_protocol_command_name(0, 3), "audit");
     assert_string_equal(rd_protocol_command_name(1, 10), "detect");
-    assert_string_equal(rd_protocol_command_name(1, 21), "pown sum");
+    assert_string_equal(rd_protocol_command_name(1, 21), "pown_sum");
     assert_string_equal(rd_protocol_command_name(1, 0), "unknown");
     assert_true(rd_command_group_known(0));
     assert_true(rd_command_group_known(1));
