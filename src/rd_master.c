@@ -618,9 +618,12 @@ static void log_crash(const rd_proc_t *p, int status)
 
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
         return;
+    /* Killed from outside (SIGKILL: an operator, the OOM killer) or while
+     * stopping, the worker was not failed by the command it was running:
+     * the record is then news, not an error. */
     if (rd_crashrec_read((size_t)(p - m->procs), names, what, sizeof(what)))
-        rd_log(WIFSIGNALED(status) && (p->draining || m->stop) ? RD_LOG_NOTICE
-               : RD_LOG_ERR, "worker %ld died while running %s", (long)p->pid, what);
+        rd_log(WIFSIGNALED(status) && (WTERMSIG(status) == SIGKILL || p->draining || m->stop)
+               ? RD_LOG_NOTICE : RD_LOG_ERR, "worker %ld died while running %s", (long)p->pid, what);
 }
 
 static void master_proc_exited(rd_master_t *m, rd_proc_t *p, int status)

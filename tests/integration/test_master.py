@@ -841,10 +841,11 @@ def test_sigquit_stops_accepting_new_connections():
         os.kill(d.pid, signal.SIGQUIT)
         time.sleep(1.0)
         expect(d.alive(), "the master exited while a request was pending")
-        holders = {pid: len(master_listeners_of(pid, d.port)) for pid in d.pids()}
-        # The request under way first: the late client's wait below must not
-        # eat into its shutdown_timeout_ms.
+        # The request under way first: nothing slow (reading /proc/net/tcp
+        # on a busy machine can take seconds) may eat into its
+        # shutdown_timeout_ms.
         finish_request(*held)
+        holders = {pid: len(master_listeners_of(pid, d.port)) for pid in d.pids()}
         try:
             late = tcp_connect(d.port, timeout=2.0)
         except ConnectionRefusedError:
