@@ -79,7 +79,12 @@ void rd_reuseport_steer(int fd)
         { BPF_LD | BPF_W | BPF_ABS, 0, 0, (uint32_t)(SKF_AD_OFF + SKF_AD_CPU) },
         { BPF_RET | BPF_A, 0, 0, 0 },
     };
-    struct sock_fprog prog = { .len = sizeof(code) / sizeof(code[0]), .filter = code };
+    struct sock_fprog prog;
+
+    /* Zeroed whole: the padding after len reaches the kernel too. */
+    memset(&prog, 0, sizeof(prog));
+    prog.len = sizeof(code) / sizeof(code[0]);
+    prog.filter = code;
 
     if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof(prog)) < 0)
         rd_log(RD_LOG_WARN, "cannot steer by CPU (SO_ATTACH_REUSEPORT_CBPF: %s): "
