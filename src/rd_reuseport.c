@@ -14,10 +14,12 @@
  * dealt out (rd_reuseport_serves). */
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <linux/filter.h>
 #include <netinet/in.h>
 #include <sched.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/sysinfo.h>
@@ -103,8 +105,23 @@ bool rd_reuseport_serves(unsigned slot, unsigned workers, unsigned socket, unsig
 int rd_reuseport_batch(void)
 {
     struct sched_param sp = { .sched_priority = 0 };
+    DIR *tasks;
+    struct dirent *e;
 
-    return sched_setscheduler(0, SCHED_BATCH, &sp);
+    if (sched_setscheduler(0, SCHED_BATCH, &sp) < 0)
+        return -1;
+    /* Threads made later inherit it; one already running (a sanitizer's
+     * runtime thread) is set here too, so the whole worker is batch. */
+    if ((tasks = opendir("/proc/self/task")) == NULL)
+        return 0;
+    while ((e = readdir(tasks)) != NULL) {
+        long tid = strtol(e->d_name, NULL, 10);
+
+        if (tid > 0)
+            sched_setscheduler((pid_t)tid, SCHED_BATCH, &sp);
+    }
+    closedir(tasks);
+    return 0;
 }
 
 int rd_reuseport_pin(unsigned slot)
