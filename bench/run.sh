@@ -70,6 +70,9 @@ host=127.0.0.1
 clk_tck=$(getconf CLK_TCK)
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/raidad-bench.XXXXXX")
+# Workers started as root run as an unprivileged account: they must reach
+# the coin folder in here.
+chmod 755 "$tmp"
 servers=""      # process ids of every server started, for the trap
 bench_pid=""    # the raida-bench running, if any
 idle_pid=""
@@ -446,6 +449,13 @@ coin_table() {
     local name e r rr lr cr
     "$build/raida-coins" -q -d 1 -n "$coin_count" "$coin_dir" >&2 ||
         die "raida-coins could not make $coin_dir"
+    # The coin store writes there as the workers' account, and refuses a
+    # folder that account does not own (raidad, or nobody where it is missing).
+    if [ "$(id -u)" = 0 ]; then
+        local account=nobody
+        getent passwd raidad >/dev/null && account=raidad
+        chown -R "$account:" "$coin_dir"
+    fi
     group1_status
     case $group1 in
     5 | 6)
