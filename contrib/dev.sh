@@ -84,6 +84,11 @@ check_valgrind() {
 
 # Sums the "# PASS:" ... lines of every test-suite.log given.
 report() {
+    # What failed, with its TAP comments, before the totals: a CI log that
+    # shows only the end still shows why.
+    for log in "$@"; do
+        grep -A 25 '^not ok' "$log" | head -n 120
+    done
     awk '
         /^# PASS:/  { pass += $3 }
         /^# XFAIL:/ { pass += $3 }
