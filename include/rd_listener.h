@@ -34,9 +34,5 @@ void rd_listeners_release(rd_listener_t *ls, size_t count,
  * the RAIDA listeners' options; -1 (logged) on failure. */
 int rd_listener_bind(const rd_listen_addr_t *a, int type);
 
-int rd_socket_set_nonblocking(int fd);
-/* The address part of SS as text ("192.0.2.1", "2001:db8::1"). */
-void rd_socket_ip_text(const struct sockaddr_storage *ss, char *out, size_t len);
-int rd_socket_set_blocking(int fd);
 
 #endif

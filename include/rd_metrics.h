@@ -131,8 +131,6 @@ void rd_metrics_timeout(int kind);
 void rd_metrics_udp(int outcome);
 void rd_metrics_rate_limited(int transport);
 void rd_metrics_pool_wait(uint64_t waited_ns);
-/* CLOCK_MONOTONIC in ns, for the pool's queueing time. */
-uint64_t rd_metrics_now_ns(void);
 
 /* Gauges of this process. */
 void rd_metrics_connections(size_t open);

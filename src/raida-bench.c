@@ -40,6 +40,7 @@
 #include "rd_coinlist.h"
 #include "rd_crypto.h"
 #include "rd_protocol.h"
+#include "rd_sockaddr.h"
 
 #define EXIT_OK       0
 #define EXIT_BAD      1     /* at least one bad answer */
@@ -1477,16 +1478,6 @@ static bool is_loopback(const struct sockaddr *sa)
     return false;
 }
 
-static void address_text(const struct sockaddr *sa, char *out, size_t len)
-{
-    const void *a = sa->sa_family == AF_INET6
-        ? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
-        : (const void *)&((const struct sockaddr_in *)sa)->sin_addr;
-
-    if (inet_ntop(sa->sa_family, a, out, (socklen_t)len) == NULL)
-        snprintf(out, len, "?");
-}
-
 /* IPv4 is preferred: "localhost" may list ::1 first while servers often
  * listen on 127.0.0.1 only. Every address the name has must be loopback. */
 static int resolve(options_t *o)
@@ -1502,7 +1493,7 @@ static int resolve(options_t *o)
     }
     for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
         if (!o->allow_remote && !is_loopback(ai->ai_addr)) {
-            address_text(ai->ai_addr, o->addr_text, sizeof(o->addr_text));
+            rd_sockaddr_ip_text(ai->ai_addr, o->addr_text, sizeof(o->addr_text));
             fprintf(stderr, "raida-bench: %s is %s, not a loopback address: refused"
                     " (--allow-remote to load a server that is yours)\n", o->host, o->addr_text);
             freeaddrinfo(res);
@@ -1513,7 +1504,7 @@ static int resolve(options_t *o)
     }
     memcpy(&o->addr, pick->ai_addr, pick->ai_addrlen);
     o->addr_len = pick->ai_addrlen;
-    address_text(pick->ai_addr, o->addr_text, sizeof(o->addr_text));
+    rd_sockaddr_ip_text(pick->ai_addr, o->addr_text, sizeof(o->addr_text));
     freeaddrinfo(res);
     return 0;
 }

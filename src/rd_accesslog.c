@@ -12,7 +12,7 @@
 
 #include "rd_accesslog.h"
 #include "rd_commands.h"
-#include "rd_connection.h"
+#include "rd_clock.h"
 #include "rd_limit.h"
 #include "rd_log.h"
 #include "rd_metrics.h"
@@ -158,7 +158,7 @@ void rd_accesslog_add(const uint8_t key[16], uint16_t port, int transport,
     if (al.len + (size_t)n > al.cap)
         flush();
     if (al.len == 0)
-        al.oldest_ms = rd_now_ms();
+        al.oldest_ms = rd_clock_ms();
     memcpy(al.buf + al.len, line, (size_t)n);
     al.len += (size_t)n;
 }

@@ -16,6 +16,7 @@
 #include "rd_bytes.h"
 #include "rd_config.h"
 #include "rd_log.h"
+#include "rd_sockaddr.h"
 
 /* A configuration file larger than this is surely not one (/dev/zero...). */
 #define RD_CONFIG_MAX_SIZE (16 * 1024 * 1024)
@@ -182,18 +183,15 @@ static bool rd_all_digits(const char *s)
 static int rd_listen_fill(rd_listen_addr_t *out, const char *host, bool v6, in_port_t port)
 {
     rd_listen_addr_t a;
-    char buf[INET6_ADDRSTRLEN];
 
-    memset(&a, 0, sizeof a);
+    memset(&a, 0, sizeof(a));
     if (v6) {
         struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&a.addr;
         if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1)
             return -1;
         sin6->sin6_family = AF_INET6;
         sin6->sin6_port = htons(port);
-        a.addr_len = sizeof *sin6;
-        inet_ntop(AF_INET6, &sin6->sin6_addr, buf, sizeof buf);
-        snprintf(a.text, sizeof a.text, "[%s]:%u", buf, (unsigned)port);
+        a.addr_len = sizeof(*sin6);
     } else {
         struct sockaddr_in *sin = (struct sockaddr_in *)&a.addr;
         if (strcmp(host, "*") == 0)
@@ -202,10 +200,9 @@ static int rd_listen_fill(rd_listen_addr_t *out, const char *host, bool v6, in_p
             return -1;
         sin->sin_family = AF_INET;
         sin->sin_port = htons(port);
-        a.addr_len = sizeof *sin;
-        inet_ntop(AF_INET, &sin->sin_addr, buf, sizeof buf);
-        snprintf(a.text, sizeof a.text, "%s:%u", buf, (unsigned)port);
+        a.addr_len = sizeof(*sin);
     }
+    rd_sockaddr_text((const struct sockaddr *)&a.addr, a.text, sizeof(a.text));
     *out = a;
     return 0;
 }
@@ -240,7 +237,7 @@ int rd_config_parse_listen(const char *text, rd_listen_addr_t *out)
         len = end != NULL ? (size_t)(end - text) : strlen(text);
         port = end != NULL ? end + 1 : NULL;
     }
-    if (len == 0 || len >= sizeof host)
+    if (len == 0 || len >= sizeof(host))
         return -1;
     memcpy(host, text, len);
     host[len] = '\0';
@@ -250,6 +247,18 @@ int rd_config_parse_listen(const char *text, rd_listen_addr_t *out)
 }
 
 /* ---- the string settings ------------------------------------------------- */
+
+/* True (with WHY said for SETTING) when A is among the N addresses of LIST. */
+static bool listen_taken(const rd_listen_addr_t *list, size_t n, const rd_listen_addr_t *a,
+                         const char *setting, const char *what, char *why, size_t why_len)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(list[i].text, a->text) == 0) {
+            snprintf(why, why_len, "%s '%s' is %s", setting, a->text, what);
+            return true;
+        }
+    return false;
+}
 
 static int rd_opt_listen(rd_config_t *cf, size_t idx, const char *text,
                          char *why, size_t why_len)
@@ -263,11 +272,8 @@ static int rd_opt_listen(rd_config_t *cf, size_t idx, const char *text,
         return -1;
     }
     /* The second bind() would fail with EADDRINUSE; better said here. */
-    for (size_t i = 0; i < idx; i++)
-        if (strcmp(cf->listen[i].text, a.text) == 0) {
-            snprintf(why, why_len, "listen '%s' is given twice", a.text);
-            return -1;
-        }
+    if (listen_taken(cf->listen, idx, &a, "listen", "given twice", why, why_len))
+        return -1;
     cf->listen[idx] = a;
     cf->listen_count = idx + 1;
     return 0;
@@ -379,16 +385,10 @@ static int rd_opt_metrics_listen(rd_config_t *cf, size_t idx, const char *text,
                  "or [IPV6]:PORT, with a numeric address and a port 1..65535", text);
         return -1;
     }
-    for (size_t i = 0; i < idx; i++)
-        if (strcmp(cf->metrics_listen[i].text, a.text) == 0) {
-            snprintf(why, why_len, "metrics_listen '%s' is given twice", a.text);
-            return -1;
-        }
-    for (size_t i = 0; i < cf->listen_count; i++)
-        if (strcmp(cf->listen[i].text, a.text) == 0) {
-            snprintf(why, why_len, "metrics_listen '%s' is also a listen address", a.text);
-            return -1;
-        }
+    if (listen_taken(cf->metrics_listen, idx, &a, "metrics_listen", "given twice", why, why_len)
+        || listen_taken(cf->listen, cf->listen_count, &a, "metrics_listen",
+                        "also a listen address", why, why_len))
+        return -1;
     cf->metrics_listen[idx] = a;
     cf->metrics_listen_count = idx + 1;
     return 0;
@@ -481,7 +481,7 @@ static void rd_store_defaults(rd_config_t *cf, const rd_opt_t *opt, char *why, s
     char buf[256];
     size_t idx = 0;
 
-    snprintf(buf, sizeof buf, "%s", opt->def_text);
+    snprintf(buf, sizeof(buf), "%s", opt->def_text);
     for (char *save = NULL, *e = strtok_r(buf, " ", &save); e != NULL;
          e = strtok_r(NULL, " ", &save))
         opt->parse(cf, idx++, e, why, why_len);
@@ -491,15 +491,15 @@ void rd_config_defaults(rd_config_t *cf)
 {
     char why[256];
 
-    memset(cf, 0, sizeof *cf);
-    for (size_t i = 0; i < sizeof rd_opts / sizeof rd_opts[0]; i++) {
+    memset(cf, 0, sizeof(*cf));
+    for (size_t i = 0; i < sizeof(rd_opts) / sizeof(rd_opts[0]); i++) {
         const rd_opt_t *opt = &rd_opts[i];
         if (opt->type == RD_OPT_INT || opt->type == RD_OPT_BOOL)
             rd_store_int(cf, opt, opt->def);
         else if (opt->type == RD_OPT_TEXT)
-            rd_store_text(cf, opt, opt->def_text, why, sizeof why);
+            rd_store_text(cf, opt, opt->def_text, why, sizeof(why));
         else if (opt->def_text != NULL)
-            rd_store_defaults(cf, opt, why, sizeof why);
+            rd_store_defaults(cf, opt, why, sizeof(why));
     }
 }
 
@@ -524,7 +524,7 @@ static int rd_failv(const rd_load_t *ld, const char *file, int line, const char 
 
     if (ld->err == NULL || ld->err_len == 0)
         return -1;
-    file = rd_file_name(ld, file, name, sizeof name);
+    file = rd_file_name(ld, file, name, sizeof(name));
     if (line > 0)
         n = snprintf(ld->err, ld->err_len, "%s:%d: ", file, line);
     else
@@ -669,7 +669,7 @@ static bool rd_int_wrapped(const rd_load_t *ld, const config_setting_t *s, long 
 {
     char name[PATH_MAX + 64];
     const char *file = config_setting_source_file(s);
-    char *own = file != NULL ? rd_slurp(rd_file_name(ld, file, name, sizeof name)) : NULL;
+    char *own = file != NULL ? rd_slurp(rd_file_name(ld, file, name, sizeof(name))) : NULL;
     const char *text = file != NULL ? own : ld->text;
     const char *p = text != NULL ?
         rd_find_value(text, config_setting_name(s), config_setting_source_line(s)) : NULL;
@@ -703,7 +703,7 @@ static int rd_apply_int(rd_config_t *cf, const rd_opt_t *opt, const config_setti
         return rd_fail_at(ld, s, "%s must be an integer%s", opt->name,
                           opt->auto_zero ? " or \"auto\"" : "");
     long long v = config_setting_get_int64(s);
-    if (rd_int_wrapped(ld, s, v, lit, sizeof lit))
+    if (rd_int_wrapped(ld, s, v, lit, sizeof(lit)))
         return rd_fail_at(ld, s, "%s = %s is out of range (%lld..%lld)",
                           opt->name, lit, opt->min, opt->max);
     if (v < opt->min || v > opt->max)
@@ -718,14 +718,14 @@ static int rd_apply_text(rd_config_t *cf, const rd_opt_t *opt, const config_sett
 {
     char why[512];
     const char *text = config_setting_get_string(s);
-    int rc = opt->type == RD_OPT_TEXT ? rd_store_text(cf, opt, text, why, sizeof why)
-                                      : opt->parse(cf, idx, text, why, sizeof why);
+    int rc = opt->type == RD_OPT_TEXT ? rd_store_text(cf, opt, text, why, sizeof(why))
+                                      : opt->parse(cf, idx, text, why, sizeof(why));
     char name[PATH_MAX + 64];
 
     if (rc < 0)
         return rd_fail_at(ld, s, "%s", why);
     if (opt->source != NULL)
-        opt->source(cf, idx, rd_file_name(ld, config_setting_source_file(s), name, sizeof name),
+        opt->source(cf, idx, rd_file_name(ld, config_setting_source_file(s), name, sizeof(name)),
                     config_setting_source_line(s));
     return 0;
 }
@@ -736,7 +736,7 @@ static void rd_source(rd_config_source_t *at, const rd_load_t *ld, const config_
 {
     char name[PATH_MAX + 64];
 
-    rd_source_set(at, rd_file_name(ld, config_setting_source_file(s), name, sizeof name),
+    rd_source_set(at, rd_file_name(ld, config_setting_source_file(s), name, sizeof(name)),
                   config_setting_source_line(s));
 }
 
@@ -758,7 +758,7 @@ static int rd_apply_modsetting(rd_config_t *cf, const char *module, const config
 
         ms->type = RD_MODSETTING_INT;
         ms->integer = config_setting_get_int64(e);
-        if (rd_int_wrapped(ld, e, ms->integer, lit, sizeof lit))
+        if (rd_int_wrapped(ld, e, ms->integer, lit, sizeof(lit)))
             return rd_fail_at(ld, e, "%s.%s = %s is out of range (write a 64-bit integer "
                               "with an L)", module, ms->name, lit);
     } else if (type == CONFIG_TYPE_BOOL) {
@@ -824,7 +824,7 @@ static int rd_apply_strings(rd_config_t *cf, const rd_opt_t *opt, const config_s
 
 static const rd_opt_t *rd_opt_find(const char *name)
 {
-    for (size_t i = 0; i < sizeof rd_opts / sizeof rd_opts[0]; i++)
+    for (size_t i = 0; i < sizeof(rd_opts) / sizeof(rd_opts[0]); i++)
         if (strcmp(rd_opts[i].name, name) == 0)
             return &rd_opts[i];
     return NULL;
@@ -840,7 +840,7 @@ static int rd_apply_all(rd_config_t *cf, const config_t *lc, const rd_load_t *ld
     const config_setting_t *root = config_root_setting(lc);
 
     rd_config_defaults(cf);
-    snprintf(cf->path, sizeof cf->path, "%s", ld->name);
+    snprintf(cf->path, sizeof(cf->path), "%s", ld->name);
     for (int i = 0; i < config_setting_length(root); i++) {
         const config_setting_t *s = config_setting_get_elem(root, (unsigned)i);
         const rd_opt_t *opt = rd_opt_find(config_setting_name(s));
@@ -867,7 +867,7 @@ static int rd_parse(rd_config_t *cf, const rd_load_t *ld)
     rd_config_t tmp;
     int rc = -1;
 
-    if (strlen(ld->name) >= sizeof cf->path)
+    if (strlen(ld->name) >= sizeof(cf->path))
         return rd_fail(ld, NULL, 0, "the path is too long");
     config_init(&lc);
     if (ld->incdir != NULL)
@@ -915,7 +915,7 @@ int rd_config_load(rd_config_t *cf, const char *path, char *err, size_t err_len)
     if (text == NULL)
         return rd_fail(&ld, NULL, 0, "cannot read: %s", strerror(errno));
     ld.text = text;
-    ld.incdir = rd_dirname(path, dir, sizeof dir);
+    ld.incdir = rd_dirname(path, dir, sizeof(dir));
     int rc = rd_parse(cf, &ld);
     free(text);
     return rc;

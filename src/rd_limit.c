@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/random.h>
@@ -33,7 +34,7 @@ typedef struct rd_limit_entry {
 /* The shared memory: every worker writes it, so the master never reads it. */
 typedef struct rd_limit_shared {
     pthread_mutex_t lock;        /* process-shared and robust: a worker may die holding it */
-    uint32_t reset_asked;        /* written by the master alone (atomically) */
+    _Atomic uint32_t reset_asked; /* written by the master alone */
     uint32_t reset_done;         /* the last reset done, under the lock */
     rd_limit_entry_t table[];
 } rd_limit_shared_t;
@@ -110,7 +111,7 @@ static void limit_lock(rd_limit_t *l)
      * done is still a usable table. */
     if (pthread_mutex_lock(&shm->lock) == EOWNERDEAD)
         pthread_mutex_consistent(&shm->lock);
-    asked = __atomic_load_n(&shm->reset_asked, __ATOMIC_ACQUIRE);
+    asked = atomic_load_explicit(&shm->reset_asked, memory_order_acquire);
     if (asked != shm->reset_done) {
         for (size_t i = 0; i <= l->mask; i++)
             shm->table[i].connections = 0;
@@ -125,7 +126,7 @@ static void limit_unlock(rd_limit_t *l)
 
 void rd_limit_reset_connections(rd_limit_t *l)
 {
-    __atomic_store_n(&l->shm->reset_asked, ++l->resets, __ATOMIC_RELEASE);
+    atomic_store_explicit(&l->shm->reset_asked, ++l->resets, memory_order_release);
 }
 
 void rd_limit_key(const struct sockaddr_storage *ss, uint8_t key[RD_LIMIT_KEY_SIZE])

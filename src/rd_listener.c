@@ -14,34 +14,6 @@
 #include "rd_log.h"
 #include "rd_reuseport.h"
 
-int rd_socket_set_nonblocking(int fd)
-{
-    int flags = fcntl(fd, F_GETFL, 0);
-
-    if (flags < 0)
-        return -1;
-    return fcntl(fd, F_SETFL, flags | O_NONBLOCK);
-}
-
-int rd_socket_set_blocking(int fd)
-{
-    int flags = fcntl(fd, F_GETFL, 0);
-
-    if (flags < 0)
-        return -1;
-    return fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
-}
-
-void rd_socket_ip_text(const struct sockaddr_storage *ss, char *out, size_t len)
-{
-    const void *addr = ss->ss_family == AF_INET6
-        ? (const void *)&((const struct sockaddr_in6 *)ss)->sin6_addr
-        : (const void *)&((const struct sockaddr_in *)ss)->sin_addr;
-
-    if (inet_ntop(ss->ss_family, addr, out, (socklen_t)len) == NULL)
-        snprintf(out, len, "?");
-}
-
 static int listener_bind(const rd_listen_addr_t *a, int type)
 {
     const char *proto = type == SOCK_STREAM ? "tcp" : "udp";

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -20,8 +21,8 @@
  * without a lock, hence the atomic accesses; path is only touched by the
  * thread that calls rd_log_open(). */
 static struct {
-    int level;
-    int fd;
+    atomic_int level;
+    atomic_int fd;
     char path[PATH_MAX];
 } rd_log_state = { RD_LOG_INFO, STDERR_FILENO, "" };
 
@@ -57,12 +58,12 @@ void rd_log_set_level(int level)
         level = RD_LOG_EMERG;
     if (level > RD_LOG_DEBUG)
         level = RD_LOG_DEBUG;
-    __atomic_store_n(&rd_log_state.level, level, __ATOMIC_RELAXED);
+    atomic_store_explicit(&rd_log_state.level, level, memory_order_relaxed);
 }
 
 bool rd_log_enabled(int level)
 {
-    return level <= __atomic_load_n(&rd_log_state.level, __ATOMIC_RELAXED);
+    return level <= atomic_load_explicit(&rd_log_state.level, memory_order_relaxed);
 }
 
 /* Once the log has a descriptor of its own, its number never changes: a new
@@ -70,10 +71,10 @@ bool rd_log_enabled(int level)
  * therefore never writes into a closed, or worse reused, descriptor. */
 static int rd_log_replace_fd(int newfd)
 {
-    int fd = __atomic_load_n(&rd_log_state.fd, __ATOMIC_RELAXED);
+    int fd = atomic_load_explicit(&rd_log_state.fd, memory_order_relaxed);
 
     if (fd == STDERR_FILENO) {
-        __atomic_store_n(&rd_log_state.fd, newfd, __ATOMIC_RELAXED);
+        atomic_store_explicit(&rd_log_state.fd, newfd, memory_order_relaxed);
         return 0;
     }
     if (dup3(newfd, fd, O_CLOEXEC) < 0)
@@ -94,7 +95,7 @@ int rd_log_adopt(int fd)
 
 int rd_log_fd(void)
 {
-    return __atomic_load_n(&rd_log_state.fd, __ATOMIC_RELAXED);
+    return atomic_load_explicit(&rd_log_state.fd, memory_order_relaxed);
 }
 
 int rd_log_open(const char *path)
@@ -102,14 +103,14 @@ int rd_log_open(const char *path)
     int fd = STDERR_FILENO;
 
     if (path != NULL && path[0] != '\0') {
-        if (strlen(path) >= sizeof rd_log_state.path) {
+        if (strlen(path) >= sizeof(rd_log_state.path)) {
             errno = ENAMETOOLONG;
             return -1;
         }
         fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
         if (fd < 0)
             return -1;
-    } else if (__atomic_load_n(&rd_log_state.fd, __ATOMIC_RELAXED) == STDERR_FILENO) {
+    } else if (atomic_load_explicit(&rd_log_state.fd, memory_order_relaxed) == STDERR_FILENO) {
         rd_log_state.path[0] = '\0';
         return 0;
     }
@@ -120,7 +121,7 @@ int rd_log_open(const char *path)
         errno = saved;
         return -1;
     }
-    snprintf(rd_log_state.path, sizeof rd_log_state.path, "%s", path ? path : "");
+    snprintf(rd_log_state.path, sizeof(rd_log_state.path), "%s", path ? path : "");
     return 0;
 }
 
@@ -133,7 +134,7 @@ static size_t rd_log_prefix(char *buf, size_t size, int level)
 
     clock_gettime(CLOCK_REALTIME, &now);
     if (localtime_r(&now.tv_sec, &tm) != NULL)
-        strftime(stamp, sizeof stamp, "%Y-%m-%d %H:%M:%S", &tm);
+        strftime(stamp, sizeof(stamp), "%Y-%m-%d %H:%M:%S", &tm);
     int n = snprintf(buf, size, "<%d>%s [%s] %ld: ", level, stamp,
                      rd_log_names[level], (long)getpid());
     return n < 0 ? 0 : (size_t)n;
@@ -150,7 +151,7 @@ static void rd_log_flatten(char *s, size_t len)
 
 static void rd_log_write(const char *buf, size_t len)
 {
-    int fd = __atomic_load_n(&rd_log_state.fd, __ATOMIC_RELAXED);
+    int fd = atomic_load_explicit(&rd_log_state.fd, memory_order_relaxed);
 
     while (len > 0) {
         ssize_t n = write(fd, buf, len);
@@ -190,7 +191,7 @@ void rd_log(int level, const char *fmt, ...)
         return;
 
     /* Room is kept for the ellipsis that marks a truncated message. */
-    size_t room = sizeof line - (sizeof ellipsis - 1);
+    size_t room = sizeof(line) - (sizeof(ellipsis) - 1);
     size_t len = rd_log_prefix(line, room, level);
     if (len >= room)
         len = room - 1;
@@ -206,8 +207,8 @@ void rd_log(int level, const char *fmt, ...)
     rd_log_flatten(line + len, msg);
     len += msg;
     if (cut) {
-        memcpy(line + len, ellipsis, sizeof ellipsis - 1);
-        len += sizeof ellipsis - 1;
+        memcpy(line + len, ellipsis, sizeof(ellipsis) - 1);
+        len += sizeof(ellipsis) - 1;
     } else {
         line[len++] = '\n';
     }

@@ -149,14 +149,6 @@ void rd_metrics_pool_wait(uint64_t waited_ns)
         hist_observe(&rd_metrics_state.slot->pool_wait, waited_ns);
 }
 
-uint64_t rd_metrics_now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 void rd_metrics_connections(size_t open)
 {
     if (rd_metrics_state.proc != NULL)

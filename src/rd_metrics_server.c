@@ -22,7 +22,8 @@
 #include <microhttpd.h>
 
 #include "rd_channel.h"
-#include "rd_connection.h"
+#include "rd_clock.h"
+#include "rd_limit.h"
 #include "rd_listener.h"
 #include "rd_log.h"
 #include "rd_metrics.h"
@@ -339,7 +340,7 @@ void rd_metrics_server_tick(const rd_config_t *cf, uint64_t now_ms)
 
 bool rd_metrics_server_reaped(pid_t pid, int status)
 {
-    uint64_t now = rd_now_ms();
+    uint64_t now = rd_clock_ms();
     uint64_t delay = 0;
 
     if (pid <= 0 || pid != srv.pid)
@@ -374,14 +375,14 @@ void rd_metrics_server_stop(void)
 
 void rd_metrics_server_close(void)
 {
-    uint64_t deadline = rd_now_ms() + STOP_WAIT_MS;
+    uint64_t deadline = rd_clock_ms() + STOP_WAIT_MS;
     int status;
 
     srv.stopping = true;
     if (srv.pid > 0) {
         kill(srv.pid, SIGTERM);
         while (waitpid(srv.pid, &status, WNOHANG) == 0) {
-            if (rd_now_ms() >= deadline) {
+            if (rd_clock_ms() >= deadline) {
                 rd_log(RD_LOG_WARN, "the metrics process did not stop: killing it");
                 kill(srv.pid, SIGKILL);
                 waitpid(srv.pid, &status, 0);

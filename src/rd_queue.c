@@ -1,8 +1,5 @@
 #include "config.h"
 
-#include "rd_metrics.h"
-#include "rd_queue.h"
-
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -10,12 +7,13 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "rd_metrics.h"
+#include "rd_queue.h"
+#include "rd_ring.h"
+
 struct rd_queue {
     pthread_mutex_t lock;
-    void **slots;     /* circular array of CAPACITY pointers */
-    size_t capacity;
-    size_t head;      /* index of the oldest item */
-    size_t count;
+    rd_ring_t items;  /* pointers */
     int efd;
 };
 
@@ -28,21 +26,19 @@ rd_queue_t *rd_queue_create(size_t capacity)
     q = calloc(1, sizeof(*q));
     if (q == NULL)
         return NULL;
-    q->slots = calloc(capacity, sizeof(*q->slots));
-    if (q->slots == NULL)
+    if (rd_ring_init(&q->items, capacity, sizeof(void *)) < 0)
         goto fail_slots;
     if (pthread_mutex_init(&q->lock, NULL) != 0)
         goto fail_mutex;
     q->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (q->efd < 0)
         goto fail_efd;
-    q->capacity = capacity;
     return q;
 
 fail_efd:
     pthread_mutex_destroy(&q->lock);
 fail_mutex:
-    free(q->slots);
+    rd_ring_free(&q->items);
 fail_slots:
     free(q);
     return NULL;
@@ -54,7 +50,7 @@ void rd_queue_destroy(rd_queue_t *q)
         return;
     close(q->efd);
     pthread_mutex_destroy(&q->lock);
-    free(q->slots);
+    rd_ring_free(&q->items);
     free(q);
 }
 
@@ -65,18 +61,15 @@ int rd_queue_fd(const rd_queue_t *q)
 
 size_t rd_queue_capacity(const rd_queue_t *q)
 {
-    return q->capacity;
+    return q->items.capacity;
 }
 
-/* Stores ITEM at the tail; the caller holds the lock. Refuses rather than
- * overwrite: a lost pointer would be a request that never gets answered. */
+/* Stores ITEM at the tail; the caller holds the lock. */
 static int queue_store(rd_queue_t *q, void *item)
 {
-    if (q->count == q->capacity)
+    if (!rd_ring_push(&q->items, &item))
         return -1;
-    q->slots[(q->head + q->count) % q->capacity] = item;
-    q->count++;
-    rd_metrics_mod_queue(q->count);
+    rd_metrics_mod_queue(rd_ring_count(&q->items));
     return 0;
 }
 
@@ -116,11 +109,8 @@ static size_t queue_take(rd_queue_t *q, void **items, size_t max)
 {
     size_t n = 0;
 
-    while (n < max && q->count > 0) {
-        items[n++] = q->slots[q->head];
-        q->head = (q->head + 1) % q->capacity;
-        q->count--;
-    }
+    while (n < max && rd_ring_pop(&q->items, &items[n]))
+        n++;
     return n;
 }
 
@@ -135,7 +125,7 @@ size_t rd_queue_pop_all(rd_queue_t *q, void **items, size_t max)
     queue_clear(q);
     pthread_mutex_lock(&q->lock);
     n = queue_take(q, items, max);
-    left = q->count;
+    left = rd_ring_count(&q->items);
     rd_metrics_mod_queue(left);
     pthread_mutex_unlock(&q->lock);
     /* MAX was too small: keep the eventfd readable for what is left, or

@@ -1,12 +1,14 @@
 #include "config.h"
 
-#include "rd_metrics.h"
-#include "rd_threadpool.h"
-
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
+
+#include "rd_clock.h"
+#include "rd_metrics.h"
+#include "rd_ring.h"
+#include "rd_threadpool.h"
 
 struct rd_job {
     rd_job_fn fn;
@@ -17,10 +19,7 @@ struct rd_job {
 struct rd_threadpool {
     pthread_mutex_t lock;
     pthread_cond_t wake;    /* a job was queued, or the pool is stopping */
-    struct rd_job *jobs;    /* circular FIFO of CAPACITY jobs */
-    size_t capacity;
-    size_t head;            /* index of the oldest job */
-    size_t count;           /* jobs queued, not yet taken */
+    rd_ring_t jobs;         /* struct rd_job: queued, not yet taken */
     size_t running;         /* jobs taken and not yet finished */
     bool stop;
     pthread_t *tids;
@@ -31,15 +30,12 @@ struct rd_threadpool {
  * is stopping and the FIFO is empty, so that queued jobs all run first. */
 static bool pool_take(rd_threadpool_t *pool, struct rd_job *job)
 {
-    while (pool->count == 0 && !pool->stop)
+    while (rd_ring_count(&pool->jobs) == 0 && !pool->stop)
         pthread_cond_wait(&pool->wake, &pool->lock);
-    if (pool->count == 0)
+    if (!rd_ring_pop(&pool->jobs, job))
         return false;
-    *job = pool->jobs[pool->head];
-    pool->head = (pool->head + 1) % pool->capacity;
-    pool->count--;
     pool->running++;
-    rd_metrics_pool(pool->threads, pool->count, pool->running);
+    rd_metrics_pool(pool->threads, rd_ring_count(&pool->jobs), pool->running);
     return true;
 }
 
@@ -51,11 +47,11 @@ static void *pool_main(void *data)
     pthread_mutex_lock(&pool->lock);
     while (pool_take(pool, &job)) {
         pthread_mutex_unlock(&pool->lock);
-        rd_metrics_pool_wait(rd_metrics_now_ns() - job.queued_ns);
+        rd_metrics_pool_wait(rd_clock_ns() - job.queued_ns);
         job.fn(job.arg);
         pthread_mutex_lock(&pool->lock);
         pool->running--;
-        rd_metrics_pool(pool->threads, pool->count, pool->running);
+        rd_metrics_pool(pool->threads, rd_ring_count(&pool->jobs), pool->running);
     }
     pthread_mutex_unlock(&pool->lock);
     return NULL;
@@ -79,7 +75,7 @@ static void pool_free(rd_threadpool_t *pool)
     pthread_cond_destroy(&pool->wake);
     pthread_mutex_destroy(&pool->lock);
     free(pool->tids);
-    free(pool->jobs);
+    rd_ring_free(&pool->jobs);
     free(pool);
 }
 
@@ -115,9 +111,8 @@ static rd_threadpool_t *pool_alloc(unsigned threads, size_t capacity)
 
     if (pool == NULL)
         return NULL;
-    pool->jobs = calloc(capacity, sizeof(*pool->jobs));
     pool->tids = calloc(threads, sizeof(*pool->tids));
-    if (pool->jobs == NULL || pool->tids == NULL)
+    if (rd_ring_init(&pool->jobs, capacity, sizeof(struct rd_job)) < 0 || pool->tids == NULL)
         goto fail;
     if (pthread_mutex_init(&pool->lock, NULL) != 0)
         goto fail;
@@ -125,12 +120,11 @@ static rd_threadpool_t *pool_alloc(unsigned threads, size_t capacity)
         pthread_mutex_destroy(&pool->lock);
         goto fail;
     }
-    pool->capacity = capacity;
     return pool;
 
 fail:
     free(pool->tids);
-    free(pool->jobs);
+    rd_ring_free(&pool->jobs);
     free(pool);
     return NULL;
 }
@@ -160,11 +154,10 @@ int rd_threadpool_submit(rd_threadpool_t *pool, rd_job_fn fn, void *arg)
     pthread_mutex_lock(&pool->lock);
     /* Refuse rather than drop: the caller still owns the job and can
      * answer "busy" or retry. */
-    if (pool->count < pool->capacity && !pool->stop) {
-        pool->jobs[(pool->head + pool->count) % pool->capacity] =
-            (struct rd_job){ fn, arg, rd_metrics_now_ns() };
-        pool->count++;
-        rd_metrics_pool(pool->threads, pool->count, pool->running);
+    struct rd_job job = { fn, arg, rd_clock_ns() };
+
+    if (!pool->stop && rd_ring_push(&pool->jobs, &job)) {
+        rd_metrics_pool(pool->threads, rd_ring_count(&pool->jobs), pool->running);
         pthread_cond_signal(&pool->wake);
         rc = 0;
     }
@@ -177,7 +170,7 @@ size_t rd_threadpool_busy(rd_threadpool_t *pool)
     size_t busy;
 
     pthread_mutex_lock(&pool->lock);
-    busy = pool->count + pool->running;
+    busy = rd_ring_count(&pool->jobs) + pool->running;
     pthread_mutex_unlock(&pool->lock);
     return busy;
 }

@@ -11,6 +11,7 @@
 #include "rd_listener.h"
 #include "rd_log.h"
 #include "rd_metrics_net.h"
+#include "rd_sockaddr.h"
 #include "rd_udp.h"
 #include "rd_worker.h"
 
@@ -84,7 +85,7 @@ static void udp_log(const struct sockaddr_storage *peer, const rd_request_t *req
 {
     char ip[INET6_ADDRSTRLEN];
 
-    rd_socket_ip_text(peer, ip, sizeof(ip));
+    rd_sockaddr_ip_text((const struct sockaddr *)peer, ip, sizeof(ip));
     if (answered)
         rd_log(RD_LOG_DEBUG, "%s: udp %s", ip, rd_protocol_request_name(req));
     else

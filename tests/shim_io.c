@@ -261,18 +261,24 @@ static int shim_has_mode(int flags)
     return (flags & O_CREAT) != 0 || (flags & O_TMPFILE) == O_TMPFILE;
 }
 
+/* The mode argument of open(2) is there only when FLAGS create a file. */
+#define SHIM_MODE(flags, mode)                                                  \
+    do {                                                                        \
+        if (shim_has_mode(flags)) {                                             \
+            va_list ap;                                                         \
+            va_start(ap, flags);                                                \
+            (mode) = (mode_t)va_arg(ap, int);                                   \
+            va_end(ap);                                                         \
+        }                                                                       \
+    } while (0)
+
 #define SHIM_OPEN(name)                                                         \
     int name(const char *path, int flags, ...)                                  \
     {                                                                           \
         static int (*next)(const char *, int, ...);                             \
         mode_t mode = 0;                                                        \
                                                                                 \
-        if (shim_has_mode(flags)) {                                             \
-            va_list ap;                                                         \
-            va_start(ap, flags);                                                \
-            mode = (mode_t)va_arg(ap, int);                                     \
-            va_end(ap);                                                         \
-        }                                                                       \
+        SHIM_MODE(flags, mode);                                                 \
         if (next == NULL)                                                       \
             next = shim_next(#name);                                            \
         shim_slow_page(path);                                                   \
@@ -285,12 +291,7 @@ static int shim_has_mode(int flags)
         static int (*next)(int, const char *, int, ...);                        \
         mode_t mode = 0;                                                        \
                                                                                 \
-        if (shim_has_mode(flags)) {                                             \
-            va_list ap;                                                         \
-            va_start(ap, flags);                                                \
-            mode = (mode_t)va_arg(ap, int);                                     \
-            va_end(ap);                                                         \
-        }                                                                       \
+        SHIM_MODE(flags, mode);                                                 \
         if (next == NULL)                                                       \
             next = shim_next(#name);                                            \
         shim_slow_page(path);                                                   \

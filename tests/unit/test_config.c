@@ -51,7 +51,7 @@ static rd_config_t *parse_ok(const char *text)
     static rd_config_t cf;
     char err[512] = "";
 
-    int rc = rd_config_parse_string(&cf, text, NAME, err, sizeof err);
+    int rc = rd_config_parse_string(&cf, text, NAME, err, sizeof(err));
     if (rc != 0)
         fail_msg("unexpected error: %s", err);
     return &cf;
@@ -63,11 +63,11 @@ static void expect_error(const char *text, const char *want)
     rd_config_t cf, saved;
     char err[512] = "";
 
-    memset(&cf, 0xA5, sizeof cf);
+    memset(&cf, 0xA5, sizeof(cf));
     saved = cf;
-    assert_int_equal(rd_config_parse_string(&cf, text, NAME, err, sizeof err), -1);
+    assert_int_equal(rd_config_parse_string(&cf, text, NAME, err, sizeof(err)), -1);
     assert_string_equal(err, want);
-    assert_memory_equal(&cf, &saved, sizeof cf);
+    assert_memory_equal(&cf, &saved, sizeof(cf));
 }
 
 static void assert_config_equal(const rd_config_t *a, const rd_config_t *b)
@@ -93,7 +93,7 @@ static void assert_config_equal(const rd_config_t *a, const rd_config_t *b)
     assert_int_equal(a->keepalive_count, b->keepalive_count);
     assert_int_equal(a->udp_payload_threshold, b->udp_payload_threshold);
     assert_int_equal(a->admin_key_set, b->admin_key_set);
-    assert_memory_equal(a->admin_key, b->admin_key, sizeof a->admin_key);
+    assert_memory_equal(a->admin_key, b->admin_key, sizeof(a->admin_key));
     assert_int_equal(a->log_level, b->log_level);
     assert_int_equal(a->admin_allow_count, b->admin_allow_count);
     assert_memory_equal(a->admin_allow, b->admin_allow,
@@ -110,9 +110,9 @@ static void assert_v4(const rd_listen_addr_t *a, const char *ip, unsigned port, 
 
     assert_int_equal(inet_pton(AF_INET, ip, &want), 1);
     assert_int_equal(sin->sin_family, AF_INET);
-    assert_int_equal(a->addr_len, sizeof *sin);
+    assert_int_equal(a->addr_len, sizeof(*sin));
     assert_int_equal(ntohs(sin->sin_port), port);
-    assert_memory_equal(&sin->sin_addr, &want, sizeof want);
+    assert_memory_equal(&sin->sin_addr, &want, sizeof(want));
     assert_string_equal(a->text, text);
 }
 
@@ -123,9 +123,9 @@ static void assert_v6(const rd_listen_addr_t *a, const char *ip, unsigned port, 
 
     assert_int_equal(inet_pton(AF_INET6, ip, &want), 1);
     assert_int_equal(sin6->sin6_family, AF_INET6);
-    assert_int_equal(a->addr_len, sizeof *sin6);
+    assert_int_equal(a->addr_len, sizeof(*sin6));
     assert_int_equal(ntohs(sin6->sin6_port), port);
-    assert_memory_equal(&sin6->sin6_addr, &want, sizeof want);
+    assert_memory_equal(&sin6->sin6_addr, &want, sizeof(want));
     assert_string_equal(a->text, text);
 }
 
@@ -208,7 +208,7 @@ static void test_every_setting(void **state)
     assert_int_equal(cf->keepalive_count, 127);
     assert_int_equal(cf->udp_payload_threshold, 32);
     assert_true(cf->admin_key_set);
-    assert_memory_equal(cf->admin_key, key, sizeof key);
+    assert_memory_equal(cf->admin_key, key, sizeof(key));
     assert_int_equal(cf->log_level, RD_LOG_DEBUG);
 }
 
@@ -241,8 +241,8 @@ static void test_log_level_setting(void **state)
     };
     char text[64];
 
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        snprintf(text, sizeof text, "log_level = \"%s\";", cases[i].text);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        snprintf(text, sizeof(text), "log_level = \"%s\";", cases[i].text);
         assert_int_equal(parse_ok(text)->log_level, cases[i].level);
     }
 }
@@ -284,12 +284,12 @@ static void test_listen_bad_forms(void **state)
     };
     rd_listen_addr_t a, before;
 
-    memset(&a, 0x5A, sizeof a);
+    memset(&a, 0x5A, sizeof(a));
     before = a;
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         if (rd_config_parse_listen(bad[i], &a) != -1)
             fail_msg("'%s' was accepted", bad[i]);
-        assert_memory_equal(&a, &before, sizeof a);
+        assert_memory_equal(&a, &before, sizeof(a));
     }
     assert_int_equal(rd_config_parse_listen(NULL, &a), -1);
 }
@@ -311,10 +311,10 @@ static void test_listen_list(void **state)
 
     /* Exactly the most allowed. */
     char text[1024];
-    size_t n = (size_t)snprintf(text, sizeof text, "listen = (");
+    size_t n = (size_t)snprintf(text, sizeof(text), "listen = (");
     for (int i = 1; i <= RD_CONFIG_MAX_LISTEN; i++)
-        n += (size_t)snprintf(text + n, sizeof text - n, "%s\"%d\"", i > 1 ? ", " : "", i);
-    snprintf(text + n, sizeof text - n, ");");
+        n += (size_t)snprintf(text + n, sizeof(text) - n, "%s\"%d\"", i > 1 ? ", " : "", i);
+    snprintf(text + n, sizeof(text) - n, ");");
     cf = parse_ok(text);
     assert_int_equal(cf->listen_count, RD_CONFIG_MAX_LISTEN);
     assert_string_equal(cf->listen[RD_CONFIG_MAX_LISTEN - 1].text, "0.0.0.0:16");
@@ -340,11 +340,11 @@ static void test_listen_errors(void **state)
     expect_error("listen = (\"1.2.3.4:80\", \"*:5\", \"1.2.3.4:80\");",
                  NAME ":1: listen '1.2.3.4:80' is given twice");
 
-    size_t n = (size_t)snprintf(text, sizeof text, "\n\nlisten = (");
+    size_t n = (size_t)snprintf(text, sizeof(text), "\n\nlisten = (");
     for (int i = 1; i <= RD_CONFIG_MAX_LISTEN + 1; i++)
-        n += (size_t)snprintf(text + n, sizeof text - n, "%s\"%d\"", i > 1 ? ", " : "", i);
-    snprintf(text + n, sizeof text - n, ");");
-    snprintf(want, sizeof want, NAME ":3: listen has %d entries (1..%d allowed)",
+        n += (size_t)snprintf(text + n, sizeof(text) - n, "%s\"%d\"", i > 1 ? ", " : "", i);
+    snprintf(text + n, sizeof(text) - n, ");");
+    snprintf(want, sizeof(want), NAME ":3: listen has %d entries (1..%d allowed)",
              RD_CONFIG_MAX_LISTEN + 1, RD_CONFIG_MAX_LISTEN);
     expect_error(text, want);
 }
@@ -474,8 +474,8 @@ static void test_load_file(void **state)
     char path[PATH_MAX], err[512] = "";
     rd_config_t cf;
 
-    write_temp(path, sizeof path, "raida_id = 12;\nlisten = (\"[::1]:1\", \"127.0.0.1\");\n");
-    assert_int_equal(rd_config_load(&cf, path, err, sizeof err), 0);
+    write_temp(path, sizeof(path), "raida_id = 12;\nlisten = (\"[::1]:1\", \"127.0.0.1\");\n");
+    assert_int_equal(rd_config_load(&cf, path, err, sizeof(err)), 0);
     assert_string_equal(err, "");
     assert_string_equal(cf.path, path);
     assert_int_equal(cf.raida_id, 12);
@@ -495,33 +495,33 @@ static void test_load_errors(void **state)
     cf.raida_id = 3;
     saved = cf;
 
-    write_temp(path, sizeof path, "raida_id = 1;\n# x\ncoin_id 2;\n");
-    assert_int_equal(rd_config_load(&cf, path, err, sizeof err), -1);
-    snprintf(want, sizeof want, "%s:3: syntax error", path);
+    write_temp(path, sizeof(path), "raida_id = 1;\n# x\ncoin_id 2;\n");
+    assert_int_equal(rd_config_load(&cf, path, err, sizeof(err)), -1);
+    snprintf(want, sizeof(want), "%s:3: syntax error", path);
     assert_string_equal(err, want);
-    assert_memory_equal(&cf, &saved, sizeof cf);
+    assert_memory_equal(&cf, &saved, sizeof(cf));
 
     write_file(path, "coin_id = 6;\nraida_id = 25;\n");
-    assert_int_equal(rd_config_load(&cf, path, err, sizeof err), -1);
-    snprintf(want, sizeof want, "%s:2: raida_id = 25 is out of range (0..24)", path);
+    assert_int_equal(rd_config_load(&cf, path, err, sizeof(err)), -1);
+    snprintf(want, sizeof(want), "%s:2: raida_id = 25 is out of range (0..24)", path);
     assert_string_equal(err, want);
-    assert_memory_equal(&cf, &saved, sizeof cf);
+    assert_memory_equal(&cf, &saved, sizeof(cf));
 
     write_file(path, "coin_id = 4294967302;\n");
-    assert_int_equal(rd_config_load(&cf, path, err, sizeof err), -1);
-    snprintf(want, sizeof want, "%s:1: coin_id = 4294967302 is out of range (0..65535)", path);
+    assert_int_equal(rd_config_load(&cf, path, err, sizeof(err)), -1);
+    snprintf(want, sizeof(want), "%s:1: coin_id = 4294967302 is out of range (0..65535)", path);
     assert_string_equal(err, want);
 
     assert_int_equal(unlink(path), 0);
-    assert_int_equal(rd_config_load(&cf, path, err, sizeof err), -1);
-    snprintf(want, sizeof want, "%s: cannot read: %s", path, strerror(ENOENT));
+    assert_int_equal(rd_config_load(&cf, path, err, sizeof(err)), -1);
+    snprintf(want, sizeof(want), "%s: cannot read: %s", path, strerror(ENOENT));
     assert_string_equal(err, want);
-    assert_memory_equal(&cf, &saved, sizeof cf);
+    assert_memory_equal(&cf, &saved, sizeof(cf));
 
-    assert_int_equal(rd_config_load(&cf, tmp_dir(), err, sizeof err), -1);
-    snprintf(want, sizeof want, "%s: cannot read: %s", tmp_dir(), strerror(EISDIR));
+    assert_int_equal(rd_config_load(&cf, tmp_dir(), err, sizeof(err)), -1);
+    snprintf(want, sizeof(want), "%s: cannot read: %s", tmp_dir(), strerror(EISDIR));
     assert_string_equal(err, want);
-    assert_memory_equal(&cf, &saved, sizeof cf);
+    assert_memory_equal(&cf, &saved, sizeof(cf));
 }
 
 /* @include is relative to the including file's folder, and errors in the
@@ -533,36 +533,36 @@ static void test_include(void **state)
     char err[1024] = "", want[PATH_MAX + 128];
     rd_config_t cf;
 
-    snprintf(dir, sizeof dir, "%s/test_config.XXXXXX", tmp_dir());
+    snprintf(dir, sizeof(dir), "%s/test_config.XXXXXX", tmp_dir());
     assert_non_null(mkdtemp(dir));
-    snprintf(main_conf, sizeof main_conf, "%s/raidad.conf", dir);
-    snprintf(inc, sizeof inc, "%s/inc.conf", dir);
+    snprintf(main_conf, sizeof(main_conf), "%s/raidad.conf", dir);
+    snprintf(inc, sizeof(inc), "%s/inc.conf", dir);
     write_file(main_conf, "raida_id = 2;\n@include \"inc.conf\"\nworker_threads = 8;\n");
 
     write_file(inc, "coin_id = 77;\n");
-    assert_int_equal(rd_config_load(&cf, main_conf, err, sizeof err), 0);
+    assert_int_equal(rd_config_load(&cf, main_conf, err, sizeof(err)), 0);
     assert_int_equal(cf.raida_id, 2);
     assert_int_equal(cf.coin_id, 77);
     assert_int_equal(cf.worker_threads, 8);
 
     write_file(inc, "coin_id = 77;\nmax_body_size 300;\n");
-    assert_int_equal(rd_config_load(&cf, main_conf, err, sizeof err), -1);
-    snprintf(want, sizeof want, "%s:2: syntax error", inc);
+    assert_int_equal(rd_config_load(&cf, main_conf, err, sizeof(err)), -1);
+    snprintf(want, sizeof(want), "%s:2: syntax error", inc);
     assert_string_equal(err, want);
 
     write_file(inc, "\n\ncoin_id = 65537;\n");
-    assert_int_equal(rd_config_load(&cf, main_conf, err, sizeof err), -1);
-    snprintf(want, sizeof want, "%s:3: coin_id = 65537 is out of range (0..65535)", inc);
+    assert_int_equal(rd_config_load(&cf, main_conf, err, sizeof(err)), -1);
+    snprintf(want, sizeof(want), "%s:3: coin_id = 65537 is out of range (0..65535)", inc);
     assert_string_equal(err, want);
 
     write_file(inc, "\ncoin_id = 4294967297;\n");
-    assert_int_equal(rd_config_load(&cf, main_conf, err, sizeof err), -1);
-    snprintf(want, sizeof want, "%s:2: coin_id = 4294967297 is out of range (0..65535)", inc);
+    assert_int_equal(rd_config_load(&cf, main_conf, err, sizeof(err)), -1);
+    snprintf(want, sizeof(want), "%s:2: coin_id = 4294967297 is out of range (0..65535)", inc);
     assert_string_equal(err, want);
 
     assert_int_equal(unlink(inc), 0);
-    assert_int_equal(rd_config_load(&cf, main_conf, err, sizeof err), -1);
-    snprintf(want, sizeof want, "%s:2: cannot open include file", main_conf);
+    assert_int_equal(rd_config_load(&cf, main_conf, err, sizeof(err)), -1);
+    snprintf(want, sizeof(want), "%s:2: cannot open include file", main_conf);
     assert_string_equal(err, want);
 
     assert_int_equal(unlink(main_conf), 0);
@@ -577,10 +577,10 @@ static void test_sample_config(void **state)
     rd_config_t cf, def;
 
     if (srcdir != NULL && srcdir[0] != '\0')
-        snprintf(path, sizeof path, "%s/conf/raidad.conf", srcdir);
+        snprintf(path, sizeof(path), "%s/conf/raidad.conf", srcdir);
     else
-        snprintf(path, sizeof path, "../conf/raidad.conf");
-    int rc = rd_config_load(&cf, path, err, sizeof err);
+        snprintf(path, sizeof(path), "../conf/raidad.conf");
+    int rc = rd_config_load(&cf, path, err, sizeof(err));
     if (rc != 0)
         fail_msg("%s (RAIDAD_SRCDIR names the source tree)", err);
     rd_config_defaults(&def);
@@ -602,15 +602,15 @@ static void test_sandbox_settings(void **state)
     assert_true(def.worker_seccomp);
     assert_int_equal(def.admin_allow_count, 2);
     assert_int_equal(rd_cidr_parse("127.0.0.0/8", &want), 0);
-    assert_memory_equal(&def.admin_allow[0], &want, sizeof want);
+    assert_memory_equal(&def.admin_allow[0], &want, sizeof(want));
     assert_int_equal(rd_cidr_parse("::1", &want), 0);
-    assert_memory_equal(&def.admin_allow[1], &want, sizeof want);
+    assert_memory_equal(&def.admin_allow[1], &want, sizeof(want));
 
     cf = parse_ok("worker_seccomp = false;\nadmin_allow = \"192.0.2.0/24\";\n");
     assert_false(cf->worker_seccomp);
     assert_int_equal(cf->admin_allow_count, 1);
     assert_int_equal(rd_cidr_parse("192.0.2.0/24", &want), 0);
-    assert_memory_equal(&cf->admin_allow[0], &want, sizeof want);
+    assert_memory_equal(&cf->admin_allow[0], &want, sizeof(want));
     cf = parse_ok("admin_allow = [ \"10.0.0.0/8\", \"2001:db8::/32\", \"::1\" ];\n");
     assert_int_equal(cf->admin_allow_count, 3);
     /* An empty list: the admin key never in clear. */
@@ -665,7 +665,7 @@ static char *read_all(const char *path)
     FILE *f = fopen(path, "r");
 
     assert_non_null(f);
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
     buf[n] = '\0';
     fclose(f);
     return buf;
@@ -675,7 +675,7 @@ static char *read_all(const char *path)
 static void assert_log_line(const char *line, int level, const char *message)
 {
     char want[256];
-    int n = snprintf(want, sizeof want, "<%d>", level);
+    int n = snprintf(want, sizeof(want), "<%d>", level);
 
     assert_memory_equal(line, want, (size_t)n);
     line += n;
@@ -685,7 +685,7 @@ static void assert_log_line(const char *line, int level, const char *message)
         else
             assert_int_equal(*line, *f);
     }
-    snprintf(want, sizeof want, "[%s] %ld: %s\n", rd_log_level_name(level), (long)getpid(),
+    snprintf(want, sizeof(want), "[%s] %ld: %s\n", rd_log_level_name(level), (long)getpid(),
              message);
     assert_string_equal(line, want);
 }
@@ -695,7 +695,7 @@ static void test_log_to_file(void **state)
     (void)state;
     char path[PATH_MAX], moved[PATH_MAX + 8];
 
-    write_temp(path, sizeof path, "");
+    write_temp(path, sizeof(path), "");
     rd_log_set_level(RD_LOG_INFO);
     assert_int_equal(rd_log_open(path), 0);
     rd_log(RD_LOG_WARN, "hello %d", 42);
@@ -703,7 +703,7 @@ static void test_log_to_file(void **state)
     assert_log_line(read_all(path), RD_LOG_WARN, "hello 42");
 
     /* Reopening after logrotate's rename writes to a new file. */
-    snprintf(moved, sizeof moved, "%s.1", path);
+    snprintf(moved, sizeof(moved), "%s.1", path);
     assert_int_equal(rename(path, moved), 0);
     assert_int_equal(rd_log_open(path), 0);
     rd_log_set_level(RD_LOG_DEBUG);
@@ -734,8 +734,8 @@ static void test_log_truncates(void **state)
     char path[PATH_MAX];
     static char big[10000];
 
-    memset(big, 'x', sizeof big - 1);
-    write_temp(path, sizeof path, "");
+    memset(big, 'x', sizeof(big) - 1);
+    write_temp(path, sizeof(path), "");
     assert_int_equal(rd_log_open(path), 0);
     rd_log(RD_LOG_NOTICE, "%s", big);
     const char *text = read_all(path);

@@ -17,7 +17,7 @@
 
 #include "rd_accesslog.h"
 #include "rd_cidr.h"
-#include "rd_connection.h"
+#include "rd_clock.h"
 #include "rd_limit.h"
 #include "rd_commands.h"
 #include "rd_metrics.h"
@@ -228,9 +228,9 @@ static void test_access_log_lines(void **state)
     text = slurp(path);
     assert_string_equal(text, "");
     free(text);
-    timeout = rd_accesslog_flush_due(rd_now_ms(), 10000);
+    timeout = rd_accesslog_flush_due(rd_clock_ms(), 10000);
     assert_true(timeout > 0 && timeout <= (int)cf.access_log_flush_ms);
-    assert_int_equal(rd_accesslog_flush_due(rd_now_ms() + cf.access_log_flush_ms, 10000), 10000);
+    assert_int_equal(rd_accesslog_flush_due(rd_clock_ms() + cf.access_log_flush_ms, 10000), 10000);
     text = slurp(path);
     assert_non_null(strstr(text, "Z 192.0.2.7:4242 tcp 0/echo 250 50 32 54\n"));
     assert_non_null(strstr(text, "Z [2001:db8::5]:53 udp - 6 50 32 0\n"));

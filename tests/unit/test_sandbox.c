@@ -38,7 +38,7 @@ static char log_path[64];
 static int setup(void **state)
 {
     (void)state;
-    snprintf(log_path, sizeof log_path, "/tmp/test_sandbox.XXXXXX");
+    snprintf(log_path, sizeof(log_path), "/tmp/test_sandbox.XXXXXX");
     int fd = mkstemp(log_path);
     if (fd < 0)
         return -1;
@@ -83,7 +83,7 @@ static char *read_log(void)
     ssize_t n;
 
     assert_true(fd >= 0);
-    n = read(fd, buf, sizeof buf - 1);
+    n = read(fd, buf, sizeof(buf) - 1);
     close(fd);
     assert_true(n >= 0);
     buf[n] = '\0';
@@ -101,7 +101,7 @@ static void expect_killed(child_fn *fn, const char *call)
     const char *at = strstr(log, "seccomp: worker killed: forbidden system call ");
     if (at == NULL)
         fail_msg("no seccomp line in: %s", log);
-    snprintf(want, sizeof want, "seccomp: worker killed: forbidden system call %s (", call);
+    snprintf(want, sizeof(want), "seccomp: worker killed: forbidden system call %s (", call);
     if (strncmp(at, want, strlen(want)) != 0)
         fail_msg("wanted '%s...', got: %s", want, at);
     assert_true(strncmp(log, "<2>", 3) == 0);
@@ -128,7 +128,7 @@ static void serving_calls(void)
 
     if (ep < 0 || ev < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, ev, &e) < 0)
         _exit(4);
-    if (write(ev, &one, sizeof one) != sizeof one || epoll_wait(ep, &e, 1, 100) != 1)
+    if (write(ev, &one, sizeof(one)) != sizeof(one) || epoll_wait(ep, &e, 1, 100) != 1)
         _exit(5);
     /* a thread: clone3 refused with ENOSYS, glibc falls back to clone */
     if (pthread_create(&t, NULL, thread_main, NULL) != 0 || pthread_join(t, NULL) != 0)
@@ -140,7 +140,7 @@ static void serving_calls(void)
     if (getrandom(buf, 16, 0) != 16 || clock_gettime(CLOCK_REALTIME, &ts) < 0)
         _exit(8);
     int fd = open(log_path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || read(fd, buf, sizeof buf) < 0 || close(fd) < 0)
+    if (fd < 0 || read(fd, buf, sizeof(buf)) < 0 || close(fd) < 0)
         _exit(9);
     signal(SIGUSR2, SIG_IGN);
     if (raise(SIGUSR2) != 0)
