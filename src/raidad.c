@@ -36,7 +36,8 @@ static void usage(FILE *out)
             "  -c FILE    configuration file (default " DEFAULT_CONF ")\n"
             "  -t         test the configuration and exit\n"
             "  -s SIGNAL  signal the running master (found through pid_file):\n"
-            "             reload (waits for the verdict), quit (graceful), stop (fast), reopen (logs),\n"
+            "             reload (waits for the verdict), quit (graceful), stop (fast),\n"
+            "             reopen (logs),\n"
             "             status (prints the running daemon's state; exit 0 when healthy)\n"
             "  -v         print the version and exit\n"
             "  -h         print this help and exit\n");
@@ -113,7 +114,8 @@ static int signal_reload(pid_t pid)
             continue;
         if (sig == SIGUSR1)
             return 0;
-        fprintf(stderr, "raidad: the reload was refused; the old configuration keeps serving (see the log)\n");
+        fprintf(stderr, "raidad: the reload was refused; the old configuration keeps serving "
+                "(see the log)\n");
         return 1;
     }
 }

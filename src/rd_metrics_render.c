@@ -145,7 +145,8 @@ static void put_durations(sbuf_t *b, const rd_metrics_t *m)
     hist_sum_t wait = { { 0 }, 0, 0 };
 
     family(b, "raidad_request_duration_seconds", "histogram",
-           "Time from the whole request read to its answer queued, by transport and command group.");
+           "Time from the whole request read to its answer queued, by transport and "
+           "command group.");
     for (int t = 0; t < RD_METRICS_TRANSPORTS; t++) {
         for (size_t g = 0; g <= RD_METRICS_GROUPS; g++) {
             hist_sum_t h = { { 0 }, 0, 0 };
@@ -156,7 +157,8 @@ static void put_durations(sbuf_t *b, const rd_metrics_t *m)
             if (h.count == 0)
                 continue;
             if (g < RD_METRICS_GROUPS)
-                snprintf(labels, sizeof(labels), "transport=\"%s\",group=\"%zu\"", transports[t], g);
+                snprintf(labels, sizeof(labels), "transport=\"%s\",group=\"%zu\"",
+                         transports[t], g);
             else
                 snprintf(labels, sizeof(labels), "transport=\"%s\",group=\"none\"", transports[t]);
             hist_put(b, "raidad_request_duration_seconds", labels, &h);

@@ -13,7 +13,8 @@ h_files=$(ls include/*.h include/raidad/*.h tools/*.h tests/unit/*.h tests/fuzz/
 configured=$(ls src/*.c tools/*.c tests/unit/*.c tests/fuzz/*.c 2>/dev/null)
 
 tabs() { grep -n "$(printf '\t')" $c_files $h_files; }
-width() { awk 'length > 100 { print FILENAME ":" FNR ": " length " columns" }' $c_files $h_files; }
+# Tests' tables of cases may run longer.
+width() { awk 'length > 100 { print FILENAME ":" FNR ": " length " columns" }' $daemon tools/*.c; }
 sizeof_parens() { grep -nE '\bsizeof [^(]' $c_files $h_files; }
 c11_atomics() { grep -nE '__atomic_|__sync_' $c_files $h_files; }
 header_prose() {
