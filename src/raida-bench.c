@@ -544,7 +544,7 @@ static bool answer_ok(const bench_t *b, const slot_t *s, uint8_t *buf, size_t le
     }
     *status = r.status;
     if (r.status != want)
-        snprintf(why, cap, "status %u (%s)", r.status, rd_client_status_name(r.status));
+        snprintf(why, cap, "status %u (%s)", r.status, rd_status_name(r.status));
     else if (r.raida_id != b->opt.raida_id)
         snprintf(why, cap, "RAIDA id %u, not %u", r.raida_id, b->opt.raida_id);
     else if (r.group != group)

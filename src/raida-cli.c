@@ -720,7 +720,7 @@ static bool modern_type(uint8_t type)
 static void print_header(const rd_client_response_t *r)
 {
     bool modern = modern_type(r->enc_type);
-    printf("status: %u (%s)\n", r->status, rd_client_status_name(r->status));
+    printf("status: %u (%s)\n", r->status, rd_status_name(r->status));
     printf("raida_id: %u\n", r->raida_id);
     printf("group: %u\n", r->group);
     if (r->enc_type != 0)

@@ -15,7 +15,7 @@
 #include "rd_bytes.h"
 #include "rd_coins.h"
 
-#define COIN_ID_SIZE    5       /* denomination (i8) and serial number (u32) */
+#define COIN_ID_SIZE    RD_COIN_REF_SIZE
 #define SUM_SIZE        RD_COIN_AN_SIZE
 
 /* ---- parsing ------------------------------------------------------------- */
@@ -28,10 +28,10 @@ typedef struct layout {
 static bool layout_of(uint8_t command, layout_t *l)
 {
     switch (command) {
-    case RD_AUTH_DETECT:     *l = (layout_t){ COIN_ID_SIZE + RD_COIN_AN_SIZE, 0 }; return true;
-    case RD_AUTH_DETECT_SUM: *l = (layout_t){ COIN_ID_SIZE, SUM_SIZE }; return true;
-    case RD_AUTH_POWN:       *l = (layout_t){ COIN_ID_SIZE + 2 * RD_COIN_AN_SIZE, 0 }; return true;
-    case RD_AUTH_POWN_SUM:   *l = (layout_t){ COIN_ID_SIZE, 2 * SUM_SIZE }; return true;
+    case RD_CMD_DETECT:     *l = (layout_t){ COIN_ID_SIZE + RD_COIN_AN_SIZE, 0 }; return true;
+    case RD_CMD_DETECT_SUM: *l = (layout_t){ COIN_ID_SIZE, SUM_SIZE }; return true;
+    case RD_CMD_POWN:       *l = (layout_t){ COIN_ID_SIZE + 2 * RD_COIN_AN_SIZE, 0 }; return true;
+    case RD_CMD_POWN_SUM:   *l = (layout_t){ COIN_ID_SIZE, 2 * SUM_SIZE }; return true;
     default: return false;
     }
 }
@@ -104,7 +104,7 @@ void rd_auth_coin(const rd_auth_payload_t *pl, size_t i, rd_auth_coin_t *coin)
 {
     const uint8_t *c = pl->coins + i * pl->stride;
     coin->den = (int8_t)c[0];
-    coin->sn = (uint32_t)rd_get_be(c + 1, 4);
+    coin->sn = (uint32_t)rd_get_be(c + RD_COIN_REF_SN, RD_COIN_REF_SIZE - RD_COIN_REF_SN);
     coin->an = pl->stride > COIN_ID_SIZE ? c + COIN_ID_SIZE : NULL;
     coin->pan = pl->stride > COIN_ID_SIZE + RD_COIN_AN_SIZE ? c + COIN_ID_SIZE + RD_COIN_AN_SIZE
                                                             : NULL;

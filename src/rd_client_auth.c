@@ -6,7 +6,7 @@
 
 #include "rd_bytes.h"
 #include "rd_client_auth.h"
-#include "rd_protocol.h"
+#include "rd_frame.h"
 
 #define AN RD_CLIENT_KEY_SIZE
 

@@ -19,6 +19,7 @@
 #include <zlib.h>
 #include <cmocka.h>
 
+#include "rd_cidr.h"
 #include "rd_client.h"
 #include "rd_commands.h"
 #include "rd_crypto.h"
@@ -1068,14 +1069,14 @@ static void test_client_parse_rejects(void **state)
 static void test_client_status_names(void **state)
 {
     (void)state;
-    assert_string_equal(rd_client_status_name(250), "success");
-    assert_string_equal(rd_client_status_name(37), "invalid CRC");
-    assert_string_equal(rd_client_status_name(255), "invalid routing");
-    assert_string_equal(rd_client_status_name(1), "unknown");
+    assert_string_equal(rd_status_name(250), "success");
+    assert_string_equal(rd_status_name(37), "invalid CRC");
+    assert_string_equal(rd_status_name(255), "invalid routing");
+    assert_string_equal(rd_status_name(1), "unknown");
     const uint8_t known[] = { 0, 2, 3, 4, 5, 6, 7, 16, 25, 27, 33, 34, 36, 37, 38,
                               160, 204, 250, 252, 254, 255 };
     for (size_t i = 0; i < sizeof(known); i++)
-        assert_string_not_equal(rd_client_status_name(known[i]), "unknown");
+        assert_string_not_equal(rd_status_name(known[i]), "unknown");
 }
 
 /* ---- encrypted requests: fixture ----------------------------------------- */
