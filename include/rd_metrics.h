@@ -30,7 +30,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "rd_protocol.h"
+#include "rd_frame.h"
 
 #define RD_METRICS_SLOTS 8          /* counter slots */
 #define RD_METRICS_PROCS 512        /* process slots: the master's process table */

@@ -11,6 +11,7 @@
 
 #include "rd_commands.h"
 #include "rd_metrics.h"
+#include "rd_protocol.h"
 
 const uint64_t rd_metrics_bounds_ns[RD_METRICS_BUCKETS] = {
     50000, 100000, 250000, 500000,                      /* 50 µs .. 500 µs */
