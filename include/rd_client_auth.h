@@ -14,10 +14,6 @@
 #include "rd_coinfile.h"
 #include "rd_frame.h"
 
-#define RD_AUTH_GROUP       RD_GROUP_AUTH
-#define RD_AUDIT_GROUP      RD_GROUP_STATUS
-#define RD_AUDIT_COMMAND    RD_CMD_AUDIT
-#define RD_AUTH_COIN_ID_SIZE RD_COIN_REF_SIZE   /* den (1) and sn (4, big-endian) */
 #define RD_AUDIT_RECORD_SIZE 5      /* den (1) and issued coins (4) */
 #define RD_AUDIT_SIZE       (RD_COIN_DENS * RD_AUDIT_RECORD_SIZE)   /* 75 */
 
