@@ -9,11 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <openssl/crypto.h>
 
 #include "rd_auth.h"
 #include "rd_bytes.h"
 #include "rd_coins.h"
+#include "rd_crypto.h"
 
 #define COIN_ID_SIZE    RD_COIN_REF_SIZE
 #define SUM_SIZE        RD_COIN_AN_SIZE
@@ -150,7 +150,7 @@ static int check_coin(rd_coins_txn_t *t, const rd_auth_coin_t *c, uint8_t month,
     int rc = rd_coins_get(t, c->den, c->sn, rec);
     if (rc != RD_COIN_OK)
         return store_error(rc);
-    *passed = rec[RD_COIN_AN_SIZE] != 0 && CRYPTO_memcmp(rec, c->an, RD_COIN_AN_SIZE) == 0;
+    *passed = rec[RD_COIN_AN_SIZE] != 0 && rd_crypto_equal(rec, c->an, RD_COIN_AN_SIZE);
     if (!*passed || c->pan == NULL)
         return RD_STATUS_NO_ERROR;
     memcpy(rec, c->pan, RD_COIN_AN_SIZE);
@@ -268,7 +268,7 @@ static int run_sum(const rd_protocol_t *p, rd_request_t *req)
     t.distinct = true;                  /* checked by the parser */
     status = sum_coins(&t, &pl, xor, recs);
     if (status == RD_STATUS_NO_ERROR) {
-        bool match = CRYPTO_memcmp(xor, pl.sum, SUM_SIZE) == 0;
+        bool match = rd_crypto_equal(xor, pl.sum, SUM_SIZE);
         status = match ? RD_STATUS_ALL_PASS : RD_STATUS_ALL_FAIL;
         if (match && pl.delta != NULL && pown_all(&t, &pl, recs) != RD_STATUS_NO_ERROR)
             status = RD_STATUS_INTERNAL_ERROR;

@@ -11,8 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <openssl/crypto.h>
 
+#include "rd_crypto.h"
 #include "rd_frame.h"
 #include "rd_limit.h"
 #include "rd_log.h"
@@ -75,7 +75,7 @@ static bool svc_admin_key_ok(const raidad_request_t *req, const uint8_t *key, si
     const rd_protocol_t *p = req != NULL ? req->services->protocol : NULL;
 
     return p != NULL && p->admin_key_set && key != NULL && len == sizeof(p->admin_key)
-        && CRYPTO_memcmp(key, p->admin_key, sizeof(p->admin_key)) == 0;
+        && rd_crypto_equal(key, p->admin_key, sizeof(p->admin_key));
 }
 
 const raidad_services_t rd_module_services = {
