@@ -5,7 +5,6 @@
  * and described in docs/protocol.md. */
 #include "config.h"
 
-#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
