@@ -12,7 +12,7 @@
 #include <stdint.h>
 
 #include "rd_config.h"
-#include "rd_protocol.h"
+#include "rd_frame.h"
 
 /* Opens CF's access log for this process (a worker, before it gives up
  * root). Returns -1 (logged) on failure; 0 also when there is none. */

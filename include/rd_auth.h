@@ -1,7 +1,8 @@
 /* The authentication commands (group 1: detect, detect sum, pown, pown
  * sum) and audit (group 0, command 3), over the coin store. The payload
  * parsers are apart from the handlers so that they can be tested and
- * fuzzed alone. ../shared/protocol.md has the bytes; docs/coins.md the
+ * fuzzed alone. docs/protocol.md has the bytes (their numbers are
+ * include/rd_frame.h's RD_CMD_*); docs/coins.md the
  * store they run on. */
 #ifndef RD_AUTH_H
 #define RD_AUTH_H
@@ -9,12 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "rd_protocol.h"
-
-#define RD_AUTH_DETECT      10
-#define RD_AUTH_DETECT_SUM  11
-#define RD_AUTH_POWN        20
-#define RD_AUTH_POWN_SUM    21
+#include "rd_frame.h"
 
 /* A parsed payload: N coin records of STRIDE bytes (denomination, serial
  * number, then AN and PAN as the command has them), and for the sums the

@@ -96,7 +96,4 @@ long rd_client_exchange(const char *host, const char *port, bool udp,
                         const uint8_t *req, size_t req_len,
                         uint8_t *resp, size_t resp_cap, int timeout_ms);
 
-/* Name of a status code ("success", "invalid CRC", ...); "unknown" if none. */
-const char *rd_client_status_name(uint8_t status);
-
 #endif

@@ -1,6 +1,6 @@
 /* Client side of the authentication group (group 1) and of audit (group 0,
  * command 3): the payloads of detect, detect sum, pown and pown sum for N
- * coins, and the decoding of their answers (../shared/protocol.md, section
+ * coins, and the decoding of their answers (docs/protocol.md, section
  * "Authentication group"). Frames are made and sent by include/rd_client.h;
  * the coins come from include/rd_coinlist.h. Nothing here does I/O. */
 #ifndef RD_CLIENT_AUTH_H
@@ -12,19 +12,16 @@
 
 #include "rd_client.h"
 #include "rd_coinfile.h"
+#include "rd_frame.h"
 
-#define RD_AUTH_GROUP       1
-#define RD_AUDIT_GROUP      0
-#define RD_AUDIT_COMMAND    3
-#define RD_AUTH_COIN_ID_SIZE 5      /* den (1) and sn (4, big-endian) */
 #define RD_AUDIT_RECORD_SIZE 5      /* den (1) and issued coins (4) */
 #define RD_AUDIT_SIZE       (RD_COIN_DENS * RD_AUDIT_RECORD_SIZE)   /* 75 */
 
 enum rd_auth_cmd {
-    RD_AUTH_DETECT = 10,        /* N x (den, sn, AN) */
-    RD_AUTH_DETECT_SUM = 11,    /* N x (den, sn), XOR of the ANs */
-    RD_AUTH_POWN = 20,          /* N x (den, sn, AN, PAN) */
-    RD_AUTH_POWN_SUM = 21,      /* N x (den, sn), XOR of the ANs, delta */
+    RD_AUTH_DETECT = RD_CMD_DETECT,         /* N x (den, sn, AN) */
+    RD_AUTH_DETECT_SUM = RD_CMD_DETECT_SUM, /* N x (den, sn), XOR of the ANs */
+    RD_AUTH_POWN = RD_CMD_POWN,             /* N x (den, sn, AN, PAN) */
+    RD_AUTH_POWN_SUM = RD_CMD_POWN_SUM,     /* N x (den, sn), XOR of the ANs, delta */
 };
 
 /* The answer to an authentication command (rd_auth_parse_result). */

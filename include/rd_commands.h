@@ -9,8 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "rd_frame.h"
 #include "rd_module.h"
-#include "rd_protocol.h"
 
 /* The modules compiled in, in the order their commands are numbered. */
 extern const raidad_module_t *const rd_builtin_modules[];
@@ -19,6 +19,14 @@ extern const size_t rd_builtin_module_count;
 /* The built-in modules themselves (one file each). */
 extern const raidad_module_t rd_mod_status;
 extern const raidad_module_t rd_mod_auth;
+
+/* A new set holding the built-in modules, which a generation then adds
+ * its loaded ones to; NULL when memory is short. */
+rd_modset_t *rd_command_set_create(void);
+
+/* The built-in modules only, built once (tools, tests, and a protocol
+ * without a generation's set). */
+const rd_modset_t *rd_modset_default(void);
 
 bool rd_command_group_known(uint8_t group);
 const rd_command_t *rd_command_lookup(uint8_t group, uint8_t command);

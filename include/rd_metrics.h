@@ -30,7 +30,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "rd_protocol.h"
+#include "rd_frame.h"
 
 #define RD_METRICS_SLOTS 8          /* counter slots */
 #define RD_METRICS_PROCS 512        /* process slots: the master's process table */
@@ -122,7 +122,7 @@ void rd_metrics_attach(unsigned worker_slot, size_t proc);
 
 /* One answered request: RESP holds the whole answer (its byte 2 is the
  * status in both header families); START_NS is when the whole request was
- * read (rd_protocol_now_ns()), 0 for now. Returns the duration in ns. */
+ * read (rd_clock_ns()), 0 for now. Returns the duration in ns. */
 uint64_t rd_metrics_request(int transport, const rd_request_t *req, const rd_response_t *resp,
                             uint64_t start_ns);
 void rd_metrics_accepted(void);

@@ -3,7 +3,9 @@
  * load_module, checked, and turned into a table from (group, command) to
  * a command, looked up in O(1). The network layer and the protocol never
  * name a command; they find it here. The public side of the interface is
- * include/raidad/module.h; docs/modules.md is the guide. */
+ * include/raidad/module.h; docs/modules.md is the guide. This file knows
+ * modules in general: which ones are built in, and running a command, is
+ * rd_commands.h's. */
 #ifndef RD_MODULE_H
 #define RD_MODULE_H
 
@@ -48,8 +50,10 @@ typedef struct rd_modset {
     size_t count;
 } rd_modset_t;
 
-/* A set holding the built-in modules; NULL when memory is short. */
-rd_modset_t *rd_modset_create(void);
+/* A set holding the COUNT modules of BUILTIN (compiled in: never closed);
+ * NULL when memory is short or one of them is refused.
+ * rd_command_set_create (rd_commands.h) passes the daemon's own. */
+rd_modset_t *rd_modset_create(const raidad_module_t *const *builtin, size_t count);
 /* Calls the configured modules' release hooks, closes the shared objects. */
 void rd_modset_free(rd_modset_t *set);
 
@@ -68,10 +72,6 @@ rd_module_t *rd_modset_find(rd_modset_t *set, const char *name);
 /* The worker: process start and stop hooks of every module. */
 int rd_modset_start(rd_modset_t *set);
 void rd_modset_stop(rd_modset_t *set);
-
-/* The built-in modules only, built once (tools, tests, and a protocol
- * without a generation's set). */
-const rd_modset_t *rd_modset_default(void);
 
 static inline const rd_command_t *rd_modset_lookup(const rd_modset_t *set, uint8_t group,
                                                    uint8_t command)

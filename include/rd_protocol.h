@@ -1,6 +1,8 @@
-/* The RAIDA frame: header and body validation, command dispatch and
- * response building. The network layer sees only this interface and never
- * a command's details (see ../shared/protocol.md for the bytes). */
+/* The RAIDA frame, server side: header and body validation, command
+ * dispatch and response building. The network layer sees only this
+ * interface and never a command's details. The bytes, the status codes
+ * and the request and response records are include/rd_frame.h's
+ * (docs/protocol.md describes them). */
 #ifndef RD_PROTOCOL_H
 #define RD_PROTOCOL_H
 
@@ -8,118 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "rd_cidr.h"
-#include "rd_coins.h"
-#include "rd_stats.h"
-
-#define RD_PEEK_SIZE            17  /* bytes that reveal the header family (byte 16) */
-#define RD_LEGACY_HEADER_SIZE   32
-#define RD_MODERN_HEADER_SIZE   48
-#define RD_MAX_HEADER_SIZE      48
-#define RD_RESPONSE_HEADER_SIZE 32  /* legacy family; the 48-byte family answers in 48 */
-#define RD_CHALLENGE_SIZE       16
-#define RD_TRAILER_SIZE          2
-#define RD_MIN_BODY_SIZE        (RD_CHALLENGE_SIZE + RD_TRAILER_SIZE)
-#define RD_HMAC_SIZE            32  /* types 4 and 5: HMAC-SHA256 after the ciphertext */
-#define RD_MODERN_MIN_BODY_SIZE (RD_HMAC_SIZE + RD_TRAILER_SIZE)
-#define RD_RESPONSE_INLINE      64  /* responses this small need no allocation */
-
-enum rd_status {
-    RD_STATUS_NO_ERROR = 0,
-    RD_STATUS_INVALID_SPLIT = 2,
-    RD_STATUS_INVALID_RAIDA_ID = 3,
-    RD_STATUS_INVALID_SHARD = 4,
-    RD_STATUS_INVALID_GROUP = 5,
-    RD_STATUS_INVALID_COMMAND = 6,
-    RD_STATUS_INVALID_COIN_ID = 7,
-    RD_STATUS_INVALID_PACKET_LENGTH = 16,
-    RD_STATUS_COIN_NOT_FOUND = 25,
-    RD_STATUS_INVALID_ENCRYPTION_CODE = 27,
-    RD_STATUS_INVALID_EOF = 33,
-    RD_STATUS_INVALID_ENCRYPTION = 34,
-    RD_STATUS_EMPTY_REQUEST = 36,
-    RD_STATUS_INVALID_CRC = 37,
-    RD_STATUS_ADMIN_AUTH = 38,
-    RD_STATUS_NOT_WHOLE_COINS = 39,   /* group 1: payload not a whole number of coin records */
-    RD_STATUS_INVALID_COIN = 40,        /* sum commands: a coin that does not exist */
-    RD_STATUS_RATE_EXCEEDED = 160,
-    RD_STATUS_INVALID_HMAC = 204,
-    RD_STATUS_ALL_PASS = 241,           /* group 1 verdicts */
-    RD_STATUS_ALL_FAIL = 242,
-    RD_STATUS_MIXED = 243,              /* a bitfield follows */
-    RD_STATUS_SUCCESS = 250,
-    RD_STATUS_INTERNAL_ERROR = 252,
-    RD_STATUS_MEMORY_ALLOC = 254,
-    RD_STATUS_INVALID_ROUTING = 255,
-};
-
-/* What the protocol needs to know of the server; read-only once set up, so
- * the I/O thread and the pool share it without locks. */
-typedef struct rd_protocol {
-    uint8_t raida_id;
-    uint16_t coin_id;
-    uint32_t max_body_size;
-    bool admin_key_set;
-    uint8_t admin_key[16];
-    /* Clients that may send the admin key in clear (type 0) over TCP;
-     * over UDP it is never accepted in clear. */
-    const rd_cidr_t *admin_allow;
-    size_t admin_allow_count;
-    rd_stats_t *stats;
-    rd_coins_t *coins;          /* the coin store, keys of types 1, 4, 5 too; NULL: no coins */
-    /* The generation's command modules (rd_module.h); NULL: the built-in
-     * ones only. */
-    const struct rd_modset *modules;
-} rd_protocol_t;
-
-typedef struct rd_request {
-    uint8_t header[RD_MAX_HEADER_SIZE];
-    uint16_t header_have;       /* header bytes actually received */
-    uint16_t header_size;       /* 32 or 48, once byte 16 is known; 0 before */
-    uint8_t group;
-    uint8_t command;
-    uint8_t enc_type;
-    bool header_valid;          /* group and command name a handler */
-    const struct rd_command *cmd;   /* that handler, once header_valid */
-    uint32_t body_size;         /* from the header: bytes after it, trailer included */
-    uint8_t *body;              /* body_size bytes, owned by whoever filled it */
-    bool body_complete;         /* all body_size bytes are in body */
-    const uint8_t *payload;     /* command payload inside body, after validate_body */
-    size_t payload_len;
-    uint64_t start_ns;          /* CLOCK_MONOTONIC when processing began */
-    /* Encryption (types 1, 4, 5), set by run_command; the key is wiped
-     * once the answer is built. */
-    uint8_t key[32];            /* type 1: the coin key (16 bytes); 4, 5: the SHA-256 */
-    uint8_t challenge_hash[RD_CHALLENGE_SIZE];  /* type 1: challenge XOR key */
-    bool challenge_set;         /* type 1: the decrypted challenge passed its CRC */
-    /* The sender proved it holds a key: an encrypted request that opened,
-     * or an admin command whose key matched. Only such a request may get
-     * an answer larger than itself over UDP (no reflection amplifier). */
-    bool authenticated;
-    /* Where the request came from, set by the network layer: the client's
-     * address (rd_cidr.h's 16-byte form; all zero when unknown, which no
-     * allow list of loopback matches) and whether it came as a datagram
-     * (rd_protocol_handle_frame sets that itself). */
-    uint8_t client[RD_ADDR_SIZE];
-    bool datagram;
-    /* The journal position the answer waits for: it read or wrote a change
-     * not yet on stable storage (0: none). See rd_protocol_durable. */
-    uint64_t commit_lsn;
-} rd_request_t;
-
-/* A whole response frame: header, payload, trailer. */
-typedef struct rd_response {
-    uint8_t *data;              /* inline_buf or a heap block */
-    size_t len;
-    size_t cap;
-    size_t header_len;          /* 32 or 48: the payload starts there */
-    uint8_t inline_buf[RD_RESPONSE_INLINE];
-} rd_response_t;
-
-void rd_response_init(rd_response_t *resp);
-void rd_response_release(rd_response_t *resp);
-/* Room for N more payload bytes, or NULL when memory is short. */
-uint8_t *rd_response_append(rd_response_t *resp, size_t n);
+#include "rd_frame.h"
 
 uint64_t rd_protocol_now_ns(void);
 

@@ -7,7 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "rd_protocol.h"
+#include "rd_frame.h"
 
 /* Checks that byte 16 names a type served here whose header family is the
  * one read, and takes the body size from where that type keeps it.

@@ -487,7 +487,7 @@ static bool build_request(worker_t *w, slot_t *s)
     };
 
     if (o->cmd != CMD_ECHO) {
-        r.group = RD_AUTH_GROUP;
+        r.group = RD_GROUP_AUTH;
         r.command = o->cmd == CMD_DETECT ? RD_AUTH_DETECT : RD_AUTH_POWN;
         r.payload = w->payload;
         r.payload_len = o->cmd == CMD_DETECT ? detect_payload(w) : pown_payload(w, s);
@@ -535,7 +535,7 @@ static bool answer_ok(const bench_t *b, const slot_t *s, uint8_t *buf, size_t le
     size_t header = b->opt.enc_type >= 4 ? RD_MODERN_HEADER_SIZE : RD_RESPONSE_HEADER_SIZE;
     bool echo = b->opt.cmd == CMD_ECHO;
     uint8_t want = echo ? RD_STATUS_SUCCESS : RD_STATUS_ALL_PASS;
-    uint8_t group = echo ? 0 : RD_AUTH_GROUP;
+    uint8_t group = echo ? RD_GROUP_STATUS : RD_GROUP_AUTH;
     rd_client_response_t r;
 
     *status = -1;
@@ -545,7 +545,7 @@ static bool answer_ok(const bench_t *b, const slot_t *s, uint8_t *buf, size_t le
     }
     *status = r.status;
     if (r.status != want)
-        snprintf(why, cap, "status %u (%s)", r.status, rd_client_status_name(r.status));
+        snprintf(why, cap, "status %u (%s)", r.status, rd_status_name(r.status));
     else if (r.raida_id != b->opt.raida_id)
         snprintf(why, cap, "RAIDA id %u, not %u", r.raida_id, b->opt.raida_id);
     else if (r.group != group)
@@ -1747,11 +1747,11 @@ static int share_coins(bench_t *b)
  * verdict (tried three times: a UDP datagram may be lost). */
 static int detect_one(const options_t *o, const rd_client_coin_t *c)
 {
-    uint8_t payload[RD_AUTH_COIN_ID_SIZE + AN_SIZE], req[REQ_ECHO_CAP + sizeof(payload)];
+    uint8_t payload[RD_COIN_REF_SIZE + AN_SIZE], req[REQ_ECHO_CAP + sizeof(payload)];
     uint8_t resp[RESP_CAP];
     rd_client_request_t r = {
         .raida_id = o->raida_id, .coin_id = o->coin_id,
-        .group = RD_AUTH_GROUP, .command = RD_AUTH_DETECT, .payload = payload,
+        .group = RD_GROUP_AUTH, .command = RD_AUTH_DETECT, .payload = payload,
         .payload_len = rd_auth_build(RD_AUTH_DETECT, c, 1, NULL, payload, sizeof(payload)),
     };
     rd_client_response_t a;

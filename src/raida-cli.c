@@ -528,7 +528,7 @@ static int parse_command(cli_t *c, int argc, char **argv)
     }
     if (auth_command(name, &c->auth)) {
         c->cmd = CLI_AUTH;
-        c->req.group = RD_AUTH_GROUP;
+        c->req.group = RD_GROUP_AUTH;
         c->req.command = (uint8_t)c->auth;
         return parse_coins(c, argc - 1, argv + 1);
     }
@@ -536,16 +536,16 @@ static int parse_command(cli_t *c, int argc, char **argv)
         return usage_error("unexpected argument", argv[1]);
     if (strcmp(name, "echo") == 0) {
         c->cmd = CLI_ECHO;
-        c->req.command = 0;
+        c->req.command = RD_CMD_ECHO;
     } else if (strcmp(name, "version") == 0) {
         c->cmd = CLI_VERSION;
-        c->req.command = 1;
+        c->req.command = RD_CMD_VERSION;
     } else if (strcmp(name, "audit") == 0) {
         c->cmd = CLI_AUDIT;
-        c->req.command = RD_AUDIT_COMMAND;
+        c->req.command = RD_CMD_AUDIT;
     } else if (strcmp(name, "stats") == 0) {
         c->cmd = CLI_STATS;
-        c->req.command = 2;
+        c->req.command = RD_CMD_STATS;
         /* Without -k no key is sent at all: the server answers 38. */
         if (c->key_set) {
             c->req.payload = c->key;
@@ -720,7 +720,7 @@ static bool modern_type(uint8_t type)
 static void print_header(const rd_client_response_t *r)
 {
     bool modern = modern_type(r->enc_type);
-    printf("status: %u (%s)\n", r->status, rd_client_status_name(r->status));
+    printf("status: %u (%s)\n", r->status, rd_status_name(r->status));
     printf("raida_id: %u\n", r->raida_id);
     printf("group: %u\n", r->group);
     if (r->enc_type != 0)

@@ -9,13 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <openssl/crypto.h>
 
 #include "rd_auth.h"
 #include "rd_bytes.h"
 #include "rd_coins.h"
+#include "rd_crypto.h"
 
-#define COIN_ID_SIZE    5       /* denomination (i8) and serial number (u32) */
+#define COIN_ID_SIZE    RD_COIN_REF_SIZE
 #define SUM_SIZE        RD_COIN_AN_SIZE
 
 /* ---- parsing ------------------------------------------------------------- */
@@ -28,10 +28,10 @@ typedef struct layout {
 static bool layout_of(uint8_t command, layout_t *l)
 {
     switch (command) {
-    case RD_AUTH_DETECT:     *l = (layout_t){ COIN_ID_SIZE + RD_COIN_AN_SIZE, 0 }; return true;
-    case RD_AUTH_DETECT_SUM: *l = (layout_t){ COIN_ID_SIZE, SUM_SIZE }; return true;
-    case RD_AUTH_POWN:       *l = (layout_t){ COIN_ID_SIZE + 2 * RD_COIN_AN_SIZE, 0 }; return true;
-    case RD_AUTH_POWN_SUM:   *l = (layout_t){ COIN_ID_SIZE, 2 * SUM_SIZE }; return true;
+    case RD_CMD_DETECT:     *l = (layout_t){ COIN_ID_SIZE + RD_COIN_AN_SIZE, 0 }; return true;
+    case RD_CMD_DETECT_SUM: *l = (layout_t){ COIN_ID_SIZE, SUM_SIZE }; return true;
+    case RD_CMD_POWN:       *l = (layout_t){ COIN_ID_SIZE + 2 * RD_COIN_AN_SIZE, 0 }; return true;
+    case RD_CMD_POWN_SUM:   *l = (layout_t){ COIN_ID_SIZE, 2 * SUM_SIZE }; return true;
     default: return false;
     }
 }
@@ -104,7 +104,7 @@ void rd_auth_coin(const rd_auth_payload_t *pl, size_t i, rd_auth_coin_t *coin)
 {
     const uint8_t *c = pl->coins + i * pl->stride;
     coin->den = (int8_t)c[0];
-    coin->sn = (uint32_t)rd_get_be(c + 1, 4);
+    coin->sn = (uint32_t)rd_get_be(c + RD_COIN_REF_SN, RD_COIN_REF_SIZE - RD_COIN_REF_SN);
     coin->an = pl->stride > COIN_ID_SIZE ? c + COIN_ID_SIZE : NULL;
     coin->pan = pl->stride > COIN_ID_SIZE + RD_COIN_AN_SIZE ? c + COIN_ID_SIZE + RD_COIN_AN_SIZE
                                                             : NULL;
@@ -150,7 +150,7 @@ static int check_coin(rd_coins_txn_t *t, const rd_auth_coin_t *c, uint8_t month,
     int rc = rd_coins_get(t, c->den, c->sn, rec);
     if (rc != RD_COIN_OK)
         return store_error(rc);
-    *passed = rec[RD_COIN_AN_SIZE] != 0 && CRYPTO_memcmp(rec, c->an, RD_COIN_AN_SIZE) == 0;
+    *passed = rec[RD_COIN_AN_SIZE] != 0 && rd_crypto_equal(rec, c->an, RD_COIN_AN_SIZE);
     if (!*passed || c->pan == NULL)
         return RD_STATUS_NO_ERROR;
     memcpy(rec, c->pan, RD_COIN_AN_SIZE);
@@ -268,7 +268,7 @@ static int run_sum(const rd_protocol_t *p, rd_request_t *req)
     t.distinct = true;                  /* checked by the parser */
     status = sum_coins(&t, &pl, xor, recs);
     if (status == RD_STATUS_NO_ERROR) {
-        bool match = CRYPTO_memcmp(xor, pl.sum, SUM_SIZE) == 0;
+        bool match = rd_crypto_equal(xor, pl.sum, SUM_SIZE);
         status = match ? RD_STATUS_ALL_PASS : RD_STATUS_ALL_FAIL;
         if (match && pl.delta != NULL && pown_all(&t, &pl, recs) != RD_STATUS_NO_ERROR)
             status = RD_STATUS_INTERNAL_ERROR;

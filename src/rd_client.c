@@ -1,3 +1,6 @@
+/* The client side of the protocol (include/rd_client.h): builds and seals
+ * request frames, sends them, and parses and opens the answers. The bytes
+ * are include/rd_frame.h's, the same names the server reads them by. */
 #include "config.h"
 
 #include <errno.h>
@@ -12,49 +15,45 @@
 #include "rd_bytes.h"
 #include "rd_client.h"
 #include "rd_crypto.h"
+#include "rd_frame.h"
 
-#define HEADER_SIZE     32
-#define MODERN_HEADER_SIZE 48
-#define CHALLENGE_SIZE  16
-#define CRC_INPUT_SIZE  12
-#define TRAILER_SIZE     2
-#define TRAILER_BYTE  0x3E
-#define HMAC_SIZE       32
-#define MAX_BODY_SIZE 0xFFFFu   /* requests announce it in a u16 */
-#define LEGACY_NONCE_AT 24      /* type 1: 8 bytes, the last two being the echo bytes */
-#define LEGACY_RANDOM    6
-#define NONCE_AT        24      /* types 4, 5: 24 bytes; type 5's second coin in 24-28 */
-#define NONCE_SIZE      24
-
-/* ---- byte order ---------------------------------------------------------- */
+/* Type 1's 8-byte nonce ends with the echo bytes: 6 random bytes precede them. */
+#define LEGACY_RANDOM   (RD_REQ32_ECHO - RD_REQ32_NONCE)
 
 /* ---- building and parsing ------------------------------------------------ */
 
+static void put_coin(uint8_t *at, const rd_client_coin_t *c)
+{
+    at[0] = (uint8_t)c->den;
+    rd_put_be(at + RD_COIN_REF_SN, c->sn, RD_COIN_REF_SIZE - RD_COIN_REF_SN);
+}
+
 static void write_route(const rd_client_request_t *r, uint8_t *h)
 {
-    h[0] = 1;                   /* routing: the RAIDA cloud */
-    h[2] = r->raida_id;
-    h[3] = r->shard;
-    h[4] = r->group;
-    h[5] = r->command;
-    rd_put_be(h + 6, r->coin_id, 2);
+    h[RD_REQ_ROUTING] = RD_ROUTING_RAIDA;
+    h[RD_REQ_RAIDA_ID] = r->raida_id;
+    h[RD_REQ_SHARD] = r->shard;
+    h[RD_REQ_GROUP] = r->group;
+    h[RD_REQ_COMMAND] = r->command;
+    rd_put_be(h + RD_REQ_COIN_ID, r->coin_id, RD_COIN_ID_SIZE);
 }
 
 static void write_request_header(const rd_client_request_t *r, size_t body_size, uint8_t *h)
 {
-    memset(h, 0, HEADER_SIZE);
+    memset(h, 0, RD_LEGACY_HEADER_SIZE);
     write_route(r, h);
-    rd_put_be(h + 22, (uint32_t)body_size, 2);
-    rd_put_be(h + 30, r->echo, 2);
+    rd_put_be(h + RD_REQ32_BODY_SIZE, (uint32_t)body_size, RD_BODY_SIZE_SIZE);
+    rd_put_be(h + RD_REQ32_ECHO, r->echo, RD_ECHO_SIZE);
 }
 
 /* 12 random bytes and their CRC: the server checks the CRC and sends the
  * 16 bytes back, which ties its answer to this request. */
 static bool write_challenge(uint8_t *c)
 {
-    if (RAND_bytes(c, CRC_INPUT_SIZE) != 1)
+    if (RAND_bytes(c, RD_CRC_INPUT_SIZE) != 1)
         return false;
-    rd_put_be(c + CRC_INPUT_SIZE, (uint32_t)crc32(0L, c, CRC_INPUT_SIZE), 4);
+    rd_put_be(c + RD_CRC_INPUT_SIZE, (uint32_t)crc32(0L, c, RD_CRC_INPUT_SIZE),
+              RD_CHALLENGE_SIZE - RD_CRC_INPUT_SIZE);
     return true;
 }
 
@@ -62,11 +61,11 @@ size_t rd_client_build(const rd_client_request_t *r, uint8_t *out, size_t cap,
                        uint8_t *challenge)
 {
     rd_client_ctx_t ctx;
-    if (r->enc_type != 0)
+    if (r->enc_type != RD_ENC_NONE)
         return 0;
     size_t len = rd_client_seal(r, out, cap, &ctx);
     if (len > 0 && challenge != NULL)
-        memcpy(challenge, ctx.expect, CHALLENGE_SIZE);
+        memcpy(challenge, ctx.expect, RD_CHALLENGE_SIZE);
     return len;
 }
 
@@ -74,13 +73,13 @@ size_t rd_client_build(const rd_client_request_t *r, uint8_t *out, size_t cap,
 
 static bool modern_type(uint8_t type)
 {
-    return type == 4 || type == 5;
+    return type == RD_ENC_AES256 || type == RD_ENC_AES256_TWO;
 }
 
 /* The body besides the payload: challenge or HMAC, and the trailer. */
 static size_t body_overhead(uint8_t type)
 {
-    return (modern_type(type) ? HMAC_SIZE : CHALLENGE_SIZE) + TRAILER_SIZE;
+    return (modern_type(type) ? RD_HMAC_SIZE : RD_CHALLENGE_SIZE) + RD_TRAILER_SIZE;
 }
 
 static size_t body_size_of(const rd_client_request_t *r)
@@ -91,10 +90,10 @@ static size_t body_size_of(const rd_client_request_t *r)
 size_t rd_client_frame_size(const rd_client_request_t *r)
 {
     bool modern = modern_type(r->enc_type);
-    if ((!modern && r->enc_type > 1) || (r->payload_len > 0 && r->payload == NULL)
-        || r->payload_len > MAX_BODY_SIZE - body_overhead(r->enc_type))
+    if ((!modern && r->enc_type > RD_ENC_AES128) || (r->payload_len > 0 && r->payload == NULL)
+        || r->payload_len > RD_MAX_REQUEST_BODY - body_overhead(r->enc_type))
         return 0;
-    return (modern ? MODERN_HEADER_SIZE : HEADER_SIZE) + body_size_of(r);
+    return (modern ? RD_MODERN_HEADER_SIZE : RD_LEGACY_HEADER_SIZE) + body_size_of(r);
 }
 
 /* Type 1: the 8-byte nonce is 6 random bytes and the echo bytes; the
@@ -102,39 +101,38 @@ size_t rd_client_frame_size(const rd_client_request_t *r)
 static bool seal_aes128(const rd_client_request_t *r, uint8_t *out, size_t body_size,
                         rd_client_ctx_t *ctx)
 {
-    uint8_t *body = out + HEADER_SIZE;
-    out[16] = 1;
-    out[17] = (uint8_t)r->coin[0].den;
-    rd_put_be(out + 18, r->coin[0].sn, 4);
-    if (RAND_bytes(out + LEGACY_NONCE_AT, LEGACY_RANDOM) != 1)
+    uint8_t *body = out + RD_LEGACY_HEADER_SIZE;
+    out[RD_REQ_ENC_TYPE] = RD_ENC_AES128;
+    put_coin(out + RD_REQ32_COIN, &r->coin[0]);
+    if (RAND_bytes(out + RD_REQ32_NONCE, LEGACY_RANDOM) != 1)
         return false;
     memcpy(ctx->key, r->coin[0].key, RD_CLIENT_KEY_SIZE);
-    memcpy(ctx->iv, out + LEGACY_NONCE_AT, 8);
-    for (size_t i = 0; i < CHALLENGE_SIZE; i++)
+    memcpy(ctx->iv, out + RD_REQ32_NONCE, RD_REQ32_NONCE_SIZE);
+    for (size_t i = 0; i < RD_CHALLENGE_SIZE; i++)
         ctx->expect[i] ^= ctx->key[i];
-    return rd_aes128_ctr(ctx->key, ctx->iv, body, body, body_size - TRAILER_SIZE) == 0;
+    return rd_aes128_ctr(ctx->key, ctx->iv, body, body, body_size - RD_TRAILER_SIZE) == 0;
 }
 
 static bool seal_legacy(const rd_client_request_t *r, uint8_t *out, size_t body_size,
                         rd_client_ctx_t *ctx)
 {
-    uint8_t *body = out + HEADER_SIZE;
+    uint8_t *body = out + RD_LEGACY_HEADER_SIZE;
     write_request_header(r, body_size, out);
     if (!write_challenge(body))
         return false;
     if (r->payload_len > 0)
-        memcpy(body + CHALLENGE_SIZE, r->payload, r->payload_len);
-    body[body_size - 2] = TRAILER_BYTE;
-    body[body_size - 1] = TRAILER_BYTE;
-    memcpy(ctx->expect, body, CHALLENGE_SIZE);
-    return r->enc_type == 0 || seal_aes128(r, out, body_size, ctx);
+        memcpy(body + RD_CHALLENGE_SIZE, r->payload, r->payload_len);
+    body[body_size - 2] = RD_TRAILER_BYTE;
+    body[body_size - 1] = RD_TRAILER_BYTE;
+    memcpy(ctx->expect, body, RD_CHALLENGE_SIZE);
+    return r->enc_type == RD_ENC_NONE || seal_aes128(r, out, body_size, ctx);
 }
 
 /* Key: SHA-256 of the coin key, or of both (first coin first). */
 static bool modern_key(const rd_client_request_t *r, uint8_t *key)
 {
     uint8_t keys[2 * RD_CLIENT_KEY_SIZE];
-    size_t n = r->enc_type == 5 ? 2 : 1;
+    size_t n = r->enc_type == RD_ENC_AES256_TWO ? 2 : 1;
     for (size_t i = 0; i < n; i++)
         memcpy(keys + i * RD_CLIENT_KEY_SIZE, r->coin[i].key, RD_CLIENT_KEY_SIZE);
     bool ok = rd_sha256(keys, n * RD_CLIENT_KEY_SIZE, key) == 0;
@@ -144,18 +142,15 @@ static bool modern_key(const rd_client_request_t *r, uint8_t *key)
 
 static bool write_modern_header(const rd_client_request_t *r, size_t body_size, uint8_t *h)
 {
-    memset(h, 0, MODERN_HEADER_SIZE);
+    memset(h, 0, RD_MODERN_HEADER_SIZE);
     write_route(r, h);
-    h[16] = r->enc_type;
-    rd_put_be(h + 17, (uint32_t)body_size, 2);
-    h[19] = (uint8_t)r->coin[0].den;
-    rd_put_be(h + 20, r->coin[0].sn, 4);
-    if (RAND_bytes(h + NONCE_AT, NONCE_SIZE) != 1)
+    h[RD_REQ_ENC_TYPE] = r->enc_type;
+    rd_put_be(h + RD_REQ48_BODY_SIZE, (uint32_t)body_size, RD_BODY_SIZE_SIZE);
+    put_coin(h + RD_REQ48_COIN, &r->coin[0]);
+    if (RAND_bytes(h + RD_REQ48_NONCE, RD_REQ48_NONCE_SIZE) != 1)
         return false;
-    if (r->enc_type == 5) {
-        h[24] = (uint8_t)r->coin[1].den;
-        rd_put_be(h + 25, r->coin[1].sn, 4);
-    }
+    if (r->enc_type == RD_ENC_AES256_TWO)
+        put_coin(h + RD_REQ48_COIN2, &r->coin[1]);
     return true;
 }
 
@@ -163,15 +158,15 @@ static bool write_modern_header(const rd_client_request_t *r, size_t body_size, 
 static bool seal_modern(const rd_client_request_t *r, uint8_t *out, size_t body_size,
                         rd_client_ctx_t *ctx)
 {
-    uint8_t *body = out + MODERN_HEADER_SIZE;
+    uint8_t *body = out + RD_MODERN_HEADER_SIZE;
     size_t len = r->payload_len;
     if (!write_modern_header(r, body_size, out) || !modern_key(r, ctx->key))
         return false;
     if (len > 0)
         memcpy(body, r->payload, len);
-    body[body_size - 2] = TRAILER_BYTE;
-    body[body_size - 1] = TRAILER_BYTE;
-    return rd_aes256_ctr(ctx->key, out + NONCE_AT, body, body, len) == 0
+    body[body_size - 2] = RD_TRAILER_BYTE;
+    body[body_size - 1] = RD_TRAILER_BYTE;
+    return rd_aes256_ctr(ctx->key, out + RD_REQ48_NONCE, body, body, len) == 0
         && rd_hmac_sha256(ctx->key, RD_AES256_KEY_SIZE, body, len, body + len) == 0;
 }
 
@@ -195,73 +190,74 @@ size_t rd_client_seal(const rd_client_request_t *r, uint8_t *out, size_t cap,
 static void parse_common(const uint8_t *buf, rd_client_response_t *resp)
 {
     memset(resp, 0, sizeof(*resp));
-    resp->raida_id = buf[0];
-    resp->shard = buf[1];
-    resp->status = buf[2];
-    resp->group = buf[3];
+    resp->raida_id = buf[RD_RESP_RAIDA_ID];
+    resp->shard = buf[RD_RESP_SHARD];
+    resp->status = buf[RD_RESP_STATUS];
+    resp->group = buf[RD_RESP_GROUP];
 }
 
 int rd_client_parse(const uint8_t *buf, size_t len, rd_client_response_t *resp)
 {
-    if (len < HEADER_SIZE)
+    if (len < RD_LEGACY_HEADER_SIZE)
         return -1;
     parse_common(buf, resp);
-    resp->frames = (uint16_t)rd_get_be(buf + 4, 2);
-    resp->echo = (uint16_t)rd_get_be(buf + 6, 2);
-    resp->body_size = (uint32_t)rd_get_be(buf + 9, 3);
-    resp->exec_us = (uint32_t)rd_get_be(buf + 12, 4);
-    memcpy(resp->challenge_hash, buf + 16, sizeof(resp->challenge_hash));
-    resp->payload = buf + HEADER_SIZE;
+    resp->frames = (uint16_t)rd_get_be(buf + RD_RESP32_FRAMES, RD_RESP32_FRAMES_SIZE);
+    resp->echo = (uint16_t)rd_get_be(buf + RD_RESP32_ECHO, RD_ECHO_SIZE);
+    resp->body_size = (uint32_t)rd_get_be(buf + RD_RESP_BODY_SIZE, RD_RESP_BODY_SIZE_SIZE);
+    resp->exec_us = (uint32_t)rd_get_be(buf + RD_RESP32_EXEC_US, RD_EXEC_US_SIZE);
+    memcpy(resp->challenge_hash, buf + RD_RESP32_CHALLENGE, sizeof(resp->challenge_hash));
+    resp->payload = buf + RD_LEGACY_HEADER_SIZE;
     resp->payload_len = 0;
     if (resp->body_size == 0)
         return 0;
 
-    const uint8_t *body = buf + HEADER_SIZE;
+    const uint8_t *body = buf + RD_LEGACY_HEADER_SIZE;
     size_t size = resp->body_size;
-    if (size < TRAILER_SIZE || len - HEADER_SIZE < size
-        || body[size - 2] != TRAILER_BYTE || body[size - 1] != TRAILER_BYTE)
+    if (size < RD_TRAILER_SIZE || len - RD_LEGACY_HEADER_SIZE < size
+        || body[size - 2] != RD_TRAILER_BYTE || body[size - 1] != RD_TRAILER_BYTE)
         return -1;
-    resp->payload_len = size - TRAILER_SIZE;
+    resp->payload_len = size - RD_TRAILER_SIZE;
     return 0;
 }
 
 static int parse_modern(const uint8_t *buf, size_t len, rd_client_response_t *resp)
 {
-    if (len < MODERN_HEADER_SIZE)
+    if (len < RD_MODERN_HEADER_SIZE)
         return -1;
     parse_common(buf, resp);
-    resp->exec_us = (uint32_t)rd_get_be(buf + 4, 4);
-    resp->body_size = (uint32_t)rd_get_be(buf + 9, 3);
-    resp->enc_type = buf[16];
-    resp->den = (int8_t)buf[17];
-    resp->sn = (uint32_t)rd_get_be(buf + 18, 4);
-    resp->payload = buf + MODERN_HEADER_SIZE;
+    resp->exec_us = (uint32_t)rd_get_be(buf + RD_RESP48_EXEC_US, RD_EXEC_US_SIZE);
+    resp->body_size = (uint32_t)rd_get_be(buf + RD_RESP_BODY_SIZE, RD_RESP_BODY_SIZE_SIZE);
+    resp->enc_type = buf[RD_RESP48_ENC_TYPE];
+    resp->den = (int8_t)buf[RD_RESP48_COIN];
+    resp->sn = (uint32_t)rd_get_be(buf + RD_RESP48_COIN + RD_COIN_REF_SN,
+                                   RD_COIN_REF_SIZE - RD_COIN_REF_SN);
+    resp->payload = buf + RD_MODERN_HEADER_SIZE;
     if (resp->body_size == 0)
         return 0;
 
-    const uint8_t *body = buf + MODERN_HEADER_SIZE;
+    const uint8_t *body = buf + RD_MODERN_HEADER_SIZE;
     size_t size = resp->body_size;
-    if (size < HMAC_SIZE + TRAILER_SIZE || len - MODERN_HEADER_SIZE < size
-        || body[size - 2] != TRAILER_BYTE || body[size - 1] != TRAILER_BYTE)
+    if (size < RD_MODERN_MIN_BODY_SIZE || len - RD_MODERN_HEADER_SIZE < size
+        || body[size - 2] != RD_TRAILER_BYTE || body[size - 1] != RD_TRAILER_BYTE)
         return -1;
-    resp->payload_len = size - HMAC_SIZE - TRAILER_SIZE;
+    resp->payload_len = size - RD_MODERN_MIN_BODY_SIZE;
     return 0;
 }
 
 static int open_modern(const rd_client_ctx_t *ctx, uint8_t *buf, size_t len,
                        rd_client_response_t *resp)
 {
-    uint8_t mac[HMAC_SIZE];
+    uint8_t mac[RD_HMAC_SIZE];
     if (parse_modern(buf, len, resp) < 0)
         return -1;
     if (resp->body_size == 0)
         return 0;               /* nothing to authenticate */
-    uint8_t *ct = buf + MODERN_HEADER_SIZE;
+    uint8_t *ct = buf + RD_MODERN_HEADER_SIZE;
     size_t n = resp->payload_len;
     if (rd_hmac_sha256(ctx->key, RD_AES256_KEY_SIZE, ct, n, mac) < 0)
         return -1;
-    resp->authentic = rd_crypto_equal(mac, ct + n, HMAC_SIZE);
-    if (resp->authentic && rd_aes256_ctr(ctx->key, buf + NONCE_AT, ct, ct, n) < 0)
+    resp->authentic = rd_crypto_equal(mac, ct + n, RD_HMAC_SIZE);
+    if (resp->authentic && rd_aes256_ctr(ctx->key, buf + RD_RESP48_NONCE, ct, ct, n) < 0)
         return -1;
     return 0;
 }
@@ -274,9 +270,9 @@ int rd_client_open(const rd_client_ctx_t *ctx, uint8_t *buf, size_t len,
     if (rd_client_parse(buf, len, resp) < 0)
         return -1;
     resp->enc_type = ctx->enc_type;
-    resp->authentic = rd_crypto_equal(resp->challenge_hash, ctx->expect, CHALLENGE_SIZE);
-    if (ctx->enc_type == 1 && resp->payload_len > 0
-        && rd_aes128_ctr(ctx->key, ctx->iv, buf + HEADER_SIZE, buf + HEADER_SIZE,
+    resp->authentic = rd_crypto_equal(resp->challenge_hash, ctx->expect, RD_CHALLENGE_SIZE);
+    if (ctx->enc_type == RD_ENC_AES128 && resp->payload_len > 0
+        && rd_aes128_ctr(ctx->key, ctx->iv, buf + RD_LEGACY_HEADER_SIZE, buf + RD_LEGACY_HEADER_SIZE,
                          resp->payload_len) < 0)
         return -1;
     return 0;
@@ -441,47 +437,4 @@ long rd_client_exchange(const char *host, const char *port, bool udp,
     freeaddrinfo(res);
     errno = saved;
     return n;
-}
-
-/* ---- status names -------------------------------------------------------- */
-
-static const struct {
-    uint8_t code;
-    const char *name;
-} status_names[] = {
-    { 0,   "no error" },
-    { 2,   "invalid split id" },
-    { 3,   "invalid RAIDA id" },
-    { 4,   "invalid shard" },
-    { 5,   "invalid command group" },
-    { 6,   "invalid command" },
-    { 7,   "invalid coin id" },
-    { 16,  "invalid packet length" },
-    { 25,  "encryption coin not found" },
-    { 27,  "invalid encryption code" },
-    { 33,  "invalid EOF" },
-    { 34,  "invalid encryption" },
-    { 36,  "empty request" },
-    { 37,  "invalid CRC" },
-    { 38,  "admin authentication failed" },
-    { 39,  "payload not a whole number of coin records" },
-    { 40,  "invalid serial number or denomination" },
-    { 160, "request rate exceeded" },
-    { 204, "invalid HMAC" },
-    { 241, "all coins passed" },
-    { 242, "all coins failed" },
-    { 243, "mixed: some coins passed" },
-    { 250, "success" },
-    { 252, "internal error" },
-    { 254, "memory allocation failed" },
-    { 255, "invalid routing" },
-};
-
-const char *rd_client_status_name(uint8_t status)
-{
-    for (size_t i = 0; i < sizeof(status_names) / sizeof(status_names[0]); i++) {
-        if (status_names[i].code == status)
-            return status_names[i].name;
-    }
-    return "unknown";
 }

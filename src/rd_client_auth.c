@@ -6,7 +6,7 @@
 
 #include "rd_bytes.h"
 #include "rd_client_auth.h"
-#include "rd_protocol.h"
+#include "rd_frame.h"
 
 #define AN RD_CLIENT_KEY_SIZE
 
@@ -14,10 +14,10 @@
 static bool record_sizes(enum rd_auth_cmd cmd, size_t *per_coin, size_t *fixed)
 {
     switch (cmd) {
-    case RD_AUTH_DETECT:     *per_coin = RD_AUTH_COIN_ID_SIZE + AN;      *fixed = 0;      return true;
-    case RD_AUTH_POWN:       *per_coin = RD_AUTH_COIN_ID_SIZE + 2 * AN;  *fixed = 0;      return true;
-    case RD_AUTH_DETECT_SUM: *per_coin = RD_AUTH_COIN_ID_SIZE;           *fixed = AN;     return true;
-    case RD_AUTH_POWN_SUM:   *per_coin = RD_AUTH_COIN_ID_SIZE;           *fixed = 2 * AN; return true;
+    case RD_AUTH_DETECT:     *per_coin = RD_COIN_REF_SIZE + AN;      *fixed = 0;      return true;
+    case RD_AUTH_POWN:       *per_coin = RD_COIN_REF_SIZE + 2 * AN;  *fixed = 0;      return true;
+    case RD_AUTH_DETECT_SUM: *per_coin = RD_COIN_REF_SIZE;           *fixed = AN;     return true;
+    case RD_AUTH_POWN_SUM:   *per_coin = RD_COIN_REF_SIZE;           *fixed = 2 * AN; return true;
     }
     return false;
 }
@@ -42,7 +42,7 @@ static uint8_t *put_coin_id(uint8_t *p, const rd_client_coin_t *c)
 {
     p[0] = (uint8_t)c->den;
     rd_put_be(p + 1, c->sn, 4);
-    return p + RD_AUTH_COIN_ID_SIZE;
+    return p + RD_COIN_REF_SIZE;
 }
 
 size_t rd_auth_build(enum rd_auth_cmd cmd, const rd_client_coin_t *coins, size_t n,

@@ -2,13 +2,16 @@
  * one file with its raidad_module_t (like rd_mod_status.c) and one line
  * here (docs/modules.md, "A built-in group"). The default set built from
  * them serves whoever has no generation of its own: the tools, the unit
- * tests and fuzz targets, and a protocol set up without one. */
+ * tests and fuzz targets, and a protocol set up without one. Running a
+ * command's handler, with the worker's crash record naming it, is here
+ * too: the protocol calls down into this file, never the reverse. */
 #include "config.h"
 
 #include <pthread.h>
 #include <stdlib.h>
 
 #include "rd_commands.h"
+#include "rd_crashrec.h"
 
 const raidad_module_t *const rd_builtin_modules[] = {
     &rd_mod_status,
@@ -28,7 +31,7 @@ static struct {
  * is memory only; the process cannot serve without its commands. */
 static void builtin_build(void)
 {
-    builtin.set = rd_modset_create();
+    builtin.set = rd_command_set_create();
     if (builtin.set == NULL)
         abort();
     for (unsigned g = 0; g < 256; g++) {
@@ -41,6 +44,11 @@ static void builtin_build(void)
                 builtin.count++;
             }
     }
+}
+
+rd_modset_t *rd_command_set_create(void)
+{
+    return rd_modset_create(rd_builtin_modules, rd_builtin_module_count);
 }
 
 const rd_modset_t *rd_modset_default(void)
@@ -69,4 +77,26 @@ const rd_command_t *rd_command_at(size_t i)
 {
     rd_modset_default();
     return i < builtin.count ? builtin.by_index[i] : NULL;
+}
+
+int rd_command_run(const rd_command_t *cmd, const rd_protocol_t *p, rd_request_t *req,
+                   rd_response_t *resp)
+{
+    raidad_services_t svc = rd_module_services;
+    const rd_module_t *m = cmd->module;
+    raidad_request_t view = {
+        .group = req->group, .command = req->command, .enc_type = req->enc_type,
+        .payload = req->payload, .payload_len = req->payload_len,
+        .client = req->client, .datagram = req->datagram, .authenticated = req->authenticated,
+        .services = &svc, .settings = m->values, .state = m->state, .module = m->desc->name,
+        .daemon_request = req,
+    };
+    int status;
+
+    svc.protocol = p;
+    svc.coins = p->coins;
+    rd_crashrec_enter(m->desc->name, req->group, req->command);
+    status = cmd->handler(&view, resp);
+    rd_crashrec_leave();
+    return status;
 }

@@ -11,6 +11,7 @@
 
 #include "rd_commands.h"
 #include "rd_metrics.h"
+#include "rd_clock.h"
 
 const uint64_t rd_metrics_bounds_ns[RD_METRICS_BUCKETS] = {
     50000, 100000, 250000, 500000,                      /* 50 µs .. 500 µs */
@@ -98,7 +99,7 @@ uint64_t rd_metrics_request(int transport, const rd_request_t *req, const rd_res
                             uint64_t start_ns)
 {
     rd_metrics_slot_t *s = rd_metrics_state.slot;
-    uint64_t now = rd_protocol_now_ns();
+    uint64_t now = rd_clock_ns();
     uint64_t ns = start_ns != 0 && now > start_ns ? now - start_ns : 0;
     uint8_t status = resp->len > 2 ? resp->data[2] : 0;
     size_t group = req != NULL && req->header_valid && req->group < RD_METRICS_GROUPS

@@ -36,14 +36,14 @@ static int cmd_pown_sum(const raidad_request_t *req, rd_response_t *resp)
 }
 
 static const raidad_command_t auth_commands[] = {
-    { RD_AUTH_DETECT,     "detect",     cmd_detect,     RAIDAD_CMD_PAYLOAD },
-    { RD_AUTH_DETECT_SUM, "detect_sum", cmd_detect_sum, RAIDAD_CMD_PAYLOAD },
-    { RD_AUTH_POWN,       "pown",       cmd_pown,       RAIDAD_CMD_PAYLOAD | RAIDAD_CMD_WRITES },
-    { RD_AUTH_POWN_SUM,   "pown_sum",   cmd_pown_sum,   RAIDAD_CMD_PAYLOAD | RAIDAD_CMD_WRITES },
+    { RD_CMD_DETECT,     "detect",     cmd_detect,     RAIDAD_CMD_PAYLOAD },
+    { RD_CMD_DETECT_SUM, "detect_sum", cmd_detect_sum, RAIDAD_CMD_PAYLOAD },
+    { RD_CMD_POWN,       "pown",       cmd_pown,       RAIDAD_CMD_PAYLOAD | RAIDAD_CMD_WRITES },
+    { RD_CMD_POWN_SUM,   "pown_sum",   cmd_pown_sum,   RAIDAD_CMD_PAYLOAD | RAIDAD_CMD_WRITES },
 };
 
 static const raidad_group_t auth_groups[] = {
-    { 1, auth_commands, sizeof(auth_commands) / sizeof(auth_commands[0]) },
+    { RD_GROUP_AUTH, auth_commands, sizeof(auth_commands) / sizeof(auth_commands[0]) },
 };
 
 const raidad_module_t rd_mod_auth = {

@@ -11,6 +11,7 @@
 #include "rd_auth.h"
 #include "rd_bytes.h"
 #include "rd_commands.h"
+#include "rd_stats.h"
 
 #define RD_VERSION_SIZE (sizeof(RAIDAD_BUILD_VERSION) - 1)
 _Static_assert(RD_VERSION_SIZE == 8, "the version command answers exactly 8 bytes");
@@ -122,14 +123,14 @@ static int cmd_audit(const raidad_request_t *req, rd_response_t *resp)
 }
 
 static const raidad_command_t status_commands[] = {
-    { 0, "echo",    cmd_echo,    RAIDAD_CMD_INLINE },
-    { 1, "version", cmd_version, RAIDAD_CMD_INLINE },
-    { 2, "stats",   cmd_stats,   RAIDAD_CMD_ADMIN | RAIDAD_CMD_INLINE },
-    { 3, "audit",   cmd_audit,   0 },
+    { RD_CMD_ECHO,    "echo",    cmd_echo,    RAIDAD_CMD_INLINE },
+    { RD_CMD_VERSION, "version", cmd_version, RAIDAD_CMD_INLINE },
+    { RD_CMD_STATS,   "stats",   cmd_stats,   RAIDAD_CMD_ADMIN | RAIDAD_CMD_INLINE },
+    { RD_CMD_AUDIT,   "audit",   cmd_audit,   0 },
 };
 
 static const raidad_group_t status_groups[] = {
-    { 0, status_commands, sizeof(status_commands) / sizeof(status_commands[0]) },
+    { RD_GROUP_STATUS, status_commands, sizeof(status_commands) / sizeof(status_commands[0]) },
 };
 
 const raidad_module_t rd_mod_status = {

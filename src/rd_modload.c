@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "rd_commands.h"
 #include "rd_log.h"
 #include "rd_modload.h"
 
@@ -204,7 +205,7 @@ static int configure_all(const rd_config_t *cf, rd_modset_t *set, char *err, siz
 
 rd_modset_t *rd_modules_load(const rd_config_t *cf, char *err, size_t err_len)
 {
-    rd_modset_t *set = rd_modset_create();
+    rd_modset_t *set = rd_command_set_create();
     rd_config_source_t at = whole_file(cf);
 
     if (set == NULL)

@@ -1,8 +1,7 @@
 /* A generation's command modules (include/rd_module.h): checking a
  * module's descriptor, building the (group, command) table from the
- * modules, the services a handler is given, and running a handler with
- * the worker's crash record naming it. Loading modules from the
- * configuration is rd_modload.c's. */
+ * modules, and the services a handler is given. Loading modules from the
+ * configuration is rd_modload.c's; running a handler, rd_commands.c's. */
 #include "config.h"
 
 #include <arpa/inet.h>
@@ -12,14 +11,23 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <openssl/crypto.h>
 
-#include "rd_commands.h"
-#include "rd_crashrec.h"
+#include "rd_crypto.h"
+#include "rd_frame.h"
 #include "rd_limit.h"
 #include "rd_log.h"
 #include "rd_module.h"
-#include "rd_protocol.h"
+#include "rd_stats.h"
+
+/* The public header keeps its own names for the statuses a handler
+ * returns (it includes nothing of raidad's); they are the protocol's. */
+_Static_assert(RAIDAD_STATUS_INVALID_COMMAND == RD_STATUS_INVALID_COMMAND, "status 6");
+_Static_assert(RAIDAD_STATUS_INVALID_PACKET_LENGTH == RD_STATUS_INVALID_PACKET_LENGTH,
+               "status 16");
+_Static_assert(RAIDAD_STATUS_ADMIN_AUTH == RD_STATUS_ADMIN_AUTH, "status 38");
+_Static_assert(RAIDAD_STATUS_SUCCESS == RD_STATUS_SUCCESS, "status 250");
+_Static_assert(RAIDAD_STATUS_INTERNAL_ERROR == RD_STATUS_INTERNAL_ERROR, "status 252");
+_Static_assert(RAIDAD_STATUS_MEMORY_ALLOC == RD_STATUS_MEMORY_ALLOC, "status 254");
 
 /* ---- services -------------------------------------------------------- */
 
@@ -67,7 +75,7 @@ static bool svc_admin_key_ok(const raidad_request_t *req, const uint8_t *key, si
     const rd_protocol_t *p = req != NULL ? req->services->protocol : NULL;
 
     return p != NULL && p->admin_key_set && key != NULL && len == sizeof(p->admin_key)
-        && CRYPTO_memcmp(key, p->admin_key, sizeof(p->admin_key)) == 0;
+        && rd_crypto_equal(key, p->admin_key, sizeof(p->admin_key));
 }
 
 const raidad_services_t rd_module_services = {
@@ -312,14 +320,14 @@ rd_module_t *rd_modset_add(rd_modset_t *set, const raidad_module_t *d, void *dl,
     return m;
 }
 
-rd_modset_t *rd_modset_create(void)
+rd_modset_t *rd_modset_create(const raidad_module_t *const *builtin, size_t count)
 {
     rd_modset_t *set = calloc(1, sizeof(*set));
     char why[256];
 
-    for (size_t i = 0; set != NULL && i < rd_builtin_module_count; i++)
-        if (rd_modset_add(set, rd_builtin_modules[i], NULL, why, sizeof(why)) == NULL) {
-            rd_log(RD_LOG_CRIT, "built-in module %s: %s", rd_builtin_modules[i]->name, why);
+    for (size_t i = 0; set != NULL && i < count; i++)
+        if (rd_modset_add(set, builtin[i], NULL, why, sizeof(why)) == NULL) {
+            rd_log(RD_LOG_CRIT, "built-in module %s: %s", builtin[i]->name, why);
             rd_modset_free(set);
             return NULL;
         }
@@ -374,28 +382,4 @@ void rd_modset_stop(rd_modset_t *set)
             m->desc->process_stop(m->state);
         m->started = false;
     }
-}
-
-/* ---- running ------------------------------------------------------------ */
-
-int rd_command_run(const rd_command_t *cmd, const rd_protocol_t *p, rd_request_t *req,
-                   rd_response_t *resp)
-{
-    raidad_services_t svc = rd_module_services;
-    const rd_module_t *m = cmd->module;
-    raidad_request_t view = {
-        .group = req->group, .command = req->command, .enc_type = req->enc_type,
-        .payload = req->payload, .payload_len = req->payload_len,
-        .client = req->client, .datagram = req->datagram, .authenticated = req->authenticated,
-        .services = &svc, .settings = m->values, .state = m->state, .module = m->desc->name,
-        .daemon_request = req,
-    };
-    int status;
-
-    svc.protocol = p;
-    svc.coins = p->coins;
-    rd_crashrec_enter(m->desc->name, req->group, req->command);
-    status = cmd->handler(&view, resp);
-    rd_crashrec_leave();
-    return status;
 }

@@ -1,82 +1,24 @@
+/* The RAIDA frame, server side (include/rd_protocol.h): checks a request's
+ * header and body, hands a valid one to its command (rd_commands.h) after
+ * the encryption layer opened it (rd_protocol_crypt.h), and writes the
+ * answer's header. The bytes themselves are named in include/rd_frame.h
+ * and described in docs/protocol.md. */
 #include "config.h"
 
-#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "rd_bytes.h"
+#include "rd_cidr.h"
+#include "rd_coins.h"
 #include "rd_commands.h"
 #include "rd_crypto.h"
 #include "rd_protocol.h"
 #include "rd_protocol_crypt.h"
+#include "rd_stats.h"
 
-#define RD_TRAILER_BYTE     0x3E
-#define RD_MAX_U24          0xFFFFFFu
-
-/* ---- byte order ---------------------------------------------------------- */
-
-/* ---- response buffer ----------------------------------------------------- */
-
-void rd_response_init(rd_response_t *resp)
-{
-    resp->data = resp->inline_buf;
-    resp->len = 0;
-    resp->cap = sizeof(resp->inline_buf);
-    resp->header_len = RD_RESPONSE_HEADER_SIZE;
-}
-
-void rd_response_release(rd_response_t *resp)
-{
-    if (resp->data != NULL && resp->data != resp->inline_buf)
-        free(resp->data);
-    rd_response_init(resp);
-}
-
-static bool response_grow(rd_response_t *resp, size_t need)
-{
-    size_t cap = resp->cap;
-    while (cap < need)
-        cap = cap > SIZE_MAX / 2 ? need : cap * 2;
-
-    uint8_t *block;
-    if (resp->data == resp->inline_buf) {
-        block = malloc(cap);
-        if (block == NULL)
-            return false;
-        memcpy(block, resp->inline_buf, resp->len);
-    } else {
-        block = realloc(resp->data, cap);
-        if (block == NULL)
-            return false;
-    }
-    resp->data = block;
-    resp->cap = cap;
-    return true;
-}
-
-/* Room for the trailer is always kept, so that finishing a response never
- * has to allocate (and so never fails). */
-uint8_t *rd_response_append(rd_response_t *resp, size_t n)
-{
-    if (n > SIZE_MAX - RD_TRAILER_SIZE - resp->len)
-        return NULL;
-    size_t need = resp->len + n + RD_TRAILER_SIZE;
-    if (need > resp->cap && !response_grow(resp, need))
-        return NULL;
-    uint8_t *dst = resp->data + resp->len;
-    resp->len += n;
-    return dst;
-}
-
-/* Keeps whatever block the response already has (a reused connection keeps
- * its buffer); a zero-filled record is accepted as an initialised one. */
-static void response_start(rd_response_t *resp, size_t header_len)
-{
-    if (resp->data == NULL)
-        rd_response_init(resp);
-    resp->header_len = header_len;
-    resp->len = header_len;
-}
+/* rd_frame.h stays a leaf, so it spells the client address's size itself. */
+_Static_assert(RD_FRAME_ADDR_SIZE == RD_ADDR_SIZE, "rd_request_t.client is an rd_cidr.h address");
 
 /* ---- response header ----------------------------------------------------- */
 
@@ -92,14 +34,14 @@ static size_t response_header_size(const rd_request_t *req)
 
 static uint8_t request_group(const rd_request_t *req)
 {
-    return req != NULL && req->header_have >= 5 ? req->header[4] : 0;
+    return req != NULL && req->header_have > RD_REQ_GROUP ? req->header[RD_REQ_GROUP] : 0;
 }
 
 static void copy_echo(const rd_request_t *req, uint8_t *h)
 {
     if (req != NULL && req->header_have >= RD_LEGACY_HEADER_SIZE
         && req->header_size == RD_LEGACY_HEADER_SIZE)
-        memcpy(h + 6, req->header + 30, 2);
+        memcpy(h + RD_RESP32_ECHO, req->header + RD_REQ32_ECHO, RD_ECHO_SIZE);
 }
 
 /* For type 0 the challenge hash is the challenge itself: it proves to the
@@ -110,38 +52,38 @@ static void copy_challenge(const rd_request_t *req, uint8_t *h)
     if (req == NULL)
         return;
     if (req->body_complete && req->body != NULL
-        && req->body_size >= RD_CHALLENGE_SIZE && req->enc_type == 0)
-        memcpy(h + 16, req->body, RD_CHALLENGE_SIZE);
+        && req->body_size >= RD_CHALLENGE_SIZE && req->enc_type == RD_ENC_NONE)
+        memcpy(h + RD_RESP32_CHALLENGE, req->body, RD_CHALLENGE_SIZE);
     else if (req->challenge_set)
-        memcpy(h + 16, req->challenge_hash, RD_CHALLENGE_SIZE);
+        memcpy(h + RD_RESP32_CHALLENGE, req->challenge_hash, RD_CHALLENGE_SIZE);
 }
 
 static void write_legacy_header(const rd_protocol_t *p, const rd_request_t *req, uint8_t status,
                                 uint32_t body_size, uint32_t exec_us, uint8_t *h)
 {
     memset(h, 0, RD_LEGACY_HEADER_SIZE);
-    h[0] = p->raida_id;
-    h[2] = status;
-    h[3] = request_group(req);
-    h[5] = 1;                               /* one frame */
+    h[RD_RESP_RAIDA_ID] = p->raida_id;
+    h[RD_RESP_STATUS] = status;
+    h[RD_RESP_GROUP] = request_group(req);
+    rd_put_be(h + RD_RESP32_FRAMES, 1, RD_RESP32_FRAMES_SIZE);     /* one frame */
     copy_echo(req, h);
-    rd_put_be(h + 9, body_size, 3);
-    rd_put_be(h + 12, exec_us, 4);
+    rd_put_be(h + RD_RESP_BODY_SIZE, body_size, RD_RESP_BODY_SIZE_SIZE);
+    rd_put_be(h + RD_RESP32_EXEC_US, exec_us, RD_EXEC_US_SIZE);
     copy_challenge(req, h);
 }
 
-/* Bytes 24-47, the answer's nonce, were written when it was sealed. */
+/* The answer's nonce (RD_RESP48_NONCE on) was written when it was sealed. */
 static void write_modern_header(const rd_protocol_t *p, const rd_request_t *req, uint8_t status,
                                 uint32_t body_size, uint32_t exec_us, uint8_t *h)
 {
-    memset(h, 0, 24);
-    h[0] = p->raida_id;
-    h[2] = status;
-    h[3] = request_group(req);
-    rd_put_be(h + 4, exec_us, 4);
-    rd_put_be(h + 9, body_size, 3);
-    h[16] = req->header[16];                /* encryption type */
-    memcpy(h + 17, req->header + 19, 5);    /* the (first) coin */
+    memset(h, 0, RD_RESP48_NONCE);
+    h[RD_RESP_RAIDA_ID] = p->raida_id;
+    h[RD_RESP_STATUS] = status;
+    h[RD_RESP_GROUP] = request_group(req);
+    rd_put_be(h + RD_RESP48_EXEC_US, exec_us, RD_EXEC_US_SIZE);
+    rd_put_be(h + RD_RESP_BODY_SIZE, body_size, RD_RESP_BODY_SIZE_SIZE);
+    h[RD_RESP48_ENC_TYPE] = req->header[RD_REQ_ENC_TYPE];
+    memcpy(h + RD_RESP48_COIN, req->header + RD_REQ48_COIN, RD_COIN_REF_SIZE);
 }
 
 /* The one place every response goes through: encrypts it like the
@@ -151,7 +93,7 @@ static void finish_response(const rd_protocol_t *p, const rd_request_t *req, int
 {
     status = rd_crypt_seal(req, resp, status);
     size_t payload_len = resp->len - resp->header_len;
-    if (payload_len > RD_MAX_U24 - RD_TRAILER_SIZE) {
+    if (payload_len > RD_MAX_RESPONSE_BODY - RD_TRAILER_SIZE) {
         status = RD_STATUS_INTERNAL_ERROR;  /* cannot be described by a u24 */
         payload_len = 0;
         resp->len = resp->header_len;
@@ -193,8 +135,8 @@ static uint32_t elapsed_us(uint64_t start_ns)
  * header then arrives, and the answer (27) carries the request's echo bytes. */
 size_t rd_protocol_header_size(const uint8_t *peek)
 {
-    switch (peek[16]) {
-    case 4: case 5:
+    switch (peek[RD_REQ_ENC_TYPE]) {
+    case RD_ENC_AES256: case RD_ENC_AES256_TWO:
         return RD_MODERN_HEADER_SIZE;
     default:
         return RD_LEGACY_HEADER_SIZE;
@@ -209,13 +151,13 @@ static bool shard_known(uint8_t shard)
 
 static int check_route(const rd_protocol_t *p, const uint8_t *h)
 {
-    if (h[0] != 1)
+    if (h[RD_REQ_ROUTING] != RD_ROUTING_RAIDA)
         return RD_STATUS_INVALID_ROUTING;
-    if (h[1] != 0)
+    if (h[RD_REQ_SPLIT] != 0)
         return RD_STATUS_INVALID_SPLIT;
-    if (h[2] != p->raida_id)
+    if (h[RD_REQ_RAIDA_ID] != p->raida_id)
         return RD_STATUS_INVALID_RAIDA_ID;
-    if (!shard_known(h[3]))
+    if (!shard_known(h[RD_REQ_SHARD]))
         return RD_STATUS_INVALID_SHARD;
     return RD_STATUS_NO_ERROR;
 }
@@ -256,16 +198,16 @@ int rd_protocol_validate_header(const rd_protocol_t *p, rd_request_t *req)
     req->cmd = NULL;
     if (req->header_have < RD_LEGACY_HEADER_SIZE)
         return RD_STATUS_INVALID_PACKET_LENGTH;
-    req->group = h[4];
-    req->command = h[5];
-    req->enc_type = h[16];
+    req->group = h[RD_REQ_GROUP];
+    req->command = h[RD_REQ_COMMAND];
+    req->enc_type = h[RD_REQ_ENC_TYPE];
 
     int status = check_route(p, h);
     if (status == RD_STATUS_NO_ERROR)
         status = check_handler(p, req);
     if (status != RD_STATUS_NO_ERROR)
         return status;
-    if ((uint32_t)rd_get_be(h + 6, 2) != p->coin_id)
+    if ((uint32_t)rd_get_be(h + RD_REQ_COIN_ID, RD_COIN_ID_SIZE) != p->coin_id)
         return RD_STATUS_INVALID_COIN_ID;
     status = rd_crypt_parse_header(req);
     if (status != RD_STATUS_NO_ERROR)
@@ -287,7 +229,7 @@ int rd_protocol_validate_body(const rd_protocol_t *p, rd_request_t *req)
         return RD_STATUS_INVALID_PACKET_LENGTH;
     if (b[size - 2] != RD_TRAILER_BYTE || b[size - 1] != RD_TRAILER_BYTE)
         return RD_STATUS_INVALID_EOF;
-    if (req->enc_type != 0)
+    if (req->enc_type != RD_ENC_NONE)
         return RD_STATUS_NO_ERROR;      /* the rest needs the key: rd_crypt_open */
     if (!rd_crypt_challenge_ok(b))
         return RD_STATUS_INVALID_CRC;
@@ -305,7 +247,7 @@ int rd_protocol_validate_body(const rd_protocol_t *p, rd_request_t *req)
  * even compared, so that the answer tells nothing about it. */
 static bool admin_channel_ok(const rd_protocol_t *p, const rd_request_t *req)
 {
-    if (req->enc_type != 0)
+    if (req->enc_type != RD_ENC_NONE)
         return true;
     return !req->datagram && rd_cidr_match(p->admin_allow, p->admin_allow_count, req->client);
 }
@@ -329,10 +271,10 @@ void rd_protocol_run_command(const rd_protocol_t *p, rd_request_t *req, rd_respo
 {
     req->start_ns = rd_protocol_now_ns();
     req->commit_lsn = 0;
-    response_start(resp, response_header_size(req));
+    rd_response_start(resp, response_header_size(req));
     int status = rd_crypt_open(p, req);
     if (status == RD_STATUS_NO_ERROR) {
-        req->authenticated = req->enc_type != 0;
+        req->authenticated = req->enc_type != RD_ENC_NONE;
         status = dispatch(p, req, resp);
     }
     finish_response(p, req, status, elapsed_us(req->start_ns), resp);
@@ -342,7 +284,7 @@ void rd_protocol_run_command(const rd_protocol_t *p, rd_request_t *req, rd_respo
 void rd_protocol_error_response(const rd_protocol_t *p, const rd_request_t *req,
                                 int status, rd_response_t *resp)
 {
-    response_start(resp, response_header_size(req));
+    rd_response_start(resp, response_header_size(req));
     finish_response(p, req, status, 0, resp);
 }
 
@@ -392,7 +334,7 @@ bool rd_protocol_handle_frame(const rd_protocol_t *p, rd_request_t *req, uint8_t
 
 bool rd_protocol_is_quick(const rd_request_t *req)
 {
-    return req->enc_type == 0 && req->header_valid && req->cmd != NULL && req->cmd->quick;
+    return req->enc_type == RD_ENC_NONE && req->header_valid && req->cmd != NULL && req->cmd->quick;
 }
 
 const char *rd_protocol_request_name(const rd_request_t *req)

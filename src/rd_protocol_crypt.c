@@ -1,17 +1,17 @@
+/* The encryption types (include/rd_protocol_crypt.h), one row each in a
+ * table: where a type keeps its body size and its coins, how its body is
+ * opened and its answer sealed. docs/protocol.md, "Encryption", has the
+ * rules; the offsets are include/rd_frame.h's. */
 #include "config.h"
 
 #include <string.h>
 #include <zlib.h>
 
 #include "rd_bytes.h"
+#include "rd_coins.h"
 #include "rd_crypto.h"
 #include "rd_protocol_crypt.h"
 
-#define CRC_INPUT_SIZE      12  /* random bytes of the challenge covered by its CRC */
-#define LEGACY_NONCE_AT     24  /* 8 bytes, then 8 zero bytes: the counter block */
-#define LEGACY_NONCE_SIZE    8
-#define MODERN_NONCE_AT     24  /* 24 bytes, the first 16 of which are the counter block */
-#define MODERN_NONCE_SIZE   24
 #define MAX_COINS            2
 
 typedef struct crypt_type crypt_type_t;
@@ -36,13 +36,15 @@ static int seal_aes256(const rd_request_t *req, rd_response_t *resp);
 /* Type 2 (the locker key) needs the locker index, which does not exist
  * yet: it is absent, so it answers 27 like any unknown type. */
 static const crypt_type_t types[] = {
-    { 0, RD_LEGACY_HEADER_SIZE, 22, 0, { 0 }, RD_MIN_BODY_SIZE, 0, NULL, NULL },
-    { 1, RD_LEGACY_HEADER_SIZE, 22, 1, { 17 }, RD_MIN_BODY_SIZE,
-      RD_STATUS_INVALID_ENCRYPTION, open_aes128, seal_aes128 },
-    { 4, RD_MODERN_HEADER_SIZE, 17, 1, { 19 }, RD_MODERN_MIN_BODY_SIZE,
-      RD_STATUS_COIN_NOT_FOUND, open_aes256, seal_aes256 },
-    { 5, RD_MODERN_HEADER_SIZE, 17, 2, { 19, 24 }, RD_MODERN_MIN_BODY_SIZE,
-      RD_STATUS_COIN_NOT_FOUND, open_aes256, seal_aes256 },
+    { RD_ENC_NONE, RD_LEGACY_HEADER_SIZE, RD_REQ32_BODY_SIZE, 0, { 0 }, RD_MIN_BODY_SIZE, 0,
+      NULL, NULL },
+    { RD_ENC_AES128, RD_LEGACY_HEADER_SIZE, RD_REQ32_BODY_SIZE, 1, { RD_REQ32_COIN },
+      RD_MIN_BODY_SIZE, RD_STATUS_INVALID_ENCRYPTION, open_aes128, seal_aes128 },
+    { RD_ENC_AES256, RD_MODERN_HEADER_SIZE, RD_REQ48_BODY_SIZE, 1, { RD_REQ48_COIN },
+      RD_MODERN_MIN_BODY_SIZE, RD_STATUS_COIN_NOT_FOUND, open_aes256, seal_aes256 },
+    { RD_ENC_AES256_TWO, RD_MODERN_HEADER_SIZE, RD_REQ48_BODY_SIZE, 2,
+      { RD_REQ48_COIN, RD_REQ48_COIN2 }, RD_MODERN_MIN_BODY_SIZE, RD_STATUS_COIN_NOT_FOUND,
+      open_aes256, seal_aes256 },
 };
 
 static const crypt_type_t *find_type(uint8_t type)
@@ -63,7 +65,7 @@ int rd_crypt_parse_header(rd_request_t *req)
         return RD_STATUS_INVALID_ENCRYPTION_CODE;
     if (req->header_size != t->header_size || req->header_have < t->header_size)
         return RD_STATUS_INVALID_PACKET_LENGTH;
-    req->body_size = (uint32_t)rd_get_be(req->header + t->body_size_at, 2);
+    req->body_size = (uint32_t)rd_get_be(req->header + t->body_size_at, RD_BODY_SIZE_SIZE);
     return RD_STATUS_NO_ERROR;
 }
 
@@ -75,7 +77,8 @@ uint32_t rd_crypt_min_body(uint8_t enc_type)
 
 bool rd_crypt_challenge_ok(const uint8_t *challenge)
 {
-    return crc32(0L, challenge, CRC_INPUT_SIZE) == (uint32_t)rd_get_be(challenge + CRC_INPUT_SIZE, 4);
+    return crc32(0L, challenge, RD_CRC_INPUT_SIZE)
+        == (uint32_t)rd_get_be(challenge + RD_CRC_INPUT_SIZE, RD_CHALLENGE_SIZE - RD_CRC_INPUT_SIZE);
 }
 
 /* ---- opening a request --------------------------------------------------- */
@@ -91,7 +94,9 @@ static int coin_keys(const rd_protocol_t *p, const crypt_type_t *t, rd_request_t
         int rc = RD_COIN_MISSING;
         uint64_t dep = 0;
         if (p->coins != NULL)
-            rc = rd_coins_key(p->coins, (int8_t)coin[0], (uint32_t)rd_get_be(coin + 1, 4),
+            rc = rd_coins_key(p->coins, (int8_t)coin[0],
+                              (uint32_t)rd_get_be(coin + RD_COIN_REF_SN,
+                                                  RD_COIN_REF_SIZE - RD_COIN_REF_SN),
                               keys + i * RD_COIN_AN_SIZE, &dep);
         if (dep > req->commit_lsn)
             req->commit_lsn = dep;
@@ -105,8 +110,8 @@ static int coin_keys(const rd_protocol_t *p, const crypt_type_t *t, rd_request_t
 
 static void legacy_iv(const uint8_t *h, uint8_t *iv)
 {
-    memcpy(iv, h + LEGACY_NONCE_AT, LEGACY_NONCE_SIZE);
-    memset(iv + LEGACY_NONCE_SIZE, 0, RD_AES_BLOCK_SIZE - LEGACY_NONCE_SIZE);
+    memcpy(iv, h + RD_REQ32_NONCE, RD_REQ32_NONCE_SIZE);
+    memset(iv + RD_REQ32_NONCE_SIZE, 0, RD_AES_BLOCK_SIZE - RD_REQ32_NONCE_SIZE);
 }
 
 /* The answer's challenge hash mixes in the key, so that only a holder of
@@ -143,7 +148,7 @@ static int open_aes256(const crypt_type_t *t, rd_request_t *req, const uint8_t *
         return RD_STATUS_INTERNAL_ERROR;
     if (!rd_crypto_equal(mac, b + len, RD_HMAC_SIZE))
         return RD_STATUS_INVALID_HMAC;
-    if (rd_aes256_ctr(req->key, req->header + MODERN_NONCE_AT, b, b, len) < 0)
+    if (rd_aes256_ctr(req->key, req->header + RD_REQ48_NONCE, b, b, len) < 0)
         return RD_STATUS_INTERNAL_ERROR;
     req->payload = b;
     req->payload_len = len;
@@ -188,8 +193,8 @@ static int seal_aes128(const rd_request_t *req, rd_response_t *resp)
 static int seal_aes256(const rd_request_t *req, rd_response_t *resp)
 {
     size_t len = resp->len - resp->header_len;
-    if (rd_random_bytes(resp->data + MODERN_NONCE_AT, MODERN_NONCE_SIZE) < 0) {
-        memset(resp->data + MODERN_NONCE_AT, 0, MODERN_NONCE_SIZE);
+    if (rd_random_bytes(resp->data + RD_RESP48_NONCE, RD_REQ48_NONCE_SIZE) < 0) {
+        memset(resp->data + RD_RESP48_NONCE, 0, RD_REQ48_NONCE_SIZE);
         return len == 0 ? RD_STATUS_NO_ERROR : RD_STATUS_INTERNAL_ERROR;
     }
     if (len == 0)
@@ -197,7 +202,7 @@ static int seal_aes256(const rd_request_t *req, rd_response_t *resp)
     if (rd_response_append(resp, RD_HMAC_SIZE) == NULL)
         return RD_STATUS_MEMORY_ALLOC;
     uint8_t *ct = resp->data + resp->header_len;   /* the block may have moved */
-    if (rd_aes256_ctr(req->key, resp->data + MODERN_NONCE_AT, ct, ct, len) < 0
+    if (rd_aes256_ctr(req->key, resp->data + RD_RESP48_NONCE, ct, ct, len) < 0
         || rd_hmac_sha256(req->key, RD_AES256_KEY_SIZE, ct, len, ct + len) < 0)
         return RD_STATUS_INTERNAL_ERROR;
     return RD_STATUS_NO_ERROR;

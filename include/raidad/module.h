@@ -29,8 +29,9 @@ extern "C" {
 #define RAIDAD_MODULE_ABI 1u
 #define RAIDAD_MODULE_SYMBOL "raidad_module"
 
-/* Status codes a handler may return (the RAIDA protocol's, see the
- * protocol description): a handler returns RAIDAD_STATUS_SUCCESS, a group's
+/* Status codes a handler may return (the RAIDA protocol's; raidad's
+ * docs/protocol.md lists them all, and its own names are checked equal to
+ * these when raidad is built): a handler returns RAIDAD_STATUS_SUCCESS, a group's
  * own verdict, or an error with no payload. */
 #define RAIDAD_STATUS_INVALID_COMMAND 6
 #define RAIDAD_STATUS_INVALID_PACKET_LENGTH 16

@@ -13,14 +13,14 @@
 #include "fuzz_common.h"
 #include "rd_auth.h"
 
-static const uint8_t commands[] = { RD_AUTH_DETECT, RD_AUTH_DETECT_SUM, RD_AUTH_POWN,
-                                    RD_AUTH_POWN_SUM };
+static const uint8_t commands[] = { RD_CMD_DETECT, RD_CMD_DETECT_SUM, RD_CMD_POWN,
+                                    RD_CMD_POWN_SUM };
 
 /* Bytes per coin and after the coins, from protocol.md. */
 static void layout(uint8_t command, size_t *stride, size_t *tail)
 {
-    *stride = command == RD_AUTH_DETECT ? 21 : command == RD_AUTH_POWN ? 37 : 5;
-    *tail = command == RD_AUTH_DETECT_SUM ? 16 : command == RD_AUTH_POWN_SUM ? 32 : 0;
+    *stride = command == RD_CMD_DETECT ? 21 : command == RD_CMD_POWN ? 37 : 5;
+    *tail = command == RD_CMD_DETECT_SUM ? 16 : command == RD_CMD_POWN_SUM ? 32 : 0;
 }
 
 static int expected_parse(uint8_t command, size_t len)
@@ -37,16 +37,16 @@ static int expected_parse(uint8_t command, size_t len)
 static int run(const rd_protocol_t *p, uint8_t command, rd_request_t *req, rd_response_t *resp)
 {
     switch (command) {
-    case RD_AUTH_DETECT: return rd_auth_detect(p, req, resp);
-    case RD_AUTH_DETECT_SUM: return rd_auth_detect_sum(p, req, resp);
-    case RD_AUTH_POWN: return rd_auth_pown(p, req, resp);
+    case RD_CMD_DETECT: return rd_auth_detect(p, req, resp);
+    case RD_CMD_DETECT_SUM: return rd_auth_detect_sum(p, req, resp);
+    case RD_CMD_POWN: return rd_auth_pown(p, req, resp);
     default: return rd_auth_pown_sum(p, req, resp);
     }
 }
 
 static void check_answer(int status, const rd_auth_payload_t *pl, const rd_response_t *resp)
 {
-    bool sum = pl->command == RD_AUTH_DETECT_SUM || pl->command == RD_AUTH_POWN_SUM;
+    bool sum = pl->command == RD_CMD_DETECT_SUM || pl->command == RD_CMD_POWN_SUM;
     FUZZ_CHECK(status == RD_STATUS_ALL_PASS || status == RD_STATUS_ALL_FAIL
                || status == RD_STATUS_INTERNAL_ERROR || status == RD_STATUS_MEMORY_ALLOC
                || (sum && status == RD_STATUS_INVALID_COIN) || (!sum && status == RD_STATUS_MIXED));

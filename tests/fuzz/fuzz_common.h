@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <sys/stat.h>
 
+#include "rd_cidr.h"
 #include "rd_client.h"
 #include "rd_coins.h"
 #include "rd_protocol.h"

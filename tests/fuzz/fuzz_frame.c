@@ -46,7 +46,7 @@ static const rd_protocol_t *frame_protocol(void)
     static bool ready;
 
     if (!ready) {
-        rd_modset_t *set = rd_modset_create();
+        rd_modset_t *set = rd_command_set_create();
         char why[256];
 
         FUZZ_CHECK(set != NULL && rd_modset_add(set, &mirror_module, NULL, why, sizeof(why)));

@@ -94,7 +94,7 @@ def new_pan():
 @test
 def test_helpers_agree_with_the_protocol():
     expect(check_crc(), "challenge CRC")
-    # protocol.md: 10 coins of which 0, 3 and 9 fail give f6 01.
+    # docs/protocol.md: 10 coins of which 0, 3 and 9 fail give f6 01.
     expect(bitfield([i not in (0, 3, 9) for i in range(10)]) == bytes.fromhex("f601"), "bitfield")
 
 
@@ -107,7 +107,7 @@ def test_detect_all_pass_all_fail_mixed():
         bad = [(d, s, bytes(16)) for d, s, _ in ten]
         r = c.detect(bad)
         expect(r.status == ALL_FAIL and r.payload == b"", "all fail: 242, no body", r)
-        # protocol.md's example: coins 0, 3 and 9 fail -> f6 01. Coin 0 has
+        # docs/protocol.md's example: coins 0, 3 and 9 fail -> f6 01. Coin 0 has
         # a wrong AN, 3 is not issued, 9 cannot exist (denomination 7).
         mixed = list(ten)
         mixed[0] = (1, 0, new_pan())

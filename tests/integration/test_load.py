@@ -22,7 +22,7 @@ from raidatest import (  # noqa: E402
 DEADLINE = 60          # seconds, per test
 state = {}
 # test_load_pool.py runs this suite again with every request through the
-# thread pool and the modification queue (the spec's path).
+# thread pool and the modification queue (the path encrypted requests take).
 THROUGH_POOL = os.environ.get("RAIDA_LOAD_THROUGH_POOL") == "1"
 SETTINGS = {"quick_commands_inline": False} if THROUGH_POOL else {}
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The load suite again, with every request going through the thread pool
-and the modification queue (quick_commands_inline = false): the spec's path,
-which the status commands otherwise skip."""
+and the modification queue (quick_commands_inline = false): the path encrypted
+requests take, which the status commands otherwise skip."""
 
 import os
 import runpy

@@ -12,6 +12,7 @@
 #include "coins_fixture.h"
 #include "rd_auth.h"
 #include "rd_bytes.h"
+#include "rd_protocol.h"
 
 typedef struct state {
     fixture_t f;
@@ -56,29 +57,29 @@ static void test_parse_lengths(void **st)
     uint8_t buf[512] = { 0 };
     rd_auth_payload_t pl;
     (void)st;
-    assert_int_equal(rd_auth_parse(RD_AUTH_DETECT, buf, 0, &pl), RD_STATUS_INVALID_PACKET_LENGTH);
-    assert_int_equal(rd_auth_parse(RD_AUTH_DETECT, buf, 20, &pl), RD_STATUS_INVALID_PACKET_LENGTH);
-    assert_int_equal(rd_auth_parse(RD_AUTH_DETECT, buf, 21, &pl), RD_STATUS_NO_ERROR);
+    assert_int_equal(rd_auth_parse(RD_CMD_DETECT, buf, 0, &pl), RD_STATUS_INVALID_PACKET_LENGTH);
+    assert_int_equal(rd_auth_parse(RD_CMD_DETECT, buf, 20, &pl), RD_STATUS_INVALID_PACKET_LENGTH);
+    assert_int_equal(rd_auth_parse(RD_CMD_DETECT, buf, 21, &pl), RD_STATUS_NO_ERROR);
     assert_int_equal(pl.n, 1);
-    assert_int_equal(rd_auth_parse(RD_AUTH_DETECT, buf, 22, &pl), RD_STATUS_NOT_WHOLE_COINS);
-    assert_int_equal(rd_auth_parse(RD_AUTH_DETECT, buf, 210, &pl), RD_STATUS_NO_ERROR);
+    assert_int_equal(rd_auth_parse(RD_CMD_DETECT, buf, 22, &pl), RD_STATUS_NOT_WHOLE_COINS);
+    assert_int_equal(rd_auth_parse(RD_CMD_DETECT, buf, 210, &pl), RD_STATUS_NO_ERROR);
     assert_int_equal(pl.n, 10);
-    assert_int_equal(rd_auth_parse(RD_AUTH_POWN, buf, 36, &pl), RD_STATUS_INVALID_PACKET_LENGTH);
-    assert_int_equal(rd_auth_parse(RD_AUTH_POWN, buf, 74, &pl), RD_STATUS_NO_ERROR);
+    assert_int_equal(rd_auth_parse(RD_CMD_POWN, buf, 36, &pl), RD_STATUS_INVALID_PACKET_LENGTH);
+    assert_int_equal(rd_auth_parse(RD_CMD_POWN, buf, 74, &pl), RD_STATUS_NO_ERROR);
     assert_int_equal(pl.n, 2);
-    assert_int_equal(rd_auth_parse(RD_AUTH_POWN, buf, 75, &pl), RD_STATUS_NOT_WHOLE_COINS);
+    assert_int_equal(rd_auth_parse(RD_CMD_POWN, buf, 75, &pl), RD_STATUS_NOT_WHOLE_COINS);
     /* Sums: coins of 5 bytes, then 16 (detect sum) or 32 (pown sum). */
-    assert_int_equal(rd_auth_parse(RD_AUTH_DETECT_SUM, buf, 20, &pl),
+    assert_int_equal(rd_auth_parse(RD_CMD_DETECT_SUM, buf, 20, &pl),
                      RD_STATUS_INVALID_PACKET_LENGTH);
-    assert_int_equal(rd_auth_parse(RD_AUTH_DETECT_SUM, buf, 22, &pl), RD_STATUS_NOT_WHOLE_COINS);
-    assert_int_equal(rd_auth_parse(RD_AUTH_POWN_SUM, buf, 36, &pl),
+    assert_int_equal(rd_auth_parse(RD_CMD_DETECT_SUM, buf, 22, &pl), RD_STATUS_NOT_WHOLE_COINS);
+    assert_int_equal(rd_auth_parse(RD_CMD_POWN_SUM, buf, 36, &pl),
                      RD_STATUS_INVALID_PACKET_LENGTH);
-    assert_int_equal(rd_auth_parse(RD_AUTH_POWN_SUM, buf, 38, &pl), RD_STATUS_NOT_WHOLE_COINS);
+    assert_int_equal(rd_auth_parse(RD_CMD_POWN_SUM, buf, 38, &pl), RD_STATUS_NOT_WHOLE_COINS);
     put_id(put_id(buf, 0, 1), 0, 2);
-    assert_int_equal(rd_auth_parse(RD_AUTH_DETECT_SUM, buf, 26, &pl), RD_STATUS_NO_ERROR);
+    assert_int_equal(rd_auth_parse(RD_CMD_DETECT_SUM, buf, 26, &pl), RD_STATUS_NO_ERROR);
     assert_int_equal(pl.n, 2);
     assert_ptr_equal(pl.sum, buf + 10);
-    assert_int_equal(rd_auth_parse(RD_AUTH_POWN_SUM, buf, 42, &pl), RD_STATUS_NO_ERROR);
+    assert_int_equal(rd_auth_parse(RD_CMD_POWN_SUM, buf, 42, &pl), RD_STATUS_NO_ERROR);
     assert_ptr_equal(pl.delta, buf + 26);
 }
 
@@ -91,7 +92,7 @@ static void test_parse_coin_fields(void **st)
     uint8_t *p = put_id(buf, -8, 1023999);
     memset(p, 0xAA, 16);
     memset(p + 16, 0xBB, 16);
-    assert_int_equal(rd_auth_parse(RD_AUTH_POWN, buf, 37, &pl), RD_STATUS_NO_ERROR);
+    assert_int_equal(rd_auth_parse(RD_CMD_POWN, buf, 37, &pl), RD_STATUS_NO_ERROR);
     rd_auth_coin(&pl, 0, &c);
     assert_int_equal(c.den, -8);
     assert_int_equal(c.sn, 1023999);
@@ -107,14 +108,14 @@ static void test_parse_sum_refusals(void **st)
     rd_auth_payload_t pl;
     (void)st;
     put_id(put_id(put_id(buf, 0, 1), 0, 2), 0, 1);
-    assert_int_equal(rd_auth_parse(RD_AUTH_DETECT_SUM, buf, 31, &pl), RD_STATUS_INVALID_COIN);
+    assert_int_equal(rd_auth_parse(RD_CMD_DETECT_SUM, buf, 31, &pl), RD_STATUS_INVALID_COIN);
     put_id(put_id(buf, 0, 1), 7, 2);
-    assert_int_equal(rd_auth_parse(RD_AUTH_DETECT_SUM, buf, 26, &pl), RD_STATUS_INVALID_COIN);
+    assert_int_equal(rd_auth_parse(RD_CMD_DETECT_SUM, buf, 26, &pl), RD_STATUS_INVALID_COIN);
     put_id(put_id(buf, 0, 1), 0, 1024000);
-    assert_int_equal(rd_auth_parse(RD_AUTH_POWN_SUM, buf, 42, &pl), RD_STATUS_INVALID_COIN);
+    assert_int_equal(rd_auth_parse(RD_CMD_POWN_SUM, buf, 42, &pl), RD_STATUS_INVALID_COIN);
     /* Same serial number, other denomination: two coins. */
     put_id(put_id(buf, 0, 1), 1, 1);
-    assert_int_equal(rd_auth_parse(RD_AUTH_DETECT_SUM, buf, 26, &pl), RD_STATUS_NO_ERROR);
+    assert_int_equal(rd_auth_parse(RD_CMD_DETECT_SUM, buf, 26, &pl), RD_STATUS_NO_ERROR);
 }
 
 /* protocol.md: 10 coins of which 0, 3 and 9 fail give f6 01. */
@@ -151,9 +152,9 @@ static void run_cmd(state_t *s, uint8_t group, uint8_t command, const uint8_t *p
     r->req.payload_len = len;
     switch (command) {
     case 3: r->status = rd_auth_audit(&s->proto, &r->req, &r->resp); break;
-    case RD_AUTH_DETECT: r->status = rd_auth_detect(&s->proto, &r->req, &r->resp); break;
-    case RD_AUTH_DETECT_SUM: r->status = rd_auth_detect_sum(&s->proto, &r->req, &r->resp); break;
-    case RD_AUTH_POWN: r->status = rd_auth_pown(&s->proto, &r->req, &r->resp); break;
+    case RD_CMD_DETECT: r->status = rd_auth_detect(&s->proto, &r->req, &r->resp); break;
+    case RD_CMD_DETECT_SUM: r->status = rd_auth_detect_sum(&s->proto, &r->req, &r->resp); break;
+    case RD_CMD_POWN: r->status = rd_auth_pown(&s->proto, &r->req, &r->resp); break;
     default: r->status = rd_auth_pown_sum(&s->proto, &r->req, &r->resp); break;
     }
     if (r->req.commit_lsn != 0)
@@ -186,7 +187,7 @@ static void test_detect_statuses(void **st)
         sns[i] = (uint32_t)i;
         right[i] = true;
     }
-    run_cmd(s, 1, RD_AUTH_DETECT, buf, detect_payload(buf, dens, sns, 10, right), &r);
+    run_cmd(s, 1, RD_CMD_DETECT, buf, detect_payload(buf, dens, sns, 10, right), &r);
     assert_int_equal(r.status, RD_STATUS_ALL_PASS);
     assert_int_equal(r.resp.len, 0);
     /* Coins 0, 3 and 9 fail: 0 with a wrong AN, 3 not issued (0/10),
@@ -194,24 +195,24 @@ static void test_detect_statuses(void **st)
     right[0] = false;
     sns[3] = 10;
     dens[9] = 7;
-    run_cmd(s, 1, RD_AUTH_DETECT, buf, detect_payload(buf, dens, sns, 10, right), &r);
+    run_cmd(s, 1, RD_CMD_DETECT, buf, detect_payload(buf, dens, sns, 10, right), &r);
     assert_int_equal(r.status, RD_STATUS_MIXED);
     assert_int_equal(r.resp.len, 2);
     assert_int_equal(r.resp.data[0], 0xf6);
     assert_int_equal(r.resp.data[1], 0x01);
     for (int i = 0; i < 10; i++)
         right[i] = false;
-    run_cmd(s, 1, RD_AUTH_DETECT, buf, detect_payload(buf, dens, sns, 10, right), &r);
+    run_cmd(s, 1, RD_CMD_DETECT, buf, detect_payload(buf, dens, sns, 10, right), &r);
     assert_int_equal(r.status, RD_STATUS_ALL_FAIL);
     /* No page at all, and a serial number past the last page. */
     dens[0] = 4;
     sns[1] = 1024000 + 1;
     right[0] = right[1] = true;
-    run_cmd(s, 1, RD_AUTH_DETECT, buf, detect_payload(buf, dens, sns, 2, right), &r);
+    run_cmd(s, 1, RD_CMD_DETECT, buf, detect_payload(buf, dens, sns, 2, right), &r);
     assert_int_equal(r.status, RD_STATUS_ALL_FAIL);
-    run_cmd(s, 1, RD_AUTH_DETECT, buf, 20, &r);
+    run_cmd(s, 1, RD_CMD_DETECT, buf, 20, &r);
     assert_int_equal(r.status, RD_STATUS_INVALID_PACKET_LENGTH);
-    run_cmd(s, 1, RD_AUTH_DETECT, buf, 43, &r);
+    run_cmd(s, 1, RD_CMD_DETECT, buf, 43, &r);
     assert_int_equal(r.status, RD_STATUS_NOT_WHOLE_COINS);
     rd_response_release(&r.resp);
 }
@@ -229,7 +230,7 @@ static void test_pown_changes_only_passing(void **st)
     fx_an(0, 1, old1);
     p[0] ^= 1;                                  /* wrong AN */
     memset(p + 16, 0x52, 16);
-    run_cmd(s, 1, RD_AUTH_POWN, buf, sizeof(buf), &r);
+    run_cmd(s, 1, RD_CMD_POWN, buf, sizeof(buf), &r);
     assert_int_equal(r.status, RD_STATUS_MIXED);
     assert_int_equal(r.resp.len, 1);
     assert_int_equal(r.resp.data[0], 0x01);
@@ -243,12 +244,12 @@ static void test_pown_changes_only_passing(void **st)
     p = put_id(buf, 0, 0);
     fx_an(0, 0, p);
     memset(p + 16, 0x53, 16);
-    run_cmd(s, 1, RD_AUTH_POWN, buf, 37, &r);
+    run_cmd(s, 1, RD_CMD_POWN, buf, 37, &r);
     assert_int_equal(r.status, RD_STATUS_ALL_FAIL);
     memset(p, 0x51, 16);
-    run_cmd(s, 1, RD_AUTH_POWN, buf, 37, &r);
+    run_cmd(s, 1, RD_CMD_POWN, buf, 37, &r);
     assert_int_equal(r.status, RD_STATUS_ALL_PASS);
-    run_cmd(s, 1, RD_AUTH_POWN, buf, 37, &r);
+    run_cmd(s, 1, RD_CMD_POWN, buf, 37, &r);
     assert_int_equal(r.status, RD_STATUS_ALL_FAIL);
     rd_response_release(&r.resp);
 }
@@ -266,7 +267,7 @@ static void test_pown_same_coin_twice_in_order(void **st)
     p = put_id(p + 32, 0, 2);
     fx_an(0, 2, p);                             /* the old AN again: fails */
     memset(p + 16, 0x62, 16);
-    run_cmd(s, 1, RD_AUTH_POWN, buf, sizeof(buf), &r);
+    run_cmd(s, 1, RD_CMD_POWN, buf, sizeof(buf), &r);
     assert_int_equal(r.status, RD_STATUS_MIXED);
     assert_int_equal(r.resp.data[0], 0x01);
     fx_read(&s->f, 0, 2, rec);
@@ -278,7 +279,7 @@ static void test_pown_same_coin_twice_in_order(void **st)
     p = put_id(p + 32, 0, 2);
     memset(p, 0x63, 16);                        /* the first one's PAN: passes */
     memset(p + 16, 0x64, 16);
-    run_cmd(s, 1, RD_AUTH_POWN, buf, sizeof(buf), &r);
+    run_cmd(s, 1, RD_CMD_POWN, buf, sizeof(buf), &r);
     assert_int_equal(r.status, RD_STATUS_ALL_PASS);
     fx_read(&s->f, 0, 2, rec);
     memset(want, 0x64, 16);
@@ -312,18 +313,18 @@ static void test_detect_sum(void **st)
     uint8_t buf[128];
     uint32_t sns[3] = { 4, 5, 6 };
     run_t r;
-    run_cmd(s, 1, RD_AUTH_DETECT_SUM, buf, sum_payload(buf, sns, 3, true, false), &r);
+    run_cmd(s, 1, RD_CMD_DETECT_SUM, buf, sum_payload(buf, sns, 3, true, false), &r);
     assert_int_equal(r.status, RD_STATUS_ALL_PASS);
-    run_cmd(s, 1, RD_AUTH_DETECT_SUM, buf, sum_payload(buf, sns, 3, false, false), &r);
+    run_cmd(s, 1, RD_CMD_DETECT_SUM, buf, sum_payload(buf, sns, 3, false, false), &r);
     assert_int_equal(r.status, RD_STATUS_ALL_FAIL);
     sns[1] = 10;                                /* not issued */
-    run_cmd(s, 1, RD_AUTH_DETECT_SUM, buf, sum_payload(buf, sns, 3, true, false), &r);
+    run_cmd(s, 1, RD_CMD_DETECT_SUM, buf, sum_payload(buf, sns, 3, true, false), &r);
     assert_int_equal(r.status, RD_STATUS_INVALID_COIN);
     sns[1] = 2000;                              /* no page */
-    run_cmd(s, 1, RD_AUTH_DETECT_SUM, buf, sum_payload(buf, sns, 3, true, false), &r);
+    run_cmd(s, 1, RD_CMD_DETECT_SUM, buf, sum_payload(buf, sns, 3, true, false), &r);
     assert_int_equal(r.status, RD_STATUS_INVALID_COIN);
     sns[1] = 4;                                 /* twice */
-    run_cmd(s, 1, RD_AUTH_DETECT_SUM, buf, sum_payload(buf, sns, 3, true, false), &r);
+    run_cmd(s, 1, RD_CMD_DETECT_SUM, buf, sum_payload(buf, sns, 3, true, false), &r);
     assert_int_equal(r.status, RD_STATUS_INVALID_COIN);
 }
 
@@ -333,12 +334,12 @@ static void test_pown_sum_all_or_nothing(void **st)
     uint8_t buf[128], rec[RD_COIN_RECORD_SIZE], an[16];
     uint32_t sns[3] = { 7, 8, 9 };
     run_t r;
-    run_cmd(s, 1, RD_AUTH_POWN_SUM, buf, sum_payload(buf, sns, 3, false, true), &r);
+    run_cmd(s, 1, RD_CMD_POWN_SUM, buf, sum_payload(buf, sns, 3, false, true), &r);
     assert_int_equal(r.status, RD_STATUS_ALL_FAIL);
     fx_read(&s->f, 0, 7, rec);
     fx_an(0, 7, an);
     assert_memory_equal(rec, an, 16);
-    run_cmd(s, 1, RD_AUTH_POWN_SUM, buf, sum_payload(buf, sns, 3, true, true), &r);
+    run_cmd(s, 1, RD_CMD_POWN_SUM, buf, sum_payload(buf, sns, 3, true, true), &r);
     assert_int_equal(r.status, RD_STATUS_ALL_PASS);
     for (int i = 0; i < 3; i++) {
         fx_read(&s->f, 0, sns[i], rec);
@@ -350,7 +351,7 @@ static void test_pown_sum_all_or_nothing(void **st)
     }
     /* The same sum again: the ANs have changed (an odd number of them, so
      * their XOR has too), it fails. */
-    run_cmd(s, 1, RD_AUTH_POWN_SUM, buf, sum_payload(buf, sns, 3, true, true), &r);
+    run_cmd(s, 1, RD_CMD_POWN_SUM, buf, sum_payload(buf, sns, 3, true, true), &r);
     assert_int_equal(r.status, RD_STATUS_ALL_FAIL);
 }
 
@@ -378,9 +379,9 @@ static void test_no_store(void **st)
     uint32_t sns[1] = { 1 };
     run_t r;
     s->proto.coins = NULL;
-    run_cmd(s, 1, RD_AUTH_DETECT, buf, 21, &r);
+    run_cmd(s, 1, RD_CMD_DETECT, buf, 21, &r);
     assert_int_equal(r.status, RD_STATUS_ALL_FAIL);
-    run_cmd(s, 1, RD_AUTH_DETECT_SUM, buf, sum_payload(buf, sns, 1, true, false), &r);
+    run_cmd(s, 1, RD_CMD_DETECT_SUM, buf, sum_payload(buf, sns, 1, true, false), &r);
     assert_int_equal(r.status, RD_STATUS_INVALID_COIN);
     run_cmd(s, 0, 3, NULL, 0, &r);
     assert_int_equal(r.status, RD_STATUS_SUCCESS);

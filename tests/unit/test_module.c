@@ -28,6 +28,7 @@
 #include "rd_modload.h"
 #include "rd_module.h"
 #include "rd_protocol.h"
+#include "rd_stats.h"
 
 #define NAME "test.conf"
 
@@ -143,7 +144,7 @@ static void test_descriptor_checks(void **state)
 static void test_set_conflicts(void **state)
 {
     static const raidad_group_t group0[] = { { 0, good_cmds, 2 } };
-    rd_modset_t *set = rd_modset_create();
+    rd_modset_t *set = rd_command_set_create();
     raidad_module_t steal = good, twin = good;
     char why[256];
 
@@ -198,7 +199,7 @@ static size_t frame(uint8_t *out, uint8_t group, uint8_t command, size_t payload
 
 static void test_dispatch_frame(void **state)
 {
-    rd_modset_t *set = rd_modset_create();
+    rd_modset_t *set = rd_command_set_create();
     rd_protocol_t p = { .coin_id = 6, .max_body_size = 65536 };
     uint8_t buf[128];
     rd_request_t req;
@@ -243,7 +244,7 @@ static void test_services(void **state)
     static const raidad_group_t groups[] = { { 20, cmds, 1 } };
     static const raidad_module_t counting = {
         .abi = RAIDAD_MODULE_ABI, .name = "counting", .groups = groups, .group_count = 1 };
-    rd_modset_t *set = rd_modset_create();
+    rd_modset_t *set = rd_command_set_create();
     rd_protocol_t p = { .coin_id = 6, .max_body_size = 65536, .admin_key_set = true,
                         .admin_key = "0123456789abcdef" };
     raidad_services_t svc = rd_module_services;
@@ -328,7 +329,7 @@ static void test_process_hooks(void **state)
     static const raidad_group_t g60[] = { { 60, good_cmds, 2 } };
     static const raidad_group_t g61[] = { { 61, good_cmds, 2 } };
     raidad_module_t a = good, b = good;
-    rd_modset_t *set = rd_modset_create();
+    rd_modset_t *set = rd_command_set_create();
     char why[256];
 
     (void)state;
