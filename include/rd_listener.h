@@ -3,9 +3,11 @@
 #ifndef RD_LISTENER_H
 #define RD_LISTENER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "rd_config.h"
+#include "rd_event.h"
 
 typedef struct rd_listener {
     int fd;
@@ -33,6 +35,10 @@ void rd_listeners_release(rd_listener_t *ls, size_t count,
 /* One socket of TYPE bound to A (and listening, for SOCK_STREAM), without
  * the RAIDA listeners' options; -1 (logged) on failure. */
 int rd_listener_bind(const rd_listen_addr_t *a, int type);
+
+/* Puts EV, a listener's event, in LOOP when WANT, takes it out otherwise;
+ * *IN_LOOP says where it is. -1 (logged) when it could not be put in. */
+int rd_listener_watch(rd_event_loop_t *loop, rd_event_t *ev, bool *in_loop, bool want);
 
 int rd_socket_set_nonblocking(int fd);
 /* The address part of SS as text ("192.0.2.1", "2001:db8::1"). */

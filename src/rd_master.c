@@ -16,7 +16,7 @@
 
 #include "rd_accesslog.h"
 #include "rd_channel.h"
-#include "rd_connection.h"
+#include "rd_clock.h"
 #include "rd_crashrec.h"
 #include "rd_cycle.h"
 #include "rd_event.h"

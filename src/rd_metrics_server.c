@@ -22,7 +22,8 @@
 #include <microhttpd.h>
 
 #include "rd_channel.h"
-#include "rd_connection.h"
+#include "rd_clock.h"
+#include "rd_limit.h"
 #include "rd_listener.h"
 #include "rd_log.h"
 #include "rd_metrics.h"

@@ -17,7 +17,7 @@
 
 #include "rd_accesslog.h"
 #include "rd_cidr.h"
-#include "rd_connection.h"
+#include "rd_clock.h"
 #include "rd_limit.h"
 #include "rd_commands.h"
 #include "rd_metrics.h"

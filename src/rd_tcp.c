@@ -1,3 +1,4 @@
+/* TCP connections and listeners (see include/rd_tcp.h). */
 #include "config.h"
 
 #include <errno.h>
@@ -6,29 +7,101 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "rd_connection.h"
-#include "rd_listener.h"
+#include "rd_clock.h"
+#include "rd_job.h"
 #include "rd_log.h"
 #include "rd_metrics_net.h"
-#include "rd_worker.h"
+#include "rd_tcp.h"
+
+typedef enum rd_conn_state {
+    RD_CONN_READ_HEADER,
+    RD_CONN_READ_BODY,
+    RD_CONN_WAITING,            /* request complete, waiting for a pool slot */
+    RD_CONN_PROCESSING,         /* owned by a pool thread */
+    RD_CONN_WRITE,
+    RD_CONN_LINGER,             /* answer sent, reading and discarding input before close */
+} rd_conn_state_t;
+
+typedef struct rd_conn rd_conn_t;
+
+/* Every status command, plain or encrypted, fits: one read, no allocation. */
+#define RD_CONN_INBUF 128
+
+/* A list threaded through the connections: the timeout list (oldest
+ * deadline first, as every entry has the same timeout) or the wait list. */
+typedef struct rd_conn_list {
+    rd_conn_t *head;
+    rd_conn_t *tail;
+} rd_conn_list_t;
+
+struct rd_conn {
+    rd_job_kind_t kind;         /* RD_JOB_CONN, first: see rd_job.h */
+    rd_event_t ev;              /* ev.fd is the socket */
+    rd_tcp_t *tcp;
+    rd_conn_state_t state;
+    bool input_left;            /* we answer before reading the whole request */
+    bool out_armed;             /* EPOLLOUT requested: the socket buffer filled */
+    bool watched;               /* registered with epoll */
+    bool limit_counted;         /* counted in the per-address connection limit */
+    bool read_dry;              /* the last read found the socket empty */
+    rd_conn_list_t *list;       /* the list it is on, if any */
+    rd_conn_t *prev, *next;
+    uint64_t deadline_ms;
+    uint32_t have;              /* bytes read into inbuf, or into body_heap */
+    uint32_t want;              /* where the request ends, in the same buffer */
+    uint32_t written;
+    rd_request_t req;
+    rd_response_t resp;
+    uint8_t *body_heap;         /* a body too large for inbuf */
+    uint8_t inbuf[RD_CONN_INBUF];
+    uint8_t client_key[RD_LIMIT_KEY_SIZE];   /* the client's address */
+    rd_observe_tcp_t obs;       /* the metrics' and access log's (rd_metrics_net.h) */
+};
+
+/* A listener given to rd_tcp_create; the UDP ones stay unused. */
+typedef struct tcp_listener {
+    rd_event_t ev;
+    bool stream;                /* a TCP listener: ours */
+    bool served;                /* the worker serves it (rd_tcp_serve) */
+    bool in_loop;               /* its event is in the loop now */
+} tcp_listener_t;
+
+/* Why the listeners are paused; they resume when no reason is left. */
+enum {
+    TCP_PAUSE_FULL = 1,         /* worker_connections reached */
+    TCP_PAUSE_NOFD = 2,         /* the process ran out of descriptors */
+    TCP_PAUSE_BUSY = 4,         /* every request slot is taken: requests wait */
+};
+
+struct rd_tcp {
+    rd_net_t *net;
+    const rd_config_t *cf;
+    const rd_protocol_t *proto;
+    rd_conn_t **conns;             /* indexed by descriptor */
+    size_t conns_size;
+    rd_conn_t *free_conns;         /* records kept for reuse */
+    size_t active;                 /* open client connections */
+    size_t max_conns;              /* worker_connections */
+    rd_conn_list_t timeouts;       /* reading a request: socket_timeout_ms */
+    rd_conn_list_t write_timeouts; /* writing or lingering: write_timeout_ms */
+    rd_conn_list_t waiting;        /* complete requests waiting for a slot */
+    tcp_listener_t *listeners;
+    size_t listener_count;
+    bool closed;                   /* the listeners are closed: a graceful stop */
+    unsigned paused;               /* TCP_PAUSE_* reasons the listeners are out of the loop */
+    uint64_t accept_retry_ms;      /* when to try again after running out of descriptors */
+    uint64_t accept_warned_ms;     /* last log line about a pause: at most one a second */
+};
 
 /* What a read step tells its caller: keep reading, stop reading for now
  * (request complete or socket drained), or the connection is gone. */
 enum { CONN_MORE = 1, CONN_PAUSE = 0, CONN_GONE = -1 };
 
-uint64_t rd_now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-void rd_conn_list_append(rd_conn_list_t *list, rd_conn_t *c)
+static void conn_list_append(rd_conn_list_t *list, rd_conn_t *c)
 {
     c->list = list;
     c->next = NULL;
@@ -40,12 +113,15 @@ void rd_conn_list_append(rd_conn_list_t *list, rd_conn_t *c)
     list->tail = c;
 }
 
-void rd_conn_list_remove(rd_conn_t *c)
+static void conn_list_remove(rd_conn_t *c)
 {
     rd_conn_list_t *list = c->list;
 
     if (list == NULL)
         return;
+    /* UDP sees the wait list only through this count (rd_net.h). */
+    if (list == &c->tcp->waiting)
+        c->tcp->net->waiting--;
     if (c->prev != NULL)
         c->prev->next = c->next;
     else
@@ -60,24 +136,24 @@ void rd_conn_list_remove(rd_conn_t *c)
 
 /* Records are recycled through a free list: no allocation per connection
  * once the worker has seen its peak. */
-static rd_conn_t *conn_get(rd_worker_t *w)
+static rd_conn_t *conn_get(rd_tcp_t *t)
 {
-    rd_conn_t *c = w->free_conns;
+    rd_conn_t *c = t->free_conns;
 
     if (c != NULL)
-        w->free_conns = c->next;
+        t->free_conns = c->next;
     else if ((c = malloc(sizeof(*c))) == NULL)
         return NULL;
     memset(c, 0, sizeof(*c));
     rd_response_init(&c->resp);
-    c->worker = w;
+    c->tcp = t;
     return c;
 }
 
-static void conn_put(rd_worker_t *w, rd_conn_t *c)
+static void conn_put(rd_tcp_t *t, rd_conn_t *c)
 {
-    c->next = w->free_conns;
-    w->free_conns = c;
+    c->next = t->free_conns;
+    t->free_conns = c;
 }
 
 /* The client's address as text, made only when a log line needs it. */
@@ -91,47 +167,97 @@ static const char *conn_ip(const rd_conn_t *c, char ip[INET6_ADDRSTRLEN])
  * it ordered by deadline and expiry only ever looks at its head. */
 static void conn_set_deadline(rd_conn_t *c, rd_conn_list_t *list, unsigned timeout_ms)
 {
-    rd_conn_list_remove(c);
+    conn_list_remove(c);
     c->deadline_ms = rd_now_ms() + timeout_ms;
-    rd_conn_list_append(list, c);
+    conn_list_append(list, c);
 }
 
 static void conn_write_deadline(rd_conn_t *c)
 {
-    conn_set_deadline(c, &c->worker->write_timeouts, c->worker->cf->write_timeout_ms);
+    conn_set_deadline(c, &c->tcp->write_timeouts, c->tcp->cf->write_timeout_ms);
+}
+
+/* Puts in the loop exactly the listeners it should wait on now: those
+ * served, while accepting is not paused, none once closed. */
+static void tcp_listeners_update(rd_tcp_t *t)
+{
+    for (size_t i = 0; i < t->listener_count; i++) {
+        tcp_listener_t *l = &t->listeners[i];
+
+        if (l->stream)
+            rd_listener_watch(t->net->loop, &l->ev, &l->in_loop,
+                              l->served && t->paused == 0 && !t->closed);
+    }
+}
+
+static void tcp_warn_paused(rd_tcp_t *t, const char *why)
+{
+    uint64_t now = rd_now_ms();
+
+    if (now - t->accept_warned_ms < 1000)
+        return;
+    t->accept_warned_ms = now;
+    rd_log(RD_LOG_WARN, "not accepting connections for now: %s (%zu open)", why, t->active);
+}
+
+/* Pauses accepting for REASON (one TCP_PAUSE_*). */
+static void tcp_pause(rd_tcp_t *t, unsigned reason)
+{
+    static const char *const why[] = {
+        [TCP_PAUSE_FULL] = "worker_connections reached",
+        [TCP_PAUSE_NOFD] = "out of descriptors",
+        [TCP_PAUSE_BUSY] = "all request slots busy",
+    };
+
+    if (reason == TCP_PAUSE_NOFD)
+        t->accept_retry_ms = rd_now_ms() + 100;
+    if (reason != TCP_PAUSE_BUSY)
+        tcp_warn_paused(t, why[reason]);
+    t->paused |= reason;
+    tcp_listeners_update(t);
+}
+
+/* Lifts the pause for REASONS (TCP_PAUSE_* bits). */
+static void tcp_resume(rd_tcp_t *t, unsigned reasons)
+{
+    if ((t->paused & reasons) == 0)
+        return;
+    t->paused &= ~reasons;
+    tcp_listeners_update(t);
 }
 
 static void conn_close(rd_conn_t *c)
 {
-    rd_worker_t *w = c->worker;
+    rd_tcp_t *t = c->tcp;
+    rd_net_t *net = t->net;
     int fd = c->ev.fd;
 
-    rd_conn_list_remove(c);
-    rd_event_forget(&w->loop, &c->ev);
+    conn_list_remove(c);
+    rd_event_forget(net->loop, &c->ev);
     /* No EPOLL_CTL_DEL: closing the only descriptor of the socket removes
      * it from epoll, for one system call less per connection. */
     close(fd);
-    w->conns[fd] = NULL;
-    w->active--;
+    t->conns[fd] = NULL;
+    t->active--;
     if (c->limit_counted)
-        rd_limit_conn_close(w->limit, &w->limit_conf, c->client_key);
+        rd_limit_conn_close(net->limit, &net->limit_conf, c->client_key);
     free(c->body_heap);
     c->body_heap = NULL;
     rd_response_release(&c->resp);
-    conn_put(w, c);
+    conn_put(t, c);
     /* A descriptor and a slot are free again. */
-    rd_worker_accept_unblock(w, RD_ACCEPT_FULL | RD_ACCEPT_NOFD);
+    tcp_resume(t, TCP_PAUSE_FULL | TCP_PAUSE_NOFD);
 }
 
 /* Reads and discards input until the peer closes, so that closing our end
  * does not send a reset that could destroy the answer in flight. A client
  * that never stops sending gets wakeup_budget reads per turn of the loop,
  * like everyone else, until write_timeout_ms cuts it. */
-static int conn_drain(rd_conn_t *c)
+static int conn_linger(rd_conn_t *c)
 {
     uint8_t sink[512];
 
-    for (unsigned reads = 0; reads < c->worker->cf->wakeup_budget; reads++) {
+    for (unsigned reads = 0; reads < c->tcp->cf->wakeup_budget; reads++) {
         ssize_t n = recv(c->ev.fd, sink, sizeof(sink), 0);
 
         if (n > 0)
@@ -143,7 +269,7 @@ static int conn_drain(rd_conn_t *c)
         conn_close(c);
         return CONN_GONE;
     }
-    rd_event_post(&c->worker->loop, &c->ev);
+    rd_event_post(c->tcp->net->loop, &c->ev);
     return CONN_PAUSE;
 }
 
@@ -155,7 +281,7 @@ static bool conn_input_pending(const rd_conn_t *c)
 {
     uint8_t byte;
 
-    if (c->drained)
+    if (c->read_dry)
         return false;
     return recv(c->ev.fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
 }
@@ -169,17 +295,16 @@ static int conn_finish(rd_conn_t *c)
     shutdown(c->ev.fd, SHUT_WR);
     c->state = RD_CONN_LINGER;
     conn_write_deadline(c);
-    return conn_drain(c);
+    return conn_linger(c);
 }
 
 /* A connection is put in epoll only when it has to wait for the socket:
  * most requests are read, answered and closed without it. */
 static int conn_watch(rd_conn_t *c)
 {
-    rd_worker_t *w = c->worker;
+    rd_event_loop_t *loop = c->tcp->net->loop;
     uint32_t mask = EPOLLIN | EPOLLET | (c->out_armed ? EPOLLOUT : 0);
-    int rc = c->watched ? rd_event_mod(&w->loop, &c->ev, mask)
-                        : rd_event_add(&w->loop, &c->ev, mask);
+    int rc = c->watched ? rd_event_mod(loop, &c->ev, mask) : rd_event_add(loop, &c->ev, mask);
 
     if (rc < 0)
         rd_log(RD_LOG_ERR, "epoll_ctl(%d): %s", c->ev.fd, strerror(errno));
@@ -221,7 +346,10 @@ static int conn_write(rd_conn_t *c)
  * is full. */
 static int conn_start_write(rd_conn_t *c)
 {
-    rd_observe_tcp_answer(c);
+    /* With a body of its own, have counts the body alone. */
+    size_t in = c->body_heap != NULL ? c->req.header_size + (size_t)c->have : c->have;
+
+    rd_observe_tcp_answer(&c->obs, c->client_key, &c->req, &c->resp, in);
     c->state = RD_CONN_WRITE;
     c->written = 0;
     return conn_write(c);
@@ -229,78 +357,78 @@ static int conn_start_write(rd_conn_t *c)
 
 static int conn_fail(rd_conn_t *c, int status)
 {
-    rd_worker_t *w = c->worker;
     char ip[INET6_ADDRSTRLEN];
 
     rd_log_debug("%s: request refused with status %d", conn_ip(c, ip), status);
     c->input_left = c->input_left || !c->req.body_complete;
-    rd_protocol_error_response(&w->proto, &c->req, status, &c->resp);
+    rd_protocol_error_response(c->tcp->proto, &c->req, status, &c->resp);
     return conn_start_write(c) == CONN_GONE ? CONN_GONE : CONN_PAUSE;
 }
 
 /* Runs on a pool thread: the pool owns the connection until it is back on
- * the modification queue. */
+ * the finished queue. */
 static void conn_process(void *arg)
 {
     rd_conn_t *c = arg;
-    rd_worker_t *w = c->worker;
+    rd_net_t *net = c->tcp->net;
 
-    rd_protocol_run_command(&w->proto, &c->req, &c->resp);
+    rd_protocol_run_command(net->proto, &c->req, &c->resp);
     /* An answer that depends on a change not yet durable waits for the
      * commit thread; this thread goes on with the next request. */
-    if (!rd_protocol_durable(&w->proto, &c->req))
-        rd_commit_add(w->commit, c->req.commit_lsn, c);
+    if (!rd_protocol_durable(net->proto, &c->req))
+        rd_commit_add(net->commit, c->req.commit_lsn, c);
     else
-        rd_conn_committed(c, true);
+        rd_tcp_committed(c, true);
 }
 
 /* The worker never has more requests in flight than the queue holds, so
  * the push cannot fail; should it ever, waiting beats losing the answer. */
-void rd_conn_committed(void *item, bool durable)
+void rd_tcp_committed(void *record, bool durable)
 {
-    rd_conn_t *c = item;
-    rd_worker_t *w = c->worker;
+    rd_conn_t *c = record;
+    rd_net_t *net = c->tcp->net;
 
     if (!durable)
-        rd_protocol_error_response(&w->proto, &c->req, RD_STATUS_INTERNAL_ERROR, &c->resp);
-    while (rd_queue_push(w->done, c) < 0)
+        rd_protocol_error_response(net->proto, &c->req, RD_STATUS_INTERNAL_ERROR, &c->resp);
+    while (rd_queue_push(net->finished, c) < 0)
         sched_yield();
 }
 
 static void conn_submit(rd_conn_t *c)
 {
-    rd_worker_t *w = c->worker;
+    rd_net_t *net = c->tcp->net;
 
     c->state = RD_CONN_PROCESSING;
-    w->in_flight++;
-    if (rd_threadpool_submit(w->pool, conn_process, c) < 0) {
-        w->in_flight--;
+    net->in_flight++;
+    if (rd_threadpool_submit(net->pool, conn_process, c) < 0) {
+        net->in_flight--;
         rd_metrics_refused(RD_REFUSED_POOL_FULL);
-        rd_log(RD_LOG_ERR, "thread pool full with %zu requests in flight", w->in_flight);
+        rd_log(RD_LOG_ERR, "thread pool full with %zu requests in flight", net->in_flight);
         conn_fail(c, RD_STATUS_INTERNAL_ERROR);
     }
 }
 
 static int conn_dispatch(rd_conn_t *c)
 {
-    rd_worker_t *w = c->worker;
+    rd_tcp_t *t = c->tcp;
     char ip[INET6_ADDRSTRLEN];
 
     rd_log_debug("%s: %s", conn_ip(c, ip),
                  rd_protocol_request_name(&c->req));
     /* The client has done its part; no timeout while we work. */
-    rd_conn_list_remove(c);
-    if (w->cf->quick_commands_inline && rd_protocol_is_quick(&c->req)) {
-        rd_protocol_run_command(&w->proto, &c->req, &c->resp);
+    conn_list_remove(c);
+    if (t->cf->quick_commands_inline && rd_protocol_is_quick(&c->req)) {
+        rd_protocol_run_command(t->proto, &c->req, &c->resp);
         return conn_start_write(c) == CONN_GONE ? CONN_GONE : CONN_PAUSE;
     }
-    if (w->in_flight >= w->max_in_flight) {
+    if (rd_net_full(t->net)) {
         /* Every request slot is taken: this one waits its turn, and no new
          * connection is taken until the backlog is gone, so memory stays
          * bounded by the connections already open. */
         c->state = RD_CONN_WAITING;
-        rd_conn_list_append(&w->waiting, c);
-        rd_worker_accept_block(w, RD_ACCEPT_BUSY);
+        conn_list_append(&t->waiting, c);
+        t->net->waiting++;
+        tcp_pause(t, TCP_PAUSE_BUSY);
     } else {
         conn_submit(c);
     }
@@ -311,7 +439,7 @@ static int conn_dispatch(rd_conn_t *c)
  * inbuf itself when the request fits (no allocation for small requests). */
 static int conn_take_header(rd_conn_t *c)
 {
-    rd_worker_t *w = c->worker;
+    rd_net_t *net = c->tcp->net;
     rd_request_t *req = &c->req;
     uint32_t total, extra;
     int status;
@@ -319,9 +447,10 @@ static int conn_take_header(rd_conn_t *c)
     memcpy(req->header, c->inbuf, req->header_size);
     req->header_have = req->header_size;
     /* Counted before any work, so that bad requests spend the budget too. */
-    if (w->limit != NULL && !rd_limit_request(w->limit, &w->limit_conf, RD_LIMIT_TCP, c->client_key, rd_now_ms()))
+    if (net->limit != NULL && !rd_limit_request(net->limit, &net->limit_conf, RD_LIMIT_TCP,
+                                                c->client_key, rd_now_ms()))
         return conn_fail(c, RD_STATUS_RATE_EXCEEDED);
-    status = rd_protocol_validate_header(&w->proto, req);
+    status = rd_protocol_validate_header(net->proto, req);
     if (status != RD_STATUS_NO_ERROR)
         return conn_fail(c, status);
     c->state = RD_CONN_READ_BODY;
@@ -345,15 +474,14 @@ static int conn_take_header(rd_conn_t *c)
 
 static int conn_body_read(rd_conn_t *c)
 {
-    rd_worker_t *w = c->worker;
     int status;
 
     c->req.body_complete = true;
-    rd_observe_tcp_read(c);
+    rd_observe_tcp_read(&c->obs);
     /* Bytes past the request were sent with it: closing over them would
      * reset the connection, so it lingers instead. */
     c->input_left = c->have > c->want;
-    status = rd_protocol_validate_body(&w->proto, &c->req);
+    status = rd_protocol_validate_body(c->tcp->proto, &c->req);
     if (status != RD_STATUS_NO_ERROR)
         return conn_fail(c, status);
     return conn_dispatch(c);
@@ -406,7 +534,7 @@ static int conn_read_request(rd_conn_t *c)
             return CONN_GONE;
         }
         c->have += (uint32_t)n;
-        c->drained = (size_t)n < room;
+        c->read_dry = (size_t)n < room;
         next = conn_advance(c);
         if (next != CONN_MORE)
             return next;
@@ -420,7 +548,7 @@ static int conn_on_readable(rd_conn_t *c)
     case RD_CONN_READ_BODY:
         return conn_read_request(c);
     case RD_CONN_LINGER:
-        return conn_drain(c);
+        return conn_linger(c);
     default:
         /* One request per connection: input after it waits unread. */
         return CONN_PAUSE;
@@ -445,43 +573,43 @@ static void conn_handle_event(rd_event_t *ev, uint32_t events)
 }
 
 /* Applies the per-address connection limit; false when C must go. */
-static bool conn_admit(rd_worker_t *w, rd_conn_t *c)
+static bool conn_admit(rd_net_t *net, rd_conn_t *c)
 {
     int rc;
 
-    if (w->limit == NULL)
+    if (net->limit == NULL)
         return true;
-    rc = rd_limit_conn_open(w->limit, &w->limit_conf, c->client_key, rd_now_ms());
+    rc = rd_limit_conn_open(net->limit, &net->limit_conf, c->client_key, rd_now_ms());
     c->limit_counted = rc > 0;
     return rc >= 0;
 }
 
-static void conn_open(rd_worker_t *w, int fd, const struct sockaddr_storage *ss)
+static void conn_open(rd_tcp_t *t, int fd, const struct sockaddr_storage *ss)
 {
     rd_conn_t *c;
 
-    if ((size_t)fd >= w->conns_size || (c = conn_get(w)) == NULL) {
+    if ((size_t)fd >= t->conns_size || (c = conn_get(t)) == NULL) {
         rd_log(RD_LOG_WARN, "no room for connection on descriptor %d: closing it", fd);
         close(fd);
         return;
     }
     rd_limit_key(ss, c->client_key);
     memcpy(c->req.client, c->client_key, sizeof(c->req.client));
-    if (!conn_admit(w, c)) {
+    if (!conn_admit(t->net, c)) {
         rd_log_debug("connection refused: too many from this address");
-        rd_stats_add(&w->proto.stats->refused_per_ip, 1);
+        rd_stats_add(&t->proto->stats->refused_per_ip, 1);
         rd_metrics_refused(RD_REFUSED_PER_ADDRESS);
         close(fd);
-        conn_put(w, c);
+        conn_put(t, c);
         return;
     }
     c->ev = (rd_event_t){ .fd = fd, .handler = conn_handle_event, .data = c };
     c->state = RD_CONN_READ_HEADER;
-    w->conns[fd] = c;
-    w->active++;
-    conn_set_deadline(c, &w->timeouts, w->cf->socket_timeout_ms);
-    rd_stats_add(&w->proto.stats->tcp_accepted, 1);
-    rd_observe_tcp_open(c, ss);
+    t->conns[fd] = c;
+    t->active++;
+    conn_set_deadline(c, &t->timeouts, t->cf->socket_timeout_ms);
+    rd_stats_add(&t->proto->stats->tcp_accepted, 1);
+    rd_observe_tcp_open(&c->obs, ss);
     /* Clients send their request right after connecting: it is usually
      * there by now, and then the connection never needs epoll. An
      * edge-triggered add reports what arrives after this read. */
@@ -499,29 +627,29 @@ static void conn_open(rd_worker_t *w, int fd, const struct sockaddr_storage *ss)
  * At the connection cap, out of descriptors or with every request slot
  * busy it pauses the listeners instead (and stops at once), so that the
  * loop neither spins nor leaves them forgotten. */
-bool rd_conn_accept_all(rd_worker_t *w, int listen_fd)
+static bool tcp_accept_all(rd_tcp_t *t, int listen_fd)
 {
-    for (unsigned taken = 0; taken < w->cf->wakeup_budget; taken++) {
+    for (unsigned taken = 0; taken < t->cf->wakeup_budget; taken++) {
         struct sockaddr_storage ss;
         socklen_t len = sizeof(ss);
         int fd;
 
-        if (w->active >= w->max_conns) {
+        if (t->active >= t->max_conns) {
             rd_metrics_refused(RD_REFUSED_WORKER_CONNECTIONS);
-            rd_worker_accept_block(w, RD_ACCEPT_FULL);
+            tcp_pause(t, TCP_PAUSE_FULL);
         }
-        if (w->accept_blocked != 0)
+        if (t->paused != 0)
             return false;
         fd = accept4(listen_fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
-            conn_open(w, fd, &ss);
+            conn_open(t, fd, &ss);
             continue;
         }
         if (errno == EINTR || errno == ECONNABORTED)
             continue;
         if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
             rd_metrics_refused(RD_REFUSED_DESCRIPTORS);
-            rd_worker_accept_block(w, RD_ACCEPT_NOFD);
+            tcp_pause(t, TCP_PAUSE_NOFD);
         } else if (errno != EAGAIN && errno != EWOULDBLOCK)
             rd_log(RD_LOG_ERR, "accept: %s", strerror(errno));
         return false;
@@ -529,22 +657,35 @@ bool rd_conn_accept_all(rd_worker_t *w, int listen_fd)
     return true;
 }
 
-void rd_conn_processed(rd_conn_t *c)
+/* A listener's event: accepts what is pending, and comes back on the
+ * loop's next turn for the rest when the budget ran out. Once the
+ * listeners are closed, an event of theirs still in the current batch is
+ * stale and must not reach the closed descriptor. */
+static void tcp_on_accept(rd_event_t *ev, uint32_t events)
 {
-    c->worker->in_flight--;
-    conn_start_write(c);
+    rd_tcp_t *t = ev->data;
+
+    (void)events;
+    if (!t->closed && tcp_accept_all(t, ev->fd))
+        rd_event_post(t->net->loop, ev);
 }
 
-void rd_conn_submit_waiting(rd_worker_t *w)
+void rd_tcp_processed(rd_tcp_t *t, void *record)
 {
-    while (w->waiting.head != NULL && w->in_flight < w->max_in_flight) {
-        rd_conn_t *c = w->waiting.head;
+    t->net->in_flight--;
+    conn_start_write(record);
+}
 
-        rd_conn_list_remove(c);
+void rd_tcp_submit_waiting(rd_tcp_t *t)
+{
+    while (t->waiting.head != NULL && !rd_net_full(t->net)) {
+        rd_conn_t *c = t->waiting.head;
+
+        conn_list_remove(c);
         conn_submit(c);
     }
-    if (w->waiting.head == NULL)
-        rd_worker_accept_unblock(w, RD_ACCEPT_BUSY);
+    if (t->waiting.head == NULL)
+        tcp_resume(t, TCP_PAUSE_BUSY);
 }
 
 static int conn_expire_list(rd_conn_list_t *list, uint64_t now_ms)
@@ -556,39 +697,118 @@ static int conn_expire_list(rd_conn_list_t *list, uint64_t now_ms)
         rd_log_debug("%s: timed out %s", conn_ip(c, ip),
                      c->state == RD_CONN_READ_HEADER || c->state == RD_CONN_READ_BODY
                          ? "reading the request" : "writing the answer");
-        rd_metrics_timeout(list == &c->worker->timeouts ? RD_TIMEOUT_READ : RD_TIMEOUT_WRITE);
+        rd_metrics_timeout(list == &c->tcp->timeouts ? RD_TIMEOUT_READ : RD_TIMEOUT_WRITE);
         conn_close(c);
     }
     return c == NULL ? -1 : (int)(c->deadline_ms - now_ms);
 }
 
-int rd_conn_expire(rd_worker_t *w, uint64_t now_ms)
+int rd_tcp_timers(rd_tcp_t *t, uint64_t now_ms)
 {
-    int reading = conn_expire_list(&w->timeouts, now_ms);
-    int writing = conn_expire_list(&w->write_timeouts, now_ms);
+    int reading, writing, next;
 
-    if (reading < 0 || (writing >= 0 && writing < reading))
-        return writing;
-    return reading;
+    if ((t->paused & TCP_PAUSE_NOFD) && now_ms >= t->accept_retry_ms)
+        tcp_resume(t, TCP_PAUSE_NOFD);
+    reading = conn_expire_list(&t->timeouts, now_ms);
+    writing = conn_expire_list(&t->write_timeouts, now_ms);
+    next = reading < 0 || (writing >= 0 && writing < reading) ? writing : reading;
+    /* Out of descriptors: try again soon, whatever else is due. */
+    if ((t->paused & TCP_PAUSE_NOFD) && (next < 0 || next > 100))
+        next = 100;
+    return next;
 }
 
-void rd_conn_close_all(rd_worker_t *w)
+size_t rd_tcp_active(const rd_tcp_t *t)
 {
-    void *done[64];
-    size_t n;
+    return t->active;
+}
 
-    /* The pool has finished: what it handed back is ours again. */
-    while ((n = rd_queue_pop_all(w->done, done, 64)) > 0)
-        for (size_t i = 0; i < n; i++)
-            if (rd_job_kind(done[i]) == RD_JOB_CONN)
-                ((rd_conn_t *)done[i])->state = RD_CONN_WRITE;
-    for (size_t fd = 0; fd < w->conns_size; fd++)
-        if (w->conns[fd] != NULL)
-            conn_close(w->conns[fd]);
-    while (w->free_conns != NULL) {
-        rd_conn_t *c = w->free_conns;
+/* "auto": what the descriptor limit allows, less a reserve for the loop,
+ * the listeners, the channel and the logs. */
+static size_t tcp_connection_cap(const rd_config_t *cf)
+{
+    struct rlimit rl;
+    size_t limit = cf->max_descriptors;
 
-        w->free_conns = c->next;
+    if (cf->worker_connections > 0)
+        return cf->worker_connections;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < limit)
+        limit = rl.rlim_cur;
+    return limit > 128 ? limit - 64 : limit / 2;
+}
+
+rd_tcp_t *rd_tcp_create(rd_net_t *net, const rd_listener_t *listeners, size_t count)
+{
+    rd_tcp_t *t = calloc(1, sizeof(*t));
+
+    if (t == NULL)
+        return NULL;
+    t->net = net;
+    t->cf = net->cf;
+    t->proto = net->proto;
+    t->conns_size = net->cf->max_descriptors;
+    t->max_conns = tcp_connection_cap(net->cf);
+    t->conns = calloc(t->conns_size, sizeof(*t->conns));
+    t->listeners = calloc(count, sizeof(*t->listeners));
+    if (t->conns == NULL || (count > 0 && t->listeners == NULL)) {
+        free(t->conns);
+        free(t->listeners);
+        free(t);
+        return NULL;
+    }
+    t->listener_count = count;
+    for (size_t i = 0; i < count; i++) {
+        t->listeners[i].ev = (rd_event_t){ .fd = listeners[i].fd, .handler = tcp_on_accept,
+                                           .data = t };
+        t->listeners[i].stream = listeners[i].type == SOCK_STREAM;
+    }
+    return t;
+}
+
+int rd_tcp_serve(rd_tcp_t *t, size_t i, bool on)
+{
+    tcp_listener_t *l = &t->listeners[i];
+
+    if (!l->stream || l->served == on)
+        return 0;
+    l->served = on;
+    tcp_listeners_update(t);
+    return on && t->paused == 0 && !t->closed && !l->in_loop ? -1 : 0;
+}
+
+void rd_tcp_close_listeners(rd_tcp_t *t)
+{
+    for (size_t i = 0; i < t->listener_count; i++) {
+        tcp_listener_t *l = &t->listeners[i];
+
+        if (!l->stream)
+            continue;
+        if (l->in_loop) {
+            tcp_accept_all(t, l->ev.fd);
+            rd_event_del(t->net->loop, &l->ev);
+            l->in_loop = false;
+        }
+        close(l->ev.fd);
+    }
+    t->closed = true;
+}
+
+void rd_tcp_destroy(rd_tcp_t *t)
+{
+    if (t == NULL)
+        return;
+    /* Closing a connection resumes accepting: not now. */
+    t->closed = true;
+    for (size_t fd = 0; fd < t->conns_size; fd++)
+        if (t->conns[fd] != NULL)
+            conn_close(t->conns[fd]);
+    while (t->free_conns != NULL) {
+        rd_conn_t *c = t->free_conns;
+
+        t->free_conns = c->next;
         free(c);
     }
+    free(t->conns);
+    free(t->listeners);
+    free(t);
 }
