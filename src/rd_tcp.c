@@ -98,7 +98,7 @@ struct rd_tcp {
 };
 
 /* What a read step tells its caller: keep reading, stop reading for now
- * (request complete or socket drained), or the connection is gone. */
+ * (request complete or socket empty), or the connection is gone. */
 enum { CONN_MORE = 1, CONN_PAUSE = 0, CONN_GONE = -1 };
 
 static void conn_list_append(rd_conn_list_t *list, rd_conn_t *c)

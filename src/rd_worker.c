@@ -40,8 +40,8 @@ typedef struct rd_worker {
     rd_event_t signal_ev;          /* signalfd: stop requests */
     rd_event_t channel_ev;         /* to the master: ready, heartbeat */
     bool finished_pending;         /* the finished queue's eventfd fired this batch */
-    bool draining;                 /* SIGQUIT: no new requests, finish the rest */
-    uint64_t drain_deadline;
+    bool draining;                 /* SIGQUIT, a graceful stop: no new requests, finish the rest */
+    uint64_t drain_deadline;       /* then stop all the same (shutdown_timeout_ms) */
     bool stopping;                 /* SIGTERM, SIGINT, or the master is gone: exit now */
 } rd_worker_t;
 
