@@ -69,7 +69,6 @@ static net_fixture_t *net_fixture_create(size_t slots, bool quick_inline)
     rd_config_defaults(&f->cf);
     f->cf.quick_commands_inline = quick_inline;
     f->cf.max_descriptors = 1024;
-    f->cf.socket_timeout_ms = 100;
     f->cf.worker_connections = 64;
     f->proto = (rd_protocol_t){ .raida_id = NET_RAIDA_ID, .coin_id = NET_COIN_ID,
                                 .max_body_size = 4096, .stats = rd_stats_create() };
