@@ -1,5 +1,6 @@
-/* What the thread pool hands back on a worker's modification queue: a TCP
- * connection (rd_connection.h) or a UDP request (rd_udp.c). The queue
+/* What the thread pool hands back on a worker's finished queue (rd_net.h;
+ * mod_queue_size): a TCP connection (rd_tcp.c) or a UDP request
+ * (rd_udp.c). The queue
  * carries bare pointers, so both records start with this tag, and the I/O
  * thread reads it to know whose record came back. */
 #ifndef RD_JOB_H

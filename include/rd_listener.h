@@ -3,9 +3,11 @@
 #ifndef RD_LISTENER_H
 #define RD_LISTENER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "rd_config.h"
+#include "rd_event.h"
 
 typedef struct rd_listener {
     int fd;
@@ -34,5 +36,8 @@ void rd_listeners_release(rd_listener_t *ls, size_t count,
  * the RAIDA listeners' options; -1 (logged) on failure. */
 int rd_listener_bind(const rd_listen_addr_t *a, int type);
 
+/* Puts EV, a listener's event, in LOOP when WANT, takes it out otherwise;
+ * *IN_LOOP says where it is. -1 (logged) when it could not be put in. */
+int rd_listener_watch(rd_event_loop_t *loop, rd_event_t *ev, bool *in_loop, bool want);
 
 #endif

@@ -12,8 +12,6 @@
 
 #include "rd_frame.h"
 
-uint64_t rd_protocol_now_ns(void);
-
 /* Header size announced by the first RD_PEEK_SIZE bytes: 48 for types 4
  * and 5, else 32 (an unknown type is refused by validate_header). */
 size_t rd_protocol_header_size(const uint8_t *peek);

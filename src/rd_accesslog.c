@@ -11,8 +11,8 @@
 #include <unistd.h>
 
 #include "rd_accesslog.h"
-#include "rd_commands.h"
 #include "rd_clock.h"
+#include "rd_commands.h"
 #include "rd_limit.h"
 #include "rd_log.h"
 #include "rd_metrics.h"

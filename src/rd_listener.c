@@ -59,17 +59,22 @@ int rd_listener_bind(const rd_listen_addr_t *a, int type)
 
 /* Accepted sockets inherit these from their listener: set once here, they
  * cost no system call per connection. */
-static void listener_set_keepalive(int fd, const rd_config_t *cf)
+static void listener_set_keepalive(int fd, const rd_listen_addr_t *a, const rd_config_t *cf)
 {
-    int on = cf->tcp_keepalive;
-    int idle = (int)cf->keepalive_idle;
-    int interval = (int)cf->keepalive_interval;
-    int count = (int)cf->keepalive_count;
+    static const struct { int level, name; const char *text; } opt[] = {
+        { SOL_SOCKET, SO_KEEPALIVE, "tcp_keepalive" },
+        { IPPROTO_TCP, TCP_KEEPIDLE, "keepalive_idle" },
+        { IPPROTO_TCP, TCP_KEEPINTVL, "keepalive_interval" },
+        { IPPROTO_TCP, TCP_KEEPCNT, "keepalive_count" },
+    };
+    int value[] = { cf->tcp_keepalive, (int)cf->keepalive_idle, (int)cf->keepalive_interval,
+                    (int)cf->keepalive_count };
 
-    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
-    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
-    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof(interval));
-    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof(count));
+    /* Without them the socket still serves: say so, and go on. */
+    for (size_t i = 0; i < sizeof(opt) / sizeof(opt[0]); i++)
+        if (setsockopt(fd, opt[i].level, opt[i].name, &value[i], sizeof(value[i])) < 0)
+            rd_log(RD_LOG_WARN, "tcp %s: %s %d: %s", a->text, opt[i].text, value[i],
+                   strerror(errno));
 }
 
 /* A deeper queue absorbs bursts of datagrams that would otherwise be
@@ -114,7 +119,7 @@ static int listener_open_group(const rd_config_t *cf, const rd_listen_addr_t *a,
         if (fd < 0 && (fd = listener_bind(a, type)) < 0)
             return -1;
         if (type == SOCK_STREAM)
-            listener_set_keepalive(fd, cf);
+            listener_set_keepalive(fd, a, cf);
         else
             listener_set_rcvbuf(fd, cf);
         ls[(*n)++] = (rd_listener_t){ .fd = fd, .type = type, .addr = *a,
@@ -171,4 +176,22 @@ void rd_listeners_release(rd_listener_t *ls, size_t count,
 void rd_listeners_close(rd_listener_t *ls, size_t count)
 {
     rd_listeners_release(ls, count, NULL, 0);
+}
+
+/* Listeners are shared by every worker: EPOLLEXCLUSIVE wakes one of them
+ * per event instead of all (no thundering herd). */
+int rd_listener_watch(rd_event_loop_t *loop, rd_event_t *ev, bool *in_loop, bool want)
+{
+    if (want == *in_loop)
+        return 0;
+    /* EPOLLEXCLUSIVE forbids EPOLL_CTL_MOD: remove and add again. Adding
+     * reports connections already waiting, so none is left behind. */
+    if (want && rd_event_add(loop, ev, EPOLLIN | EPOLLET | EPOLLEXCLUSIVE) < 0) {
+        rd_log(RD_LOG_ERR, "epoll_ctl(add %d): %s", ev->fd, strerror(errno));
+        return -1;
+    }
+    if (!want)
+        rd_event_del(loop, ev);
+    *in_loop = want;
+    return 0;
 }

@@ -16,7 +16,7 @@
 
 #include "rd_accesslog.h"
 #include "rd_channel.h"
-#include "rd_connection.h"
+#include "rd_clock.h"
 #include "rd_crashrec.h"
 #include "rd_cycle.h"
 #include "rd_event.h"
@@ -229,7 +229,7 @@ static int master_spawn(rd_master_t *m, const rd_cycle_t *cycle, unsigned genera
         return -1;
     }
     *p = (rd_proc_t){ .master = m, .pid = pid, .generation = generation, .slot = slot,
-                      .started_ms = rd_now_ms() };
+                      .started_ms = rd_clock_ms() };
     p->ev = (rd_event_t){ .fd = fds[0], .handler = master_on_channel, .data = p };
     rd_event_add(&m->loop, &p->ev, EPOLLIN | EPOLLET);
     rd_log(RD_LOG_INFO, "started worker %ld (generation %u)", (long)pid, generation);
@@ -443,8 +443,8 @@ static void master_reload_commit(rd_master_t *m)
     rd_metrics_server_reload(m->cycle.config);
     master_cap_draining(m);
     m->settling = true;
-    m->settle_deadline = rd_now_ms() + SETTLE_TIMEOUT_MS;
-    master_check_settled(m, rd_now_ms());
+    m->settle_deadline = rd_clock_ms() + SETTLE_TIMEOUT_MS;
+    master_check_settled(m, rd_clock_ms());
 }
 
 static void master_check_ready(rd_master_t *m);
@@ -536,7 +536,7 @@ static void master_reload(rd_master_t *m, pid_t requester)
         return;
     }
     m->next_generation = ++m->last_generation;
-    m->reload_deadline = rd_now_ms() + RELOAD_TIMEOUT_MS;
+    m->reload_deadline = rd_clock_ms() + RELOAD_TIMEOUT_MS;
     if (master_spawn_generation(m, next, m->next_generation) < 0)
         master_reload_abort(m, "cannot start the new workers");
 }
@@ -565,7 +565,7 @@ static void master_on_channel(rd_event_t *ev, uint32_t events)
             }
         } else if (msg.type == RD_CHANNEL_QUIET) {
             p->quiet = true;
-            master_check_settled(p->master, rd_now_ms());
+            master_check_settled(p->master, rd_clock_ms());
         }
     }
     /* A closed channel means the worker is exiting: SIGCHLD tells the rest. */
@@ -591,7 +591,7 @@ static void log_exit(const rd_proc_t *p, int status)
 static void master_schedule_respawn(rd_master_t *m, const rd_proc_t *p)
 {
     rd_slot_t *s = &m->slots[p->slot];
-    uint64_t now = rd_now_ms();
+    uint64_t now = rd_clock_ms();
     uint64_t delay = 0;
 
     if (now - p->started_ms >= CRASH_LIFETIME_MS)
@@ -645,7 +645,7 @@ static void master_proc_exited(rd_master_t *m, rd_proc_t *p, int status)
     } else if (m->next.config != NULL && p->generation == m->next_generation && !p->ready)
         master_reload_abort(m, "a new worker exited before serving");
     p->pid = 0;
-    master_check_settled(m, rd_now_ms());
+    master_check_settled(m, rd_clock_ms());
     master_status(m);
 }
 
@@ -675,7 +675,7 @@ static void master_stop(rd_master_t *m, int sig)
         return;
     /* A reload that was settling is done: its READY=1 goes before STOPPING=1. */
     m->settle_deadline = 0;
-    master_check_settled(m, rd_now_ms());
+    master_check_settled(m, rd_clock_ms());
     rd_log(RD_LOG_NOTICE, "%s shutdown", sig == SIGQUIT ? "graceful" : "fast");
     rd_notify("STOPPING=1");
     m->stop = sig;
@@ -683,7 +683,7 @@ static void master_stop(rd_master_t *m, int sig)
         master_reload_abort(m, "stopping");
     m->reload_queued = false;
     waiters_reply(&m->queued_waiters, false);
-    m->kill_deadline = rd_now_ms() + grace + KILL_GRACE_MS;
+    m->kill_deadline = rd_clock_ms() + grace + KILL_GRACE_MS;
     master_signal_all(m, sig);
     rd_metrics_server_stop();
     /* The workers close their copies as they stop; once the master's are
@@ -956,7 +956,7 @@ static int master_init(rd_master_t *m)
 static void master_loop(rd_master_t *m)
 {
     while (!(m->stop && master_live_procs(m) == 0)) {
-        uint64_t now = rd_now_ms();
+        uint64_t now = rd_clock_ms();
 
         master_timers(m, now);
         if (rd_event_loop_poll(&m->loop, master_timeout(m, now)) < 0) {

@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 
 #include "rd_accesslog.h"
+#include "rd_clock.h"
 #include "rd_limit.h"
 #include "rd_metrics_net.h"
 
@@ -16,30 +17,28 @@ static uint16_t peer_port(const struct sockaddr_storage *ss)
     return ntohs(((const struct sockaddr_in *)(const void *)ss)->sin_port);
 }
 
-void rd_observe_tcp_open(rd_conn_t *c, const struct sockaddr_storage *ss)
+void rd_observe_tcp_open(rd_observe_tcp_t *o, const struct sockaddr_storage *ss)
 {
-    c->obs_port = peer_port(ss);
-    c->obs_start_ns = 0;
+    o->port = peer_port(ss);
+    o->start_ns = 0;
     rd_metrics_accepted();
 }
 
-void rd_observe_tcp_read(rd_conn_t *c)
+void rd_observe_tcp_read(rd_observe_tcp_t *o)
 {
-    c->obs_start_ns = rd_protocol_now_ns();
+    o->start_ns = rd_clock_ns();
 }
 
-void rd_observe_tcp_answer(const rd_conn_t *c)
+void rd_observe_tcp_answer(const rd_observe_tcp_t *o, const uint8_t *client,
+                           const rd_request_t *req, const rd_response_t *resp, size_t in)
 {
-    unsigned status = c->resp.len > 2 ? c->resp.data[2] : 0;
-    uint64_t ns = rd_metrics_request(RD_METRICS_TCP, &c->req, &c->resp, c->obs_start_ns);
-    /* With a body of its own, have counts the body alone. */
-    size_t in = c->body_heap != NULL ? c->req.header_size + (size_t)c->have : c->have;
+    unsigned status = resp->len > 2 ? resp->data[2] : 0;
+    uint64_t ns = rd_metrics_request(RD_METRICS_TCP, req, resp, o->start_ns);
 
     if (status == RD_STATUS_RATE_EXCEEDED)
         rd_metrics_rate_limited(RD_METRICS_TCP);
     if (rd_accesslog_enabled())
-        rd_accesslog_add(c->client_key, c->obs_port, RD_METRICS_TCP, &c->req, status, in,
-                         c->resp.len, ns);
+        rd_accesslog_add(client, o->port, RD_METRICS_TCP, req, status, in, resp->len, ns);
 }
 
 void rd_observe_udp(const rd_request_t *req, const struct sockaddr_storage *peer, size_t len,

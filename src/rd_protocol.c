@@ -10,6 +10,7 @@
 
 #include "rd_bytes.h"
 #include "rd_cidr.h"
+#include "rd_clock.h"
 #include "rd_coins.h"
 #include "rd_commands.h"
 #include "rd_crypto.h"
@@ -114,18 +115,9 @@ static void finish_response(const rd_protocol_t *p, const rd_request_t *req, int
                        (uint8_t)status);
 }
 
-/* ---- time ---------------------------------------------------------------- */
-
-uint64_t rd_protocol_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static uint32_t elapsed_us(uint64_t start_ns)
 {
-    uint64_t us = (rd_protocol_now_ns() - start_ns) / 1000u;
+    uint64_t us = (rd_clock_ns() - start_ns) / 1000u;
     return us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
 }
 
@@ -269,7 +261,7 @@ static int dispatch(const rd_protocol_t *p, rd_request_t *req, rd_response_t *re
 
 void rd_protocol_run_command(const rd_protocol_t *p, rd_request_t *req, rd_response_t *resp)
 {
-    req->start_ns = rd_protocol_now_ns();
+    req->start_ns = rd_clock_ns();
     req->commit_lsn = 0;
     rd_response_start(resp, response_header_size(req));
     int status = rd_crypt_open(p, req);

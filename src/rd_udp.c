@@ -1,3 +1,4 @@
+/* UDP requests and listeners (see include/rd_udp.h). */
 #include "config.h"
 
 #include <errno.h>
@@ -6,21 +7,22 @@
 #include <string.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
-#include "rd_commit.h"
-#include "rd_listener.h"
+#include "rd_clock.h"
+#include "rd_job.h"
 #include "rd_log.h"
 #include "rd_metrics_net.h"
 #include "rd_sockaddr.h"
+#include "rd_stats.h"
 #include "rd_udp.h"
-#include "rd_worker.h"
 
 /* A request handed to the pool: its own copy of the datagram (the batch
  * buffers are read into again at once), its sender and its answer. */
 typedef struct udp_job {
     rd_job_kind_t kind;                          /* RD_JOB_DATAGRAM, first: see rd_job.h */
     LIST_ENTRY(udp_job) link;                    /* on rd_udp's list of jobs out */
-    rd_worker_t *worker;
+    rd_udp_t *udp;
     int fd;                                      /* the socket it came on */
     struct sockaddr_storage peer;
     socklen_t peer_len;
@@ -31,7 +33,20 @@ typedef struct udp_job {
     uint8_t frame[];                             /* len bytes */
 } udp_job_t;
 
+/* A listener given to rd_udp_create; the TCP ones stay unused. */
+typedef struct udp_listener {
+    rd_event_t ev;
+    bool dgram;                                  /* a UDP listener: ours */
+    bool in_loop;                                /* served, and its event in the loop */
+} udp_listener_t;
+
 struct rd_udp {
+    rd_net_t *net;
+    const rd_config_t *cf;
+    const rd_protocol_t *proto;
+    udp_listener_t *listeners;
+    size_t listener_count;
+    bool closed;                                 /* the listeners are closed: a graceful stop */
     size_t cap;                                  /* bytes per datagram buffer */
     uint8_t *bufs;                               /* RD_UDP_BATCH buffers of cap bytes */
     struct sockaddr_storage peers[RD_UDP_BATCH];
@@ -50,24 +65,6 @@ static void udp_job_free(udp_job_t *job)
     free(job);
 }
 
-rd_udp_t *rd_udp_create(size_t cap)
-{
-    rd_udp_t *u = calloc(1, sizeof(*u));
-
-    if (u == NULL)
-        return NULL;
-    u->cap = cap;
-    /* Pages of the buffers cost memory only once a datagram lands in them. */
-    if ((u->bufs = malloc(cap * RD_UDP_BATCH)) == NULL) {
-        free(u);
-        return NULL;
-    }
-    for (size_t i = 0; i < RD_UDP_BATCH; i++)
-        rd_response_init(&u->resp[i]);
-    LIST_INIT(&u->jobs);
-    return u;
-}
-
 void rd_udp_destroy(rd_udp_t *u)
 {
     if (u == NULL)
@@ -78,6 +75,7 @@ void rd_udp_destroy(rd_udp_t *u)
     for (size_t i = 0; i < RD_UDP_BATCH; i++)
         rd_response_release(&u->resp[i]);
     free(u->bufs);
+    free(u->listeners);
     free(u);
 }
 
@@ -94,7 +92,7 @@ static void udp_log(const struct sockaddr_storage *peer, const rd_request_t *req
 
 /* Refused before the protocol runs (over its rate, or too long): the
  * answer carries the request's own header fields, and no command runs. */
-static bool udp_refuse(rd_worker_t *w, const uint8_t *frame, size_t len, int status,
+static bool udp_refuse(rd_udp_t *u, const uint8_t *frame, size_t len, int status,
                        rd_request_t *req, rd_response_t *resp)
 {
     if (len < RD_LEGACY_HEADER_SIZE)
@@ -103,27 +101,27 @@ static bool udp_refuse(rd_worker_t *w, const uint8_t *frame, size_t len, int sta
     memcpy(req->header, frame, RD_LEGACY_HEADER_SIZE);
     req->header_have = RD_LEGACY_HEADER_SIZE;
     req->header_size = RD_LEGACY_HEADER_SIZE;
-    rd_protocol_error_response(&w->proto, req, status, resp);
+    rd_protocol_error_response(u->proto, req, status, resp);
     return true;
 }
 
-static bool udp_over_rate(rd_worker_t *w, const struct sockaddr_storage *peer)
+static bool udp_over_rate(rd_udp_t *u, const struct sockaddr_storage *peer)
 {
     uint8_t key[RD_LIMIT_KEY_SIZE];
 
-    if (w->limit == NULL)
+    if (u->net->limit == NULL)
         return false;
     rd_limit_key(peer, key);
-    return !rd_limit_request(w->limit, &w->limit_conf, RD_LIMIT_UDP, key, rd_now_ms());
+    return !rd_limit_request(u->net->limit, &u->net->limit_conf, RD_LIMIT_UDP, key, rd_clock_ms());
 }
 
 /* A spoofed source must not be able to aim more bytes at a victim than it
  * sent: only a sender that proved a key gets a larger answer. */
-static void udp_limit_size(rd_worker_t *w, const uint8_t *frame, size_t len,
+static void udp_limit_size(rd_udp_t *u, const uint8_t *frame, size_t len,
                            rd_request_t *req, rd_response_t *resp)
 {
     if (resp->len > len && !req->authenticated)
-        udp_refuse(w, frame, len, RD_STATUS_INVALID_PACKET_LENGTH, req, resp);
+        udp_refuse(u, frame, len, RD_STATUS_INVALID_PACKET_LENGTH, req, resp);
 }
 
 /* Runs on a pool thread: the pool owns the job until it is on the queue.
@@ -132,11 +130,11 @@ static void udp_limit_size(rd_worker_t *w, const uint8_t *frame, size_t len,
 static void udp_process(void *arg)
 {
     udp_job_t *job = arg;
-    rd_worker_t *w = job->worker;
+    rd_udp_t *u = job->udp;
 
-    rd_protocol_run_command(&w->proto, &job->req, &job->resp);
-    if (!rd_protocol_durable(&w->proto, &job->req))
-        rd_commit_add(w->commit, job->req.commit_lsn, job);
+    rd_protocol_run_command(u->proto, &job->req, &job->resp);
+    if (!rd_protocol_durable(u->proto, &job->req))
+        rd_commit_add(u->net->commit, job->req.commit_lsn, job);
     else
         rd_udp_committed(job, true);
 }
@@ -146,10 +144,10 @@ void rd_udp_committed(void *record, bool durable)
     udp_job_t *job = record;
 
     if (!durable)
-        rd_protocol_error_response(&job->worker->proto, &job->req, RD_STATUS_INTERNAL_ERROR,
+        rd_protocol_error_response(job->udp->proto, &job->req, RD_STATUS_INTERNAL_ERROR,
                                    &job->resp);
     /* The job holds a request slot, so the queue has room for it. */
-    while (rd_queue_push(job->worker->done, job) < 0)
+    while (rd_queue_push(job->udp->net->finished, job) < 0)
         sched_yield();
 }
 
@@ -158,12 +156,12 @@ void rd_udp_committed(void *record, bool durable)
  * serves the others meanwhile. It takes a request slot; when none is free,
  * or TCP requests already wait for one, the datagram is dropped (as a full
  * receive buffer would drop it: the client retries). False: dropped. */
-static bool udp_submit(rd_worker_t *w, int fd, const struct msghdr *in, size_t len,
+static bool udp_submit(rd_udp_t *u, int fd, const struct msghdr *in, size_t len,
                        uint64_t start_ns)
 {
     udp_job_t *job;
 
-    if (w->in_flight >= w->max_in_flight || w->waiting.head != NULL) {
+    if (rd_net_full(u->net) || u->net->waiting > 0) {
         rd_log_debug("udp: every request slot busy: datagram dropped");
         return false;
     }
@@ -171,28 +169,28 @@ static bool udp_submit(rd_worker_t *w, int fd, const struct msghdr *in, size_t l
         return false;
     memcpy(job->frame, in->msg_iov->iov_base, len);
     job->kind = RD_JOB_DATAGRAM;
-    job->worker = w;
+    job->udp = u;
     job->fd = fd;
     job->len = len;
     job->start_ns = start_ns;
     job->peer_len = in->msg_namelen;
     memcpy(&job->peer, in->msg_name, in->msg_namelen);
     rd_response_init(&job->resp);
-    LIST_INSERT_HEAD(&w->udp->jobs, job, link);
+    LIST_INSERT_HEAD(&u->jobs, job, link);
     /* Read again from the copy, so that the request points into it; the
      * checks passed on the original and pass again. */
-    if (rd_protocol_read_frame(&w->proto, &job->req, job->frame, len) != RD_STATUS_NO_ERROR
-        || rd_threadpool_submit(w->pool, udp_process, job) < 0) {
+    if (rd_protocol_read_frame(u->proto, &job->req, job->frame, len) != RD_STATUS_NO_ERROR
+        || rd_threadpool_submit(u->net->pool, udp_process, job) < 0) {
         udp_job_free(job);
         return false;
     }
-    w->in_flight++;
+    u->net->in_flight++;
     return true;
 }
 
-static bool udp_inline(const rd_worker_t *w, const rd_request_t *req)
+static bool udp_inline(const rd_udp_t *u, const rd_request_t *req)
 {
-    return w->cf->quick_commands_inline && rd_protocol_is_quick(req);
+    return u->cf->quick_commands_inline && rd_protocol_is_quick(req);
 }
 
 /* What becomes of a datagram. */
@@ -200,65 +198,65 @@ enum { UDP_ANSWER, UDP_DROP, UDP_POOL };
 
 /* Builds the answer to the datagram IN of LEN bytes (its real length, which
  * can exceed the buffer) into RESP, or hands it to the pool, or drops it. */
-static int udp_handle(rd_worker_t *w, int fd, const struct msghdr *in, size_t len,
+static int udp_handle(rd_udp_t *u, int fd, const struct msghdr *in, size_t len,
                       uint64_t start_ns, rd_request_t *req, rd_response_t *resp, int *outcome)
 {
     uint8_t *frame = in->msg_iov->iov_base;
     int status;
 
-    if (udp_over_rate(w, in->msg_name)) {
+    if (udp_over_rate(u, in->msg_name)) {
         *outcome = RD_UDP_DROPPED_RATE;
-        return udp_refuse(w, frame, len, RD_STATUS_RATE_EXCEEDED, req, resp) ? UDP_ANSWER : UDP_DROP;
+        return udp_refuse(u, frame, len, RD_STATUS_RATE_EXCEEDED, req, resp) ? UDP_ANSWER : UDP_DROP;
     }
-    if (len > w->udp->cap) {
+    if (len > u->cap) {
         *outcome = RD_UDP_DROPPED_SIZE;
-        return udp_refuse(w, frame, len, RD_STATUS_INVALID_PACKET_LENGTH, req, resp)
+        return udp_refuse(u, frame, len, RD_STATUS_INVALID_PACKET_LENGTH, req, resp)
             ? UDP_ANSWER : UDP_DROP;
     }
-    status = rd_protocol_read_frame(&w->proto, req, frame, len);
+    status = rd_protocol_read_frame(u->proto, req, frame, len);
     if (status < 0)
         return UDP_DROP;
     if (status != RD_STATUS_NO_ERROR)
-        rd_protocol_error_response(&w->proto, req, status, resp);
-    else if (udp_inline(w, req))
-        rd_protocol_run_command(&w->proto, req, resp);
+        rd_protocol_error_response(u->proto, req, status, resp);
+    else if (udp_inline(u, req))
+        rd_protocol_run_command(u->proto, req, resp);
     else
-        return udp_submit(w, fd, in, len, start_ns) ? UDP_POOL : UDP_DROP;
+        return udp_submit(u, fd, in, len, start_ns) ? UDP_POOL : UDP_DROP;
     return UDP_ANSWER;
 }
 
 /* True when RESP holds an answer to send now for the datagram IN. */
-static bool udp_answer(rd_worker_t *w, int fd, const struct msghdr *in, size_t len,
+static bool udp_answer(rd_udp_t *u, int fd, const struct msghdr *in, size_t len,
                        rd_response_t *resp)
 {
     const struct sockaddr_storage *peer = in->msg_name;
-    uint64_t start_ns = rd_protocol_now_ns();
+    uint64_t start_ns = rd_clock_ns();
     int outcome = RD_UDP_ANSWERED;
     rd_request_t req;
-    int fate = udp_handle(w, fd, in, len, start_ns, &req, resp, &outcome);
+    int fate = udp_handle(u, fd, in, len, start_ns, &req, resp, &outcome);
 
     if (rd_log_enabled(RD_LOG_DEBUG))
         udp_log(peer, &req, fate != UDP_DROP);
     if (fate == UDP_DROP) {
-        rd_stats_add(&w->proto.stats->udp_dropped, 1);
+        rd_stats_add(&u->proto->stats->udp_dropped, 1);
         rd_observe_udp(NULL, peer, len, NULL,
                        outcome == RD_UDP_ANSWERED ? RD_UDP_DROPPED_SHORT : outcome, start_ns);
     }
     if (fate != UDP_ANSWER)
         return false;
-    udp_limit_size(w, in->msg_iov->iov_base, len, &req, resp);
+    udp_limit_size(u, in->msg_iov->iov_base, len, &req, resp);
     rd_observe_udp(&req, peer, len, resp, outcome, start_ns);
     return true;
 }
 
-void rd_udp_processed(rd_worker_t *w, void *record)
+void rd_udp_processed(rd_udp_t *u, void *record)
 {
     udp_job_t *job = record;
 
-    w->in_flight--;
-    /* Once draining, the listeners, this socket among them, are closed. */
-    if (!w->draining) {
-        udp_limit_size(w, job->frame, job->len, &job->req, &job->resp);
+    u->net->in_flight--;
+    /* Once the listeners are closed, this socket among them, no answer goes out. */
+    if (!u->closed) {
+        udp_limit_size(u, job->frame, job->len, &job->req, &job->resp);
         rd_observe_udp(&job->req, &job->peer, job->len, &job->resp, RD_UDP_ANSWERED, job->start_ns);
         if (sendto(job->fd, job->resp.data, job->resp.len, 0,
                    (const struct sockaddr *)&job->peer, job->peer_len) < 0)
@@ -305,16 +303,15 @@ static void udp_send_batch(int fd, struct mmsghdr *out, unsigned n)
 }
 
 /* Answers the N datagrams received, in as few sendmmsg as can be. */
-static void udp_answer_batch(rd_worker_t *w, int fd, unsigned n)
+static void udp_answer_batch(rd_udp_t *u, int fd, unsigned n)
 {
-    rd_udp_t *u = w->udp;
     unsigned out = 0;
 
     for (unsigned i = 0; i < n; i++) {
         struct msghdr *in = &u->in[i].msg_hdr;
         rd_response_t *resp = &u->resp[out];
 
-        if (!udp_answer(w, fd, in, u->in[i].msg_len, resp))
+        if (!udp_answer(u, fd, in, u->in[i].msg_len, resp))
             continue;
         u->out_iov[out] = (struct iovec){ .iov_base = resp->data, .iov_len = resp->len };
         u->out[out].msg_hdr = (struct msghdr){
@@ -326,18 +323,21 @@ static void udp_answer_batch(rd_worker_t *w, int fd, unsigned n)
     udp_send_batch(fd, u->out, out);
 }
 
-bool rd_udp_handle_readable(rd_worker_t *w, int fd)
+/* Reads and answers datagrams on FD until the socket is empty (false) or
+ * wakeup_budget of them were taken (true: the caller comes back for the
+ * rest on the loop's next turn). */
+static bool udp_read_all(rd_udp_t *u, int fd)
 {
-    unsigned left = w->cf->wakeup_budget;
+    unsigned left = u->cf->wakeup_budget;
 
     while (left > 0) {
         unsigned want = left < RD_UDP_BATCH ? left : RD_UDP_BATCH;
         int n;
 
-        udp_prepare_receive(w->udp);
+        udp_prepare_receive(u);
         /* MSG_TRUNC reports each datagram's real size: one over the
          * threshold arrives cut, and is answered with status 16. */
-        n = recvmmsg(fd, w->udp->in, want, MSG_TRUNC, NULL);
+        n = recvmmsg(fd, u->in, want, MSG_TRUNC, NULL);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -345,7 +345,7 @@ bool rd_udp_handle_readable(rd_worker_t *w, int fd)
                 rd_log(RD_LOG_WARN, "udp: recvmmsg: %s", strerror(errno));
             return false;
         }
-        udp_answer_batch(w, fd, (unsigned)n);
+        udp_answer_batch(u, fd, (unsigned)n);
         /* A short batch emptied the socket: the next datagram is a new
          * edge, so no read is needed to find EAGAIN. */
         if ((unsigned)n < want)
@@ -353,4 +353,71 @@ bool rd_udp_handle_readable(rd_worker_t *w, int fd)
         left -= (unsigned)n;
     }
     return true;
+}
+
+/* A listener's event. Once the listeners are closed, an event of theirs
+ * still in the current batch is stale and must not reach the closed
+ * descriptor. */
+static void udp_on_readable(rd_event_t *ev, uint32_t events)
+{
+    rd_udp_t *u = ev->data;
+
+    (void)events;
+    if (!u->closed && udp_read_all(u, ev->fd))
+        rd_event_post(u->net->loop, ev);
+}
+
+rd_udp_t *rd_udp_create(rd_net_t *net, const rd_listener_t *listeners, size_t count)
+{
+    rd_udp_t *u = calloc(1, sizeof(*u));
+
+    if (u == NULL)
+        return NULL;
+    u->net = net;
+    u->cf = net->cf;
+    u->proto = net->proto;
+    u->cap = net->cf->udp_payload_threshold;
+    LIST_INIT(&u->jobs);
+    for (size_t i = 0; i < RD_UDP_BATCH; i++)
+        rd_response_init(&u->resp[i]);
+    /* Pages of the buffers cost memory only once a datagram lands in them. */
+    u->bufs = malloc(u->cap * RD_UDP_BATCH);
+    u->listeners = calloc(count, sizeof(*u->listeners));
+    if (u->bufs == NULL || (count > 0 && u->listeners == NULL)) {
+        rd_udp_destroy(u);
+        return NULL;
+    }
+    u->listener_count = count;
+    for (size_t i = 0; i < count; i++) {
+        u->listeners[i].ev = (rd_event_t){ .fd = listeners[i].fd, .handler = udp_on_readable,
+                                           .data = u };
+        u->listeners[i].dgram = listeners[i].type == SOCK_DGRAM;
+    }
+    return u;
+}
+
+int rd_udp_serve(rd_udp_t *u, size_t i, bool on)
+{
+    udp_listener_t *l = &u->listeners[i];
+
+    if (!l->dgram)
+        return 0;
+    return rd_listener_watch(u->net->loop, &l->ev, &l->in_loop, on && !u->closed);
+}
+
+void rd_udp_close_listeners(rd_udp_t *u)
+{
+    for (size_t i = 0; i < u->listener_count; i++) {
+        udp_listener_t *l = &u->listeners[i];
+
+        if (!l->dgram)
+            continue;
+        if (l->in_loop) {
+            udp_read_all(u, l->ev.fd);
+            rd_event_del(u->net->loop, &l->ev);
+            l->in_loop = false;
+        }
+        close(l->ev.fd);
+    }
+    u->closed = true;
 }

@@ -7,7 +7,7 @@
  * coin 2 for type 5, a fixed nonce) announces the body's length. The body
  * lies in a block of exactly that size, as the TCP reader allocates it, so
  * that AddressSanitizer sees any access past its end. Then validate_body,
- * and run_command or error_response, as rd_connection.c does; every answer
+ * and run_command or error_response, as rd_tcp.c does; every answer
  * is checked (fuzz_check_answer), type 0's against what the protocol says,
  * worked out here independently. */
 #include "config.h"

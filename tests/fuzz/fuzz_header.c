@@ -1,7 +1,7 @@
 /* Fuzz target: a request header as the TCP reader collects it.
  *
  * The input is what was received before the header was complete or the
- * connection gave up: its first 48 bytes at most. As in rd_connection.c,
+ * connection gave up: its first 48 bytes at most. As in rd_tcp.c,
  * byte 16 (known from 17 bytes on) gives the header size;
  * rd_protocol_validate_header runs on a complete header, and a refused or
  * incomplete one is answered with rd_protocol_error_response, whose answer

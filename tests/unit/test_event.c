@@ -1,7 +1,7 @@
 /* The event loop's posted events (src/rd_event.c), on a real epoll set and
  * real pipes: what a handler that stopped before its descriptor was
  * drained relies on to be called again (the wakeup_budget of the accept,
- * UDP and drain loops). */
+ * UDP and lingering-close loops). */
 #include "config.h"
 
 #include <setjmp.h>

@@ -106,7 +106,7 @@ static void test_count_and_render(void **state)
                           .cmd = rd_command_lookup(0, 0) };
     rd_request_t bad = { .header_valid = false, .group = 9, .command = 9 };
     rd_response_t ok, refused;
-    uint64_t start = rd_protocol_now_ns() - 2000000;    /* 2 ms ago */
+    uint64_t start = rd_clock_ns() - 2000000;    /* 2 ms ago */
     size_t len;
     char *text;
     pid_t pid;
