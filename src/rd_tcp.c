@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -32,12 +33,11 @@ typedef struct rd_conn rd_conn_t;
 /* Every status command, plain or encrypted, fits: one read, no allocation. */
 #define RD_CONN_INBUF 128
 
-/* A list threaded through the connections: the timeout list (oldest
- * deadline first, as every entry has the same timeout) or the wait list. */
-typedef struct rd_conn_list {
-    rd_conn_t *head;
-    rd_conn_t *tail;
-} rd_conn_list_t;
+/* A list threaded through the connections: a timeout list (oldest
+ * deadline first, as every entry has the same timeout), the wait list or
+ * the free records. */
+TAILQ_HEAD(rd_conn_list, rd_conn);
+typedef struct rd_conn_list rd_conn_list_t;
 
 struct rd_conn {
     rd_job_kind_t kind;         /* RD_JOB_CONN, first: see rd_job.h */
@@ -49,8 +49,8 @@ struct rd_conn {
     bool watched;               /* registered with epoll */
     bool limit_counted;         /* counted in the per-address connection limit */
     bool read_dry;              /* the last read found the socket empty */
-    rd_conn_list_t *list;       /* the list it is on, if any */
-    rd_conn_t *prev, *next;
+    rd_conn_list_t *list;       /* the timeout or wait list it is on, if any */
+    TAILQ_ENTRY(rd_conn) link;  /* on LIST, or on the free list */
     uint64_t deadline_ms;
     uint32_t have;              /* bytes read into inbuf, or into body_heap */
     uint32_t want;              /* where the request ends, in the same buffer */
@@ -84,7 +84,7 @@ struct rd_tcp {
     const rd_protocol_t *proto;
     rd_conn_t **conns;             /* indexed by descriptor */
     size_t conns_size;
-    rd_conn_t *free_conns;         /* records kept for reuse */
+    rd_conn_list_t free_conns;     /* records kept for reuse */
     size_t active;                 /* open client connections */
     size_t max_conns;              /* worker_connections */
     rd_conn_list_t timeouts;       /* reading a request: socket_timeout_ms */
@@ -105,13 +105,7 @@ enum { CONN_MORE = 1, CONN_PAUSE = 0, CONN_GONE = -1 };
 static void conn_list_append(rd_conn_list_t *list, rd_conn_t *c)
 {
     c->list = list;
-    c->next = NULL;
-    c->prev = list->tail;
-    if (list->tail != NULL)
-        list->tail->next = c;
-    else
-        list->head = c;
-    list->tail = c;
+    TAILQ_INSERT_TAIL(list, c, link);
 }
 
 static void conn_list_remove(rd_conn_t *c)
@@ -123,26 +117,18 @@ static void conn_list_remove(rd_conn_t *c)
     /* UDP sees the wait list only through this count (rd_net.h). */
     if (list == &c->tcp->waiting)
         c->tcp->net->waiting--;
-    if (c->prev != NULL)
-        c->prev->next = c->next;
-    else
-        list->head = c->next;
-    if (c->next != NULL)
-        c->next->prev = c->prev;
-    else
-        list->tail = c->prev;
+    TAILQ_REMOVE(list, c, link);
     c->list = NULL;
-    c->prev = c->next = NULL;
 }
 
 /* Records are recycled through a free list: no allocation per connection
  * once the worker has seen its peak. */
 static rd_conn_t *conn_get(rd_tcp_t *t)
 {
-    rd_conn_t *c = t->free_conns;
+    rd_conn_t *c = TAILQ_FIRST(&t->free_conns);
 
     if (c != NULL)
-        t->free_conns = c->next;
+        TAILQ_REMOVE(&t->free_conns, c, link);
     else if ((c = malloc(sizeof(*c))) == NULL)
         return NULL;
     memset(c, 0, sizeof(*c));
@@ -153,8 +139,7 @@ static rd_conn_t *conn_get(rd_tcp_t *t)
 
 static void conn_put(rd_tcp_t *t, rd_conn_t *c)
 {
-    c->next = t->free_conns;
-    t->free_conns = c;
+    TAILQ_INSERT_HEAD(&t->free_conns, c, link);
 }
 
 /* The client's address as text, made only when a log line needs it. */
@@ -679,13 +664,13 @@ void rd_tcp_processed(rd_tcp_t *t, void *record)
 
 void rd_tcp_submit_waiting(rd_tcp_t *t)
 {
-    while (t->waiting.head != NULL && !rd_net_full(t->net)) {
-        rd_conn_t *c = t->waiting.head;
+    rd_conn_t *c;
 
+    while ((c = TAILQ_FIRST(&t->waiting)) != NULL && !rd_net_full(t->net)) {
         conn_list_remove(c);
         conn_submit(c);
     }
-    if (t->waiting.head == NULL)
+    if (TAILQ_EMPTY(&t->waiting))
         tcp_resume(t, TCP_PAUSE_BUSY);
 }
 
@@ -694,7 +679,7 @@ static int conn_expire_list(rd_conn_list_t *list, uint64_t now_ms)
     char ip[INET6_ADDRSTRLEN];
     rd_conn_t *c;
 
-    while ((c = list->head) != NULL && c->deadline_ms <= now_ms) {
+    while ((c = TAILQ_FIRST(list)) != NULL && c->deadline_ms <= now_ms) {
         rd_log_debug("%s: timed out %s", conn_ip(c, ip),
                      c->state == RD_CONN_READ_HEADER || c->state == RD_CONN_READ_BODY
                          ? "reading the request" : "writing the answer");
@@ -744,6 +729,10 @@ rd_tcp_t *rd_tcp_create(rd_net_t *net, const rd_listener_t *listeners, size_t co
 
     if (t == NULL)
         return NULL;
+    TAILQ_INIT(&t->free_conns);
+    TAILQ_INIT(&t->timeouts);
+    TAILQ_INIT(&t->write_timeouts);
+    TAILQ_INIT(&t->waiting);
     t->net = net;
     t->cf = net->cf;
     t->proto = net->proto;
@@ -796,6 +785,8 @@ void rd_tcp_close_listeners(rd_tcp_t *t)
 
 void rd_tcp_destroy(rd_tcp_t *t)
 {
+    rd_conn_t *c;
+
     if (t == NULL)
         return;
     /* Closing a connection resumes accepting: not now. */
@@ -803,10 +794,8 @@ void rd_tcp_destroy(rd_tcp_t *t)
     for (size_t fd = 0; fd < t->conns_size; fd++)
         if (t->conns[fd] != NULL)
             conn_close(t->conns[fd]);
-    while (t->free_conns != NULL) {
-        rd_conn_t *c = t->free_conns;
-
-        t->free_conns = c->next;
+    while ((c = TAILQ_FIRST(&t->free_conns)) != NULL) {
+        TAILQ_REMOVE(&t->free_conns, c, link);
         free(c);
     }
     free(t->conns);
