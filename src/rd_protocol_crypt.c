@@ -77,8 +77,10 @@ uint32_t rd_crypt_min_body(uint8_t enc_type)
 
 bool rd_crypt_challenge_ok(const uint8_t *challenge)
 {
-    return crc32(0L, challenge, RD_CRC_INPUT_SIZE)
-        == (uint32_t)rd_get_be(challenge + RD_CRC_INPUT_SIZE, RD_CHALLENGE_SIZE - RD_CRC_INPUT_SIZE);
+    uint32_t sent = (uint32_t)rd_get_be(challenge + RD_CRC_INPUT_SIZE,
+                                        RD_CHALLENGE_SIZE - RD_CRC_INPUT_SIZE);
+
+    return crc32(0L, challenge, RD_CRC_INPUT_SIZE) == sent;
 }
 
 /* ---- opening a request --------------------------------------------------- */

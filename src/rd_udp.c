@@ -206,7 +206,8 @@ static int udp_handle(rd_udp_t *u, int fd, const struct msghdr *in, size_t len,
 
     if (udp_over_rate(u, in->msg_name)) {
         *outcome = RD_UDP_DROPPED_RATE;
-        return udp_refuse(u, frame, len, RD_STATUS_RATE_EXCEEDED, req, resp) ? UDP_ANSWER : UDP_DROP;
+        return udp_refuse(u, frame, len, RD_STATUS_RATE_EXCEEDED, req, resp)
+            ? UDP_ANSWER : UDP_DROP;
     }
     if (len > u->cap) {
         *outcome = RD_UDP_DROPPED_SIZE;

@@ -32,12 +32,38 @@ cite_inside() { grep -nE '\.\./shared|network-layer\.md|shared/protocol' $daemon
 # Lists come from <sys/queue.h>: no hand-made "prev" link.
 queue_lists() { grep -nE '\*prev[,;]' $daemon tools/*.c; }
 
+# Data flows one way (docs/style.md): a module includes no header of a
+# layer above its own. The layers, top down; the event loop and the wire
+# format know nothing of what they serve.
+layers="7:raidad 6:rd_master 5:rd_worker 4:rd_tcp 4:rd_udp 4:rd_net 4:rd_commit
+3:rd_protocol 2:rd_commands 2:rd_module 2:rd_mod_status 2:rd_mod_auth 2:rd_auth
+2:rd_protocol_crypt 2:rd_crashrec 1:rd_frame 0:rd_event"
+rank() {
+    for l in $layers; do
+        [ "${l#*:}" = "$1" ] && { echo "${l%%:*}"; return; }
+    done
+}
+one_way() {
+    for l in $layers; do
+        mod=${l#*:}
+        mine=${l%%:*}
+        for f in src/$mod.c include/$mod.h; do
+            [ -f "$f" ] || continue
+            for inc in $(sed -n 's/^#include "\(r[a-z_]*\)\.h"$/\1/p' "$f"); do
+                theirs=$(rank "$inc")
+                [ -n "$theirs" ] && [ "$theirs" -gt "$mine" ] && echo "$f includes $inc.h, a layer above"
+            done
+        done
+    done
+}
+
 set -- tabs "no tabs" width "lines of at most 100 columns" \
     sizeof_parens "sizeof(x), with parentheses" c11_atomics "C11 atomics, not the GCC builtins" \
     header_prose "every header opens with a prose comment" \
     config_first "config.h is every C file's first include" \
     cite_inside "comments cite files inside the repository" \
-    queue_lists "lists from sys/queue.h"
+    queue_lists "lists from sys/queue.h" \
+    one_way "data flows one way: no include of a layer above"
 echo "1..$(($# / 2))"
 n=0
 failed=0
