@@ -5,7 +5,7 @@
  * connection. Every answer is checked byte for byte.
  *
  * The request is an echo, or (-m) a detect of N coins or a pown of one
- * coin, the coins from a coin list (include/rd_coinlist.h). A coin belongs
+ * coin, the coins from a coin list (tools/rd_coinlist.h). A coin belongs
  * to one thread, and a pown takes a coin no other request holds, so the
  * bench always knows each coin's AN: every detect and pown must pass. A
  * pown that got no answer leaves its coin's AN unknown; such coins are
