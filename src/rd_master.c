@@ -476,15 +476,15 @@ static uint64_t monotonic_usec(void)
     return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
-static void master_reload(rd_master_t *m, pid_t requester)
+/* True when a reload cannot start now: refused while stopping, queued
+ * while another one is under way. */
+static bool master_reload_deferred(rd_master_t *m, pid_t requester)
 {
-    char err[RD_CYCLE_ERR_MAX];
-
     if (m->stop) {
         rd_log(RD_LOG_NOTICE, "reload ignored: stopping");
         if (requester > 0)
             kill(requester, SIGUSR2);
-        return;
+        return true;
     }
     if (m->next.config != NULL || m->settling) {
         /* The file may have changed since this reload read it: one more
@@ -492,8 +492,21 @@ static void master_reload(rd_master_t *m, pid_t requester)
         rd_log(RD_LOG_NOTICE, "reload queued: a reload is under way");
         m->reload_queued = true;
         waiters_add(&m->queued_waiters, requester);
-        return;
+        return true;
     }
+    return false;
+}
+
+/* The next generation's cycle is opened beside the serving one
+ * (src/rd_cycle.c), or the reload is refused with the reason; its
+ * workers then start, and master_check_ready() hands over once they all
+ * serve. */
+static void master_reload(rd_master_t *m, pid_t requester)
+{
+    char err[RD_CYCLE_ERR_MAX];
+
+    if (master_reload_deferred(m, requester))
+        return;
     waiters_add(&m->waiters, requester);
     /* A file that does not read is refused before systemd hears of a reload. */
     if (rd_cycle_configure(&m->next, m->conf_path, err, sizeof(err)) < 0) {
