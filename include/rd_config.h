@@ -156,6 +156,9 @@ void rd_config_defaults(rd_config_t *cf);
  * -1, leaves CF untouched and writes "PATH:LINE: what is wrong" into ERR. */
 int rd_config_load(rd_config_t *cf, const char *path, char *err, size_t err_len);
 
+/* The same into a new configuration (free() it), or NULL with ERR. */
+rd_config_t *rd_config_read(const char *path, char *err, size_t err_len);
+
 /* The same for configuration text in memory; NAME stands for the file in messages. */
 int rd_config_parse_string(rd_config_t *cf, const char *text, const char *name,
                            char *err, size_t err_len);

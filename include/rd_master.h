@@ -5,16 +5,14 @@
 
 #include <stdint.h>
 
-#include "rd_config.h"
-
-struct rd_modset;
+#include "rd_cycle.h"
 
 /* sigqueue() value of a SIGHUP sent by "raidad -s reload": the master then
  * answers the sender with SIGUSR1 (reloaded) or SIGUSR2 (refused). */
 #define RD_RELOAD_MAGIC 0x52444844
 
-/* Serves until stopped; takes ownership of CF and MODULES (rd_modload.h).
- * Returns the exit status. */
-int rd_master_run(const char *conf_path, rd_config_t *cf, struct rd_modset *modules);
+/* Serves until stopped; takes over FIRST, configured and not yet opened
+ * (rd_cycle_configure), and opens it. Returns the exit status. */
+int rd_master_run(const char *conf_path, rd_cycle_t *first);
 
 #endif

@@ -13,9 +13,9 @@
 
 #include "rd_coins.h"
 #include "rd_config.h"
+#include "rd_cycle.h"
 #include "rd_log.h"
 #include "rd_master.h"
-#include "rd_modload.h"
 #include "rd_pidfile.h"
 #include "rd_proctitle.h"
 #include "rd_status.h"
@@ -185,24 +185,6 @@ static void block_signals(void)
     signal(SIGPIPE, SIG_IGN);
 }
 
-static rd_config_t *load_config(const char *path)
-{
-    rd_config_t *cf = malloc(sizeof(*cf));
-    char err[512];
-
-    if (cf == NULL) {
-        fprintf(stderr, "raidad: out of memory\n");
-        return NULL;
-    }
-    rd_config_defaults(cf);
-    if (rd_config_load(cf, path, err, sizeof(err)) < 0) {
-        fprintf(stderr, "%s\n", err);
-        free(cf);
-        return NULL;
-    }
-    return cf;
-}
-
 /* The coin store's folder is part of what -t tests: a server that would
  * not start says so now. */
 static int check_data_dir(const rd_config_t *cf)
@@ -228,49 +210,54 @@ static int test_verdict(const rd_config_t *cf, const char *path)
     return 0;
 }
 
-/* In the master, before any worker: dlopen is done here, never in a
- * worker under its system call filter. */
-static rd_modset_t *load_modules(const rd_config_t *cf)
+/* -s with any signal but reload: the file is read for its pid_file only. */
+static int signal_only(const char *path, const char *name)
 {
-    char err[512];
-    rd_modset_t *set = rd_modules_load(cf, err, sizeof(err));
+    char err[RD_CYCLE_ERR_MAX];
+    rd_config_t *cf = rd_config_read(path, err, sizeof(err));
+    int rc;
 
-    if (set == NULL)
+    if (cf == NULL) {
         fprintf(stderr, "%s\n", err);
-    return set;
+        return 1;
+    }
+    rc = send_signal(cf, name);
+    free(cf);
+    return rc;
 }
 
 int main(int argc, char **argv)
 {
     options_t opt = { 0 };
-    rd_config_t *cf;
-    rd_modset_t *modules;
+    rd_cycle_t cycle;
+    char err[RD_CYCLE_ERR_MAX];
     int rc = parse_options(argc, argv, &opt);
 
     if (rc >= 0)
         return rc;
-    if ((cf = load_config(opt.conf)) == NULL)
-        return 1;
     /* A reload is checked whole first, modules included, as -t does: the
      * refusal names its FILE:LINE here. Other signals need the pid file only. */
-    if (opt.signal != NULL && strcmp(opt.signal, "reload") != 0) {
-        rc = send_signal(cf, opt.signal);
-        free(cf);
+    if (opt.signal != NULL && strcmp(opt.signal, "reload") != 0)
+        return signal_only(opt.conf, opt.signal);
+    /* The configuration's half of the first cycle (include/rd_cycle.h);
+     * the master opens the rest. dlopen is done here, in the master, never
+     * in a worker under its system call filter. */
+    if (rd_cycle_configure(&cycle, opt.conf, err, sizeof(err)) < 0) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    if (opt.test_only || opt.signal != NULL) {
+        rc = opt.test_only ? test_verdict(cycle.config, opt.conf)
+                           : send_signal(cycle.config, opt.signal);
+        rd_cycle_release(&cycle, NULL);
         return rc;
     }
-    if ((modules = load_modules(cf)) == NULL || opt.test_only || opt.signal != NULL) {
-        rc = modules == NULL ? 1
-           : opt.test_only ? test_verdict(cf, opt.conf)
-           : send_signal(cf, opt.signal);
-        rd_modset_free(modules);
-        free(cf);
-        return rc;
-    }
-    rd_log_set_level(cf->log_level);
-    if (rd_log_open(cf->error_log) < 0)
-        fprintf(stderr, "raidad: cannot open the log %s: %s\n", cf->error_log, strerror(errno));
+    rd_log_set_level(cycle.config->log_level);
+    if (rd_log_open(cycle.config->error_log) < 0)
+        fprintf(stderr, "raidad: cannot open the log %s: %s\n", cycle.config->error_log,
+                strerror(errno));
     rd_proctitle_init(argc, argv);
-    raise_nofile(cf);
+    raise_nofile(cycle.config);
     block_signals();
-    return rd_master_run(opt.conf, cf, modules);
+    return rd_master_run(opt.conf, &cycle);
 }

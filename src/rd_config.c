@@ -921,6 +921,22 @@ int rd_config_load(rd_config_t *cf, const char *path, char *err, size_t err_len)
     return rc;
 }
 
+rd_config_t *rd_config_read(const char *path, char *err, size_t err_len)
+{
+    rd_config_t *cf = malloc(sizeof(*cf));
+
+    if (cf == NULL) {
+        snprintf(err, err_len, "out of memory");
+        return NULL;
+    }
+    rd_config_defaults(cf);
+    if (rd_config_load(cf, path, err, err_len) < 0) {
+        free(cf);
+        return NULL;
+    }
+    return cf;
+}
+
 int rd_config_parse_string(rd_config_t *cf, const char *text, const char *name,
                            char *err, size_t err_len)
 {

@@ -212,7 +212,8 @@ static int master_spawn(rd_master_t *m, const rd_cycle_t *cycle, unsigned genera
     pid_t pid;
 
     if (p == NULL || rd_channel_open(fds) < 0) {
-        rd_log(RD_LOG_ALERT, "cannot start a worker: %s", p ? strerror(errno) : "too many processes");
+        rd_log(RD_LOG_ALERT, "cannot start a worker: %s",
+               p ? strerror(errno) : "too many processes");
         return -1;
     }
     pid = fork();
@@ -231,7 +232,11 @@ static int master_spawn(rd_master_t *m, const rd_cycle_t *cycle, unsigned genera
     *p = (rd_proc_t){ .master = m, .pid = pid, .generation = generation, .slot = slot,
                       .started_ms = rd_clock_ms() };
     p->ev = (rd_event_t){ .fd = fds[0], .handler = master_on_channel, .data = p };
-    rd_event_add(&m->loop, &p->ev, EPOLLIN | EPOLLET);
+    /* Unwatched, the channel still works both ways for the pings; only the
+     * worker's own messages (ready, pong) go unread. */
+    if (rd_event_add(&m->loop, &p->ev, EPOLLIN | EPOLLET) < 0)
+        rd_log(RD_LOG_ALERT, "cannot watch the channel of worker %ld: %s", (long)pid,
+               strerror(errno));
     rd_log(RD_LOG_INFO, "started worker %ld (generation %u)", (long)pid, generation);
     return 0;
 }
@@ -299,7 +304,8 @@ static void master_cover_slots(rd_master_t *m)
 
             if (proc_serving(p) && rd_channel_send(p->ev.fd, RD_CHANNEL_ADOPT, slot) == 0) {
                 s->adopter = p;
-                rd_log(RD_LOG_NOTICE, "worker slot %u is not serving: worker %ld serves its sockets",
+                rd_log(RD_LOG_NOTICE,
+                       "worker slot %u is not serving: worker %ld serves its sockets",
                        slot, (long)p->pid);
             }
         }
@@ -365,18 +371,6 @@ static void master_reload_refused(rd_master_t *m, const char *why)
     master_status(m);
 }
 
-static void cycle_release(rd_cycle_t *c, const rd_cycle_t *keep)
-{
-    rd_listeners_release(c->listeners, c->listener_count,
-                         keep ? keep->listeners : NULL, keep ? keep->listener_count : 0);
-    free(c->config);
-    c->config = NULL;
-    rd_modset_free(c->modules);
-    c->modules = NULL;
-    c->listeners = NULL;
-    c->listener_count = 0;
-}
-
 static bool generation_alive(const rd_master_t *m, unsigned generation)
 {
     for (size_t i = 0; i < MAX_PROCS; i++)
@@ -428,14 +422,17 @@ static void master_reload_commit(rd_master_t *m)
             kill(p->pid, SIGQUIT);
         }
     }
-    cycle_release(&m->cycle, &m->next);
+    rd_cycle_release(&m->cycle, &m->next);
     m->cycle = m->next;
     m->next = (rd_cycle_t){ 0 };
     m->generation = m->next_generation;
     memset(m->slots, 0, sizeof(m->slots));
     m->last_error[0] = '\0';
     rd_log_set_level(m->cycle.config->log_level);
-    rd_log_open(m->cycle.config->error_log);
+    /* Else the log goes on where it went: said there. */
+    if (rd_log_open(m->cycle.config->error_log) < 0)
+        rd_log(RD_LOG_ERR, "cannot open the log %s: %s", m->cycle.config->error_log,
+               strerror(errno));
     rd_log(RD_LOG_NOTICE, "reloaded %s: generation %u serving", m->conf_path, m->generation);
     rd_metrics_reload(true);
     rd_metrics_generation(m->generation);
@@ -454,7 +451,7 @@ static void master_check_ready(rd_master_t *m);
 static void master_reload_abort(rd_master_t *m, const char *why)
 {
     master_signal_generation(m, m->next_generation, SIGTERM);
-    cycle_release(&m->next, &m->cycle);
+    rd_cycle_release(&m->next, &m->cycle);
     if (m->ready)
         rd_notify("READY=1");
     master_reload_refused(m, why);
@@ -475,24 +472,15 @@ static void master_check_ready(rd_master_t *m)
     }
 }
 
-static uint64_t monotonic_usec(void)
+/* True when a reload cannot start now: refused while stopping, queued
+ * while another one is under way. */
+static bool master_reload_deferred(rd_master_t *m, pid_t requester)
 {
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
-static void master_reload(rd_master_t *m, pid_t requester)
-{
-    char err[512];
-    rd_cycle_t *next = &m->next;
-
     if (m->stop) {
         rd_log(RD_LOG_NOTICE, "reload ignored: stopping");
         if (requester > 0)
             kill(requester, SIGUSR2);
-        return;
+        return true;
     }
     if (m->next.config != NULL || m->settling) {
         /* The file may have changed since this reload read it: one more
@@ -500,44 +488,39 @@ static void master_reload(rd_master_t *m, pid_t requester)
         rd_log(RD_LOG_NOTICE, "reload queued: a reload is under way");
         m->reload_queued = true;
         waiters_add(&m->queued_waiters, requester);
-        return;
+        return true;
     }
+    return false;
+}
+
+/* The next generation's cycle is opened beside the serving one
+ * (src/rd_cycle.c), or the reload is refused with the reason; its
+ * workers then start, and master_check_ready() hands over once they all
+ * serve. */
+static void master_reload(rd_master_t *m, pid_t requester)
+{
+    char err[RD_CYCLE_ERR_MAX];
+
+    if (master_reload_deferred(m, requester))
+        return;
     waiters_add(&m->waiters, requester);
-    next->config = malloc(sizeof(*next->config));
-    if (next->config == NULL) {
-        master_reload_refused(m, "out of memory");
-        return;
-    }
-    rd_config_defaults(next->config);
-    if (rd_config_load(next->config, m->conf_path, err, sizeof(err)) < 0
-        || (next->modules = rd_modules_load(next->config, err, sizeof(err))) == NULL) {
-        free(next->config);
-        next->config = NULL;
+    /* A file that does not read is refused before systemd hears of a reload. */
+    if (rd_cycle_configure(&m->next, m->conf_path, err, sizeof(err)) < 0) {
         master_reload_refused(m, err);
         return;
     }
-    rd_notify("RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)monotonic_usec());
+    rd_notify("RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)rd_clock_us());
     rd_log(RD_LOG_NOTICE, "reloading %s", m->conf_path);
-    next->stats = m->cycle.stats;
-    next->limits = m->cycle.limits;
-    next->coins = m->cycle.coins;
-    if (strcmp(next->config->data_dir, m->cycle.config->data_dir) != 0)
-        rd_log(RD_LOG_WARN, "data_dir changes only with a restart: still serving %s",
-               m->cycle.coins != NULL ? rd_coins_shared_dir(m->cycle.coins) : "no coin store");
-    if (rd_listeners_open_reusing(next->config, m->cycle.listeners, m->cycle.listener_count,
-                                  &next->listeners, &next->listener_count) < 0) {
-        free(next->config);
-        next->config = NULL;
-        rd_modset_free(next->modules);
-        next->modules = NULL;
+    if (rd_cycle_open(&m->next, &m->cycle, err, sizeof(err)) < 0) {
+        rd_cycle_release(&m->next, &m->cycle);
         if (m->ready)
             rd_notify("READY=1");
-        master_reload_refused(m, "cannot open the new listening sockets");
+        master_reload_refused(m, err);
         return;
     }
     m->next_generation = ++m->last_generation;
     m->reload_deadline = rd_clock_ms() + RELOAD_TIMEOUT_MS;
-    if (master_spawn_generation(m, next, m->next_generation) < 0)
+    if (master_spawn_generation(m, &m->next, m->next_generation) < 0)
         master_reload_abort(m, "cannot start the new workers");
 }
 
@@ -581,7 +564,8 @@ static void log_exit(const rd_proc_t *p, int status)
                WTERMSIG(status), strsignal(WTERMSIG(status)));
     else if (WEXITSTATUS(status) != 0)
         rd_log(RD_LOG_ERR, "worker %ld exited with status %d%s", (long)p->pid, WEXITSTATUS(status),
-               WEXITSTATUS(status) == RD_SANDBOX_KILLED_STATUS ? " (killed by its system call filter)" : "");
+               WEXITSTATUS(status) == RD_SANDBOX_KILLED_STATUS
+                   ? " (killed by its system call filter)" : "");
     else
         rd_log(RD_LOG_INFO, "worker %ld exited", (long)p->pid);
 }
@@ -623,7 +607,8 @@ static void log_crash(const rd_proc_t *p, int status)
      * the record is then news, not an error. */
     if (rd_crashrec_read((size_t)(p - m->procs), names, what, sizeof(what)))
         rd_log(WIFSIGNALED(status) && (WTERMSIG(status) == SIGKILL || p->draining || m->stop)
-               ? RD_LOG_NOTICE : RD_LOG_ERR, "worker %ld died while running %s", (long)p->pid, what);
+               ? RD_LOG_NOTICE : RD_LOG_ERR,
+               "worker %ld died while running %s", (long)p->pid, what);
 }
 
 static void master_proc_exited(rd_master_t *m, rd_proc_t *p, int status)
@@ -869,7 +854,8 @@ static int master_lock_pid_file(rd_master_t *m, const rd_config_t *cf)
         return 0;
     }
     if (errno == EWOULDBLOCK && holder > 0)
-        rd_log(RD_LOG_CRIT, "raidad is already running (pid %ld holds the pid file %s): not starting",
+        rd_log(RD_LOG_CRIT,
+               "raidad is already running (pid %ld holds the pid file %s): not starting",
                (long)holder, cf->pid_file);
     else if (errno == EWOULDBLOCK)
         rd_log(RD_LOG_CRIT, "raidad is already running (the pid file %s is locked): not starting",
@@ -897,38 +883,10 @@ static int master_open_signalfd(void)
     return signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 }
 
-/* Addresses the per-address table can follow: room for every connection
- * the workers may hold, twice over, within reason. */
-static size_t limit_capacity(const rd_config_t *cf)
-{
-    size_t want = (size_t)cf->max_descriptors * 2;
-
-    return want < 4096 ? 4096 : want > (1u << 20) ? (1u << 20) : want;
-}
-
-/* Before any worker exists: the check, the journal's replay and the
- * shared memory. After the fork the master never looks at that memory. */
-static int master_open_coins(rd_master_t *m)
-{
-    const rd_config_t *cf = m->cycle.config;
-    rd_coins_conf_t conf;
-    char err[PATH_MAX + 256];
-
-    if (cf->data_dir[0] == '\0')
-        return 0;
-    rd_config_coins(cf, &conf);
-    m->cycle.coins = rd_coins_prepare(&conf, err, sizeof(err));
-    if (m->cycle.coins == NULL) {
-        rd_log(RD_LOG_CRIT, "%s", err);
-        return -1;
-    }
-    rd_log(RD_LOG_NOTICE, "coin store %s ready", cf->data_dir);
-    return 0;
-}
-
 static int master_init(rd_master_t *m)
 {
     const rd_config_t *cf = m->cycle.config;
+    char err[RD_CYCLE_ERR_MAX];
     int sfd;
 
     if (master_lock_pid_file(m, cf) < 0)
@@ -938,18 +896,17 @@ static int master_init(rd_master_t *m)
     m->signal_ev = (rd_event_t){ .fd = sfd, .handler = master_on_signal, .data = m };
     if (rd_event_add(&m->loop, &m->signal_ev, EPOLLIN | EPOLLET) < 0)
         return -1;
-    if (rd_listeners_open(cf, &m->cycle.listeners, &m->cycle.listener_count) < 0)
+    if (rd_cycle_open(&m->cycle, NULL, err, sizeof(err)) < 0) {
+        rd_log(RD_LOG_CRIT, "%s", err);
         return -1;
-    if ((m->cycle.stats = rd_stats_create()) == NULL)
-        return -1;
+    }
     if (rd_metrics_init() < 0 || rd_metrics_server_open(cf) < 0)
         return -1;
-    if ((m->cycle.limits = rd_limit_create(limit_capacity(cf))) == NULL)
-        return -1;
-    if (master_open_coins(m) < 0 || rd_crashrec_init(MAX_PROCS) < 0)
+    if (rd_crashrec_init(MAX_PROCS) < 0)
         return -1;
     for (size_t i = 0; i < cf->listen_count; i++)
-        rd_log(RD_LOG_NOTICE, "listening on %s (%s)", cf->listen[i].text, cf->udp ? "tcp, udp" : "tcp");
+        rd_log(RD_LOG_NOTICE, "listening on %s (%s)", cf->listen[i].text,
+               cf->udp ? "tcp, udp" : "tcp");
     return 0;
 }
 
@@ -976,19 +933,15 @@ static void master_free(rd_master_t *m)
     if (m->pid_fd >= 0)
         rd_status_remove(m->pid_path);
     rd_pidfile_remove(m->pid_path, m->pid_fd);
-    if (m->cycle.stats != NULL)
-        rd_stats_destroy(m->cycle.stats);
-    rd_limit_destroy(m->cycle.limits);
-    /* Every worker is gone: the journal is replayed from the files. */
-    rd_coins_finish(m->cycle.coins);
-    cycle_release(&m->cycle, NULL);
+    /* Every worker is gone: the coin store's journal is replayed from the files. */
+    rd_cycle_release(&m->cycle, NULL);
     rd_crashrec_fini();
     if (m->signal_ev.fd > 0)
         close(m->signal_ev.fd);
     rd_event_loop_free(&m->loop);
 }
 
-int rd_master_run(const char *conf_path, rd_config_t *cf, struct rd_modset *modules)
+int rd_master_run(const char *conf_path, rd_cycle_t *first)
 {
     rd_master_t master;
     rd_master_t *m = &master;
@@ -996,8 +949,8 @@ int rd_master_run(const char *conf_path, rd_config_t *cf, struct rd_modset *modu
 
     memset(m, 0, sizeof(*m));
     snprintf(m->conf_path, sizeof(m->conf_path), "%s", conf_path);
-    m->cycle.config = cf;
-    m->cycle.modules = modules;
+    m->cycle = *first;
+    *first = (rd_cycle_t){ 0 };
     m->loop.epfd = -1;
     m->signal_ev.fd = -1;
     m->pid_fd = -1;

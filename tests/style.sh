@@ -14,7 +14,7 @@ configured=$(ls src/*.c tools/*.c tests/unit/*.c tests/fuzz/*.c 2>/dev/null)
 
 tabs() { grep -n "$(printf '\t')" $c_files $h_files; }
 # Tests' tables of cases may run longer.
-width() { awk 'length > 100 { print FILENAME ":" FNR ": " length " columns" }' $daemon tools/*.c; }
+width() { awk 'length > 100 { print FILENAME ":" FNR ": " length " columns" }' $daemon tools/*.[ch] bench/*.c; }
 sizeof_parens() { grep -nE '\bsizeof [^(]' $c_files $h_files; }
 c11_atomics() { grep -nE '__atomic_|__sync_' $c_files $h_files; }
 header_prose() {
@@ -28,9 +28,9 @@ config_first() {
         [ "$first" = '#include "config.h"' ] || echo "$f: first include is $first"
     done
 }
-cite_inside() { grep -nE '\.\./shared|network-layer\.md|shared/protocol' $daemon tools/*.c; }
+cite_inside() { grep -nE '\.\./shared|network-layer\.md|shared/protocol' $daemon tools/*.[ch] bench/*.c; }
 # Lists come from <sys/queue.h>: no hand-made "prev" link.
-queue_lists() { grep -nE '\*prev[,;]' $daemon tools/*.c; }
+queue_lists() { grep -nE '\*prev[,;]' $daemon tools/*.c bench/*.c; }
 
 # Data flows one way (docs/style.md): a module includes no header of a
 # layer above its own. The layers, top down; the event loop and the wire

@@ -3,9 +3,9 @@
  * the page files (layout: include/rd_coinfile.h) with a fresh random AN
  * (OpenSSL's CSPRNG) and this month's MFS for every chosen coin, the other
  * records of those pages left 0 (not issued), and a coin list
- * (include/rd_coinlist.h) that names the coins and their ANs, for raida-cli
+ * (tools/rd_coinlist.h) that names the coins and their ANs, for raida-cli
  * and raida-bench. Every file is written whole or not at all and synced
- * (include/rd_atomicfile.h); nothing that exists is overwritten without -f,
+ * (tools/rd_atomicfile.h); nothing that exists is overwritten without -f,
  * and that is checked for every file before the first one is written. */
 #include "config.h"
 

@@ -2,7 +2,7 @@
  * the same folder, is synced, and is renamed over the name; then the folder
  * is synced, so that the new name survives a crash too. A reader sees the
  * old file or the new one, never a part. Used by the tools that write coin
- * keys (tools/raida-coins.c, the coin lists of src/rd_coinlist.c). */
+ * keys (tools/raida-coins.c, the coin lists of tools/rd_coinlist.c). */
 #ifndef RD_ATOMICFILE_H
 #define RD_ATOMICFILE_H
 

@@ -1,5 +1,5 @@
 /* Payloads and answers of the authentication group and audit, client side
- * (see include/rd_client_auth.h). */
+ * (see tools/rd_client_auth.h). */
 #include "config.h"
 
 #include <string.h>

@@ -1,4 +1,4 @@
-/* Whole-or-nothing file writes (see include/rd_atomicfile.h). */
+/* Whole-or-nothing file writes (see tools/rd_atomicfile.h). */
 #include "config.h"
 
 #include <errno.h>

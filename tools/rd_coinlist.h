@@ -4,7 +4,7 @@
  * are comments. raida-coins (tools/raida-coins.c) writes them for the coins
  * it issues; raida-cli and raida-bench read them, and write them back after
  * a pown so that the ANs stay current. Written whole or not at all
- * (include/rd_atomicfile.h); comments are not kept by a rewrite. */
+ * (tools/rd_atomicfile.h); comments are not kept by a rewrite. */
 #ifndef RD_COINLIST_H
 #define RD_COINLIST_H
 

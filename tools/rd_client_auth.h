@@ -1,8 +1,8 @@
 /* Client side of the authentication group (group 1) and of audit (group 0,
  * command 3): the payloads of detect, detect sum, pown and pown sum for N
  * coins, and the decoding of their answers (docs/protocol.md, section
- * "Authentication group"). Frames are made and sent by include/rd_client.h;
- * the coins come from include/rd_coinlist.h. Nothing here does I/O. */
+ * "Authentication group"). Frames are made and sent by tools/rd_client.h;
+ * the coins come from tools/rd_coinlist.h. Nothing here does I/O. */
 #ifndef RD_CLIENT_AUTH_H
 #define RD_CLIENT_AUTH_H
 

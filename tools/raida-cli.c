@@ -148,7 +148,8 @@ static bool parse_uint(const char *s, unsigned long max, unsigned long *out)
 
 static int parse_key(cli_t *c, const char *arg)
 {
-    if (strlen(arg) != 2 * ADMIN_KEY_SIZE || rd_hex_decode(arg, c->key, ADMIN_KEY_SIZE) != ADMIN_KEY_SIZE)
+    if (strlen(arg) != 2 * ADMIN_KEY_SIZE
+        || rd_hex_decode(arg, c->key, ADMIN_KEY_SIZE) != ADMIN_KEY_SIZE)
         return usage_error("the admin key must be 32 hex digits", arg);
     c->key_set = true;
     return 0;
@@ -198,7 +199,8 @@ static int parse_coin_option(cli_t *c, int opt, const char *arg)
         coin->sn = (uint32_t)v;
         return 0;
     default:
-        if (strlen(arg) != 2 * RD_CLIENT_KEY_SIZE || rd_hex_decode(arg, coin->key, RD_CLIENT_KEY_SIZE) != RD_CLIENT_KEY_SIZE)
+        if (strlen(arg) != 2 * RD_CLIENT_KEY_SIZE
+            || rd_hex_decode(arg, coin->key, RD_CLIENT_KEY_SIZE) != RD_CLIENT_KEY_SIZE)
             return usage_error("a coin key must be 32 hex digits", arg);
         return 0;
     }
@@ -214,7 +216,8 @@ static int parse_pan(cli_t *c, const char *arg)
     }
     k->pan = p;
     if (strlen(arg) != 2 * RD_CLIENT_KEY_SIZE
-        || rd_hex_decode(arg, p + k->npan * RD_CLIENT_KEY_SIZE, RD_CLIENT_KEY_SIZE) != RD_CLIENT_KEY_SIZE)
+        || rd_hex_decode(arg, p + k->npan * RD_CLIENT_KEY_SIZE, RD_CLIENT_KEY_SIZE)
+               != RD_CLIENT_KEY_SIZE)
         return usage_error("-P: a PAN must be 32 hex digits", arg);
     k->npan++;
     return 0;
@@ -858,7 +861,8 @@ static int print_verdict(cli_t *c, const rd_client_response_t *r)
         if (r->payload_len > 0)
             print_hex(r->payload, r->payload_len);
     } else if (count == RD_AUTH_MALFORMED) {
-        fprintf(stderr, "raida-cli: status %u with a %zu-byte payload is no verdict for %zu coins\n",
+        fprintf(stderr,
+                "raida-cli: status %u with a %zu-byte payload is no verdict for %zu coins\n",
                 r->status, r->payload_len, n);
         warn_pown_unknown(c);
         rc = EXIT_USAGE;

@@ -1,4 +1,4 @@
-/* Coin list files (see include/rd_coinlist.h): reading with line-exact
+/* Coin list files (see tools/rd_coinlist.h): reading with line-exact
  * errors, writing whole. */
 #include "config.h"
 

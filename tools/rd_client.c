@@ -272,8 +272,8 @@ int rd_client_open(const rd_client_ctx_t *ctx, uint8_t *buf, size_t len,
     resp->enc_type = ctx->enc_type;
     resp->authentic = rd_crypto_equal(resp->challenge_hash, ctx->expect, RD_CHALLENGE_SIZE);
     if (ctx->enc_type == RD_ENC_AES128 && resp->payload_len > 0
-        && rd_aes128_ctr(ctx->key, ctx->iv, buf + RD_LEGACY_HEADER_SIZE, buf + RD_LEGACY_HEADER_SIZE,
-                         resp->payload_len) < 0)
+        && rd_aes128_ctr(ctx->key, ctx->iv, buf + RD_LEGACY_HEADER_SIZE,
+                         buf + RD_LEGACY_HEADER_SIZE, resp->payload_len) < 0)
         return -1;
     return 0;
 }

@@ -5,7 +5,7 @@
  * connection. Every answer is checked byte for byte.
  *
  * The request is an echo, or (-m) a detect of N coins or a pown of one
- * coin, the coins from a coin list (include/rd_coinlist.h). A coin belongs
+ * coin, the coins from a coin list (tools/rd_coinlist.h). A coin belongs
  * to one thread, and a pown takes a coin no other request holds, so the
  * bench always knows each coin's AN: every detect and pown must pass. A
  * pown that got no answer leaves its coin's AN unknown; such coins are
@@ -31,6 +31,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/epoll.h>
+#include <sys/queue.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 
@@ -166,15 +167,13 @@ typedef struct options {
 
 typedef struct slot slot_t;
 
-typedef struct slot_list {
-    slot_t *head;
-    slot_t *tail;
-} slot_list_t;
+TAILQ_HEAD(slot_list, slot);
+typedef struct slot_list slot_list_t;
 
 /* One request in flight (or one held connection). */
 struct slot {
-    slot_t *prev, *next;
-    slot_list_t *list;
+    TAILQ_ENTRY(slot) link;
+    slot_list_t *list;          /* the list it is on, if any */
     int fd;
     enum slot_state state;
     uint32_t index;
@@ -286,13 +285,7 @@ static void close_keep_errno(int fd)
 static void list_append(slot_list_t *l, slot_t *s)
 {
     s->list = l;
-    s->next = NULL;
-    s->prev = l->tail;
-    if (l->tail != NULL)
-        l->tail->next = s;
-    else
-        l->head = s;
-    l->tail = s;
+    TAILQ_INSERT_TAIL(l, s, link);
 }
 
 static void list_remove(slot_t *s)
@@ -301,16 +294,8 @@ static void list_remove(slot_t *s)
 
     if (l == NULL)
         return;
-    if (s->prev != NULL)
-        s->prev->next = s->next;
-    else
-        l->head = s->next;
-    if (s->next != NULL)
-        s->next->prev = s->prev;
-    else
-        l->tail = s->prev;
+    TAILQ_REMOVE(l, s, link);
     s->list = NULL;
-    s->prev = s->next = NULL;
 }
 
 /* ---- recording outcomes -------------------------------------------------- */
@@ -596,7 +581,7 @@ static void tcp_park(worker_t *w, slot_t *s, enum err_kind kind, uint64_t now)
         return;
     }
     s->state = SLOT_PARKED;
-    if (w->parked.head == NULL)
+    if (TAILQ_EMPTY(&w->parked))
         w->retry_at = now + RETRY_NS;
     list_append(&w->parked, s);
 }
@@ -806,7 +791,7 @@ static void udp_fail(worker_t *w, slot_t *s, enum err_kind kind)
         return;
     }
     s->state = SLOT_PARKED;
-    if (w->parked.head == NULL)
+    if (TAILQ_EMPTY(&w->parked))
         w->retry_at = now + RETRY_NS;
     list_append(&w->parked, s);
 }
@@ -1023,7 +1008,7 @@ static void expire(worker_t *w, uint64_t now)
 {
     slot_t *s;
 
-    while ((s = w->pending.head) != NULL && now - s->start_ns >= w->b->timeout_ns) {
+    while ((s = TAILQ_FIRST(&w->pending)) != NULL && now - s->start_ns >= w->b->timeout_ns) {
         if (w->b->opt.mode == MODE_UDP)
             udp_expire(w, s);
         else
@@ -1033,16 +1018,16 @@ static void expire(worker_t *w, uint64_t now)
 
 static void retry_parked(worker_t *w, uint64_t now)
 {
-    slot_list_t list = w->parked;
+    slot_list_t list = TAILQ_HEAD_INITIALIZER(list);
     slot_t *s;
 
-    if (list.head == NULL || now < w->retry_at)
+    if (TAILQ_EMPTY(&w->parked) || now < w->retry_at)
         return;
     /* Detach first: a retry that fails again parks itself anew. */
-    for (s = list.head; s != NULL; s = s->next)
+    TAILQ_CONCAT(&list, &w->parked, link);
+    TAILQ_FOREACH(s, &list, link)
         s->list = &list;
-    w->parked = (slot_list_t){ NULL, NULL };
-    while ((s = list.head) != NULL) {
+    while ((s = TAILQ_FIRST(&list)) != NULL) {
         list_remove(s);
         start_slot(w, s);
     }
@@ -1060,12 +1045,12 @@ static int wait_ms(const worker_t *w, uint64_t now)
 
     if (b->deadline_ns != 0)
         wait = min_u64(wait, b->deadline_ns - now);
-    if (w->pending.head != NULL) {
-        uint64_t due = w->pending.head->start_ns + b->timeout_ns;
+    if (!TAILQ_EMPTY(&w->pending)) {
+        uint64_t due = TAILQ_FIRST(&w->pending)->start_ns + b->timeout_ns;
 
         wait = min_u64(wait, due > now ? due - now : 0);
     }
-    if (w->parked.head != NULL)
+    if (!TAILQ_EMPTY(&w->parked))
         wait = min_u64(wait, w->retry_at > now ? w->retry_at - now : 0);
     return (int)((wait + NS_PER_MS - 1) / NS_PER_MS);
 }
@@ -1161,6 +1146,8 @@ static void *worker_main(void *arg)
 static int worker_init(worker_t *w, bench_t *b, size_t nslots)
 {
     w->b = b;
+    TAILQ_INIT(&w->pending);
+    TAILQ_INIT(&w->parked);
     w->udp_fd = -1;
     w->nslots = nslots;
     w->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -1434,10 +1421,11 @@ static int parse_options(int argc, char **argv, options_t *o)
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
+    const char *shorts = "uic:n:d:t:T:r:C:E:D:S:K:m:L:N:A:jqh";
     int c;
 
     default_options(o);
-    while ((c = getopt_long(argc, argv, "uic:n:d:t:T:r:C:E:D:S:K:m:L:N:A:jqh", longs, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, shorts, longs, NULL)) != -1) {
         if (c == 'h') {
             usage(stdout);
             return 1;
