@@ -437,7 +437,7 @@ static size_t detect_payload(worker_t *w)
         w->batch[k] = o->list.coin[w->coins[w->next_coin]];
         w->next_coin = (w->next_coin + 1) % w->ncoins;
     }
-    return rd_auth_build(RD_AUTH_DETECT, w->batch, o->per_req, NULL, w->payload, o->req_cap);
+    return rd_client_auth_build(RD_AUTH_DETECT, w->batch, o->per_req, NULL, w->payload, o->req_cap);
 }
 
 /* pown: an idle coin and a fresh random PAN; 0 when no coin is idle. */
@@ -449,7 +449,7 @@ static size_t pown_payload(worker_t *w, slot_t *s)
         w->no_coin++;
         return 0;
     }
-    if (rd_random_bytes(s->pan, AN_SIZE) < 0) {
+    if (rd_crypto_random_bytes(s->pan, AN_SIZE) < 0) {
         idle_coin_push(w, i);
         fprintf(stderr, "raida-bench: no random bytes for a PAN\n");
         atomic_store(&w->b->failed, true);
@@ -457,7 +457,7 @@ static size_t pown_payload(worker_t *w, slot_t *s)
         return 0;
     }
     s->coin = (long)i;
-    return rd_auth_build(RD_AUTH_POWN, &o->list.coin[i], 1, s->pan, w->payload, o->req_cap);
+    return rd_client_auth_build(RD_AUTH_POWN, &o->list.coin[i], 1, s->pan, w->payload, o->req_cap);
 }
 
 /* ---- requests ------------------------------------------------------------ */
@@ -530,7 +530,7 @@ static bool answer_ok(const bench_t *b, const slot_t *s, uint8_t *buf, size_t le
     }
     *status = r.status;
     if (r.status != want)
-        snprintf(why, cap, "status %u (%s)", r.status, rd_status_name(r.status));
+        snprintf(why, cap, "status %u (%s)", r.status, rd_frame_status_name(r.status));
     else if (r.raida_id != b->opt.raida_id)
         snprintf(why, cap, "RAIDA id %u, not %u", r.raida_id, b->opt.raida_id);
     else if (r.group != group)
@@ -1396,7 +1396,8 @@ static size_t request_cap(const options_t *o)
     if (o->cmd == CMD_ECHO)
         return REQ_ECHO_CAP;
     return RD_MODERN_HEADER_SIZE + RD_MODERN_MIN_BODY_SIZE
-        + rd_auth_payload_size(o->cmd == CMD_DETECT ? RD_AUTH_DETECT : RD_AUTH_POWN, o->per_req);
+        + rd_client_auth_payload_size(o->cmd == CMD_DETECT ? RD_AUTH_DETECT : RD_AUTH_POWN,
+                                      o->per_req);
 }
 
 static void settle_options(options_t *o)
@@ -1740,7 +1741,7 @@ static int detect_one(const options_t *o, const rd_client_coin_t *c)
     rd_client_request_t r = {
         .raida_id = o->raida_id, .coin_id = o->coin_id,
         .group = RD_GROUP_AUTH, .command = RD_AUTH_DETECT, .payload = payload,
-        .payload_len = rd_auth_build(RD_AUTH_DETECT, c, 1, NULL, payload, sizeof(payload)),
+        .payload_len = rd_client_auth_build(RD_AUTH_DETECT, c, 1, NULL, payload, sizeof(payload)),
     };
     rd_client_response_t a;
 

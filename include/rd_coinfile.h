@@ -33,7 +33,7 @@
 
 /* A coin the RAIDA can hold: denomination -8..6, serial number
  * 0..1,023,999. */
-bool rd_coin_valid(int8_t den, uint32_t sn);
+bool rd_coinfile_valid(int8_t den, uint32_t sn);
 
 /* The page that holds serial number SN. */
 static inline uint32_t rd_coin_page(uint32_t sn)
@@ -45,7 +45,7 @@ static inline uint32_t rd_coin_page(uint32_t sn)
  * up to 0xFFFF (four hex digits), beyond the valid pages, for readers that
  * look further. Returns 0, or -1 with errno: ENAMETOOLONG when SIZE is too
  * small, EINVAL when PAGE has more than four hex digits. */
-int rd_coin_page_path(char *buf, size_t size, const char *data_dir, int8_t den, uint32_t page);
+int rd_coinfile_page_path(char *buf, size_t size, const char *data_dir, int8_t den, uint32_t page);
 
 /* Offset of SN's record in its page file. */
 static inline size_t rd_coin_record_offset(uint32_t sn)

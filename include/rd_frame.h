@@ -151,7 +151,7 @@ enum rd_status {
 
 /* The name of a status code ("success", "invalid CRC", ...); "unknown"
  * for a code the protocol does not define. */
-const char *rd_status_name(uint8_t status);
+const char *rd_frame_status_name(uint8_t status);
 
 /* ---- the records passed along ---------------------------------------------- */
 

@@ -18,21 +18,21 @@
 typedef struct rd_observe_tcp {
     uint16_t port;              /* the client's port */
     uint64_t start_ns;          /* when the whole request was read */
-} rd_observe_tcp_t;
+} rd_metrics_net_tcp_t;
 
 /* A TCP connection from SS was accepted and admitted. */
-void rd_observe_tcp_open(rd_observe_tcp_t *o, const struct sockaddr_storage *ss);
+void rd_metrics_net_tcp_open(rd_metrics_net_tcp_t *o, const struct sockaddr_storage *ss);
 /* Its whole request is read: the request's duration starts. */
-void rd_observe_tcp_read(rd_observe_tcp_t *o);
+void rd_metrics_net_tcp_read(rd_metrics_net_tcp_t *o);
 /* Its answer RESP to REQ is queued for writing; IN bytes of the request
  * were read from CLIENT (an rd_limit_key). */
-void rd_observe_tcp_answer(const rd_observe_tcp_t *o, const uint8_t *client,
+void rd_metrics_net_tcp_answer(const rd_metrics_net_tcp_t *o, const uint8_t *client,
                            const rd_request_t *req, const rd_response_t *resp, size_t in);
 
 /* A datagram of LEN bytes from PEER, received at START_NS: answered with
  * RESP (NULL: not answered), OUTCOME one of rd_metrics_udp_outcome. REQ
  * is read only when RESP is given. */
-void rd_observe_udp(const rd_request_t *req, const struct sockaddr_storage *peer, size_t len,
+void rd_metrics_net_udp(const rd_request_t *req, const struct sockaddr_storage *peer, size_t len,
                     const rd_response_t *resp, int outcome, uint64_t start_ns);
 
 #endif

@@ -54,7 +54,7 @@ static int coins_distinct(const rd_auth_payload_t *pl, bool *all_valid)
     for (size_t i = 0; i < pl->n; i++) {
         rd_auth_coin_t c;
         rd_auth_coin(pl, i, &c);
-        if (rd_coin_valid(c.den, c.sn))
+        if (rd_coinfile_valid(c.den, c.sn))
             ids[k++] = (uint32_t)(c.den - RD_COIN_MIN_DEN) << 20 | c.sn;
         else
             *all_valid = false;

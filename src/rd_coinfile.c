@@ -7,12 +7,12 @@
 
 #include "rd_coinfile.h"
 
-bool rd_coin_valid(int8_t den, uint32_t sn)
+bool rd_coinfile_valid(int8_t den, uint32_t sn)
 {
     return den >= RD_COIN_MIN_DEN && den <= RD_COIN_MAX_DEN && sn <= RD_COIN_MAX_SN;
 }
 
-int rd_coin_page_path(char *buf, size_t size, const char *data_dir, int8_t den, uint32_t page)
+int rd_coinfile_page_path(char *buf, size_t size, const char *data_dir, int8_t den, uint32_t page)
 {
     if (page > 0xFFFF) {
         errno = EINVAL;

@@ -255,7 +255,7 @@ __attribute__((no_sanitize("thread")))
 void rd_coins_prefetch(rd_coins_t *s, int8_t den, uint32_t sn)
 {
     uint8_t *rec;
-    if (rd_coin_valid(den, sn) && page_get(s, den, sn, &rec) == RD_COIN_OK)
+    if (rd_coinfile_valid(den, sn) && page_get(s, den, sn, &rec) == RD_COIN_OK)
         (void)*(volatile uint8_t *)rec;
 }
 
@@ -414,7 +414,7 @@ static put_t *txn_find(rd_coins_txn_t *t, int8_t den, uint32_t sn)
 int rd_coins_get(rd_coins_txn_t *t, int8_t den, uint32_t sn, uint8_t rec[RD_COIN_RECORD_SIZE])
 {
     rd_coins_t *s = t->s;
-    if (!rd_coin_valid(den, sn))
+    if (!rd_coinfile_valid(den, sn))
         return RD_COIN_MISSING;
     put_t *own = txn_find(t, den, sn);
     if (own != NULL) {
@@ -503,7 +503,7 @@ int rd_coins_key(rd_coins_t *s, int8_t den, uint32_t sn, uint8_t key[RD_COIN_AN_
     rd_coins_txn_t t;
     uint8_t rec[RD_COIN_RECORD_SIZE];
     *dep = 0;
-    if (!rd_coin_valid(den, sn))
+    if (!rd_coinfile_valid(den, sn))
         return RD_COIN_MISSING;
     rd_coins_prefetch(s, den, sn);
     rd_coins_begin(s, &t);
@@ -818,7 +818,7 @@ int rd_coins_read_key(const char *dir, int8_t den, uint32_t sn, uint8_t key[RD_C
 {
     char path[RD_COIN_PATH_MAX];
     uint8_t rec[RD_COIN_RECORD_SIZE];
-    if (!rd_coin_valid(den, sn))
+    if (!rd_coinfile_valid(den, sn))
         return RD_COIN_MISSING;
     int fd = rd_page_open(dir, rd_den_index(den), sn / RD_COIN_PAGE_RECORDS, O_RDONLY,
                           path, sizeof(path));

@@ -33,7 +33,7 @@ static void page_name(const char *dir, unsigned d, unsigned page, bool upper, ch
 {
     int8_t den = (int8_t)((int)d + RD_COIN_MIN_DEN);
     if (!upper)
-        (void)rd_coin_page_path(buf, len, dir, den, page);   /* too long: open fails */
+        (void)rd_coinfile_page_path(buf, len, dir, den, page);   /* too long: open fails */
     else
         snprintf(buf, len, "%s/Data/%02X/%02X/%04X.bin", dir, (unsigned)(uint8_t)den,
                  page >> 8, page);
@@ -231,7 +231,7 @@ typedef struct replay {
 static int replay_entry(replay_t *r, const rd_jentry_t *e)
 {
     char path[RD_COIN_PATH_MAX];
-    if (!rd_coin_valid(e->den, e->sn)) {
+    if (!rd_coinfile_valid(e->den, e->sn)) {
         r->skipped++;
         return 0;
     }

@@ -39,19 +39,19 @@ static int aes_ctr(const EVP_CIPHER *cipher, const uint8_t *key, const uint8_t *
     return rc;
 }
 
-int rd_aes128_ctr(const uint8_t key[RD_AES128_KEY_SIZE], const uint8_t iv[RD_AES_BLOCK_SIZE],
+int rd_crypto_aes128_ctr(const uint8_t key[RD_AES128_KEY_SIZE], const uint8_t iv[RD_AES_BLOCK_SIZE],
                   const uint8_t *in, uint8_t *out, size_t len)
 {
     return aes_ctr(EVP_aes_128_ctr(), key, iv, in, out, len);
 }
 
-int rd_aes256_ctr(const uint8_t key[RD_AES256_KEY_SIZE], const uint8_t iv[RD_AES_BLOCK_SIZE],
+int rd_crypto_aes256_ctr(const uint8_t key[RD_AES256_KEY_SIZE], const uint8_t iv[RD_AES_BLOCK_SIZE],
                   const uint8_t *in, uint8_t *out, size_t len)
 {
     return aes_ctr(EVP_aes_256_ctr(), key, iv, in, out, len);
 }
 
-int rd_sha256(const void *data, size_t len, uint8_t out[RD_SHA256_SIZE])
+int rd_crypto_sha256(const void *data, size_t len, uint8_t out[RD_SHA256_SIZE])
 {
     unsigned int n = 0;
     if (EVP_Digest(data, len, out, &n, EVP_sha256(), NULL) != 1 || n != RD_SHA256_SIZE)
@@ -59,7 +59,7 @@ int rd_sha256(const void *data, size_t len, uint8_t out[RD_SHA256_SIZE])
     return 0;
 }
 
-int rd_hmac_sha256(const void *key, size_t key_len, const void *data, size_t len,
+int rd_crypto_hmac_sha256(const void *key, size_t key_len, const void *data, size_t len,
                    uint8_t out[RD_SHA256_SIZE])
 {
     unsigned int n = 0;
@@ -75,7 +75,7 @@ bool rd_crypto_equal(const void *a, const void *b, size_t len)
     return CRYPTO_memcmp(a, b, len) == 0;
 }
 
-int rd_random_bytes(void *buf, size_t len)
+int rd_crypto_random_bytes(void *buf, size_t len)
 {
     if (len > INT_MAX || RAND_bytes(buf, (int)len) != 1)
         return -1;

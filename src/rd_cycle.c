@@ -18,7 +18,7 @@ int rd_cycle_configure(rd_cycle_t *c, const char *path, char *err, size_t err_le
     *c = (rd_cycle_t){ 0 };
     if ((c->config = rd_config_read(path, err, err_len)) == NULL)
         return -1;
-    if ((c->modules = rd_modules_load(c->config, err, err_len)) == NULL) {
+    if ((c->modules = rd_modload_modules(c->config, err, err_len)) == NULL) {
         free(c->config);
         c->config = NULL;
         return -1;

@@ -17,19 +17,19 @@ static uint16_t peer_port(const struct sockaddr_storage *ss)
     return ntohs(((const struct sockaddr_in *)(const void *)ss)->sin_port);
 }
 
-void rd_observe_tcp_open(rd_observe_tcp_t *o, const struct sockaddr_storage *ss)
+void rd_metrics_net_tcp_open(rd_metrics_net_tcp_t *o, const struct sockaddr_storage *ss)
 {
     o->port = peer_port(ss);
     o->start_ns = 0;
     rd_metrics_accepted();
 }
 
-void rd_observe_tcp_read(rd_observe_tcp_t *o)
+void rd_metrics_net_tcp_read(rd_metrics_net_tcp_t *o)
 {
     o->start_ns = rd_clock_ns();
 }
 
-void rd_observe_tcp_answer(const rd_observe_tcp_t *o, const uint8_t *client,
+void rd_metrics_net_tcp_answer(const rd_metrics_net_tcp_t *o, const uint8_t *client,
                            const rd_request_t *req, const rd_response_t *resp, size_t in)
 {
     unsigned status = resp->len > 2 ? resp->data[2] : 0;
@@ -41,7 +41,7 @@ void rd_observe_tcp_answer(const rd_observe_tcp_t *o, const uint8_t *client,
         rd_accesslog_add(client, o->port, RD_METRICS_TCP, req, status, in, resp->len, ns);
 }
 
-void rd_observe_udp(const rd_request_t *req, const struct sockaddr_storage *peer, size_t len,
+void rd_metrics_net_udp(const rd_request_t *req, const struct sockaddr_storage *peer, size_t len,
                     const rd_response_t *resp, int outcome, uint64_t start_ns)
 {
     uint8_t key[RD_LIMIT_KEY_SIZE];

@@ -203,7 +203,7 @@ static int configure_all(const rd_config_t *cf, rd_modset_t *set, char *err, siz
     return 0;
 }
 
-rd_modset_t *rd_modules_load(const rd_config_t *cf, char *err, size_t err_len)
+rd_modset_t *rd_modload_modules(const rd_config_t *cf, char *err, size_t err_len)
 {
     rd_modset_t *set = rd_command_set_create();
     rd_config_source_t at = whole_file(cf);

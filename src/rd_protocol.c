@@ -1,6 +1,6 @@
 /* The RAIDA frame, server side (include/rd_protocol.h): checks a request's
  * header and body, hands a valid one to its command (rd_commands.h) after
- * the encryption layer opened it (rd_protocol_crypt.h), and writes the
+ * the encryption layer opened it (rd_crypt.h), and writes the
  * answer's header. The bytes themselves are named in include/rd_frame.h
  * and described in docs/protocol.md. */
 #include "config.h"
@@ -15,7 +15,7 @@
 #include "rd_commands.h"
 #include "rd_crypto.h"
 #include "rd_protocol.h"
-#include "rd_protocol_crypt.h"
+#include "rd_crypt.h"
 #include "rd_stats.h"
 
 /* rd_frame.h stays a leaf, so it spells the client address's size itself. */

@@ -60,7 +60,7 @@ struct rd_conn {
     uint8_t *body_heap;         /* a body too large for inbuf */
     uint8_t inbuf[RD_CONN_INBUF];
     uint8_t client_key[RD_LIMIT_KEY_SIZE];   /* the client's address */
-    rd_observe_tcp_t obs;       /* the metrics' and access log's (rd_metrics_net.h) */
+    rd_metrics_net_tcp_t obs;       /* the metrics' and access log's (rd_metrics_net.h) */
 };
 
 /* A listener given to rd_tcp_create; the UDP ones stay unused. */
@@ -335,7 +335,7 @@ static int conn_start_write(rd_conn_t *c)
     /* With a body of its own, have counts the body alone. */
     size_t in = c->body_heap != NULL ? c->req.header_size + (size_t)c->have : c->have;
 
-    rd_observe_tcp_answer(&c->obs, c->client_key, &c->req, &c->resp, in);
+    rd_metrics_net_tcp_answer(&c->obs, c->client_key, &c->req, &c->resp, in);
     c->state = RD_CONN_WRITE;
     c->written = 0;
     return conn_write(c);
@@ -463,7 +463,7 @@ static int conn_body_read(rd_conn_t *c)
     int status;
 
     c->req.body_complete = true;
-    rd_observe_tcp_read(&c->obs);
+    rd_metrics_net_tcp_read(&c->obs);
     /* Bytes past the request were sent with it: closing over them would
      * reset the connection, so it lingers instead. */
     c->input_left = c->have > c->want;
@@ -595,7 +595,7 @@ static void conn_open(rd_tcp_t *t, int fd, const struct sockaddr_storage *ss)
     t->active++;
     conn_set_deadline(c, &t->timeouts, t->cf->socket_timeout_ms);
     rd_stats_add(&t->proto->stats->tcp_accepted, 1);
-    rd_observe_tcp_open(&c->obs, ss);
+    rd_metrics_net_tcp_open(&c->obs, ss);
     /* Clients send their request right after connecting: it is usually
      * there by now, and then the connection never needs epoll. An
      * edge-triggered add reports what arrives after this read. */

@@ -240,13 +240,13 @@ static bool udp_answer(rd_udp_t *u, int fd, const struct msghdr *in, size_t len,
         udp_log(peer, &req, fate != UDP_DROP);
     if (fate == UDP_DROP) {
         rd_stats_add(&u->proto->stats->udp_dropped, 1);
-        rd_observe_udp(NULL, peer, len, NULL,
+        rd_metrics_net_udp(NULL, peer, len, NULL,
                        outcome == RD_UDP_ANSWERED ? RD_UDP_DROPPED_SHORT : outcome, start_ns);
     }
     if (fate != UDP_ANSWER)
         return false;
     udp_limit_size(u, in->msg_iov->iov_base, len, &req, resp);
-    rd_observe_udp(&req, peer, len, resp, outcome, start_ns);
+    rd_metrics_net_udp(&req, peer, len, resp, outcome, start_ns);
     return true;
 }
 
@@ -258,7 +258,8 @@ void rd_udp_processed(rd_udp_t *u, void *record)
     /* Once the listeners are closed, this socket among them, no answer goes out. */
     if (!u->closed) {
         udp_limit_size(u, job->frame, job->len, &job->req, &job->resp);
-        rd_observe_udp(&job->req, &job->peer, job->len, &job->resp, RD_UDP_ANSWERED, job->start_ns);
+        rd_metrics_net_udp(&job->req, &job->peer, job->len, &job->resp, RD_UDP_ANSWERED,
+                           job->start_ns);
         if (sendto(job->fd, job->resp.data, job->resp.len, 0,
                    (const struct sockaddr *)&job->peer, job->peer_len) < 0)
             rd_log_debug("udp: sendto: %s", strerror(errno));

@@ -37,7 +37,7 @@ queue_lists() { grep -nE '\*prev[,;]' $daemon tools/*.c bench/*.c; }
 # format know nothing of what they serve.
 layers="7:raidad 6:rd_master 5:rd_worker 4:rd_tcp 4:rd_udp 4:rd_net 4:rd_commit
 3:rd_protocol 2:rd_commands 2:rd_module 2:rd_mod_status 2:rd_mod_auth 2:rd_auth
-2:rd_protocol_crypt 2:rd_crashrec 1:rd_frame 0:rd_event"
+2:rd_crypt 2:rd_crashrec 1:rd_frame 0:rd_event"
 rank() {
     for l in $layers; do
         [ "${l#*:}" = "$1" ] && { echo "${l%%:*}"; return; }

@@ -462,7 +462,7 @@ static int choose_new_ans(cli_t *c)
     }
     if (k->npan > 0)
         memcpy(k->new_an, k->pan, k->npan * RD_CLIENT_KEY_SIZE);
-    if (rd_random_bytes(k->new_an + k->npan * RD_CLIENT_KEY_SIZE,
+    if (rd_crypto_random_bytes(k->new_an + k->npan * RD_CLIENT_KEY_SIZE,
                         (want - k->npan) * RD_CLIENT_KEY_SIZE) < 0) {
         fprintf(stderr, "raida-cli: no random bytes for the new ANs\n");
         return -1;
@@ -473,7 +473,7 @@ static int choose_new_ans(cli_t *c)
 static int build_auth_payload(cli_t *c)
 {
     cli_coins_t *k = &c->coins;
-    size_t size = rd_auth_payload_size(c->auth, k->n);
+    size_t size = rd_client_auth_payload_size(c->auth, k->n);
     if (size > MAX_PAYLOAD) {
         fprintf(stderr, "raida-cli: %zu coins do not fit in one request (%zu bytes, at most %u)\n",
                 k->n, size, MAX_PAYLOAD);
@@ -485,7 +485,7 @@ static int build_auth_payload(cli_t *c)
         return -1;
     }
     c->req.payload = c->payload;
-    c->req.payload_len = rd_auth_build(c->auth, k->coin, k->n, k->new_an, c->payload, size);
+    c->req.payload_len = rd_client_auth_build(c->auth, k->coin, k->n, k->new_an, c->payload, size);
     return c->req.payload_len == size ? 0 : -1;
 }
 
@@ -723,7 +723,7 @@ static bool modern_type(uint8_t type)
 static void print_header(const rd_client_response_t *r)
 {
     bool modern = modern_type(r->enc_type);
-    printf("status: %u (%s)\n", r->status, rd_status_name(r->status));
+    printf("status: %u (%s)\n", r->status, rd_frame_status_name(r->status));
     printf("raida_id: %u\n", r->raida_id);
     printf("group: %u\n", r->group);
     if (r->enc_type != 0)
@@ -760,7 +760,7 @@ static bool answer_trusted(const rd_client_response_t *r)
 static int print_audit(const uint8_t *payload, size_t len)
 {
     uint32_t count[RD_COIN_DENS];
-    if (rd_auth_parse_audit(payload, len, count) < 0) {
+    if (rd_client_auth_parse_audit(payload, len, count) < 0) {
         fprintf(stderr, "raida-cli: malformed audit payload (%zu bytes)\n", len);
         return -1;
     }
@@ -855,7 +855,8 @@ static int print_verdict(cli_t *c, const rd_client_response_t *r)
         fprintf(stderr, "raida-cli: out of memory\n");
         return EXIT_USAGE;
     }
-    long count = rd_auth_parse_result(c->auth, r->status, r->payload, r->payload_len, n, passed);
+    long count = rd_client_auth_parse_result(c->auth, r->status, r->payload, r->payload_len, n,
+                                             passed);
     int rc = EXIT_STATUS;
     if (count == RD_AUTH_NO_RESULT) {
         if (r->payload_len > 0)

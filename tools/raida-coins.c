@@ -264,7 +264,7 @@ static int refuse_existing(const opts_t *o, int8_t den, uint32_t page, void *arg
 {
     char path[PATH_MAX];
     (void)arg;
-    rd_coin_page_path(path, sizeof(path), o->data_dir, den, page);
+    rd_coinfile_page_path(path, sizeof(path), o->data_dir, den, page);
     if (!exists(path))
         return 0;
     fprintf(stderr, "raida-coins: %s exists: nothing written (-f to replace it)\n", path);
@@ -284,7 +284,7 @@ static int make_parent(char *path)
 {
     char *slash = strrchr(path, '/');
     *slash = '\0';
-    int rc = rd_mkdirs(path, DIR_MODE);
+    int rc = rd_atomicfile_mkdirs(path, DIR_MODE);
     *slash = '/';
     return rc;
 }
@@ -293,7 +293,7 @@ static int write_page(const opts_t *o, int8_t den, uint32_t page, void *arg)
 {
     writer_t *w = arg;
     char path[PATH_MAX];
-    rd_coin_page_path(path, sizeof(path), o->data_dir, den, page);
+    rd_coinfile_page_path(path, sizeof(path), o->data_dir, den, page);
     chosen_in_page(o, page, w->chosen);
     if (RAND_bytes(w->keys, sizeof(w->keys)) != 1) {
         fprintf(stderr, "raida-coins: the random number generator failed\n");
@@ -312,7 +312,7 @@ static int write_page(const opts_t *o, int8_t den, uint32_t page, void *arg)
             return -1;
         }
     }
-    if (make_parent(path) < 0 || rd_atomic_write(path, w->data, sizeof(w->data), PAGE_MODE,
+    if (make_parent(path) < 0 || rd_atomicfile_write(path, w->data, sizeof(w->data), PAGE_MODE,
                                                  o->force) < 0) {
         fprintf(stderr, "raida-coins: %s: %s%s\n", path, strerror(errno),
                 errno == EEXIST ? " (-f to replace it)" : "");

@@ -70,7 +70,7 @@ static int move_into_place(const char *tmp, const char *path, bool replace)
     return 0;
 }
 
-int rd_atomic_write(const char *path, const void *data, size_t len, mode_t mode, bool replace)
+int rd_atomicfile_write(const char *path, const void *data, size_t len, mode_t mode, bool replace)
 {
     char tmp[PATH_MAX];
     if (snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", path) >= (int)sizeof(tmp)) {
@@ -96,7 +96,7 @@ fail:;
     return -1;
 }
 
-int rd_mkdirs(const char *path, mode_t mode)
+int rd_atomicfile_mkdirs(const char *path, mode_t mode)
 {
     char buf[PATH_MAX];
     struct stat st;

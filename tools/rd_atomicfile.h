@@ -14,10 +14,10 @@
  * an existing PATH is left alone and the call fails with EEXIST (checked
  * by the rename itself, so two writers cannot both win). Returns 0, or -1
  * with errno; on failure no temporary file is left behind. */
-int rd_atomic_write(const char *path, const void *data, size_t len, mode_t mode, bool replace);
+int rd_atomicfile_write(const char *path, const void *data, size_t len, mode_t mode, bool replace);
 
 /* mkdir -p: makes PATH and its missing parents with MODE. Returns 0, or -1
  * with errno (ENOTDIR when a part is not a folder). */
-int rd_mkdirs(const char *path, mode_t mode);
+int rd_atomicfile_mkdirs(const char *path, mode_t mode);
 
 #endif

@@ -110,7 +110,7 @@ static bool seal_aes128(const rd_client_request_t *r, uint8_t *out, size_t body_
     memcpy(ctx->iv, out + RD_REQ32_NONCE, RD_REQ32_NONCE_SIZE);
     for (size_t i = 0; i < RD_CHALLENGE_SIZE; i++)
         ctx->expect[i] ^= ctx->key[i];
-    return rd_aes128_ctr(ctx->key, ctx->iv, body, body, body_size - RD_TRAILER_SIZE) == 0;
+    return rd_crypto_aes128_ctr(ctx->key, ctx->iv, body, body, body_size - RD_TRAILER_SIZE) == 0;
 }
 
 static bool seal_legacy(const rd_client_request_t *r, uint8_t *out, size_t body_size,
@@ -135,7 +135,7 @@ static bool modern_key(const rd_client_request_t *r, uint8_t *key)
     size_t n = r->enc_type == RD_ENC_AES256_TWO ? 2 : 1;
     for (size_t i = 0; i < n; i++)
         memcpy(keys + i * RD_CLIENT_KEY_SIZE, r->coin[i].key, RD_CLIENT_KEY_SIZE);
-    bool ok = rd_sha256(keys, n * RD_CLIENT_KEY_SIZE, key) == 0;
+    bool ok = rd_crypto_sha256(keys, n * RD_CLIENT_KEY_SIZE, key) == 0;
     rd_crypto_wipe(keys, sizeof(keys));
     return ok;
 }
@@ -166,8 +166,8 @@ static bool seal_modern(const rd_client_request_t *r, uint8_t *out, size_t body_
         memcpy(body, r->payload, len);
     body[body_size - 2] = RD_TRAILER_BYTE;
     body[body_size - 1] = RD_TRAILER_BYTE;
-    return rd_aes256_ctr(ctx->key, out + RD_REQ48_NONCE, body, body, len) == 0
-        && rd_hmac_sha256(ctx->key, RD_AES256_KEY_SIZE, body, len, body + len) == 0;
+    return rd_crypto_aes256_ctr(ctx->key, out + RD_REQ48_NONCE, body, body, len) == 0
+        && rd_crypto_hmac_sha256(ctx->key, RD_AES256_KEY_SIZE, body, len, body + len) == 0;
 }
 
 size_t rd_client_seal(const rd_client_request_t *r, uint8_t *out, size_t cap,
@@ -254,10 +254,10 @@ static int open_modern(const rd_client_ctx_t *ctx, uint8_t *buf, size_t len,
         return 0;               /* nothing to authenticate */
     uint8_t *ct = buf + RD_MODERN_HEADER_SIZE;
     size_t n = resp->payload_len;
-    if (rd_hmac_sha256(ctx->key, RD_AES256_KEY_SIZE, ct, n, mac) < 0)
+    if (rd_crypto_hmac_sha256(ctx->key, RD_AES256_KEY_SIZE, ct, n, mac) < 0)
         return -1;
     resp->authentic = rd_crypto_equal(mac, ct + n, RD_HMAC_SIZE);
-    if (resp->authentic && rd_aes256_ctr(ctx->key, buf + RD_RESP48_NONCE, ct, ct, n) < 0)
+    if (resp->authentic && rd_crypto_aes256_ctr(ctx->key, buf + RD_RESP48_NONCE, ct, ct, n) < 0)
         return -1;
     return 0;
 }
@@ -272,7 +272,7 @@ int rd_client_open(const rd_client_ctx_t *ctx, uint8_t *buf, size_t len,
     resp->enc_type = ctx->enc_type;
     resp->authentic = rd_crypto_equal(resp->challenge_hash, ctx->expect, RD_CHALLENGE_SIZE);
     if (ctx->enc_type == RD_ENC_AES128 && resp->payload_len > 0
-        && rd_aes128_ctr(ctx->key, ctx->iv, buf + RD_LEGACY_HEADER_SIZE,
+        && rd_crypto_aes128_ctr(ctx->key, ctx->iv, buf + RD_LEGACY_HEADER_SIZE,
                          buf + RD_LEGACY_HEADER_SIZE, resp->payload_len) < 0)
         return -1;
     return 0;

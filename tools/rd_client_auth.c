@@ -22,7 +22,7 @@ static bool record_sizes(enum rd_auth_cmd cmd, size_t *per_coin, size_t *fixed)
     return false;
 }
 
-size_t rd_auth_payload_size(enum rd_auth_cmd cmd, size_t n)
+size_t rd_client_auth_payload_size(enum rd_auth_cmd cmd, size_t n)
 {
     size_t per_coin, fixed;
     if (n == 0 || !record_sizes(cmd, &per_coin, &fixed) || n > (SIZE_MAX - fixed) / per_coin)
@@ -30,7 +30,7 @@ size_t rd_auth_payload_size(enum rd_auth_cmd cmd, size_t n)
     return n * per_coin + fixed;
 }
 
-void rd_auth_xor(const rd_client_coin_t *coins, size_t n, uint8_t sum[RD_CLIENT_KEY_SIZE])
+void rd_client_auth_xor(const rd_client_coin_t *coins, size_t n, uint8_t sum[RD_CLIENT_KEY_SIZE])
 {
     memset(sum, 0, AN);
     for (size_t i = 0; i < n; i++)
@@ -45,10 +45,10 @@ static uint8_t *put_coin_id(uint8_t *p, const rd_client_coin_t *c)
     return p + RD_COIN_REF_SIZE;
 }
 
-size_t rd_auth_build(enum rd_auth_cmd cmd, const rd_client_coin_t *coins, size_t n,
+size_t rd_client_auth_build(enum rd_auth_cmd cmd, const rd_client_coin_t *coins, size_t n,
                      const uint8_t *new_an, uint8_t *out, size_t cap)
 {
-    size_t size = rd_auth_payload_size(cmd, n);
+    size_t size = rd_client_auth_payload_size(cmd, n);
     bool needs_new = cmd == RD_AUTH_POWN || cmd == RD_AUTH_POWN_SUM;
     if (size == 0 || size > cap || (needs_new && new_an == NULL))
         return 0;
@@ -65,7 +65,7 @@ size_t rd_auth_build(enum rd_auth_cmd cmd, const rd_client_coin_t *coins, size_t
         }
     }
     if (cmd == RD_AUTH_DETECT_SUM || cmd == RD_AUTH_POWN_SUM) {
-        rd_auth_xor(coins, n, p);
+        rd_client_auth_xor(coins, n, p);
         p += AN;
     }
     if (cmd == RD_AUTH_POWN_SUM) {
@@ -90,7 +90,7 @@ static long parse_bitfield(const uint8_t *payload, size_t len, size_t n, uint8_t
     return count;
 }
 
-long rd_auth_parse_result(enum rd_auth_cmd cmd, uint8_t status, const uint8_t *payload,
+long rd_client_auth_parse_result(enum rd_auth_cmd cmd, uint8_t status, const uint8_t *payload,
                           size_t len, size_t n, uint8_t *passed)
 {
     size_t size = rd_auth_bitfield_size(n);
@@ -113,7 +113,7 @@ long rd_auth_parse_result(enum rd_auth_cmd cmd, uint8_t status, const uint8_t *p
     }
 }
 
-int rd_auth_parse_audit(const uint8_t *payload, size_t len, uint32_t count[RD_COIN_DENS])
+int rd_client_auth_parse_audit(const uint8_t *payload, size_t len, uint32_t count[RD_COIN_DENS])
 {
     if (len != RD_AUDIT_SIZE)
         return -1;

@@ -87,7 +87,7 @@ static const char *parse_coin(const char *line, rd_client_coin_t *c)
     if (errno != 0 || (*end != ' ' && *end != '\t'))
         return "expected \"DEN SN AN\": the serial number is not a number";
     if (den < INT8_MIN || den > INT8_MAX || sn > UINT32_MAX
-        || !rd_coin_valid((int8_t)den, (uint32_t)sn))
+        || !rd_coinfile_valid((int8_t)den, (uint32_t)sn))
         return "not a valid coin (denomination -8..6, serial number 0..1023999)";
     line = end;
     while (*line == ' ' || *line == '\t')
@@ -257,7 +257,7 @@ int rd_coinlist_write(const char *path, const rd_coinlist_t *list, const char *c
             len += (size_t)snprintf(text + len, cap - len, "%02x", c->key[k]);
         text[len++] = '\n';
     }
-    int rc = rd_atomic_write(path, text, len, 0600, replace);
+    int rc = rd_atomicfile_write(path, text, len, 0600, replace);
     int saved = errno;
     rd_crypto_wipe(text, cap);
     free(text);

@@ -34,7 +34,7 @@ long rd_coinlist_find(const rd_coinlist_t *list, int8_t den, uint32_t sn);
 
 /* Writes LIST as PATH (mode 0600: the ANs are the coins), COMMENT first as
  * "# " lines when not NULL (may hold newlines). REPLACE as for
- * rd_atomic_write. Returns 0, or -1 with errno. */
+ * rd_atomicfile_write. Returns 0, or -1 with errno. */
 int rd_coinlist_write(const char *path, const rd_coinlist_t *list, const char *comment,
                       bool replace);
 

@@ -1,5 +1,5 @@
 /* The fixture of the frame-level unit tests (test_protocol.c,
- * test_protocol_crypt.c, test_commands.c, test_client.c): a protocol set up
+ * test_crypt.c, test_commands.c, test_client.c): a protocol set up
  * as a server would be, requests built here byte by byte (independently of
  * rd_client and of include/rd_frame.h's names, so that the tests check the
  * wire format rather than restate it), and a coin store holding the keys
@@ -372,7 +372,7 @@ static inline size_t make_type1(uint8_t *out, uint8_t command, const uint8_t *pa
     for (int i = 0; i < 6; i++)
         out[24 + i] = (uint8_t)(0xA0 + i);     /* 30-31, the echo bytes, end the nonce */
     legacy_iv(out, iv);
-    assert_int_equal(rd_aes128_ctr(key, iv, out + 32, out + 32, len - 34), 0);
+    assert_int_equal(rd_crypto_aes128_ctr(key, iv, out + 32, out + 32, len - 34), 0);
     return len;
 }
 
@@ -383,7 +383,7 @@ static inline void hashed_key(const uint8_t *k1, const uint8_t *k2, uint8_t *out
     memcpy(both, k1, 16);
     if (k2 != NULL)
         memcpy(both + 16, k2, 16);
-    assert_int_equal(rd_sha256(both, k2 != NULL ? 32 : 16, out), 0);
+    assert_int_equal(rd_crypto_sha256(both, k2 != NULL ? 32 : 16, out), 0);
 }
 
 static inline void modern_header(uint8_t *h, uint8_t type, uint8_t command, size_t body_size,
@@ -417,8 +417,8 @@ static inline size_t make_modern(uint8_t *out, uint8_t type, uint8_t command, co
     modern_header(out, type, command, body_size, c1, c2);
     if (plen > 0)
         memcpy(b, payload, plen);
-    assert_int_equal(rd_aes256_ctr(hkey, out + 24, b, b, plen), 0);
-    assert_int_equal(rd_hmac_sha256(hkey, 32, b, plen, b + plen), 0);
+    assert_int_equal(rd_crypto_aes256_ctr(hkey, out + 24, b, b, plen), 0);
+    assert_int_equal(rd_crypto_hmac_sha256(hkey, 32, b, plen, b + plen), 0);
     b[plen + 32] = 0x3E;
     b[plen + 33] = 0x3E;
     return 48 + body_size;
@@ -470,11 +470,11 @@ static inline size_t open_modern_answer(const fixture_t *f, const uint8_t *hkey,
     size_t plen = f->resp.len - 48 - 34;
     uint8_t mac[32];
     assert_true(f->resp.len >= 48 + 34);
-    assert_int_equal(rd_hmac_sha256(hkey, 32, r + 48, plen, mac), 0);
+    assert_int_equal(rd_crypto_hmac_sha256(hkey, 32, r + 48, plen, mac), 0);
     assert_memory_equal(r + 48 + plen, mac, 32);
     assert_int_equal(r[f->resp.len - 2], 0x3E);
     assert_int_equal(r[f->resp.len - 1], 0x3E);
-    assert_int_equal(rd_aes256_ctr(hkey, r + 24, r + 48, out, plen), 0);
+    assert_int_equal(rd_crypto_aes256_ctr(hkey, r + 24, r + 48, out, plen), 0);
     return plen;
 }
 

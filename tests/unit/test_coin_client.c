@@ -30,34 +30,34 @@
 static void test_valid_coins(void **state)
 {
     (void)state;
-    assert_true(rd_coin_valid(-8, 0));
-    assert_true(rd_coin_valid(6, 1023999));
-    assert_true(rd_coin_valid(0, 512));
-    assert_false(rd_coin_valid(-9, 0));
-    assert_false(rd_coin_valid(7, 0));
-    assert_false(rd_coin_valid(1, 1024000));
-    assert_false(rd_coin_valid(1, UINT32_MAX));
+    assert_true(rd_coinfile_valid(-8, 0));
+    assert_true(rd_coinfile_valid(6, 1023999));
+    assert_true(rd_coinfile_valid(0, 512));
+    assert_false(rd_coinfile_valid(-9, 0));
+    assert_false(rd_coinfile_valid(7, 0));
+    assert_false(rd_coinfile_valid(1, 1024000));
+    assert_false(rd_coinfile_valid(1, UINT32_MAX));
 }
 
 static void test_page_path(void **state)
 {
     char buf[64];
     (void)state;
-    assert_int_equal(rd_coin_page_path(buf, sizeof(buf), "/d", 6, 0), 0);
+    assert_int_equal(rd_coinfile_page_path(buf, sizeof(buf), "/d", 6, 0), 0);
     assert_string_equal(buf, "/d/Data/06/00/0000.bin");
     /* -8 is the byte f8; serial number 1,023,999 is on page 999 = 0x3e7. */
-    assert_int_equal(rd_coin_page_path(buf, sizeof(buf), "/d", -8, rd_coin_page(1023999)), 0);
+    assert_int_equal(rd_coinfile_page_path(buf, sizeof(buf), "/d", -8, rd_coin_page(1023999)), 0);
     assert_string_equal(buf, "/d/Data/f8/03/03e7.bin");
-    assert_int_equal(rd_coin_page_path(buf, sizeof(buf), "x", -1, 0xABCD), 0);
+    assert_int_equal(rd_coinfile_page_path(buf, sizeof(buf), "x", -1, 0xABCD), 0);
     assert_string_equal(buf, "x/Data/ff/ab/abcd.bin");
     assert_int_equal(strlen("/Data/ff/ab/abcd.bin") + 1, RD_COIN_PATH_TAIL);
 
     errno = 0;
-    assert_int_equal(rd_coin_page_path(buf, 22, "/d", 6, 0), -1);     /* one byte short */
+    assert_int_equal(rd_coinfile_page_path(buf, 22, "/d", 6, 0), -1);     /* one byte short */
     assert_int_equal(errno, ENAMETOOLONG);
-    assert_int_equal(rd_coin_page_path(buf, 23, "/d", 6, 0), 0);
+    assert_int_equal(rd_coinfile_page_path(buf, 23, "/d", 6, 0), 0);
     errno = 0;
-    assert_int_equal(rd_coin_page_path(buf, sizeof(buf), "/d", 6, 0x10000), -1);
+    assert_int_equal(rd_coinfile_page_path(buf, sizeof(buf), "/d", 6, 0x10000), -1);
     assert_int_equal(errno, EINVAL);
 }
 
@@ -110,16 +110,16 @@ static rd_client_coin_t coin(int8_t den, uint32_t sn, uint8_t fill)
 static void test_payload_sizes(void **state)
 {
     (void)state;
-    assert_int_equal(rd_auth_payload_size(RD_AUTH_DETECT, 1), 21);
-    assert_int_equal(rd_auth_payload_size(RD_AUTH_DETECT, 50), 1050);
-    assert_int_equal(rd_auth_payload_size(RD_AUTH_DETECT_SUM, 3), 31);
-    assert_int_equal(rd_auth_payload_size(RD_AUTH_POWN, 2), 74);
-    assert_int_equal(rd_auth_payload_size(RD_AUTH_POWN_SUM, 2), 42);
-    assert_int_equal(rd_auth_payload_size(RD_AUTH_DETECT, 0), 0);
-    assert_int_equal(rd_auth_payload_size((enum rd_auth_cmd)12, 1), 0);
+    assert_int_equal(rd_client_auth_payload_size(RD_AUTH_DETECT, 1), 21);
+    assert_int_equal(rd_client_auth_payload_size(RD_AUTH_DETECT, 50), 1050);
+    assert_int_equal(rd_client_auth_payload_size(RD_AUTH_DETECT_SUM, 3), 31);
+    assert_int_equal(rd_client_auth_payload_size(RD_AUTH_POWN, 2), 74);
+    assert_int_equal(rd_client_auth_payload_size(RD_AUTH_POWN_SUM, 2), 42);
+    assert_int_equal(rd_client_auth_payload_size(RD_AUTH_DETECT, 0), 0);
+    assert_int_equal(rd_client_auth_payload_size((enum rd_auth_cmd)12, 1), 0);
     /* The smallest bodies of protocol.md: payload + challenge + trailer. */
-    assert_int_equal(rd_auth_payload_size(RD_AUTH_DETECT, 1) + RD_MIN_BODY_SIZE, 39);
-    assert_int_equal(rd_auth_payload_size(RD_AUTH_POWN, 1) + RD_MIN_BODY_SIZE, 55);
+    assert_int_equal(rd_client_auth_payload_size(RD_AUTH_DETECT, 1) + RD_MIN_BODY_SIZE, 39);
+    assert_int_equal(rd_client_auth_payload_size(RD_AUTH_POWN, 1) + RD_MIN_BODY_SIZE, 55);
 }
 
 static void test_build_detect(void **state)
@@ -134,11 +134,11 @@ static void test_build_detect(void **state)
     want[21] = 6;
     want[22] = 0x00; want[23] = 0x0F; want[24] = 0x9F; want[25] = 0xFF;   /* 1,023,999 */
     memset(want + 26, 0x55, 16);
-    assert_int_equal(rd_auth_build(RD_AUTH_DETECT, c, 2, NULL, out, sizeof(out)), 42);
+    assert_int_equal(rd_client_auth_build(RD_AUTH_DETECT, c, 2, NULL, out, sizeof(out)), 42);
     assert_memory_equal(out, want, 42);
     /* Too small a buffer, no coins. */
-    assert_int_equal(rd_auth_build(RD_AUTH_DETECT, c, 2, NULL, out, 41), 0);
-    assert_int_equal(rd_auth_build(RD_AUTH_DETECT, c, 0, NULL, out, sizeof(out)), 0);
+    assert_int_equal(rd_client_auth_build(RD_AUTH_DETECT, c, 2, NULL, out, 41), 0);
+    assert_int_equal(rd_client_auth_build(RD_AUTH_DETECT, c, 0, NULL, out, sizeof(out)), 0);
 }
 
 static void test_build_pown(void **state)
@@ -148,7 +148,7 @@ static void test_build_pown(void **state)
     (void)state;
     memset(pans, 0x33, 16);
     memset(pans + 16, 0x44, 16);
-    assert_int_equal(rd_auth_build(RD_AUTH_POWN, c, 2, pans, out, sizeof(out)), 74);
+    assert_int_equal(rd_client_auth_build(RD_AUTH_POWN, c, 2, pans, out, sizeof(out)), 74);
     assert_int_equal(out[0], 1);
     assert_int_equal(out[4], 7);
     assert_int_equal(out[5], 0x11);
@@ -161,7 +161,7 @@ static void test_build_pown(void **state)
     assert_int_equal(out[58], 0x44);
     assert_int_equal(out[73], 0x44);
     /* A pown needs its PANs. */
-    assert_int_equal(rd_auth_build(RD_AUTH_POWN, c, 2, NULL, out, sizeof(out)), 0);
+    assert_int_equal(rd_client_auth_build(RD_AUTH_POWN, c, 2, NULL, out, sizeof(out)), 0);
 }
 
 static void test_build_sums(void **state)
@@ -171,16 +171,16 @@ static void test_build_sums(void **state)
     (void)state;
     memset(delta, 0x77, sizeof(delta));
     memset(xor, 0xFE, sizeof(xor));         /* 0x0F ^ 0xF0 ^ 0x01 */
-    assert_int_equal(rd_auth_build(RD_AUTH_DETECT_SUM, c, 3, NULL, out, sizeof(out)), 31);
+    assert_int_equal(rd_client_auth_build(RD_AUTH_DETECT_SUM, c, 3, NULL, out, sizeof(out)), 31);
     assert_int_equal(out[0], 1);
     assert_int_equal(out[4], 1);
     assert_int_equal(out[9], 2);
     assert_int_equal(out[14], 3);
     assert_memory_equal(out + 15, xor, 16);
-    assert_int_equal(rd_auth_build(RD_AUTH_POWN_SUM, c, 3, delta, out, sizeof(out)), 47);
+    assert_int_equal(rd_client_auth_build(RD_AUTH_POWN_SUM, c, 3, delta, out, sizeof(out)), 47);
     assert_memory_equal(out + 15, xor, 16);
     assert_memory_equal(out + 31, delta, 16);
-    assert_int_equal(rd_auth_build(RD_AUTH_POWN_SUM, c, 3, NULL, out, sizeof(out)), 0);
+    assert_int_equal(rd_client_auth_build(RD_AUTH_POWN_SUM, c, 3, NULL, out, sizeof(out)), 0);
 }
 
 /* ---- verdicts ------------------------------------------------------------ */
@@ -192,10 +192,10 @@ static void test_bitfield_example(void **state)
     uint8_t passed[2];
     (void)state;
     assert_int_equal(rd_auth_bitfield_size(10), 2);
-    assert_int_equal(rd_auth_parse_result(RD_AUTH_DETECT, 243, body, 2, 10, passed), 7);
+    assert_int_equal(rd_client_auth_parse_result(RD_AUTH_DETECT, 243, body, 2, 10, passed), 7);
     for (size_t i = 0; i < 10; i++)
         assert_int_equal(rd_auth_passed(passed, i), i != 0 && i != 3 && i != 9);
-    assert_int_equal(rd_auth_parse_result(RD_AUTH_POWN, 243, body, 2, 10, passed), 7);
+    assert_int_equal(rd_client_auth_parse_result(RD_AUTH_POWN, 243, body, 2, 10, passed), 7);
 }
 
 static void test_all_pass_all_fail(void **state)
@@ -203,13 +203,13 @@ static void test_all_pass_all_fail(void **state)
     uint8_t passed[2];
     (void)state;
     memset(passed, 0xEE, sizeof(passed));
-    assert_int_equal(rd_auth_parse_result(RD_AUTH_DETECT, 241, NULL, 0, 10, passed), 10);
+    assert_int_equal(rd_client_auth_parse_result(RD_AUTH_DETECT, 241, NULL, 0, 10, passed), 10);
     assert_int_equal(passed[0], 0xFF);
     assert_int_equal(passed[1], 0x03);      /* no bit past the tenth coin */
-    assert_int_equal(rd_auth_parse_result(RD_AUTH_POWN_SUM, 242, NULL, 0, 10, passed), 0);
+    assert_int_equal(rd_client_auth_parse_result(RD_AUTH_POWN_SUM, 242, NULL, 0, 10, passed), 0);
     assert_int_equal(passed[0], 0);
     assert_int_equal(passed[1], 0);
-    assert_int_equal(rd_auth_parse_result(RD_AUTH_DETECT_SUM, 241, NULL, 0, 3, passed), 3);
+    assert_int_equal(rd_client_auth_parse_result(RD_AUTH_DETECT_SUM, 241, NULL, 0, 3, passed), 3);
     assert_int_equal(passed[0], 0x07);
 }
 
@@ -220,20 +220,20 @@ static void test_malformed_verdicts(void **state)
     uint8_t passed[2];
     (void)state;
     /* 243: a bitfield of the wrong size, a bit past the last coin, all or none passed. */
-    assert_int_equal(rd_auth_parse_result(RD_AUTH_DETECT, 243, body, 1, 10, passed), RD_AUTH_MALFORMED);
-    assert_int_equal(rd_auth_parse_result(RD_AUTH_DETECT, 243, body, 2, 17, passed), RD_AUTH_MALFORMED);
-    assert_int_equal(rd_auth_parse_result(RD_AUTH_DETECT, 243, high, 2, 10, passed), RD_AUTH_MALFORMED);
-    assert_int_equal(rd_auth_parse_result(RD_AUTH_DETECT, 243, all, 2, 10, passed), RD_AUTH_MALFORMED);
-    assert_int_equal(rd_auth_parse_result(RD_AUTH_DETECT, 243, none, 2, 10, passed), RD_AUTH_MALFORMED);
+    assert_int_equal(rd_client_auth_parse_result(RD_AUTH_DETECT, 243, body, 1, 10, passed), RD_AUTH_MALFORMED);
+    assert_int_equal(rd_client_auth_parse_result(RD_AUTH_DETECT, 243, body, 2, 17, passed), RD_AUTH_MALFORMED);
+    assert_int_equal(rd_client_auth_parse_result(RD_AUTH_DETECT, 243, high, 2, 10, passed), RD_AUTH_MALFORMED);
+    assert_int_equal(rd_client_auth_parse_result(RD_AUTH_DETECT, 243, all, 2, 10, passed), RD_AUTH_MALFORMED);
+    assert_int_equal(rd_client_auth_parse_result(RD_AUTH_DETECT, 243, none, 2, 10, passed), RD_AUTH_MALFORMED);
     /* Sums are all or nothing; 241 and 242 have no body. */
-    assert_int_equal(rd_auth_parse_result(RD_AUTH_DETECT_SUM, 243, body, 2, 10, passed), RD_AUTH_MALFORMED);
-    assert_int_equal(rd_auth_parse_result(RD_AUTH_DETECT, 241, body, 2, 10, passed), RD_AUTH_MALFORMED);
-    assert_int_equal(rd_auth_parse_result(RD_AUTH_DETECT, 242, body, 1, 10, passed), RD_AUTH_MALFORMED);
+    assert_int_equal(rd_client_auth_parse_result(RD_AUTH_DETECT_SUM, 243, body, 2, 10, passed), RD_AUTH_MALFORMED);
+    assert_int_equal(rd_client_auth_parse_result(RD_AUTH_DETECT, 241, body, 2, 10, passed), RD_AUTH_MALFORMED);
+    assert_int_equal(rd_client_auth_parse_result(RD_AUTH_DETECT, 242, body, 1, 10, passed), RD_AUTH_MALFORMED);
     /* Refusals are no verdict. */
-    assert_int_equal(rd_auth_parse_result(RD_AUTH_DETECT, 16, NULL, 0, 10, passed), RD_AUTH_NO_RESULT);
-    assert_int_equal(rd_auth_parse_result(RD_AUTH_DETECT, 39, NULL, 0, 10, passed), RD_AUTH_NO_RESULT);
-    assert_int_equal(rd_auth_parse_result(RD_AUTH_DETECT_SUM, 40, NULL, 0, 2, passed), RD_AUTH_NO_RESULT);
-    assert_int_equal(rd_auth_parse_result(RD_AUTH_DETECT, 250, NULL, 0, 10, passed), RD_AUTH_NO_RESULT);
+    assert_int_equal(rd_client_auth_parse_result(RD_AUTH_DETECT, 16, NULL, 0, 10, passed), RD_AUTH_NO_RESULT);
+    assert_int_equal(rd_client_auth_parse_result(RD_AUTH_DETECT, 39, NULL, 0, 10, passed), RD_AUTH_NO_RESULT);
+    assert_int_equal(rd_client_auth_parse_result(RD_AUTH_DETECT_SUM, 40, NULL, 0, 2, passed), RD_AUTH_NO_RESULT);
+    assert_int_equal(rd_client_auth_parse_result(RD_AUTH_DETECT, 250, NULL, 0, 10, passed), RD_AUTH_NO_RESULT);
 }
 
 static void test_audit(void **state)
@@ -249,12 +249,12 @@ static void test_audit(void **state)
         p[i * 5 + 3] = 0x02;
         p[i * 5 + 4] = (uint8_t)i;
     }
-    assert_int_equal(rd_auth_parse_audit(p, sizeof(p), count), 0);
+    assert_int_equal(rd_client_auth_parse_audit(p, sizeof(p), count), 0);
     assert_int_equal(count[0], 0x010200);
     assert_int_equal(count[14], 0x01020E);
-    assert_int_equal(rd_auth_parse_audit(p, sizeof(p) - 1, count), -1);
+    assert_int_equal(rd_client_auth_parse_audit(p, sizeof(p) - 1, count), -1);
     p[5] = 0;       /* the second record must be -7 */
-    assert_int_equal(rd_auth_parse_audit(p, sizeof(p), count), -1);
+    assert_int_equal(rd_client_auth_parse_audit(p, sizeof(p), count), -1);
 }
 
 /* ---- files --------------------------------------------------------------- */
@@ -428,18 +428,18 @@ static void test_atomic_write(void **state)
     char path[400], buf[8];
     struct stat st;
     snprintf(path, sizeof(path), "%s/a/b/c", f->dir);
-    assert_int_equal(rd_mkdirs(path, 0750), 0);
-    assert_int_equal(rd_mkdirs(path, 0750), 0);     /* there already */
+    assert_int_equal(rd_atomicfile_mkdirs(path, 0750), 0);
+    assert_int_equal(rd_atomicfile_mkdirs(path, 0750), 0);     /* there already */
     assert_int_equal(stat(path, &st), 0);
     assert_true(S_ISDIR(st.st_mode));
     snprintf(path, sizeof(path), "%s/a/b/c/page.bin", f->dir);
-    assert_int_equal(rd_atomic_write(path, "12345", 5, 0640, false), 0);
+    assert_int_equal(rd_atomicfile_write(path, "12345", 5, 0640, false), 0);
     assert_int_equal(stat(path, &st), 0);
     assert_int_equal(st.st_size, 5);
     assert_int_equal(st.st_mode & 0777, 0640);
-    assert_int_equal(rd_atomic_write(path, "xy", 2, 0640, false), -1);
+    assert_int_equal(rd_atomicfile_write(path, "xy", 2, 0640, false), -1);
     assert_int_equal(errno, EEXIST);
-    assert_int_equal(rd_atomic_write(path, "xy", 2, 0640, true), 0);
+    assert_int_equal(rd_atomicfile_write(path, "xy", 2, 0640, true), 0);
     FILE *fp = fopen(path, "r");
     assert_non_null(fp);
     assert_int_equal(fread(buf, 1, sizeof(buf), fp), 2);
@@ -449,11 +449,11 @@ static void test_atomic_write(void **state)
     assert_int_equal(entries(path), 1);
     /* A file where a folder must go. */
     snprintf(path, sizeof(path), "%s/a/b/c/page.bin/d", f->dir);
-    assert_int_equal(rd_mkdirs(path, 0750), -1);
+    assert_int_equal(rd_atomicfile_mkdirs(path, 0750), -1);
     assert_int_equal(errno, ENOTDIR);
     /* A folder that does not exist. */
     snprintf(path, sizeof(path), "%s/none/x", f->dir);
-    assert_int_equal(rd_atomic_write(path, "1", 1, 0600, true), -1);
+    assert_int_equal(rd_atomicfile_write(path, "1", 1, 0600, true), -1);
     assert_int_equal(errno, ENOENT);
 }
 

@@ -72,12 +72,12 @@ static void test_month(void **state)
 static void test_valid_coins(void **state)
 {
     (void)state;
-    assert_true(rd_coin_valid(-8, 0));
-    assert_true(rd_coin_valid(6, RD_COIN_MAX_SN));
-    assert_false(rd_coin_valid(7, 0));
-    assert_false(rd_coin_valid(-9, 0));
-    assert_false(rd_coin_valid(0, 1024000));
-    assert_false(rd_coin_valid(0, 0xFFFFFFFFu));
+    assert_true(rd_coinfile_valid(-8, 0));
+    assert_true(rd_coinfile_valid(6, RD_COIN_MAX_SN));
+    assert_false(rd_coinfile_valid(7, 0));
+    assert_false(rd_coinfile_valid(-9, 0));
+    assert_false(rd_coinfile_valid(0, 1024000));
+    assert_false(rd_coinfile_valid(0, 0xFFFFFFFFu));
 }
 
 static void test_keys_and_missing(void **state)

@@ -62,13 +62,13 @@ typedef int ctr_fn(const uint8_t *key, const uint8_t *iv, const uint8_t *in, uin
 static int aes128(const uint8_t *key, const uint8_t *iv, const uint8_t *in, uint8_t *out,
                   size_t len)
 {
-    return rd_aes128_ctr(key, iv, in, out, len);
+    return rd_crypto_aes128_ctr(key, iv, in, out, len);
 }
 
 static int aes256(const uint8_t *key, const uint8_t *iv, const uint8_t *in, uint8_t *out,
                   size_t len)
 {
-    return rd_aes256_ctr(key, iv, in, out, len);
+    return rd_crypto_aes256_ctr(key, iv, in, out, len);
 }
 
 /* The four blocks (the counter crosses a byte boundary: ...feff, ...ff00),
@@ -116,10 +116,10 @@ static void test_sha256_abc(void **state)
     (void)state;
     uint8_t want[32], got[32];
     unhex("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", want, 32);
-    assert_int_equal(rd_sha256("abc", 3, got), 0);
+    assert_int_equal(rd_crypto_sha256("abc", 3, got), 0);
     assert_memory_equal(got, want, 32);
     unhex("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", want, 32);
-    assert_int_equal(rd_sha256("", 0, got), 0);
+    assert_int_equal(rd_crypto_sha256("", 0, got), 0);
     assert_memory_equal(got, want, 32);
 }
 
@@ -127,7 +127,7 @@ static void check_hmac(const uint8_t *key, size_t key_len, const char *data, con
 {
     uint8_t want[32], got[32];
     unhex(want_hex, want, sizeof(want));
-    assert_int_equal(rd_hmac_sha256(key, key_len, data, strlen(data), got), 0);
+    assert_int_equal(rd_crypto_hmac_sha256(key, key_len, data, strlen(data), got), 0);
     assert_memory_equal(got, want, 32);
 }
 
@@ -163,8 +163,8 @@ static void test_equal_random_wipe(void **state)
 {
     (void)state;
     uint8_t a[32], b[32];
-    assert_int_equal(rd_random_bytes(a, sizeof(a)), 0);
-    assert_int_equal(rd_random_bytes(b, sizeof(b)), 0);
+    assert_int_equal(rd_crypto_random_bytes(a, sizeof(a)), 0);
+    assert_int_equal(rd_crypto_random_bytes(b, sizeof(b)), 0);
     assert_false(rd_crypto_equal(a, b, sizeof(a)));     /* 2^-256 */
     memcpy(b, a, sizeof(a));
     assert_true(rd_crypto_equal(a, b, sizeof(a)));

@@ -63,14 +63,14 @@ static void test_response_start(void **state)
 static void test_status_names(void **state)
 {
     (void)state;
-    assert_string_equal(rd_status_name(250), "success");
-    assert_string_equal(rd_status_name(37), "invalid CRC");
-    assert_string_equal(rd_status_name(255), "invalid routing");
-    assert_string_equal(rd_status_name(1), "unknown");
+    assert_string_equal(rd_frame_status_name(250), "success");
+    assert_string_equal(rd_frame_status_name(37), "invalid CRC");
+    assert_string_equal(rd_frame_status_name(255), "invalid routing");
+    assert_string_equal(rd_frame_status_name(1), "unknown");
     const uint8_t known[] = { 0, 2, 3, 4, 5, 6, 7, 16, 25, 27, 33, 34, 36, 37, 38, 39, 40,
                               160, 204, 241, 242, 243, 250, 252, 254, 255 };
     for (size_t i = 0; i < sizeof(known); i++)
-        assert_string_not_equal(rd_status_name(known[i]), "unknown");
+        assert_string_not_equal(rd_frame_status_name(known[i]), "unknown");
 }
 
 /* The numbers of docs/protocol.md's tables, written out once more here. */

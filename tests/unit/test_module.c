@@ -375,7 +375,7 @@ static rd_modset_t *load(const char *text, const char *module, const char *want)
     snprintf(conf, sizeof(conf), text, module);
     /* A value no module could take is refused by the file's own reading. */
     set = rd_config_parse_string(cf, conf, NAME, err, sizeof(err)) == 0
-        ? rd_modules_load(cf, err, sizeof(err)) : NULL;
+        ? rd_modload_modules(cf, err, sizeof(err)) : NULL;
     free(cf);
     if (want == NULL) {
         if (set == NULL)
@@ -481,7 +481,7 @@ static void test_load_module_twice(void **state)
     assert_non_null(cf);
     snprintf(conf, sizeof(conf), "load_module = [ \"%s\",\n \"%s\" ];\n", mod, mod);
     assert_int_equal(rd_config_parse_string(cf, conf, NAME, err, sizeof(err)), 0);
-    assert_null(rd_modules_load(cf, err, sizeof(err)));
+    assert_null(rd_modload_modules(cf, err, sizeof(err)));
     assert_non_null(strstr(err, NAME ":2: load_module"));
     assert_non_null(strstr(err, "a module named testmod is loaded already"));
     free(cf);

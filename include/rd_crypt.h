@@ -1,8 +1,8 @@
 /* What each encryption type changes in a frame, for rd_protocol.c only:
  * where the body size and the coins are, how the body is opened and the
- * answer sealed. The types are a table in rd_protocol_crypt.c. */
-#ifndef RD_PROTOCOL_CRYPT_H
-#define RD_PROTOCOL_CRYPT_H
+ * answer sealed. The types are a table in rd_crypt.c. */
+#ifndef RD_CRYPT_H
+#define RD_CRYPT_H
 
 #include <stdbool.h>
 #include <stdint.h>

@@ -1,4 +1,4 @@
-/* rd_protocol_crypt.c: encryption types 1, 2, 4 and 5 over a real coin
+/* rd_crypt.c: encryption types 1, 2, 4 and 5 over a real coin
  * store: where each keeps its fields, how a body is opened (CRC or HMAC)
  * and an answer sealed, and the status of each failure. */
 #include "config.h"
@@ -62,7 +62,7 @@ static void test_type1_version_bytes(void **state)
     handle(f, frame, len);
     expected_type1_header(want, 250, 10);
     legacy_iv(frame, iv);
-    assert_int_equal(rd_aes128_ctr(key1, iv, (const uint8_t *)"20261125", want + 32, 8), 0);
+    assert_int_equal(rd_crypto_aes128_ctr(key1, iv, (const uint8_t *)"20261125", want + 32, 8), 0);
     want[40] = want[41] = 0x3E;
     assert_int_equal(f->resp.len, 42);
     assert_header(f->resp.data, want);
@@ -79,7 +79,7 @@ static void test_type1_stats(void **state)
     assert_int_equal(f->resp.data[2], 250);
     legacy_iv(frame, iv);
     size_t plen = f->resp.len - 34;
-    assert_int_equal(rd_aes128_ctr(key1, iv, f->resp.data + 32, plain, plen), 0);
+    assert_int_equal(rd_crypto_aes128_ctr(key1, iv, f->resp.data + 32, plain, plen), 0);
     assert_int_equal(be64(plain + 4), 0);                   /* no request counted before */
 
     uint8_t wrong[16];

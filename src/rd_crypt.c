@@ -1,4 +1,4 @@
-/* The encryption types (include/rd_protocol_crypt.h), one row each in a
+/* The encryption types (include/rd_crypt.h), one row each in a
  * table: where a type keeps its body size and its coins, how its body is
  * opened and its answer sealed. docs/protocol.md, "Encryption", has the
  * rules; the offsets are include/rd_frame.h's. */
@@ -10,7 +10,7 @@
 #include "rd_bytes.h"
 #include "rd_coins.h"
 #include "rd_crypto.h"
-#include "rd_protocol_crypt.h"
+#include "rd_crypt.h"
 
 #define MAX_COINS            2
 
@@ -126,7 +126,7 @@ static int open_aes128(const crypt_type_t *t, rd_request_t *req, const uint8_t *
     size_t len = req->body_size - RD_TRAILER_SIZE;
     memcpy(req->key, coin_keys, RD_AES128_KEY_SIZE);
     legacy_iv(req->header, iv);
-    if (rd_aes128_ctr(req->key, iv, b, b, len) < 0)
+    if (rd_crypto_aes128_ctr(req->key, iv, b, b, len) < 0)
         return RD_STATUS_INTERNAL_ERROR;
     if (!rd_crypt_challenge_ok(b))
         return RD_STATUS_INVALID_CRC;
@@ -145,12 +145,12 @@ static int open_aes256(const crypt_type_t *t, rd_request_t *req, const uint8_t *
     uint8_t mac[RD_HMAC_SIZE];
     uint8_t *b = req->body;
     size_t len = req->body_size - RD_MODERN_MIN_BODY_SIZE;
-    if (rd_sha256(coin_keys, (size_t)t->coins * RD_COIN_AN_SIZE, req->key) < 0
-        || rd_hmac_sha256(req->key, RD_AES256_KEY_SIZE, b, len, mac) < 0)
+    if (rd_crypto_sha256(coin_keys, (size_t)t->coins * RD_COIN_AN_SIZE, req->key) < 0
+        || rd_crypto_hmac_sha256(req->key, RD_AES256_KEY_SIZE, b, len, mac) < 0)
         return RD_STATUS_INTERNAL_ERROR;
     if (!rd_crypto_equal(mac, b + len, RD_HMAC_SIZE))
         return RD_STATUS_INVALID_HMAC;
-    if (rd_aes256_ctr(req->key, req->header + RD_REQ48_NONCE, b, b, len) < 0)
+    if (rd_crypto_aes256_ctr(req->key, req->header + RD_REQ48_NONCE, b, b, len) < 0)
         return RD_STATUS_INTERNAL_ERROR;
     req->payload = b;
     req->payload_len = len;
@@ -185,7 +185,7 @@ static int seal_aes128(const rd_request_t *req, rd_response_t *resp)
     if (len == 0)
         return RD_STATUS_NO_ERROR;
     legacy_iv(req->header, iv);
-    return rd_aes128_ctr(req->key, iv, payload, payload, len) < 0
+    return rd_crypto_aes128_ctr(req->key, iv, payload, payload, len) < 0
         ? RD_STATUS_INTERNAL_ERROR : RD_STATUS_NO_ERROR;
 }
 
@@ -195,7 +195,7 @@ static int seal_aes128(const rd_request_t *req, rd_response_t *resp)
 static int seal_aes256(const rd_request_t *req, rd_response_t *resp)
 {
     size_t len = resp->len - resp->header_len;
-    if (rd_random_bytes(resp->data + RD_RESP48_NONCE, RD_REQ48_NONCE_SIZE) < 0) {
+    if (rd_crypto_random_bytes(resp->data + RD_RESP48_NONCE, RD_REQ48_NONCE_SIZE) < 0) {
         memset(resp->data + RD_RESP48_NONCE, 0, RD_REQ48_NONCE_SIZE);
         return len == 0 ? RD_STATUS_NO_ERROR : RD_STATUS_INTERNAL_ERROR;
     }
@@ -204,8 +204,8 @@ static int seal_aes256(const rd_request_t *req, rd_response_t *resp)
     if (rd_response_append(resp, RD_HMAC_SIZE) == NULL)
         return RD_STATUS_MEMORY_ALLOC;
     uint8_t *ct = resp->data + resp->header_len;   /* the block may have moved */
-    if (rd_aes256_ctr(req->key, resp->data + RD_RESP48_NONCE, ct, ct, len) < 0
-        || rd_hmac_sha256(req->key, RD_AES256_KEY_SIZE, ct, len, ct + len) < 0)
+    if (rd_crypto_aes256_ctr(req->key, resp->data + RD_RESP48_NONCE, ct, ct, len) < 0
+        || rd_crypto_hmac_sha256(req->key, RD_AES256_KEY_SIZE, ct, len, ct + len) < 0)
         return RD_STATUS_INTERNAL_ERROR;
     return RD_STATUS_NO_ERROR;
 }
