@@ -13,9 +13,9 @@
 #include "rd_clock.h"
 #include "rd_coins.h"
 #include "rd_commands.h"
+#include "rd_crypt.h"
 #include "rd_crypto.h"
 #include "rd_protocol.h"
-#include "rd_crypt.h"
 #include "rd_stats.h"
 
 /* rd_frame.h stays a leaf, so it spells the client address's size itself. */
