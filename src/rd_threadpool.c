@@ -165,10 +165,14 @@ int rd_threadpool_submit(rd_threadpool_t *pool, rd_job_fn fn, void *arg)
             (struct rd_job){ fn, arg, rd_metrics_now_ns() };
         pool->count++;
         rd_metrics_pool(pool->threads, pool->count, pool->running);
-        pthread_cond_signal(&pool->wake);
         rc = 0;
     }
     pthread_mutex_unlock(&pool->lock);
+    /* After the unlock: a thread woken with the lock still held would
+     * only block on it again (a futex wait and a wake more per job). The
+     * caller is the only one that destroys the pool, so it still exists. */
+    if (rc == 0)
+        pthread_cond_signal(&pool->wake);
     return rc;
 }
 
