@@ -52,6 +52,8 @@ typedef struct shm {
     _Atomic uint64_t synced_lsn;    /* on stable storage up to here */
     _Atomic uint64_t applied_lsn;   /* copied into the pages up to here */
     _Atomic uint64_t checkpoint_ms; /* last checkpoint (CLOCK_MONOTONIC) */
+    uint64_t zeroed;                /* the file is written (zeros at least) up to this
+                                       offset: under the store lock */
     _Atomic int failed;             /* the journal could not be synced: no more changes */
     _Atomic uint64_t syncs;         /* fdatasyncs of the journal so far */
     _Atomic uint16_t page_count[RD_COIN_DENS][RD_COIN_PAGES];
@@ -285,6 +287,17 @@ static off_t file_offset(const shm_t *sh, uint64_t lsn)
 }
 
 /* ---- the ring: the journal's tail in shared memory ----------------------- */
+
+/* The journal is written with zeros ahead of its records, a chunk at a
+ * time: a record then lands in blocks the file has already, its size does
+ * not change, and fdatasync writes the data alone (a growing file also
+ * makes it write the inode, or commit the file system's journal: a second
+ * wait for the disk at every sync). Zeros end the replay like any record
+ * that is not whole. */
+#define ZERO_CHUNK (256u * 1024u)
+#define ZERO_BLOCK (64u * 1024u)
+
+static const uint8_t zeros[ZERO_BLOCK];
 
 /* Records are appended to the ring under the store lock (a copy in memory,
  * no system call while the store is held); the group-commit leader writes
@@ -626,6 +639,28 @@ bool rd_coins_synced(rd_coins_t *s, uint64_t dep)
     return dep == 0 || atomic_load(&s->sh->synced_lsn) >= dep;
 }
 
+/* Called by the leader under the store lock, so that no record byte lies
+ * beyond file_offset(append_lsn) while the zeros are written: they never
+ * cover a record. A failure costs speed only (the records extend the file
+ * themselves), so it is logged and the chunk skipped. */
+static void zero_ahead(rd_coins_t *s)
+{
+    shm_t *sh = s->sh;
+    uint64_t at = (uint64_t)file_offset(sh, atomic_load(&sh->append_lsn));
+    if (sh->zeroed > at + ZERO_CHUNK / 2)
+        return;
+    if (sh->zeroed > at)
+        at = sh->zeroed;
+    for (uint64_t end = at + ZERO_CHUNK; at < end; at += ZERO_BLOCK)
+        if (write_all(s->jfd, zeros, ZERO_BLOCK, (off_t)at) < 0) {
+            rd_log(RD_LOG_WARN, "coin store: cannot write ahead in the journal: %s",
+                   strerror(errno));
+            at = end;
+            break;
+        }
+    sh->zeroed = at;
+}
+
 /* The leader's copy of what is to be written: the ring's bytes from
  * written_lsn to append_lsn. Copied under the store lock, because a full
  * ring makes an appender flush (write, sync, apply) and reuse the bytes
@@ -650,6 +685,8 @@ static int leader_copy(rd_coins_t *s, uint64_t *from, uint64_t *end)
     }
     if (rc == 0 && len > 0)
         ring_read(sh, *from, s->wbuf, len);
+    if (rc == 0)
+        zero_ahead(s);
     store_unlock(s);
     return rc;
 }
@@ -726,6 +763,7 @@ int rd_coins_checkpoint(rd_coins_t *s, bool force)
         if (rc == 0) {
             sh->epoch++;
             sh->base_lsn = atomic_load(&sh->append_lsn);
+            sh->zeroed = RD_JOURNAL_START;
             rd_log_debug("coin store: checkpoint: journal emptied, epoch %llu",
                          (unsigned long long)sh->epoch);
             if (ftruncate(s->jfd, RD_JOURNAL_START) < 0)
