@@ -23,7 +23,9 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/mman.h>
+#include <linux/futex.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -51,6 +53,7 @@ typedef struct shm {
     _Atomic uint64_t written_lsn;   /* in the journal file up to here */
     _Atomic uint64_t synced_lsn;    /* on stable storage up to here */
     _Atomic uint64_t applied_lsn;   /* copied into the pages up to here */
+    _Atomic uint32_t sync_seq;      /* moves after every sync: waiters sleep on it (futex) */
     _Atomic uint64_t checkpoint_ms; /* last checkpoint (CLOCK_MONOTONIC) */
     uint64_t zeroed;                /* the file is written (zeros at least) up to this
                                        offset: under the store lock */
@@ -448,6 +451,28 @@ static void atomic_max(_Atomic uint64_t *v, uint64_t x)
         ;
 }
 
+/* ---- waiting for a sync ---------------------------------------------------- */
+
+/* Threads whose position another leader is syncing sleep on sync_seq
+ * rather than on sync_lock: woken the moment synced_lsn moves, they see
+ * their position synced and go, instead of waiting to take a lock that the
+ * leader may take again first (glibc mutexes are not fair), for a sync
+ * they do not need. A plain futex on the shared word: it holds no state,
+ * so a process that dies while sleeping or waking leaves nothing behind. */
+#define SYNC_WAIT_NS 20000000L      /* a leader that died: looked at again after 20 ms */
+
+static void sync_wake(shm_t *sh)
+{
+    atomic_fetch_add(&sh->sync_seq, 1);
+    syscall(SYS_futex, &sh->sync_seq, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
+
+static void sync_sleep(shm_t *sh, uint32_t seen)
+{
+    struct timespec ts = { 0, SYNC_WAIT_NS };
+    syscall(SYS_futex, &sh->sync_seq, FUTEX_WAIT, seen, &ts, NULL, 0);
+}
+
 static int journal_sync(rd_coins_t *s)
 {
     atomic_fetch_add(&s->sh->syncs, 1);
@@ -473,6 +498,7 @@ static int flush_locked(rd_coins_t *s)
     if (journal_sync(s) < 0)
         return -1;
     atomic_max(&sh->synced_lsn, end);
+    sync_wake(sh);
     if (apply_locked(s, end) < 0)
         return -1;
     pending_clear(sh);
@@ -691,37 +717,61 @@ static int leader_copy(rd_coins_t *s, uint64_t *from, uint64_t *end)
     return rc;
 }
 
-/* The leader: whoever holds sync_lock syncs for everything appended so
- * far, so the threads that queued behind it usually find their position
- * synced when they get the lock. */
+/* One sync by the leader (sync_lock held): everything appended so far is
+ * written (one pwrite), synced, then copied into the pages. */
+static int lead_sync(rd_coins_t *s)
+{
+    shm_t *sh = s->sh;
+    uint64_t end = 0, from = 0;
+    int rc = atomic_load(&sh->failed) ? -1 : leader_copy(s, &from, &end);
+    /* The write and the sync run with the store free: requests go on
+     * appending, and the next group gathers while this one syncs. */
+    if (rc == 0 && from < end && write_all(s->jfd, s->wbuf, (size_t)(end - from),
+                                           file_offset(sh, from)) < 0)
+        rc = write_failed(s);
+    if (rc == 0) {
+        atomic_max(&sh->written_lsn, end);
+        rc = journal_sync(s);
+    }
+    if (rc == 0) {
+        atomic_max(&sh->synced_lsn, end);
+        store_lock(s);
+        rc = apply_locked(s, atomic_load(&sh->synced_lsn));
+        store_unlock(s);
+    }
+    return rc;
+}
+
+/* Group commit: whoever takes sync_lock syncs for everything appended so
+ * far; the others sleep until a sync ends and usually find their position
+ * synced by it. A position appended after the leader's copy needs the
+ * next sync: one of the woken takes the lock and leads it. */
 int rd_coins_sync(rd_coins_t *s, uint64_t dep)
 {
     shm_t *sh = s->sh;
-    if (rd_coins_synced(s, dep))
-        return 0;
-    sync_lock(s);
-    int rc = 0;
-    if (!rd_coins_synced(s, dep)) {
-        uint64_t end = 0, from = 0;
-        rc = atomic_load(&sh->failed) ? -1 : leader_copy(s, &from, &end);
-        /* The write and the sync run with the store free: requests go on
-         * appending, and the next group gathers while this one syncs. */
-        if (rc == 0 && from < end && write_all(s->jfd, s->wbuf, (size_t)(end - from),
-                                               file_offset(sh, from)) < 0)
-            rc = write_failed(s);
-        if (rc == 0) {
-            atomic_max(&sh->written_lsn, end);
-            rc = journal_sync(s);
+    for (;;) {
+        uint32_t seen = atomic_load(&sh->sync_seq);
+        if (rd_coins_synced(s, dep))
+            return 0;
+        if (atomic_load(&sh->failed))
+            return -1;
+        int r = pthread_mutex_trylock(&sh->sync_lock);
+        if (r == EOWNERDEAD) {
+            /* Positions only grow and every step is redone safely: a dead
+             * leader's work is simply done again. */
+            pthread_mutex_consistent(&sh->sync_lock);
+            r = 0;
         }
-        if (rc == 0) {
-            atomic_max(&sh->synced_lsn, end);
-            store_lock(s);
-            rc = apply_locked(s, atomic_load(&sh->synced_lsn));
-            store_unlock(s);
+        if (r != 0) {
+            sync_sleep(sh, seen);
+            continue;
         }
+        int rc = rd_coins_synced(s, dep) ? 0 : lead_sync(s);
+        pthread_mutex_unlock(&sh->sync_lock);
+        sync_wake(sh);
+        if (rc < 0)
+            return -1;
     }
-    pthread_mutex_unlock(&sh->sync_lock);
-    return rc == 0 && rd_coins_synced(s, dep) ? 0 : -1;
 }
 
 static bool checkpoint_due(rd_coins_t *s)
@@ -773,6 +823,7 @@ int rd_coins_checkpoint(rd_coins_t *s, bool force)
     }
     store_unlock(s);
     pthread_mutex_unlock(&sh->sync_lock);
+    sync_wake(sh);
     return rc;
 }
 
