@@ -454,6 +454,49 @@ static void test_unclean_stop_then_start(void **state)
     assert_memory_equal(rec, pan, RD_COIN_AN_SIZE);
 }
 
+/* The journal's tail lives in a ring in shared memory (256 KiB with this
+ * fixture's pending_changes): 12,000 changes of one coin (54-byte records)
+ * wrap it twice, once with syncs between them (the leader's write and
+ * apply from the ring), once with 6,000 changes and no sync (the ring
+ * fills: the appender writes, syncs and applies all). The file crosses
+ * several chunks of zeros written ahead of the records; a replay from the
+ * files alone, with the page put back to its old value, finds the last. */
+static void pattern(unsigned i, uint8_t an[RD_COIN_AN_SIZE])
+{
+    for (unsigned k = 0; k < RD_COIN_AN_SIZE; k++)
+        an[k] = (uint8_t)(i * 31 + k * 7 + (i >> 8));
+}
+
+static void test_ring_wraps_and_replays(void **state)
+{
+    fixture_t *f = *state;
+    uint8_t pan[RD_COIN_AN_SIZE], rec[RD_COIN_RECORD_SIZE];
+    uint64_t dep = 0;
+    fx_coin(f, 2, 7, NULL, 3);
+    fx_open(f);
+    uint64_t syncs = rd_coins_syncs(f->store);
+    for (unsigned i = 0; i < 12000; i++) {
+        pattern(i, pan);
+        dep = change(f->store, 2, 7, pan);
+        if (i < 6000 && i % 500 == 499)
+            assert_int_equal(rd_coins_sync(f->store, dep), 0);
+    }
+    expect_key(f->store, 2, 7, pan);
+    /* The stretch without a sync filled the ring: appenders synced. */
+    assert_true(rd_coins_syncs(f->store) - syncs > 12);
+    assert_int_equal(rd_coins_sync(f->store, dep), 0);
+    fx_read(f, 2, 7, rec);
+    assert_memory_equal(rec, pan, RD_COIN_AN_SIZE);
+    assert_true(file_size(f, RD_JOURNAL_NAME) > 12000u * 54u);
+    rd_coins_close(f->store);
+    f->store = NULL;
+    fx_coin(f, 2, 7, NULL, 3);
+    char err[PATH_MAX + 256];
+    assert_int_equal(rd_coins_recover(f->root, err, sizeof(err)), 12000);
+    fx_read(f, 2, 7, rec);
+    assert_memory_equal(rec, pan, RD_COIN_AN_SIZE);
+}
+
 static void test_check_data_dir(void **state)
 {
     fixture_t *f = *state;
@@ -601,6 +644,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_replay_with_torn_tail, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_stops_at_bad_crc, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unclean_stop_then_start, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ring_wraps_and_replays, setup, teardown),
         cmocka_unit_test_setup_teardown(test_check_data_dir, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_page_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transient_error_not_cached, setup, teardown),
