@@ -4,7 +4,7 @@
  * while the benchmark runs on a fast one or on tmpfs. Each call sleeps
  * FSYNC_DELAY_US microseconds (default 2000), then does the real call.
  * With FSYNC_DELAY_REPORT=1 each process says on standard error, when it
- * exits, how many calls it delayed.
+ * exits, how many calls it delayed (FSYNC_DELAY_US=0: counts them only).
  *
  *   cc -O2 -shared -fPIC -o fsync-delay.so bench/fsync-delay.c -ldl
  *   LD_PRELOAD=./fsync-delay.so FSYNC_DELAY_US=2000 raidad -c raidad.conf
@@ -46,7 +46,9 @@ static void pause_for_disk(void)
     struct timespec ts = { us / 1000000, (us % 1000000) * 1000 };
     int saved = errno;
 
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+    /* FSYNC_DELAY_US=0 only counts the calls (bench/run.sh: requests
+     * per sync at the disk's own speed). */
+    while (us > 0 && nanosleep(&ts, &ts) < 0 && errno == EINTR)
         ;
     errno = saved;
     atomic_fetch_add(&delayed, 1);

@@ -10,7 +10,8 @@
 # raidad serving a data directory made by raida-coins, TCP at 64 requests
 # in flight, echo against detect (1 and 50 coins a request), pown (one coin)
 # and pown with every fsync/fdatasync slowed by 2 ms (bench/fsync-delay.c),
-# with the ratios to echo (skipped, saying so, when raidad answers group 1
+# with the ratios to echo and, for pown, the requests per sync (the shim,
+# preloaded in both pown rows, counts the syncs) (skipped, saying so, when raidad answers group 1
 # with status 5 or 6); then measures raidad's memory per idle connection and
 # the most idle connections it holds.
 #
@@ -431,15 +432,29 @@ group1_status() {
 }
 
 # coin_row NAME RAIDA_BENCH_ARGS...: one row of raidad serving the coins,
-# TCP at 64 requests in flight; the medians under "coins,NAME".
+# TCP at 64 requests in flight; the medians under "coins,NAME". With
+# $row_env preloading the fsync-delay shim (FSYNC_DELAY_REPORT=1), the
+# requests per sync too: the answers counted by raida-bench over the
+# fsync/fdatasync calls the shim counted in every raidad process (the
+# journal's syncs, and the few of the start, the checkpoints and the stop).
 coin_row() {
-    local name=$1
+    local name=$1 lines syncs ok per
     shift
     bench_extra=("$@")
     row_conf=("data_dir = \"$coin_dir\";")
+    lines=$(cat "$tmp/raidad.log" 2>/dev/null | wc -l)
     run_row raidad tcp 64
-    log "  coins $name: ${row[*]}"
+    per=-
+    if [[ " ${row_env[*]} " == *" FSYNC_DELAY_REPORT=1 "* ]]; then
+        syncs=$(tail -n +"$((lines + 1))" "$tmp/raidad.log" |
+                sed -n 's/^fsync-delay: process [0-9]* delayed \([0-9]*\) syncs.*/\1/p' |
+                awk '{ s += $1 } END { print s + 0 }')
+        ok=$(json_field "$(cat "$tmp/bench.out")" ok)
+        per=$(ratio "${ok:-0}" "$syncs")
+    fi
+    log "  coins $name: ${row[*]} requests/sync $per"
     record_run "coins,$name"
+    runs[coins,$name,5]="${runs[coins,$name,5]:-} $per"
     bench_extra=()
     row_conf=()
     row_env=()
@@ -471,21 +486,24 @@ coin_table() {
         coin_row echo
         coin_row "detect x1" -m detect -N 1 -L "$coin_list"
         coin_row "detect x50" -m detect -N 50 -L "$coin_list"
+        row_env=("LD_PRELOAD=$build/fsync-delay.so" "FSYNC_DELAY_US=0" "FSYNC_DELAY_REPORT=1")
         coin_row pown -m pown -L "$coin_list"
-        row_env=("LD_PRELOAD=$build/fsync-delay.so" "FSYNC_DELAY_US=$sync_delay_us")
+        row_env=("LD_PRELOAD=$build/fsync-delay.so" "FSYNC_DELAY_US=$sync_delay_us"
+                 "FSYNC_DELAY_REPORT=1")
         coin_row "pown, syncs +${sync_delay_us} us" -m pown -L "$coin_list"
     done
     medians "coins,echo"
     e=("${med[@]}")
-    echo "| request (tcp, 64) | req/s | p50 µs | p99 µs | CPU µs/req | errors | rps / echo | p99 / echo | CPU / echo |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| request (tcp, 64) | req/s | p50 µs | p99 µs | CPU µs/req | errors | rps / echo | p99 / echo | CPU / echo | requests / sync |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     for name in echo "detect x1" "detect x50" pown "pown, syncs +${sync_delay_us} us"; do
         medians "coins,$name"
         r=("${med[@]}")
         rr=$(ratio "${r[0]}" "${e[0]}")
         lr=$(ratio "${r[2]}" "${e[2]}")
         cr=$(ratio "${r[3]}" "${e[3]}")
-        echo "| $name | ${r[0]} | ${r[1]} | ${r[2]} | ${r[3]} | ${r[4]} | $rr | $lr | $cr |"
+        # shellcheck disable=SC2086  # the list is meant to split
+        echo "| $name | ${r[0]} | ${r[1]} | ${r[2]} | ${r[3]} | ${r[4]} | $rr | $lr | $cr | $(median ${runs[coins,$name,5]:-}) |"
     done
 }
 

@@ -7,11 +7,14 @@
  * - Pages are mapped MAP_SHARED on demand by each process (the page cache
  *   is the one copy every worker sees). They are written only once the
  *   journal record that holds the change is on stable storage.
- * - A change is first a record in the write-ahead journal (raidad.journal
- *   beside Data/), appended under the store lock, and an entry in the
- *   pending table in shared memory, where every worker sees it at once.
- * - A group-commit leader (rd_coins_sync) fdatasyncs the journal for
- *   everyone waiting, then copies the synced records into the pages.
+ * - A change is first a record of the write-ahead journal, appended under
+ *   the store lock to a ring in shared memory (no system call while the
+ *   store is held), and an entry in the pending table in shared memory,
+ *   where every worker sees it at once.
+ * - A group-commit leader (rd_coins_sync) writes what was appended to the
+ *   journal file (raidad.journal beside Data/) with one pwrite, fdatasyncs
+ *   it for everyone waiting, then copies the synced records into the
+ *   pages.
  * - An answer that read or wrote a pending change is sent only once that
  *   change is durable: the caller waits for rd_coins_sync(dep), where dep is
  *   the journal position the transaction returned.

@@ -23,10 +23,13 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/mman.h>
+#include <linux/futex.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "rd_clock.h"
 #include "rd_coins.h"
 #include "rd_coins_disk.h"
 #include "rd_log.h"
@@ -47,13 +50,22 @@ typedef struct shm {
     pthread_mutex_t sync_lock;
     uint64_t epoch;                 /* of the journal's records */
     uint64_t base_lsn;              /* LSN at file offset RD_JOURNAL_START */
-    _Atomic uint64_t append_lsn;    /* end of the last whole record */
+    _Atomic uint64_t append_lsn;    /* end of the last whole record (in the ring) */
+    _Atomic uint64_t written_lsn;   /* in the journal file up to here */
     _Atomic uint64_t synced_lsn;    /* on stable storage up to here */
     _Atomic uint64_t applied_lsn;   /* copied into the pages up to here */
+    _Atomic uint32_t sync_seq;      /* moves after every sync: waiters sleep on it (futex) */
     _Atomic uint64_t checkpoint_ms; /* last checkpoint (CLOCK_MONOTONIC) */
+    uint64_t zeroed;                /* the file is written (zeros at least) up to this
+                                       offset: under the store lock */
     _Atomic int failed;             /* the journal could not be synced: no more changes */
     _Atomic uint64_t syncs;         /* fdatasyncs of the journal so far */
     _Atomic uint16_t page_count[RD_COIN_DENS][RD_COIN_PAGES];
+    /* Pending changes per page, under the store lock: a coin of a page
+     * with none is read from the page without a look into the table (a
+     * cache miss in a table of megabytes, per coin). */
+    uint16_t page_pending[RD_COIN_DENS][RD_COIN_PAGES];
+    size_t ring_cap;                /* a power of two; the ring follows the table */
     size_t pending_cap;             /* a power of two */
     size_t pending_used;
     pending_t pending[];
@@ -85,14 +97,9 @@ struct rd_coins {
     page_slot_t pages[RD_COIN_DENS][RD_COIN_PAGES];
     uint8_t *buf;                   /* record encoding and reading, under the store lock */
     size_t cap;
+    uint8_t *wbuf;                  /* the sync leader's copy of the ring (sync_lock held) */
+    size_t wcap;
 };
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 static uint32_t coin_key(int8_t den, uint32_t sn)
 {
@@ -100,6 +107,12 @@ static uint32_t coin_key(int8_t den, uint32_t sn)
 }
 
 /* ---- the pending table (under the store lock) ---------------------------- */
+
+static uint16_t *page_pending(shm_t *sh, uint32_t key)
+{
+    uint32_t id = key - 1;
+    return &sh->page_pending[id >> 20][(id & 0xFFFFF) / RD_COIN_PAGE_RECORDS];
+}
 
 static size_t slot_of(const shm_t *sh, uint32_t key)
 {
@@ -124,8 +137,10 @@ static void pending_set(shm_t *sh, uint32_t key, const uint8_t *rec, uint64_t ls
     while (sh->pending[i].key != 0 && sh->pending[i].key != key)
         i = (i + 1) & (sh->pending_cap - 1);
     pending_t *p = &sh->pending[i];
-    if (p->key == 0)
+    if (p->key == 0) {
         sh->pending_used++;
+        (*page_pending(sh, key))++;
+    }
     memcpy(p->rec, rec, RD_COIN_RECORD_SIZE);
     p->lsn = lsn;
     p->key = key;
@@ -135,6 +150,7 @@ static void pending_set(shm_t *sh, uint32_t key, const uint8_t *rec, uint64_t ls
 static void pending_remove(shm_t *sh, pending_t *p)
 {
     size_t mask = sh->pending_cap - 1, i = (size_t)(p - sh->pending), j = i;
+    (*page_pending(sh, p->key))--;
     for (;;) {
         j = (j + 1) & mask;
         if (sh->pending[j].key == 0)
@@ -152,6 +168,7 @@ static void pending_remove(shm_t *sh, pending_t *p)
 static void pending_clear(shm_t *sh)
 {
     memset(sh->pending, 0, sh->pending_cap * sizeof(pending_t));
+    memset(sh->page_pending, 0, sizeof(sh->page_pending));
     sh->pending_used = 0;
 }
 
@@ -169,7 +186,7 @@ static int page_remember(rd_coins_t *s, page_slot_t *sl, enum page_state st, con
 {
     if (st == PAGE_DAMAGED && atomic_load(&sl->state) != PAGE_DAMAGED)
         rd_log(RD_LOG_ERR, "coin store: %s: %s: its coins are unusable", path, why);
-    atomic_store(&sl->retry_ms, now_ms() + s->conf.page_recheck_ms);
+    atomic_store(&sl->retry_ms, rd_clock_ms() + s->conf.page_recheck_ms);
     atomic_store(&sl->state, (uint8_t)st);
     return st == PAGE_MISSING ? RD_COIN_MISSING : RD_COIN_DAMAGED;
 }
@@ -233,7 +250,7 @@ static int page_get(rd_coins_t *s, int8_t den, uint32_t sn, uint8_t **rec)
     int rc = RD_COIN_OK;
     if (data == NULL) {
         uint8_t st = atomic_load(&sl->state);
-        if (st != PAGE_UNKNOWN && now_ms() < atomic_load(&sl->retry_ms))
+        if (st != PAGE_UNKNOWN && rd_clock_ms() < atomic_load(&sl->retry_ms))
             return st == PAGE_MISSING ? RD_COIN_MISSING : RD_COIN_DAMAGED;
         pthread_mutex_lock(&s->map_lock);
         data = atomic_load_explicit(&sl->data, memory_order_acquire);
@@ -264,6 +281,91 @@ void rd_coins_prefetch(rd_coins_t *s, int8_t den, uint32_t sn)
 static off_t file_offset(const shm_t *sh, uint64_t lsn)
 {
     return (off_t)(RD_JOURNAL_START + (lsn - sh->base_lsn));
+}
+
+/* ---- the ring: the journal's tail in shared memory ----------------------- */
+
+/* The journal is written with zeros ahead of its records, a chunk at a
+ * time: a record then lands in blocks the file has already, its size does
+ * not change, and fdatasync writes the data alone (a growing file also
+ * makes it write the inode, or commit the file system's journal: a second
+ * wait for the disk at every sync). Zeros end the replay like any record
+ * that is not whole. */
+#define ZERO_CHUNK (256u * 1024u)
+#define ZERO_BLOCK (64u * 1024u)
+
+static const uint8_t zeros[ZERO_BLOCK];
+
+/* Records are appended to the ring under the store lock (a copy in memory,
+ * no system call while the store is held); the group-commit leader writes
+ * what was appended since the last write with one pwrite, then fdatasyncs.
+ * The ring holds the bytes from applied_lsn to append_lsn: a byte is
+ * overwritten only once its record is in the pages. */
+static uint8_t *ring_of(shm_t *sh)
+{
+    return (uint8_t *)&sh->pending[sh->pending_cap];
+}
+
+static void ring_read(shm_t *sh, uint64_t lsn, uint8_t *dst, size_t len)
+{
+    size_t at = (size_t)(lsn & (sh->ring_cap - 1)), first = sh->ring_cap - at;
+    if (first > len)
+        first = len;
+    memcpy(dst, ring_of(sh) + at, first);
+    memcpy(dst + first, ring_of(sh), len - first);
+}
+
+static void ring_write(shm_t *sh, uint64_t lsn, const uint8_t *src, size_t len)
+{
+    size_t at = (size_t)(lsn & (sh->ring_cap - 1)), first = sh->ring_cap - at;
+    if (first > len)
+        first = len;
+    memcpy(ring_of(sh) + at, src, first);
+    memcpy(ring_of(sh), src + first, len - first);
+}
+
+static int write_all(int fd, const uint8_t *p, size_t len, off_t off)
+{
+    while (len > 0) {
+        ssize_t n = pwrite(fd, p, len, off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            if (n == 0)
+                errno = EIO;
+            return -1;
+        }
+        p += n;
+        len -= (size_t)n;
+        off += n;
+    }
+    return 0;
+}
+
+/* A record that cannot be written cannot be made durable: like a failed
+ * fdatasync, the store stops taking changes (answers 252) until a restart. */
+static int write_failed(rd_coins_t *s)
+{
+    rd_log(RD_LOG_CRIT, "coin store: cannot write the journal: %s: no more changes until a "
+           "restart", strerror(errno));
+    atomic_store(&s->sh->failed, 1);
+    return -1;
+}
+
+/* The ring's bytes [FROM, TO) into the journal file, straight from the
+ * ring: the store lock is held, so they cannot be overwritten meanwhile. */
+static int ring_to_file(rd_coins_t *s, uint64_t from, uint64_t to)
+{
+    shm_t *sh = s->sh;
+    while (from < to) {
+        size_t at = (size_t)(from & (sh->ring_cap - 1)), n = sh->ring_cap - at;
+        if (n > to - from)
+            n = (size_t)(to - from);
+        if (write_all(s->jfd, ring_of(sh) + at, n, file_offset(sh, from)) < 0)
+            return write_failed(s);
+        from += n;
+    }
+    return 0;
 }
 
 static bool buf_reserve(rd_coins_t *s, size_t len)
@@ -307,16 +409,21 @@ static int apply_locked(rd_coins_t *s, uint64_t to)
     uint64_t at = atomic_load(&sh->applied_lsn);
     while (at < to) {
         uint32_t count;
-        size_t len = RD_JREC_HEAD;
+        size_t len = 0;
         off_t off = file_offset(sh, at);
-        if (!buf_reserve(s, RD_JREC_HEAD)
-            || pread(s->jfd, s->buf, RD_JREC_HEAD, off) != RD_JREC_HEAD
-            || (len = rd_jrec_parse(s->buf, RD_JREC_HEAD, sh->epoch, (uint64_t)off, &count)) == 0
-            || !buf_reserve(s, len)
-            || pread(s->jfd, s->buf, len, off) != (ssize_t)len
-            || rd_jrec_parse(s->buf, len, sh->epoch, (uint64_t)off, &count) != len) {
-            rd_log(RD_LOG_CRIT, "coin store: cannot read back the journal at %llu: "
-                   "no more changes until a restart", (unsigned long long)at);
+        bool ok = buf_reserve(s, RD_JREC_HEAD);
+        if (ok) {
+            ring_read(sh, at, s->buf, RD_JREC_HEAD);
+            len = rd_jrec_parse(s->buf, RD_JREC_HEAD, sh->epoch, (uint64_t)off, &count);
+            ok = len != 0 && len <= to - at && buf_reserve(s, len);
+        }
+        if (ok) {
+            ring_read(sh, at, s->buf, len);
+            ok = rd_jrec_parse(s->buf, len, sh->epoch, (uint64_t)off, &count) == len;
+        }
+        if (!ok) {
+            rd_log(RD_LOG_CRIT, "coin store: the journal's record at %llu is not whole in "
+                   "memory: no more changes until a restart", (unsigned long long)at);
             atomic_store(&sh->failed, 1);
             return -1;
         }
@@ -338,6 +445,28 @@ static void atomic_max(_Atomic uint64_t *v, uint64_t x)
         ;
 }
 
+/* ---- waiting for a sync ---------------------------------------------------- */
+
+/* Threads whose position another leader is syncing sleep on sync_seq
+ * rather than on sync_lock: woken the moment synced_lsn moves, they see
+ * their position synced and go, instead of waiting to take a lock that the
+ * leader may take again first (glibc mutexes are not fair), for a sync
+ * they do not need. A plain futex on the shared word: it holds no state,
+ * so a process that dies while sleeping or waking leaves nothing behind. */
+#define SYNC_WAIT_NS 20000000L      /* a leader that died: looked at again after 20 ms */
+
+static void sync_wake(shm_t *sh)
+{
+    atomic_fetch_add(&sh->sync_seq, 1);
+    syscall(SYS_futex, &sh->sync_seq, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
+
+static void sync_sleep(shm_t *sh, uint32_t seen)
+{
+    struct timespec ts = { 0, SYNC_WAIT_NS };
+    syscall(SYS_futex, &sh->sync_seq, FUTEX_WAIT, seen, &ts, NULL, 0);
+}
+
 static int journal_sync(rd_coins_t *s)
 {
     atomic_fetch_add(&s->sh->syncs, 1);
@@ -357,9 +486,13 @@ static int flush_locked(rd_coins_t *s)
 {
     shm_t *sh = s->sh;
     uint64_t end = atomic_load(&sh->append_lsn);
+    if (ring_to_file(s, atomic_load(&sh->written_lsn), end) < 0)
+        return -1;
+    atomic_max(&sh->written_lsn, end);
     if (journal_sync(s) < 0)
         return -1;
     atomic_max(&sh->synced_lsn, end);
+    sync_wake(sh);
     if (apply_locked(s, end) < 0)
         return -1;
     pending_clear(sh);
@@ -428,7 +561,8 @@ int rd_coins_get(rd_coins_txn_t *t, int8_t den, uint32_t sn, uint8_t rec[RD_COIN
             t->error = rc;
         return rc;
     }
-    pending_t *p = pending_find(s->sh, coin_key(den, sn));
+    uint32_t key = coin_key(den, sn);
+    pending_t *p = *page_pending(s->sh, key) != 0 ? pending_find(s->sh, key) : NULL;
     if (p == NULL) {
         memcpy(rec, at, RD_COIN_RECORD_SIZE);
         return RD_COIN_OK;
@@ -459,24 +593,24 @@ int rd_coins_put(rd_coins_txn_t *t, int8_t den, uint32_t sn, const uint8_t rec[R
     return RD_COIN_OK;
 }
 
-/* Appends the record: written whole before append_lsn counts it, so that
- * a death half-way leaves bytes that the next append overwrites. */
+/* Appends the record to the ring: copied whole before append_lsn counts
+ * it, so that a death half-way leaves bytes that the next append
+ * overwrites. The file gets it from the next sync's leader. */
 static int txn_append(rd_coins_txn_t *t)
 {
     rd_coins_t *s = t->s;
     shm_t *sh = s->sh;
     size_t len = rd_jrec_size(t->n);
-    if (t->n > sh->pending_cap / 2 || !buf_reserve(s, len))
-        return RD_COIN_ERROR;
-    if (sh->pending_used + t->n > sh->pending_cap / 2 && flush_locked(s) < 0)
+    if (t->n > sh->pending_cap / 2 || len > sh->ring_cap / 2 || !buf_reserve(s, len))
         return RD_COIN_ERROR;
     uint64_t at = atomic_load(&sh->append_lsn);
+    if ((sh->pending_used + t->n > sh->pending_cap / 2
+         || at + len - atomic_load(&sh->applied_lsn) > sh->ring_cap)
+        && flush_locked(s) < 0)
+        return RD_COIN_ERROR;
     uint64_t file_end = (uint64_t)file_offset(sh, at) + len;
     rd_jrec_encode(s->buf, sh->epoch, file_end, t->puts, t->n);
-    if (pwrite(s->jfd, s->buf, len, file_offset(sh, at)) != (ssize_t)len) {
-        rd_log(RD_LOG_ERR, "coin store: cannot append to the journal: %s", strerror(errno));
-        return RD_COIN_ERROR;
-    }
+    ring_write(sh, at, s->buf, len);
     atomic_store(&sh->append_lsn, at + len);
     for (size_t i = 0; i < t->n; i++)
         pending_set(sh, coin_key(t->puts[i].den, t->puts[i].sn), t->puts[i].rec, at + len);
@@ -525,28 +659,113 @@ bool rd_coins_synced(rd_coins_t *s, uint64_t dep)
     return dep == 0 || atomic_load(&s->sh->synced_lsn) >= dep;
 }
 
-/* The leader: whoever holds sync_lock syncs for everything appended so
- * far, so the threads that queued behind it usually find their position
- * synced when they get the lock. */
+/* Called by the leader under the store lock, so that no record byte lies
+ * beyond file_offset(append_lsn) while the zeros are written: they never
+ * cover a record. A failure costs speed only (the records extend the file
+ * themselves), so it is logged and the chunk skipped. */
+static void zero_ahead(rd_coins_t *s)
+{
+    shm_t *sh = s->sh;
+    uint64_t at = (uint64_t)file_offset(sh, atomic_load(&sh->append_lsn));
+    if (sh->zeroed > at + ZERO_CHUNK / 2)
+        return;
+    if (sh->zeroed > at)
+        at = sh->zeroed;
+    for (uint64_t end = at + ZERO_CHUNK; at < end; at += ZERO_BLOCK)
+        if (write_all(s->jfd, zeros, ZERO_BLOCK, (off_t)at) < 0) {
+            rd_log(RD_LOG_WARN, "coin store: cannot write ahead in the journal: %s",
+                   strerror(errno));
+            at = end;
+            break;
+        }
+    sh->zeroed = at;
+}
+
+/* The leader's copy of what is to be written: the ring's bytes from
+ * written_lsn to append_lsn. Copied under the store lock, because a full
+ * ring makes an appender flush (write, sync, apply) and reuse the bytes
+ * while the leader writes; writing the copy then rewrites the same bytes
+ * at the same offsets, which is harmless. */
+static int leader_copy(rd_coins_t *s, uint64_t *from, uint64_t *end)
+{
+    shm_t *sh = s->sh;
+    int rc = 0;
+    store_lock(s);
+    *end = atomic_load(&sh->append_lsn);
+    *from = atomic_load(&sh->written_lsn);
+    size_t len = (size_t)(*end - *from);
+    if (len > s->wcap) {
+        uint8_t *b = realloc(s->wbuf, len);
+        if (b == NULL) {
+            rc = -1;
+        } else {
+            s->wbuf = b;
+            s->wcap = len;
+        }
+    }
+    if (rc == 0 && len > 0)
+        ring_read(sh, *from, s->wbuf, len);
+    if (rc == 0)
+        zero_ahead(s);
+    store_unlock(s);
+    return rc;
+}
+
+/* One sync by the leader (sync_lock held): everything appended so far is
+ * written (one pwrite), synced, then copied into the pages. */
+static int lead_sync(rd_coins_t *s)
+{
+    shm_t *sh = s->sh;
+    uint64_t end = 0, from = 0;
+    int rc = atomic_load(&sh->failed) ? -1 : leader_copy(s, &from, &end);
+    /* The write and the sync run with the store free: requests go on
+     * appending, and the next group gathers while this one syncs. */
+    if (rc == 0 && from < end && write_all(s->jfd, s->wbuf, (size_t)(end - from),
+                                           file_offset(sh, from)) < 0)
+        rc = write_failed(s);
+    if (rc == 0) {
+        atomic_max(&sh->written_lsn, end);
+        rc = journal_sync(s);
+    }
+    if (rc == 0) {
+        atomic_max(&sh->synced_lsn, end);
+        store_lock(s);
+        rc = apply_locked(s, atomic_load(&sh->synced_lsn));
+        store_unlock(s);
+    }
+    return rc;
+}
+
+/* Group commit: whoever takes sync_lock syncs for everything appended so
+ * far; the others sleep until a sync ends and usually find their position
+ * synced by it. A position appended after the leader's copy needs the
+ * next sync: one of the woken takes the lock and leads it. */
 int rd_coins_sync(rd_coins_t *s, uint64_t dep)
 {
     shm_t *sh = s->sh;
-    if (rd_coins_synced(s, dep))
-        return 0;
-    sync_lock(s);
-    int rc = 0;
-    if (!rd_coins_synced(s, dep)) {
-        uint64_t end = atomic_load(&sh->append_lsn);
-        rc = atomic_load(&sh->failed) ? -1 : journal_sync(s);
-        if (rc == 0) {
-            atomic_max(&sh->synced_lsn, end);
-            store_lock(s);
-            rc = apply_locked(s, atomic_load(&sh->synced_lsn));
-            store_unlock(s);
+    for (;;) {
+        uint32_t seen = atomic_load(&sh->sync_seq);
+        if (rd_coins_synced(s, dep))
+            return 0;
+        if (atomic_load(&sh->failed))
+            return -1;
+        int r = pthread_mutex_trylock(&sh->sync_lock);
+        if (r == EOWNERDEAD) {
+            /* Positions only grow and every step is redone safely: a dead
+             * leader's work is simply done again. */
+            pthread_mutex_consistent(&sh->sync_lock);
+            r = 0;
         }
+        if (r != 0) {
+            sync_sleep(sh, seen);
+            continue;
+        }
+        int rc = rd_coins_synced(s, dep) ? 0 : lead_sync(s);
+        pthread_mutex_unlock(&sh->sync_lock);
+        sync_wake(sh);
+        if (rc < 0)
+            return -1;
     }
-    pthread_mutex_unlock(&sh->sync_lock);
-    return rc == 0 && rd_coins_synced(s, dep) ? 0 : -1;
 }
 
 static bool checkpoint_due(rd_coins_t *s)
@@ -556,7 +775,7 @@ static bool checkpoint_due(rd_coins_t *s)
     if (used == 0)
         return false;
     return used >= s->conf.journal_max
-        || now_ms() - atomic_load(&sh->checkpoint_ms) >= s->conf.checkpoint_interval_ms;
+        || rd_clock_ms() - atomic_load(&sh->checkpoint_ms) >= s->conf.checkpoint_interval_ms;
 }
 
 /* Pages to stable storage, then a new epoch in the journal's header: the
@@ -588,15 +807,17 @@ int rd_coins_checkpoint(rd_coins_t *s, bool force)
         if (rc == 0) {
             sh->epoch++;
             sh->base_lsn = atomic_load(&sh->append_lsn);
+            sh->zeroed = RD_JOURNAL_START;
             rd_log_debug("coin store: checkpoint: journal emptied, epoch %llu",
                          (unsigned long long)sh->epoch);
             if (ftruncate(s->jfd, RD_JOURNAL_START) < 0)
                 rd_log(RD_LOG_WARN, "coin store: cannot shorten the journal: %s", strerror(errno));
         }
-        atomic_store(&sh->checkpoint_ms, now_ms());
+        atomic_store(&sh->checkpoint_ms, rd_clock_ms());
     }
     store_unlock(s);
     pthread_mutex_unlock(&sh->sync_lock);
+    sync_wake(sh);
     return rc;
 }
 
@@ -664,14 +885,24 @@ static void give_files(const rd_coins_conf_t *conf)
     }
 }
 
+/* Room for two records of the most changes a transaction may make. */
+static size_t ring_capacity(size_t pending_cap)
+{
+    size_t cap = 64 * 1024;
+    while (cap < 2 * rd_jrec_size(pending_cap / 2))
+        cap *= 2;
+    return cap;
+}
+
 static shm_t *shm_make(size_t pending_max, size_t *mapped)
 {
-    size_t cap = pending_capacity(pending_max);
-    *mapped = sizeof(shm_t) + cap * sizeof(pending_t);
+    size_t cap = pending_capacity(pending_max), ring = ring_capacity(cap);
+    *mapped = sizeof(shm_t) + cap * sizeof(pending_t) + ring;
     shm_t *sh = mmap(NULL, *mapped, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (sh == MAP_FAILED)
         return NULL;
     sh->pending_cap = cap;
+    sh->ring_cap = ring;
     if (init_lock(&sh->lock) != 0 || init_lock(&sh->sync_lock) != 0) {
         munmap(sh, *mapped);
         return NULL;
@@ -721,7 +952,7 @@ rd_coins_shared_t *rd_coins_prepare(const rd_coins_conf_t *conf, char *err, size
         for (unsigned d = 0; d < RD_COIN_DENS; d++)
             for (unsigned page = 0; page < RD_COIN_PAGES; page++)
                 atomic_init(&h->shm->page_count[d][page], counts[d][page]);
-        atomic_init(&h->shm->checkpoint_ms, now_ms());
+        atomic_init(&h->shm->checkpoint_ms, rd_clock_ms());
         give_files(conf);
     }
     free(counts);
@@ -795,6 +1026,7 @@ void rd_coins_close(rd_coins_t *s)
     close(s->jfd);
     close(s->dirfd);
     free(s->buf);
+    free(s->wbuf);
     free(s);
 }
 

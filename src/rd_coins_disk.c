@@ -314,9 +314,27 @@ static int sync_dir(const char *dir)
     return rc;
 }
 
+/* The bytes from FROM to the last one that is not zero: the zeros raidad
+ * writes ahead of its records (rd_coins.c, zero_ahead) are not damage. */
+static uint64_t tail_bytes(int fd, uint64_t from, uint64_t size)
+{
+    uint8_t buf[4096];
+    uint64_t end = from;
+    for (uint64_t at = from; at < size;) {
+        ssize_t n = pread(fd, buf, sizeof(buf), (off_t)at);
+        if (n <= 0)
+            return size - from;
+        for (ssize_t i = 0; i < n; i++)
+            if (buf[i] != 0)
+                end = at + (uint64_t)i + 1;
+        at += (uint64_t)n;
+    }
+    return end - from;
+}
+
 static void log_replay(const replay_t *r, const char *path, off_t size)
 {
-    uint64_t left = (uint64_t)size > r->at ? (uint64_t)size - r->at : 0;
+    uint64_t left = (uint64_t)size > r->at ? tail_bytes(r->fd, r->at, (uint64_t)size) : 0;
     if (r->records == 0 && left == 0)
         return;
     rd_log(RD_LOG_NOTICE, "journal %s: replayed %ld records (%ld coin changes, %ld skipped); "

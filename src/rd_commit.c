@@ -117,8 +117,14 @@ void rd_commit_add(rd_commit_t *c, uint64_t lsn, void *item)
         return;
     }
     c->items[c->n++] = (waiting_t){ .lsn = lsn, .item = item };
-    pthread_cond_signal(&c->cond);
+    bool first = c->n == 1;
     pthread_mutex_unlock(&c->lock);
+    /* The thread waits only when it found nothing queued: only the first
+     * item after that wakes it, and after the unlock, so that it does not
+     * wake to block on the lock. The pool, the only caller, is joined
+     * before the commit thread is destroyed. */
+    if (first)
+        pthread_cond_signal(&c->cond);
 }
 
 void rd_commit_destroy(rd_commit_t *c)

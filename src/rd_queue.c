@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
@@ -83,14 +84,20 @@ static void queue_signal(const rd_queue_t *q)
         ;
 }
 
+/* Only the push that finds the queue empty writes the eventfd: every item
+ * behind it is taken by the same drain (pop_all clears the eventfd before
+ * it takes, and takes all there is, or signals again for what is left), so
+ * a burst of answers costs one write and one wake-up, not one per answer. */
 int rd_queue_push(rd_queue_t *q, void *item)
 {
     int rc;
+    bool first;
 
     pthread_mutex_lock(&q->lock);
+    first = rd_ring_count(&q->items) == 0;
     rc = queue_store(q, item);
     pthread_mutex_unlock(&q->lock);
-    if (rc == 0)
+    if (rc == 0 && first)
         queue_signal(q);
     return rc;
 }

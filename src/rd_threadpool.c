@@ -149,19 +149,22 @@ rd_threadpool_t *rd_threadpool_create(unsigned threads, size_t capacity)
 
 int rd_threadpool_submit(rd_threadpool_t *pool, rd_job_fn fn, void *arg)
 {
+    struct rd_job job = { fn, arg, rd_clock_ns() };
     int rc = -1;
 
     pthread_mutex_lock(&pool->lock);
     /* Refuse rather than drop: the caller still owns the job and can
      * answer "busy" or retry. */
-    struct rd_job job = { fn, arg, rd_clock_ns() };
-
     if (!pool->stop && rd_ring_push(&pool->jobs, &job)) {
         rd_metrics_pool(pool->threads, rd_ring_count(&pool->jobs), pool->running);
-        pthread_cond_signal(&pool->wake);
         rc = 0;
     }
     pthread_mutex_unlock(&pool->lock);
+    /* After the unlock: a thread woken with the lock still held would
+     * only block on it again (a futex wait and a wake more per job). The
+     * caller is the only one that destroys the pool, so it still exists. */
+    if (rc == 0)
+        pthread_cond_signal(&pool->wake);
     return rc;
 }
 

@@ -341,7 +341,12 @@ static void test_checkpoint_empties_journal(void **state)
     fx_coin(f, 6, 1023999, NULL, 3);
     fx_open(f);
     uint64_t dep = change(f->store, 6, 1023999, pan);
+    /* The record is in the shared ring until a sync's leader writes it. */
+    assert_int_equal(file_size(f, RD_JOURNAL_NAME), RD_JOURNAL_START);
+    assert_int_equal(rd_coins_sync(f->store, dep), 0);
     assert_true(file_size(f, RD_JOURNAL_NAME) > RD_JOURNAL_START);
+    memset(pan, 0x41, sizeof(pan));
+    dep = change(f->store, 6, 1023999, pan);
     assert_int_equal(rd_coins_checkpoint(f->store, true), 0);
     assert_true(rd_coins_synced(f->store, dep));   /* positions stay meaningful */
     assert_int_equal(file_size(f, RD_JOURNAL_NAME), RD_JOURNAL_START);
@@ -432,15 +437,13 @@ static void test_unclean_stop_then_start(void **state)
     fx_coin(f, -8, 0, NULL, 3);
     fx_open(f);
     uint64_t dep = change(f->store, -8, 0, pan);
-    /* Durable in the journal only: the sync's apply is what writes pages;
-     * here the record is made durable by hand, as a leader killed between
-     * its fdatasync and its apply would leave it. */
-    char path[PATH_MAX];
-    snprintf(path, sizeof(path), "%s/" RD_JOURNAL_NAME, f->root);
-    int fd = open(path, O_RDWR);
-    assert_int_equal(fdatasync(fd), 0);
-    close(fd);
-    (void)dep;
+    assert_int_equal(rd_coins_sync(f->store, dep), 0);
+    /* Durable in the journal; the page is then put back to the old record,
+     * as a leader killed between its fdatasync and its apply, or a power
+     * cut that lost the page's writeback, would leave it. */
+    fx_coin(f, -8, 0, NULL, 3);
+    fx_read(f, -8, 0, rec);
+    assert_memory_not_equal(rec, pan, RD_COIN_AN_SIZE);
     /* "kill -9": nothing more is done with the store; the next start's
      * replay (what rd_coins_prepare runs) works from the files alone. */
     rd_coins_close(f->store);
@@ -448,6 +451,49 @@ static void test_unclean_stop_then_start(void **state)
     char err[PATH_MAX + 256];
     assert_true(rd_coins_recover(f->root, err, sizeof(err)) >= 1);
     fx_read(f, -8, 0, rec);
+    assert_memory_equal(rec, pan, RD_COIN_AN_SIZE);
+}
+
+/* The journal's tail lives in a ring in shared memory (256 KiB with this
+ * fixture's pending_changes): 12,000 changes of one coin (54-byte records)
+ * wrap it twice, once with syncs between them (the leader's write and
+ * apply from the ring), once with 6,000 changes and no sync (the ring
+ * fills: the appender writes, syncs and applies all). The file crosses
+ * several chunks of zeros written ahead of the records; a replay from the
+ * files alone, with the page put back to its old value, finds the last. */
+static void pattern(unsigned i, uint8_t an[RD_COIN_AN_SIZE])
+{
+    for (unsigned k = 0; k < RD_COIN_AN_SIZE; k++)
+        an[k] = (uint8_t)(i * 31 + k * 7 + (i >> 8));
+}
+
+static void test_ring_wraps_and_replays(void **state)
+{
+    fixture_t *f = *state;
+    uint8_t pan[RD_COIN_AN_SIZE], rec[RD_COIN_RECORD_SIZE];
+    uint64_t dep = 0;
+    fx_coin(f, 2, 7, NULL, 3);
+    fx_open(f);
+    uint64_t syncs = rd_coins_syncs(f->store);
+    for (unsigned i = 0; i < 12000; i++) {
+        pattern(i, pan);
+        dep = change(f->store, 2, 7, pan);
+        if (i < 6000 && i % 500 == 499)
+            assert_int_equal(rd_coins_sync(f->store, dep), 0);
+    }
+    expect_key(f->store, 2, 7, pan);
+    /* The stretch without a sync filled the ring: appenders synced. */
+    assert_true(rd_coins_syncs(f->store) - syncs > 12);
+    assert_int_equal(rd_coins_sync(f->store, dep), 0);
+    fx_read(f, 2, 7, rec);
+    assert_memory_equal(rec, pan, RD_COIN_AN_SIZE);
+    assert_true(file_size(f, RD_JOURNAL_NAME) > 12000u * 54u);
+    rd_coins_close(f->store);
+    f->store = NULL;
+    fx_coin(f, 2, 7, NULL, 3);
+    char err[PATH_MAX + 256];
+    assert_int_equal(rd_coins_recover(f->root, err, sizeof(err)), 12000);
+    fx_read(f, 2, 7, rec);
     assert_memory_equal(rec, pan, RD_COIN_AN_SIZE);
 }
 
@@ -598,6 +644,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_replay_with_torn_tail, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_stops_at_bad_crc, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unclean_stop_then_start, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ring_wraps_and_replays, setup, teardown),
         cmocka_unit_test_setup_teardown(test_check_data_dir, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_page_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transient_error_not_cached, setup, teardown),
