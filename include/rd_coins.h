@@ -54,11 +54,6 @@ typedef struct rd_coins_conf {
 
 /* ---- the master, before forking ------------------------------------------ */
 
-/* Checks DATA_DIR for a server whose workers run as UID (or (uid_t)-1 for
- * the current identity): the folder and Data/ exist and are usable, every
- * page file has the right size and owner. On failure writes "FILE: what"
- * into ERR and returns -1. */
-int rd_coins_check(const char *data_dir, uid_t uid, char *err, size_t err_len);
 
 /* Checks, locks the folder against a second raidad, replays the journal
  * into the pages (logging what it replayed), resets it, counts the issued
@@ -71,9 +66,6 @@ rd_coins_shared_t *rd_coins_prepare(const rd_coins_conf_t *conf, char *err, size
  * and frees SH. */
 void rd_coins_finish(rd_coins_shared_t *sh);
 
-/* Replays DATA_DIR's journal into its pages and resets it; the store's own
- * recovery (also for tests). Returns the records replayed, or -1 with ERR. */
-long rd_coins_recover(const char *data_dir, char *err, size_t err_len);
 
 /* The data folder SH was made for. */
 const char *rd_coins_shared_dir(const rd_coins_shared_t *sh);

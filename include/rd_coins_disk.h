@@ -11,7 +11,9 @@
 #include <limits.h>
 #include <stdint.h>
 
-#include "rd_coins.h"
+#include <sys/types.h>
+
+#include "rd_coinfile.h"
 
 #define RD_JOURNAL_NAME     "raidad.journal"
 #define RD_INDEX_NAME       "raidad.index"
@@ -39,7 +41,8 @@ static inline unsigned rd_den_index(int8_t den)
 
 /* Opens page PAGE of denomination index D, lowercase hex first, then
  * uppercase; PATH gets the name tried last. -1 with errno on failure. */
-int rd_page_open(const char *dir, unsigned d, unsigned page, int flags, char *path, size_t len);
+int rd_coins_disk_page_open(const char *dir, unsigned d, unsigned page, int flags,
+                            char *path, size_t len);
 
 /* The size of a record of N entries. */
 static inline size_t rd_jrec_size(size_t n)
@@ -48,31 +51,42 @@ static inline size_t rd_jrec_size(size_t n)
 }
 
 /* Writes the record of N entries that ends at file offset END into BUF. */
-void rd_jrec_encode(uint8_t *buf, uint64_t epoch, uint64_t end, const rd_jentry_t *e, size_t n);
+void rd_coins_disk_jrec_encode(uint8_t *buf, uint64_t epoch, uint64_t end,
+                               const rd_jentry_t *e, size_t n);
 
 /* The length of the whole, valid record of EPOCH at file offset AT in BUF
  * (AVAIL bytes there), or 0 when there is none (torn, garbage, another
  * epoch); *COUNT gets its entries. With AVAIL < the length it says how
  * much to read (returns the length, *COUNT = 0). */
-size_t rd_jrec_parse(const uint8_t *buf, size_t avail, uint64_t epoch, uint64_t at,
+size_t rd_coins_disk_jrec_parse(const uint8_t *buf, size_t avail, uint64_t epoch, uint64_t at,
                      uint32_t *count);
-void rd_jrec_entry(const uint8_t *rec, uint32_t i, rd_jentry_t *e);
+void rd_coins_disk_jrec_entry(const uint8_t *rec, uint32_t i, rd_jentry_t *e);
 
 /* The journal's header: its epoch. */
-int rd_journal_read_epoch(int fd, uint64_t *epoch);
-int rd_journal_write_epoch(int fd, uint64_t epoch);
+int rd_coins_disk_read_epoch(int fd, uint64_t *epoch);
+int rd_coins_disk_write_epoch(int fd, uint64_t epoch);
 
 /* Issued coins (MFS not 0) in a page image. */
-unsigned rd_page_count(const uint8_t *page);
+unsigned rd_coins_disk_page_count(const uint8_t *page);
 
 /* The issued count of every page (RD_PAGE_ABSENT: no file), from the index
  * where it is current, else by reading the page. -1 with ERR on failure. */
-int rd_coins_count_all(const char *dir, uint16_t counts[RD_COIN_DENS][RD_COIN_PAGES],
+int rd_coins_disk_count_all(const char *dir, uint16_t counts[RD_COIN_DENS][RD_COIN_PAGES],
                        char *err, size_t err_len);
 /* Writes the index for COUNTS (atomically: a new file renamed). */
-int rd_coins_write_index(const char *dir, const uint16_t counts[RD_COIN_DENS][RD_COIN_PAGES]);
+int rd_coins_disk_write_index(const char *dir, const uint16_t counts[RD_COIN_DENS][RD_COIN_PAGES]);
 
 /* Replays the journal, resets it under a new epoch; *EPOCH gets it. */
-long rd_coins_replay(const char *dir, uint64_t *epoch, char *err, size_t err_len);
+long rd_coins_disk_replay(const char *dir, uint64_t *epoch, char *err, size_t err_len);
+
+/* Checks DATA_DIR for a server whose workers run as UID (or (uid_t)-1 for
+ * the current identity): the folder and Data/ exist and are usable, every
+ * page file has the right size and owner. On failure writes "FILE: what"
+ * into ERR and returns -1. */
+int rd_coins_disk_check(const char *data_dir, uid_t uid, char *err, size_t err_len);
+
+/* Replays DATA_DIR's journal into its pages and resets it; the store's own
+ * recovery (also for tests). Returns the records replayed, or -1 with ERR. */
+long rd_coins_disk_recover(const char *data_dir, char *err, size_t err_len);
 
 #endif

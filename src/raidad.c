@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "rd_coins.h"
+#include "rd_coins_disk.h"
 #include "rd_config.h"
 #include "rd_cycle.h"
 #include "rd_log.h"
@@ -195,7 +196,7 @@ static int check_data_dir(const rd_config_t *cf)
     if (cf->data_dir[0] == '\0')
         return 0;
     rd_config_coins(cf, &conf);
-    if (rd_coins_check(cf->data_dir, conf.uid, err, sizeof(err)) == 0)
+    if (rd_coins_disk_check(cf->data_dir, conf.uid, err, sizeof(err)) == 0)
         return 0;
     fprintf(stderr, "raidad: %s\n", err);
     return -1;

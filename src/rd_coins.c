@@ -196,14 +196,14 @@ static void page_count_new(rd_coins_t *s, unsigned d, unsigned page, const uint8
 {
     uint16_t absent = RD_PAGE_ABSENT;
     atomic_compare_exchange_strong(&s->sh->page_count[d][page], &absent,
-                                   (uint16_t)rd_page_count(data));
+                                   (uint16_t)rd_coins_disk_page_count(data));
 }
 
 static int page_load(rd_coins_t *s, unsigned d, unsigned page, page_slot_t *sl)
 {
     char path[RD_COIN_PATH_MAX], why[64];
     struct stat st;
-    int fd = rd_page_open(s->dir, d, page, O_RDWR, path, sizeof(path));
+    int fd = rd_coins_disk_page_open(s->dir, d, page, O_RDWR, path, sizeof(path));
     if (fd < 0) {
         int err = errno;
         if (err == ENOENT || err == ENOTDIR)
@@ -414,12 +414,12 @@ static int apply_locked(rd_coins_t *s, uint64_t to)
         bool ok = buf_reserve(s, RD_JREC_HEAD);
         if (ok) {
             ring_read(sh, at, s->buf, RD_JREC_HEAD);
-            len = rd_jrec_parse(s->buf, RD_JREC_HEAD, sh->epoch, (uint64_t)off, &count);
+            len = rd_coins_disk_jrec_parse(s->buf, RD_JREC_HEAD, sh->epoch, (uint64_t)off, &count);
             ok = len != 0 && len <= to - at && buf_reserve(s, len);
         }
         if (ok) {
             ring_read(sh, at, s->buf, len);
-            ok = rd_jrec_parse(s->buf, len, sh->epoch, (uint64_t)off, &count) == len;
+            ok = rd_coins_disk_jrec_parse(s->buf, len, sh->epoch, (uint64_t)off, &count) == len;
         }
         if (!ok) {
             rd_log(RD_LOG_CRIT, "coin store: the journal's record at %llu is not whole in "
@@ -429,7 +429,7 @@ static int apply_locked(rd_coins_t *s, uint64_t to)
         }
         for (uint32_t i = 0; i < count; i++) {
             rd_jentry_t e;
-            rd_jrec_entry(s->buf, i, &e);
+            rd_coins_disk_jrec_entry(s->buf, i, &e);
             apply_entry(s, &e, at + len);
         }
         at += len;
@@ -609,7 +609,7 @@ static int txn_append(rd_coins_txn_t *t)
         && flush_locked(s) < 0)
         return RD_COIN_ERROR;
     uint64_t file_end = (uint64_t)file_offset(sh, at) + len;
-    rd_jrec_encode(s->buf, sh->epoch, file_end, t->puts, t->n);
+    rd_coins_disk_jrec_encode(s->buf, sh->epoch, file_end, t->puts, t->n);
     ring_write(sh, at, s->buf, len);
     atomic_store(&sh->append_lsn, at + len);
     for (size_t i = 0; i < t->n; i++)
@@ -799,7 +799,7 @@ int rd_coins_checkpoint(rd_coins_t *s, bool force)
             rd_log(RD_LOG_CRIT, "coin store: syncfs: %s", strerror(errno));
             rc = -1;
         }
-        if (rc == 0 && rd_journal_write_epoch(s->jfd, sh->epoch + 1) < 0) {
+        if (rc == 0 && rd_coins_disk_write_epoch(s->jfd, sh->epoch + 1) < 0) {
             rd_log(RD_LOG_CRIT, "coin store: cannot reset the journal: %s", strerror(errno));
             atomic_store(&sh->failed, 1);
             rc = -1;
@@ -930,17 +930,17 @@ rd_coins_shared_t *rd_coins_prepare(const rd_coins_conf_t *conf, char *err, size
     }
     h->lock_fd = -1;
     snprintf(h->dir, sizeof(h->dir), "%s", conf->data_dir);
-    int rc = rd_coins_check(conf->data_dir, conf->uid, err, len);
+    int rc = rd_coins_disk_check(conf->data_dir, conf->uid, err, len);
     if (rc == 0)
         rc = take_folder(h, conf, err, len);
     if (rc == 0)
-        rc = rd_coins_replay(conf->data_dir, &epoch, err, len) < 0 ? -1 : 0;
+        rc = rd_coins_disk_replay(conf->data_dir, &epoch, err, len) < 0 ? -1 : 0;
     if (rc == 0 && (counts = calloc(RD_COIN_DENS, sizeof(*counts))) == NULL)
         rc = -1;
     if (rc == 0)
-        rc = rd_coins_count_all(conf->data_dir, counts, err, len);
+        rc = rd_coins_disk_count_all(conf->data_dir, counts, err, len);
     if (rc == 0
-        && rd_coins_write_index(conf->data_dir, (const uint16_t (*)[RD_COIN_PAGES])counts) < 0)
+        && rd_coins_disk_write_index(conf->data_dir, (const uint16_t (*)[RD_COIN_PAGES])counts) < 0)
         rd_log(RD_LOG_WARN, "coin store: cannot write the index in %s: %s", conf->data_dir,
                strerror(errno));
     if (rc == 0 && (h->shm = shm_make(conf->pending_max, &h->mapped)) == NULL) {
@@ -976,12 +976,12 @@ void rd_coins_finish(rd_coins_shared_t *h)
         return;
     /* From the files only: a worker may have left the shared memory in
      * any state. */
-    if (rd_coins_replay(h->dir, &epoch, err, sizeof(err)) < 0) {
+    if (rd_coins_disk_replay(h->dir, &epoch, err, sizeof(err)) < 0) {
         rd_log(RD_LOG_ERR, "coin store: %s", err);
     } else {
         uint16_t (*counts)[RD_COIN_PAGES] = calloc(RD_COIN_DENS, sizeof(*counts));
-        if (counts != NULL && rd_coins_count_all(h->dir, counts, err, sizeof(err)) == 0)
-            rd_coins_write_index(h->dir, (const uint16_t (*)[RD_COIN_PAGES])counts);
+        if (counts != NULL && rd_coins_disk_count_all(h->dir, counts, err, sizeof(err)) == 0)
+            rd_coins_disk_write_index(h->dir, (const uint16_t (*)[RD_COIN_PAGES])counts);
         free(counts);
     }
     shared_free(h);
@@ -1052,7 +1052,7 @@ int rd_coins_read_key(const char *dir, int8_t den, uint32_t sn, uint8_t key[RD_C
     uint8_t rec[RD_COIN_RECORD_SIZE];
     if (!rd_coinfile_valid(den, sn))
         return RD_COIN_MISSING;
-    int fd = rd_page_open(dir, rd_den_index(den), sn / RD_COIN_PAGE_RECORDS, O_RDONLY,
+    int fd = rd_coins_disk_page_open(dir, rd_den_index(den), sn / RD_COIN_PAGE_RECORDS, O_RDONLY,
                           path, sizeof(path));
     if (fd < 0)
         return errno == ENOENT || errno == ENOTDIR ? RD_COIN_MISSING : RD_COIN_ERROR;

@@ -49,7 +49,8 @@ static bool has_letter(unsigned d, unsigned page)
     return false;
 }
 
-int rd_page_open(const char *dir, unsigned d, unsigned page, int flags, char *path, size_t len)
+int rd_coins_disk_page_open(const char *dir, unsigned d, unsigned page, int flags,
+                            char *path, size_t len)
 {
     page_name(dir, d, page, false, path, len);
     int fd = open(path, flags | O_CLOEXEC);
@@ -71,7 +72,7 @@ static int page_stat(const char *dir, unsigned d, unsigned page, struct stat *st
     return stat(path, st);
 }
 
-unsigned rd_page_count(const uint8_t *page)
+unsigned rd_coins_disk_page_count(const uint8_t *page)
 {
     unsigned n = 0;
     for (size_t i = 0; i < RD_COIN_PAGE_RECORDS; i++)
@@ -130,7 +131,7 @@ static int check_page(const char *dir, unsigned d, unsigned page, uid_t uid, cha
     return check_usable(path, &st, uid, err, len);
 }
 
-int rd_coins_check(const char *dir, uid_t uid, char *err, size_t len)
+int rd_coins_disk_check(const char *dir, uid_t uid, char *err, size_t len)
 {
     char path[RD_COIN_PATH_MAX];
     if (strlen(dir) >= PATH_MAX - 64)
@@ -149,7 +150,8 @@ int rd_coins_check(const char *dir, uid_t uid, char *err, size_t len)
 
 /* ---- journal records ----------------------------------------------------- */
 
-void rd_jrec_encode(uint8_t *buf, uint64_t epoch, uint64_t end, const rd_jentry_t *e, size_t n)
+void rd_coins_disk_jrec_encode(uint8_t *buf, uint64_t epoch, uint64_t end,
+                               const rd_jentry_t *e, size_t n)
 {
     size_t len = rd_jrec_size(n);
     rd_put_be(buf, JREC_MAGIC, 4);
@@ -166,7 +168,7 @@ void rd_jrec_encode(uint8_t *buf, uint64_t epoch, uint64_t end, const rd_jentry_
     rd_put_be(p, crc32(0L, buf, (uInt)(len - RD_JREC_TAIL)), 4);
 }
 
-size_t rd_jrec_parse(const uint8_t *buf, size_t avail, uint64_t epoch, uint64_t at,
+size_t rd_coins_disk_jrec_parse(const uint8_t *buf, size_t avail, uint64_t epoch, uint64_t at,
                      uint32_t *count)
 {
     *count = 0;
@@ -185,7 +187,7 @@ size_t rd_jrec_parse(const uint8_t *buf, size_t avail, uint64_t epoch, uint64_t 
     return len;
 }
 
-void rd_jrec_entry(const uint8_t *rec, uint32_t i, rd_jentry_t *e)
+void rd_coins_disk_jrec_entry(const uint8_t *rec, uint32_t i, rd_jentry_t *e)
 {
     const uint8_t *p = rec + RD_JREC_HEAD + (size_t)i * RD_JREC_ENTRY;
     e->den = (int8_t)p[0];
@@ -194,7 +196,7 @@ void rd_jrec_entry(const uint8_t *rec, uint32_t i, rd_jentry_t *e)
 }
 
 /* The header's first 20 bytes lie in one sector: written whole or not. */
-int rd_journal_read_epoch(int fd, uint64_t *epoch)
+int rd_coins_disk_read_epoch(int fd, uint64_t *epoch)
 {
     uint8_t h[20];
     if (pread(fd, h, sizeof(h), 0) != (ssize_t)sizeof(h) || memcmp(h, JHEAD_MAGIC, 8) != 0
@@ -204,7 +206,7 @@ int rd_journal_read_epoch(int fd, uint64_t *epoch)
     return 0;
 }
 
-int rd_journal_write_epoch(int fd, uint64_t epoch)
+int rd_coins_disk_write_epoch(int fd, uint64_t epoch)
 {
     uint8_t h[RD_JOURNAL_START];
     memset(h, 0, sizeof(h));
@@ -236,7 +238,7 @@ static int replay_entry(replay_t *r, const rd_jentry_t *e)
         return 0;
     }
     unsigned d = rd_den_index(e->den), page = e->sn / RD_COIN_PAGE_RECORDS;
-    int fd = rd_page_open(r->dir, d, page, O_RDWR, path, sizeof(path));
+    int fd = rd_coins_disk_page_open(r->dir, d, page, O_RDWR, path, sizeof(path));
     if (fd < 0) {
         rd_log(RD_LOG_ERR, "journal: cannot replay a change of coin %d/%u into %s: %s",
                e->den, e->sn, path, strerror(errno));
@@ -261,7 +263,7 @@ static size_t replay_read(replay_t *r, uint32_t *count)
     uint8_t head[RD_JREC_HEAD];
     if (pread(r->fd, head, sizeof(head), (off_t)r->at) != (ssize_t)sizeof(head))
         return 0;
-    size_t len = rd_jrec_parse(head, sizeof(head), r->epoch, r->at, count);
+    size_t len = rd_coins_disk_jrec_parse(head, sizeof(head), r->epoch, r->at, count);
     if (len == 0)
         return 0;
     if (len > r->cap) {
@@ -273,7 +275,7 @@ static size_t replay_read(replay_t *r, uint32_t *count)
     }
     if (pread(r->fd, r->buf, len, (off_t)r->at) != (ssize_t)len)
         return 0;
-    return rd_jrec_parse(r->buf, len, r->epoch, r->at, count) == len ? len : 0;
+    return rd_coins_disk_jrec_parse(r->buf, len, r->epoch, r->at, count) == len ? len : 0;
 }
 
 static int replay_all(replay_t *r)
@@ -283,7 +285,7 @@ static int replay_all(replay_t *r)
     while ((len = replay_read(r, &count)) > 0 && count > 0) {
         for (uint32_t i = 0; i < count; i++) {
             rd_jentry_t e;
-            rd_jrec_entry(r->buf, i, &e);
+            rd_coins_disk_jrec_entry(r->buf, i, &e);
             if (replay_entry(r, &e) < 0)
                 return -1;
         }
@@ -342,7 +344,7 @@ static void log_replay(const replay_t *r, const char *path, off_t size)
            r->skipped, (unsigned long long)left);
 }
 
-long rd_coins_replay(const char *dir, uint64_t *epoch, char *err, size_t err_len)
+long rd_coins_disk_replay(const char *dir, uint64_t *epoch, char *err, size_t err_len)
 {
     char path[RD_COIN_PATH_MAX];
     bool fresh;
@@ -352,7 +354,7 @@ long rd_coins_replay(const char *dir, uint64_t *epoch, char *err, size_t err_len
     if (r.fd < 0 || fstat(r.fd, &st) < 0)
         return fail(err, err_len, path, strerror(errno));
     int rc = 0;
-    if (rd_journal_read_epoch(r.fd, &r.epoch) < 0) {
+    if (rd_coins_disk_read_epoch(r.fd, &r.epoch) < 0) {
         /* A header is written before any record of its epoch: with none,
          * a longer file holds only what a checkpoint made durable already
          * (unless the disk damaged it, which the operator must judge). */
@@ -366,7 +368,8 @@ long rd_coins_replay(const char *dir, uint64_t *epoch, char *err, size_t err_len
     free(r.buf);
     if (rc == 0) {
         log_replay(&r, path, st.st_size);
-        if (rd_journal_write_epoch(r.fd, r.epoch + 1) < 0 || ftruncate(r.fd, RD_JOURNAL_START) < 0
+        if (rd_coins_disk_write_epoch(r.fd, r.epoch + 1) < 0
+            || ftruncate(r.fd, RD_JOURNAL_START) < 0
             || fsync(r.fd) < 0 || (fresh && sync_dir(dir) < 0))
             rc = fail(err, err_len, path, strerror(errno));
     }
@@ -375,10 +378,10 @@ long rd_coins_replay(const char *dir, uint64_t *epoch, char *err, size_t err_len
     return rc < 0 ? -1 : r.records;
 }
 
-long rd_coins_recover(const char *dir, char *err, size_t err_len)
+long rd_coins_disk_recover(const char *dir, char *err, size_t err_len)
 {
     uint64_t epoch;
-    return rd_coins_replay(dir, &epoch, err, err_len);
+    return rd_coins_disk_replay(dir, &epoch, err, err_len);
 }
 
 /* ---- issued counts and the index ----------------------------------------- */
@@ -451,11 +454,11 @@ static int count_page(const char *dir, unsigned d, unsigned page, uint16_t *coun
         close(fd);
     if (n != RD_COIN_PAGE_SIZE)
         return fail(err, err_len, path, n < 0 ? strerror(saved) : "short page file");
-    *count = (uint16_t)rd_page_count(buf);
+    *count = (uint16_t)rd_coins_disk_page_count(buf);
     return 0;
 }
 
-int rd_coins_count_all(const char *dir, uint16_t counts[RD_COIN_DENS][RD_COIN_PAGES],
+int rd_coins_disk_count_all(const char *dir, uint16_t counts[RD_COIN_DENS][RD_COIN_PAGES],
                        char *err, size_t err_len)
 {
     index_entry_t (*idx)[RD_COIN_PAGES] = calloc(RD_COIN_DENS, sizeof(*idx));
@@ -471,7 +474,7 @@ int rd_coins_count_all(const char *dir, uint16_t counts[RD_COIN_DENS][RD_COIN_PA
     return rc;
 }
 
-int rd_coins_write_index(const char *dir, const uint16_t counts[RD_COIN_DENS][RD_COIN_PAGES])
+int rd_coins_disk_write_index(const char *dir, const uint16_t counts[RD_COIN_DENS][RD_COIN_PAGES])
 {
     char path[RD_COIN_PATH_MAX], tmp[RD_COIN_PATH_MAX], name[RD_COIN_PATH_MAX];
     size_t cap = 20 + (size_t)RD_COIN_DENS * RD_COIN_PAGES * INDEX_ENTRY + 4, len = 20;

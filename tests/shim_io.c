@@ -299,7 +299,7 @@ static int shim_has_mode(int flags)
     }
 
 /* _FORTIFY_SOURCE turns open(path, flags) with flags not known at compile
- * time into __open_2 (raidad's rd_page_open is such a call). */
+ * time into __open_2 (raidad's rd_coins_disk_page_open is such a call). */
 #define SHIM_OPEN_2(name)                                                       \
     int name(const char *path, int flags)                                       \
     {                                                                           \

@@ -374,7 +374,7 @@ static void test_replay_with_torn_tail(void **state)
     snprintf(path, sizeof(path), "%s/" RD_JOURNAL_NAME, f->root);
     int fd = open(path, O_RDWR | O_CREAT, 0600);
     assert_true(fd >= 0);
-    assert_int_equal(rd_journal_write_epoch(fd, 7), 0);
+    assert_int_equal(rd_coins_disk_write_epoch(fd, 7), 0);
     rd_jentry_t e[2] = { { .den = 0, .sn = 10 }, { .den = 0, .sn = 10 } };
     memset(e[0].rec, 0xE0, RD_COIN_RECORD_SIZE);
     memset(e[1].rec, 0xE1, RD_COIN_RECORD_SIZE);
@@ -382,24 +382,24 @@ static void test_replay_with_torn_tail(void **state)
     uint64_t at = RD_JOURNAL_START;
     for (int i = 0; i < 2; i++) {
         size_t len = rd_jrec_size(1);
-        rd_jrec_encode(buf, 7, at + len, &e[i], 1);
+        rd_coins_disk_jrec_encode(buf, 7, at + len, &e[i], 1);
         assert_int_equal(pwrite(fd, buf, len, (off_t)at), (ssize_t)len);
         at += len;
     }
     rd_jentry_t torn = { .den = 0, .sn = 11 };
     memset(torn.rec, 0xEE, RD_COIN_RECORD_SIZE);
-    rd_jrec_encode(buf, 7, at + rd_jrec_size(1), &torn, 1);
+    rd_coins_disk_jrec_encode(buf, 7, at + rd_jrec_size(1), &torn, 1);
     assert_int_equal(pwrite(fd, buf, rd_jrec_size(1) - 5, (off_t)at), (ssize_t)rd_jrec_size(1) - 5);
     /* And a record of an older epoch after it, which must not count. */
-    rd_jrec_encode(buf, 6, at + rd_jrec_size(1), &torn, 1);
+    rd_coins_disk_jrec_encode(buf, 6, at + rd_jrec_size(1), &torn, 1);
     close(fd);
-    assert_int_equal(rd_coins_recover(f->root, err, sizeof(err)), 2);
+    assert_int_equal(rd_coins_disk_recover(f->root, err, sizeof(err)), 2);
     fx_read(f, 0, 10, rec);
     assert_int_equal(rec[0], 0xE1);                /* in order: the last one wins */
     fx_read(f, 0, 11, rec);
     assert_memory_equal(rec, old, RD_COIN_AN_SIZE); /* the torn record is not applied */
     /* Replaying is done once: the journal is empty under a new epoch. */
-    assert_int_equal(rd_coins_recover(f->root, err, sizeof(err)), 0);
+    assert_int_equal(rd_coins_disk_recover(f->root, err, sizeof(err)), 0);
     assert_int_equal(file_size(f, RD_JOURNAL_NAME), RD_JOURNAL_START);
 }
 
@@ -414,15 +414,15 @@ static void test_replay_stops_at_bad_crc(void **state)
     fx_an(0, 12, old);
     snprintf(path, sizeof(path), "%s/" RD_JOURNAL_NAME, f->root);
     int fd = open(path, O_RDWR | O_CREAT, 0600);
-    assert_int_equal(rd_journal_write_epoch(fd, 2), 0);
+    assert_int_equal(rd_coins_disk_write_epoch(fd, 2), 0);
     rd_jentry_t e = { .den = 0, .sn = 12 };
     memset(e.rec, 0xAB, RD_COIN_RECORD_SIZE);
     uint8_t buf[64];
-    rd_jrec_encode(buf, 2, RD_JOURNAL_START + rd_jrec_size(1), &e, 1);
+    rd_coins_disk_jrec_encode(buf, 2, RD_JOURNAL_START + rd_jrec_size(1), &e, 1);
     buf[30] ^= 1;
     assert_int_equal(pwrite(fd, buf, rd_jrec_size(1), RD_JOURNAL_START), (ssize_t)rd_jrec_size(1));
     close(fd);
-    assert_int_equal(rd_coins_recover(f->root, err, sizeof(err)), 0);
+    assert_int_equal(rd_coins_disk_recover(f->root, err, sizeof(err)), 0);
     fx_read(f, 0, 12, rec);
     assert_memory_equal(rec, old, RD_COIN_AN_SIZE);
 }
@@ -449,7 +449,7 @@ static void test_unclean_stop_then_start(void **state)
     rd_coins_close(f->store);
     f->store = NULL;
     char err[PATH_MAX + 256];
-    assert_true(rd_coins_recover(f->root, err, sizeof(err)) >= 1);
+    assert_true(rd_coins_disk_recover(f->root, err, sizeof(err)) >= 1);
     fx_read(f, -8, 0, rec);
     assert_memory_equal(rec, pan, RD_COIN_AN_SIZE);
 }
@@ -492,7 +492,7 @@ static void test_ring_wraps_and_replays(void **state)
     f->store = NULL;
     fx_coin(f, 2, 7, NULL, 3);
     char err[PATH_MAX + 256];
-    assert_int_equal(rd_coins_recover(f->root, err, sizeof(err)), 12000);
+    assert_int_equal(rd_coins_disk_recover(f->root, err, sizeof(err)), 12000);
     fx_read(f, 2, 7, rec);
     assert_memory_equal(rec, pan, RD_COIN_AN_SIZE);
 }
@@ -501,20 +501,20 @@ static void test_check_data_dir(void **state)
 {
     fixture_t *f = *state;
     char err[PATH_MAX + 256], path[PATH_MAX];
-    assert_int_equal(rd_coins_check(f->root, (uid_t)-1, err, sizeof(err)), 0);
+    assert_int_equal(rd_coins_disk_check(f->root, (uid_t)-1, err, sizeof(err)), 0);
     /* Wrong owner for the workers' user. */
-    assert_int_equal(rd_coins_check(f->root, getuid() + 1, err, sizeof(err)), -1);
+    assert_int_equal(rd_coins_disk_check(f->root, getuid() + 1, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "not by the workers' user"));
     /* A page of the wrong size. */
     fx_coin(f, 1, 1, NULL, 3);
     fx_page_path(f, 1, 1, path, sizeof(path), false);
     assert_int_equal(truncate(path, 100), 0);
-    assert_int_equal(rd_coins_check(f->root, (uid_t)-1, err, sizeof(err)), -1);
+    assert_int_equal(rd_coins_disk_check(f->root, (uid_t)-1, err, sizeof(err)), -1);
     assert_non_null(strstr(err, path));
     assert_non_null(strstr(err, "100 bytes long"));
     /* No folder at all. */
     snprintf(path, sizeof(path), "%s/nowhere", f->root);
-    assert_int_equal(rd_coins_check(path, (uid_t)-1, err, sizeof(err)), -1);
+    assert_int_equal(rd_coins_disk_check(path, (uid_t)-1, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "No such file"));
     rd_coins_conf_t c = f->conf;
     c.data_dir = path;
