@@ -38,6 +38,7 @@
 #include "rd_bytes.h"
 #include "rd_client.h"
 #include "rd_client_auth.h"
+#include "rd_clock.h"
 #include "rd_coinlist.h"
 #include "rd_crypto.h"
 #include "rd_protocol.h"
@@ -263,14 +264,6 @@ typedef struct bench {
 } bench_t;
 
 static volatile sig_atomic_t interrupted;
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * NS_PER_S + (uint64_t)ts.tv_nsec;
-}
 
 static void close_keep_errno(int fd)
 {
@@ -595,7 +588,7 @@ static void tcp_end(slot_t *s)
 
 static void tcp_fail(worker_t *w, slot_t *s, enum err_kind kind)
 {
-    uint64_t now = now_ns();
+    uint64_t now = rd_clock_ns();
 
     tcp_end(s);
     if (kind == ERR_CONNECT) {
@@ -609,7 +602,7 @@ static void tcp_fail(worker_t *w, slot_t *s, enum err_kind kind)
 
 static void tcp_judge(worker_t *w, slot_t *s)
 {
-    uint64_t now = now_ns();
+    uint64_t now = rd_clock_ns();
     char why[128];
     int status;
     bool ok;
@@ -668,7 +661,7 @@ static void tcp_start(worker_t *w, slot_t *s)
         slot_free(w, s);
         return;
     }
-    s->start_ns = now_ns();
+    s->start_ns = rd_clock_ns();
     s->sent = s->got = 0;
     s->fd = tcp_open(&w->b->opt);
     if (s->fd >= 0 && epoll_ctl(w->epfd, EPOLL_CTL_ADD, s->fd, &ee) < 0) {
@@ -685,7 +678,7 @@ static void tcp_start(worker_t *w, slot_t *s)
         enum err_kind kind = send_error_kind(errno);
 
         tcp_end(s);
-        tcp_park(w, s, kind, now_ns());
+        tcp_park(w, s, kind, rd_clock_ns());
     }
 }
 
@@ -777,7 +770,7 @@ static void udp_end(worker_t *w, slot_t *s)
 
 static void udp_fail(worker_t *w, slot_t *s, enum err_kind kind)
 {
-    uint64_t now = now_ns();
+    uint64_t now = rd_clock_ns();
 
     udp_end(w, s);
     coin_done(w, s, kind == ERR_CONNECT ? COIN_UNCHANGED : COIN_UNKNOWN);
@@ -847,7 +840,7 @@ static size_t udp_send_batch(worker_t *w, size_t first, uint64_t now)
 
 static void udp_flush(worker_t *w)
 {
-    uint64_t now = now_ns();
+    uint64_t now = rd_clock_ns();
     size_t done = 0;
 
     while (done < w->out_count)
@@ -865,7 +858,7 @@ static void udp_answer(worker_t *w, uint8_t *buf, size_t len)
 
     if (rd_client_parse(buf, len, &r) < 0) {
         snprintf(why, sizeof(why), "%zu-byte datagram, not a response frame", len);
-        record_error(w, ERR_BAD, now_ns());
+        record_error(w, ERR_BAD, rd_clock_ns());
         show_bad(w->b, why);
         return;
     }
@@ -878,7 +871,7 @@ static void udp_answer(worker_t *w, uint8_t *buf, size_t len)
     coin_done(w, s, outcome_of(ok, status));
     if (ok) {
         udp_end(w, s);
-        record_ok(w, s, now_ns());
+        record_ok(w, s, rd_clock_ns());
         udp_next(w, s);
     } else {
         show_bad(w->b, why);
@@ -1084,7 +1077,7 @@ static void worker_loop(worker_t *w)
     bench_t *b = w->b;
 
     while (w->active > 0 && !atomic_load_explicit(&b->stop, memory_order_relaxed)) {
-        uint64_t now = now_ns();
+        uint64_t now = rd_clock_ns();
         int n;
 
         if (past_deadline(b, now))
@@ -1103,7 +1096,7 @@ static void worker_loop(worker_t *w)
             dispatch(w, &events[i]);
         publish(w);
     }
-    w->end_ns = now_ns();
+    w->end_ns = rd_clock_ns();
     if (past_deadline(b, w->end_ns))
         w->end_ns = b->deadline_ns;
 }
@@ -1578,7 +1571,7 @@ static int workers_start(bench_t *b)
 
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    b->start_ns = now_ns();
+    b->start_ns = rd_clock_ns();
     if (b->opt.seconds > 0)
         b->deadline_ns = b->start_ns + (uint64_t)(b->opt.seconds * (double)NS_PER_S);
     for (unsigned i = 0; i < b->nworkers; i++) {
@@ -1666,7 +1659,7 @@ static void wait_workers(bench_t *b)
         if (interrupted)
             atomic_store(&b->stop, true);
         nanosleep(&tick, NULL);
-        now = now_ns();
+        now = rd_clock_ns();
         idle_ready(b, &p);
         if (p.tty && now - p.last_ns >= NS_PER_S)
             progress_line(b, &p, now);
