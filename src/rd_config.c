@@ -299,14 +299,22 @@ static int rd_opt_admin_key(rd_config_t *cf, size_t idx, const char *text,
     return 0;
 }
 
+/* One network of the list SETTING (admin_allow, metrics_allow). */
+static int rd_network_item(const char *setting, const char *text, rd_cidr_t *out,
+                           char *why, size_t why_len)
+{
+    if (rd_cidr_parse(text, out) == 0)
+        return 0;
+    snprintf(why, why_len, "%s '%s' is not an address or range: write ADDR or ADDR/LEN, "
+             "numeric (127.0.0.0/8, ::1, 2001:db8::/32)", setting, text);
+    return -1;
+}
+
 static int rd_opt_admin_allow(rd_config_t *cf, size_t idx, const char *text,
                               char *why, size_t why_len)
 {
-    if (rd_cidr_parse(text, &cf->admin_allow[idx]) < 0) {
-        snprintf(why, why_len, "admin_allow '%s' is not an address or range: write ADDR or "
-                 "ADDR/LEN, numeric (127.0.0.0/8, ::1, 2001:db8::/32)", text);
+    if (rd_network_item("admin_allow", text, &cf->admin_allow[idx], why, why_len) < 0)
         return -1;
-    }
     cf->admin_allow_count = idx + 1;
     return 0;
 }
@@ -397,11 +405,8 @@ static int rd_opt_metrics_listen(rd_config_t *cf, size_t idx, const char *text,
 static int rd_opt_metrics_allow(rd_config_t *cf, size_t idx, const char *text,
                                 char *why, size_t why_len)
 {
-    if (rd_cidr_parse(text, &cf->metrics_allow[idx]) < 0) {
-        snprintf(why, why_len, "metrics_allow '%s' is not a network: write ADDR or ADDR/BITS, "
-                 "numeric (\"127.0.0.1\", \"10.0.0.0/8\", \"::1\")", text);
+    if (rd_network_item("metrics_allow", text, &cf->metrics_allow[idx], why, why_len) < 0)
         return -1;
-    }
     cf->metrics_allow_count = idx + 1;
     return 0;
 }
