@@ -85,7 +85,7 @@ static const rd_opt_t rd_opts[] = {
       .def_text = "0.0.0.0:18000", .parse = rd_opt_listen },
     RD_INT(raida_id, 0, 0, 24),
     RD_INT(coin_id, 6, 0, 65535),
-    RD_INT(worker_threads, 4, 1, 256),
+    RD_INT(worker_threads, 2, 1, 256),
     RD_INT(epoll_timeout_ms, 10000, 1, 3600000),
     RD_INT(events_per_wait, 10000, 1, 1000000),
     RD_INT(wakeup_budget, 64, 1, 1000000),

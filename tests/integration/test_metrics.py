@@ -202,7 +202,7 @@ def test_counters_move_by_exactly_the_requests_made():
         expect(series >= 5, f"only {series} histogram series")
         expect(value(after, "raidad_workers") == 2, "raidad_workers")
         expect(value(after, "raidad_config_generation") == 1, "generation")
-        expect(value(after, "raidad_pool_threads") == 2 * 4, "pool threads: 2 workers x 4",
+        expect(value(after, "raidad_pool_threads") == 2 * 2, "pool threads: 2 workers x 2",
                value(after, "raidad_pool_threads"))
         expect(wait_until(lambda: value(parse(scrape(d)), "raidad_connections_open") == 0, 5),
                "connections_open back to 0")
