@@ -75,6 +75,13 @@ static void family(sbuf_t *b, const char *name, const char *type, const char *he
         sum_ += load(&(m)->procs[i_].field);                    \
     sum_; })
 
+/* One series per value of LABEL: the counters ARRAY[0..N) summed over the
+ * slots, each labelled with its name from VALUES. */
+#define PUT_BY_LABEL(b, m, name, label, values, n, array)                     \
+    for (int v_ = 0; v_ < (n); v_++)                                            \
+        put(b, name "{" label "=\"%s\"} %llu\n", (values)[v_],                  \
+            (unsigned long long)SUM_SLOTS(m, s->array[v_]))
+
 /* A histogram summed over the slots: H_OF(slot) names it in a slot. */
 typedef struct hist_sum {
     uint64_t bucket[RD_METRICS_BUCKETS + 1];
@@ -185,14 +192,11 @@ static void put_connections(sbuf_t *b, const rd_metrics_t *m)
     family(b, "raidad_connections_refused_total", "counter",
            "TCP connections or requests turned away, by reason (worker_connections: "
            "times accepting paused at the cap).");
-    for (int r = 0; r < RD_REFUSED_REASONS; r++)
-        put(b, "raidad_connections_refused_total{reason=\"%s\"} %llu\n", reasons[r],
-            (unsigned long long)SUM_SLOTS(m, s->refused[r]));
+    PUT_BY_LABEL(b, m, "raidad_connections_refused_total", "reason", reasons,
+                 RD_REFUSED_REASONS, refused);
     family(b, "raidad_timeouts_total", "counter",
            "TCP connections closed for a timeout, reading the request or writing the answer.");
-    for (int k = 0; k < RD_TIMEOUT_KINDS; k++)
-        put(b, "raidad_timeouts_total{kind=\"%s\"} %llu\n", kinds[k],
-            (unsigned long long)SUM_SLOTS(m, s->timeouts[k]));
+    PUT_BY_LABEL(b, m, "raidad_timeouts_total", "kind", kinds, RD_TIMEOUT_KINDS, timeouts);
 }
 
 static void put_udp(sbuf_t *b, const rd_metrics_t *m)
@@ -202,14 +206,11 @@ static void put_udp(sbuf_t *b, const rd_metrics_t *m)
 
     family(b, "raidad_udp_datagrams_total", "counter",
            "UDP datagrams received, by outcome (dropped: the request was not run).");
-    for (int o = 0; o < RD_UDP_OUTCOMES; o++)
-        put(b, "raidad_udp_datagrams_total{outcome=\"%s\"} %llu\n", outcomes[o],
-            (unsigned long long)SUM_SLOTS(m, s->udp[o]));
+    PUT_BY_LABEL(b, m, "raidad_udp_datagrams_total", "outcome", outcomes, RD_UDP_OUTCOMES, udp);
     family(b, "raidad_rate_limited_total", "counter",
            "Requests refused for their address's rate (rate_limit), by transport.");
-    for (int t = 0; t < RD_METRICS_TRANSPORTS; t++)
-        put(b, "raidad_rate_limited_total{transport=\"%s\"} %llu\n", transports[t],
-            (unsigned long long)SUM_SLOTS(m, s->rate_limited[t]));
+    PUT_BY_LABEL(b, m, "raidad_rate_limited_total", "transport", transports,
+                 RD_METRICS_TRANSPORTS, rate_limited);
 }
 
 static void put_gauge(sbuf_t *b, const char *name, const char *help, uint64_t v)

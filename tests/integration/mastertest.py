@@ -19,7 +19,7 @@ import threading
 import time
 
 from raidatest import (
-    RAIDAD, Daemon, ProtocolError, Skip, build_request, check_echo_answer, child_pids, expect,
+    RAIDAD, Daemon, Skip, build_request, check_echo_answer, child_pids, expect,
     notify_supported, parse_response, read_until_eof, render_config, tcp_connect,
     tcp_exchange, udp_exchange, wait_until,
 )
@@ -304,17 +304,11 @@ class Load:
                 self.failures.append((time.monotonic(), proto, kind, detail))
 
     def _check(self, data, frame, challenge):
-        try:
-            r = parse_response(data)
-        except ProtocolError as e:
-            return str(e)
-        if r.status != 250:
-            return f"status {r.status}"
-        if r.echo != frame[30:32] or r.challenge_hash != challenge:
-            return "echo bytes or challenge differ"
-        if r.raida_id != self.raida_id:
-            return f"RAIDA id {r.raida_id} != {self.raida_id}"
-        return None
+        why = check_echo_answer("eof", data, frame, challenge)
+        if why is not None:
+            return why
+        got = parse_response(data).raida_id
+        return None if got == self.raida_id else f"RAIDA id {got} != {self.raida_id}"
 
     def _tcp_loop(self):
         while not self._stop.is_set():

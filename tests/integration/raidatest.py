@@ -184,6 +184,15 @@ def fd_count(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
+def process_uid(pid):
+    """The real user id of process PID, from /proc, or None."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("Uid:"):
+                return int(line.split()[1])
+    return None
+
+
 def child_pids(pid):
     """The PIDs of the live children of PID (raidad's worker processes)."""
     children = []
@@ -525,6 +534,14 @@ class Daemon:
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
+
+    def wait_exit(self, seconds):
+        """Waits up to SECONDS for the master to exit; True if it did."""
+        try:
+            self.proc.wait(seconds)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
 
     def __enter__(self):
         return self.start()

@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from raidatest import (  # noqa: E402
     RAIDAD, SRCDIR, Daemon, EchoProber, Skip, build_request, child_pids, diag, expect, free_port,
-    parse_response, read_until_eof, reload_daemon, render_config, run, tcp_connect,
+    parse_response, process_uid, read_until_eof, reload_daemon, render_config, run, tcp_connect,
     tcp_exchange, test, udp_exchange, udp_socket, wait_until, workdir,
 )
 
@@ -561,14 +561,6 @@ def test_a_killed_metrics_process_is_restarted():
         expect(new, "the metrics process was not restarted")
         expect(wait_until(lambda: _scrape_quietly(d), 5), "no scrape after the restart")
         d.echo_ok()
-
-
-def process_uid(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("Uid:"):
-                return int(line.split()[1])
-    return None
 
 
 def holds(pid, path):

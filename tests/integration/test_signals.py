@@ -12,15 +12,14 @@ import os
 import re
 import signal
 import socket
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from raidatest import (  # noqa: E402
-    SANITIZER_LINE, Skip, build_request, diag, expect, notify_supported, read_until_eof,
-    render_config, run, tcp_connect, test, wait_until,
+    SANITIZER_LINE, Skip, build_request, diag, expect, notify_supported, process_uid,
+    read_until_eof, render_config, run, tcp_connect, test, wait_until,
 )
 from mastertest import (  # noqa: E402
     MasterDaemon, write_file, wait_gone, kill_leftovers, raidad, describe,
@@ -52,10 +51,7 @@ def test_sigquit_waits_for_a_half_request_until_shutdown_timeout():
         os.kill(d.pid, signal.SIGQUIT)
         time.sleep(1.5)
         expect(d.alive(), "the master exited while a request was pending")
-        try:
-            d.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            pass
+        d.wait_exit(10)
         elapsed = time.monotonic() - t0
         result = read_until_eof(sock, 2)
         sock.close()
@@ -84,10 +80,7 @@ def test_sigquit_answers_a_request_completed_in_time_then_exits():
         expect(d.alive(), "the master exited while a request was pending")
         finish_request(sock, rest, frame, challenge)
         answered = time.monotonic()
-        try:
-            d.proc.wait(8)
-        except subprocess.TimeoutExpired:
-            pass
+        d.wait_exit(8)
         after = time.monotonic() - answered
         diag(f"exited {after:.2f} s after the answer")
         expect(not d.alive(), "the master still runs 8 s after the last answer")
@@ -150,10 +143,7 @@ def test_sigterm_exits_promptly_with_idle_connections():
         time.sleep(0.5)
         t0 = time.monotonic()
         os.kill(d.pid, signal.SIGTERM)
-        try:
-            d.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            pass
+        d.wait_exit(10)
         elapsed = time.monotonic() - t0
         diag(f"exited {elapsed:.2f} s after SIGTERM with {len(socks)} connections open")
         expect(not d.alive(), "the master still runs 10 s after SIGTERM")
@@ -205,10 +195,7 @@ def check_signal_stops(action, sig):
             expect(f.read().strip() == str(d.pid), "the pid file does not name the master")
         proc = raidad("-s", action, "-c", d.config_path)
         expect(proc.returncode == 0, f"raidad -s {action}", describe(proc))
-        try:
-            d.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            pass
+        d.wait_exit(10)
         expect(not d.alive(), f"the master still runs 10 s after -s {action}")
         expect(not os.path.exists(d.pid_file), "the pid file is left behind")
         check_stopped(d, workers, sig)
@@ -270,14 +257,6 @@ def test_signal_reopen_reopens_the_logs():
         d.reload()
         expect(log_lines_matching(d, rf"^<\d>.* {d.pid}: reloading"),
                "the master does not write into the new log")
-
-
-def process_uid(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("Uid:"):
-                return int(line.split()[1])
-    return None
 
 
 @test(timeout=60)
