@@ -19,9 +19,9 @@ import threading
 import time
 
 from raidatest import (
-    RAIDAD, Daemon, Skip, build_request, check_echo_answer, child_pids, expect,
-    notify_supported, parse_response, read_until_eof, render_config, tcp_connect,
-    tcp_exchange, udp_exchange, wait_until,
+    RAIDAD, Daemon, Skip, build_request, check_echo_answer, child_pids, cmdline, expect,
+    notify_supported, parse_response, process_gone, read_until_eof, render_config, tcp_connect,
+    tcp_exchange, udp_exchange, wait_gone, wait_until,
 )
 
 ADMIN_KEY = "00112233445566778899aabbccddeeff"
@@ -118,28 +118,6 @@ def write_file(path, text):
 def need_notify():
     if not notify_supported():
         raise Skip("built without sd_notify")
-
-
-def cmdline(pid):
-    with open(f"/proc/{pid}/cmdline", "rb") as f:
-        return f.read().split(b"\0")[0].decode(errors="replace")
-
-
-def process_gone(pid):
-    """PID no longer runs a raidad process (gone, zombie, or reused)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-        if stat[stat.rindex(")") + 2] in "ZX":
-            return True
-        return not cmdline(pid).startswith("raidad")
-    except (OSError, ValueError):
-        return True
-
-
-def wait_gone(pids, timeout):
-    wait_until(lambda: all(process_gone(p) for p in pids), timeout)
-    return [p for p in pids if not process_gone(p)]
 
 
 def kill_leftovers(pids):

@@ -221,6 +221,28 @@ def wait_until(predicate, timeout, interval=0.05):
         time.sleep(interval)
 
 
+def cmdline(pid):
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f.read().split(b"\0")[0].decode(errors="replace")
+
+
+def process_gone(pid):
+    """PID no longer runs a raidad process (gone, zombie, or reused)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+        if stat[stat.rindex(")") + 2] in "ZX":
+            return True
+        return not cmdline(pid).startswith("raidad")
+    except (OSError, ValueError):
+        return True
+
+
+def wait_gone(pids, timeout):
+    wait_until(lambda: all(process_gone(p) for p in pids), timeout)
+    return [p for p in pids if not process_gone(p)]
+
+
 # --------------------------------------------------------------------------
 # TAP runner
 

@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from raidatest import (  # noqa: E402
     Daemon, child_pids, expect, parse_response, reload_daemon, run, tcp_exchange, test,
-    wait_until, workdir,
+    wait_gone, wait_until, workdir,
 )
 from coinstest import (  # noqa: E402
     ALL_PASS, CoinClient, make_data_dir, plain_frame, pown_payload, random_coins, read_coin,
@@ -150,9 +150,7 @@ def kill_tree(d):
         except ProcessLookupError:
             pass
     d.proc.wait(15)
-    wait_until(lambda: not any(os.path.exists(f"/proc/{p}") and
-                               open(f"/proc/{p}/stat").read().split()[2] != "Z"
-                               for p in pids), 10)
+    wait_gone(pids, 10)
     d.kill()
 
 
