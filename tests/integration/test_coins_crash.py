@@ -13,6 +13,7 @@ Prints TAP."""
 import os
 import random
 import re
+import shutil
 import signal
 import sys
 import threading
@@ -104,8 +105,11 @@ class Load:
 
 
 def make_coins():
+    """A fresh folder each time: a journal a failed case left behind would
+    be replayed over the new pages."""
     n = CONNECTIONS * COINS_PER_CLIENT
     spec = [(1, (i * 397) % 1024000) for i in range(n)]
+    shutil.rmtree(data_dir(), ignore_errors=True)
     ans = make_data_dir(data_dir(), random_coins(spec))
     return [Coin(den, sn, ans[(den, sn)]) for den, sn in spec]
 
