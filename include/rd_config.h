@@ -116,6 +116,7 @@ typedef struct rd_config {
     /* The coin store (docs/coins.md). */
     unsigned journal_max_size;     /* bytes of journal that start a checkpoint */
     unsigned checkpoint_interval_ms;
+    unsigned commit_threads;       /* per worker: journal syncs it can have under way */
     unsigned pending_changes;      /* changes waiting for their sync, all workers */
     unsigned page_recheck_ms;      /* a missing or damaged page is looked at again after */
     /* Observability: the metrics endpoint and the access log. */

@@ -77,6 +77,8 @@ typedef struct rd_metrics_slot {
     _Atomic uint64_t timeouts[RD_TIMEOUT_KINDS];
     _Atomic uint64_t udp[RD_UDP_OUTCOMES];
     _Atomic uint64_t rate_limited[RD_METRICS_TRANSPORTS];
+    rd_metrics_hist_t store_sync;   /* each fdatasync of the coin store's journal */
+    rd_metrics_hist_t commit_wait;  /* each answer's wait for the sync that covers it */
 } __attribute__((aligned(64))) rd_metrics_slot_t;
 
 typedef struct rd_metrics_proc {
@@ -86,6 +88,7 @@ typedef struct rd_metrics_proc {
     _Atomic uint64_t pool_busy;
     _Atomic uint64_t pool_queue;
     _Atomic uint64_t mod_queue;
+    _Atomic uint64_t store_pages;   /* coin page files this process has mapped */
 } __attribute__((aligned(64))) rd_metrics_proc_t;
 
 typedef struct rd_metrics_master {
@@ -131,11 +134,16 @@ void rd_metrics_timeout(int kind);
 void rd_metrics_udp(int outcome);
 void rd_metrics_rate_limited(int transport);
 void rd_metrics_pool_wait(uint64_t waited_ns);
+/* The coin store: one fdatasync of its journal that took NS; one answer
+ * that waited WAITED_NS for the sync covering its change. */
+void rd_metrics_store_sync(uint64_t ns);
+void rd_metrics_commit_wait(uint64_t waited_ns);
 
 /* Gauges of this process. */
 void rd_metrics_connections(size_t open);
 void rd_metrics_pool(size_t threads, size_t queued, size_t running);
 void rd_metrics_mod_queue(size_t length);
+void rd_metrics_store_pages(size_t mapped);
 
 /* ---- the master ---- */
 

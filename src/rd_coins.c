@@ -9,8 +9,10 @@
  * meaningful across it.
  *
  * Locks, both robust and process-shared, always taken in this order:
- * sync_lock (the group-commit leader, checkpoints), then lock (every read
- * and write of a coin, the journal's tail, the pending table). */
+ * write_lock (the journal file's writer: a group's copy and pwrite,
+ * checkpoints), then lock (every read and write of a coin, the journal's
+ * tail, the pending table). No lock is held during a group's fdatasync:
+ * syncs overlap. */
 #include "config.h"
 
 #include <errno.h>
@@ -33,6 +35,7 @@
 #include "rd_coins.h"
 #include "rd_coins_disk.h"
 #include "rd_log.h"
+#include "rd_metrics.h"
 
 enum page_state { PAGE_UNKNOWN, PAGE_MAPPED, PAGE_MISSING, PAGE_DAMAGED };
 
@@ -47,7 +50,7 @@ typedef struct pending {
  * it and never looks at it again. */
 typedef struct shm {
     pthread_mutex_t lock;
-    pthread_mutex_t sync_lock;
+    pthread_mutex_t write_lock;
     uint64_t epoch;                 /* of the journal's records */
     uint64_t base_lsn;              /* LSN at file offset RD_JOURNAL_START */
     _Atomic uint64_t append_lsn;    /* end of the last whole record (in the ring) */
@@ -94,10 +97,11 @@ struct rd_coins {
     int jfd;
     int dirfd;
     pthread_mutex_t map_lock;       /* this process's mappings */
+    size_t pages_mapped;            /* under map_lock */
     page_slot_t pages[RD_COIN_DENS][RD_COIN_PAGES];
     uint8_t *buf;                   /* record encoding and reading, under the store lock */
     size_t cap;
-    uint8_t *wbuf;                  /* the sync leader's copy of the ring (sync_lock held) */
+    uint8_t *wbuf;                  /* a leader's copy of the ring (write_lock held) */
     size_t wcap;
 };
 
@@ -234,6 +238,7 @@ static int page_load(rd_coins_t *s, unsigned d, unsigned page, page_slot_t *sl)
         return RD_COIN_ERROR;
     }
     page_count_new(s, d, page, data);
+    rd_metrics_store_pages(++s->pages_mapped);
     atomic_store(&sl->state, PAGE_MAPPED);
     atomic_store_explicit(&sl->data, data, memory_order_release);
     return RD_COIN_OK;
@@ -447,13 +452,11 @@ static void atomic_max(_Atomic uint64_t *v, uint64_t x)
 
 /* ---- waiting for a sync ---------------------------------------------------- */
 
-/* Threads whose position another leader is syncing sleep on sync_seq
- * rather than on sync_lock: woken the moment synced_lsn moves, they see
- * their position synced and go, instead of waiting to take a lock that the
- * leader may take again first (glibc mutexes are not fair), for a sync
- * they do not need. A plain futex on the shared word: it holds no state,
- * so a process that dies while sleeping or waking leaves nothing behind. */
-#define SYNC_WAIT_NS 20000000L      /* a leader that died: looked at again after 20 ms */
+/* Threads whose position another leader is syncing sleep on sync_seq:
+ * woken the moment synced_lsn moves, they see their position synced and
+ * go. A plain futex on the shared word: it holds no state, so a process
+ * that dies while sleeping or waking leaves nothing behind. */
+#define SYNC_WAIT_NS 20000000L      /* looked at again after 20 ms at most */
 
 static void sync_wake(shm_t *sh)
 {
@@ -469,9 +472,12 @@ static void sync_sleep(shm_t *sh, uint32_t seen)
 
 static int journal_sync(rd_coins_t *s)
 {
+    uint64_t start = rd_clock_ns();
     atomic_fetch_add(&s->sh->syncs, 1);
-    if (fdatasync(s->jfd) == 0)
+    if (fdatasync(s->jfd) == 0) {
+        rd_metrics_store_sync(rd_clock_ns() - start);
         return 0;
+    }
     /* After a failed fdatasync the kernel may have dropped the pages it
      * could not write: nothing appended can be called durable any more. */
     rd_log(RD_LOG_CRIT, "coin store: fdatasync of the journal: %s: no more changes until a "
@@ -520,10 +526,15 @@ static void store_unlock(rd_coins_t *s)
 
 /* Offsets only grow and every step is redone safely: a dead leader's
  * work is simply done again by the next. */
-static void sync_lock(rd_coins_t *s)
+static void write_lock(rd_coins_t *s)
 {
-    if (pthread_mutex_lock(&s->sh->sync_lock) == EOWNERDEAD)
-        pthread_mutex_consistent(&s->sh->sync_lock);
+    if (pthread_mutex_lock(&s->sh->write_lock) == EOWNERDEAD)
+        pthread_mutex_consistent(&s->sh->write_lock);
+}
+
+static void write_unlock(rd_coins_t *s)
+{
+    pthread_mutex_unlock(&s->sh->write_lock);
 }
 
 /* ---- transactions -------------------------------------------------------- */
@@ -711,24 +722,30 @@ static int leader_copy(rd_coins_t *s, uint64_t *from, uint64_t *end)
     return rc;
 }
 
-/* One sync by the leader (sync_lock held): everything appended so far is
- * written (one pwrite), synced, then copied into the pages. */
+/* One group (write_lock held on entry, released here): everything
+ * appended so far is written with one pwrite, the lock is let go, then the
+ * group is synced and copied into the pages. An fdatasync makes durable
+ * every byte written before it began, whoever wrote it, so the next
+ * leader may write and sync its own group while this sync is under way:
+ * the position synced only grows, to the end each sync was called for. */
 static int lead_sync(rd_coins_t *s)
 {
     shm_t *sh = s->sh;
     uint64_t end = 0, from = 0;
     int rc = atomic_load(&sh->failed) ? -1 : leader_copy(s, &from, &end);
-    /* The write and the sync run with the store free: requests go on
-     * appending, and the next group gathers while this one syncs. */
+    /* The write runs with the store free: requests go on appending. */
     if (rc == 0 && from < end && write_all(s->jfd, s->wbuf, (size_t)(end - from),
                                            file_offset(sh, from)) < 0)
         rc = write_failed(s);
-    if (rc == 0) {
+    if (rc == 0)
         atomic_max(&sh->written_lsn, end);
+    write_unlock(s);
+    if (rc == 0)
         rc = journal_sync(s);
-    }
-    if (rc == 0) {
+    if (rc == 0)
         atomic_max(&sh->synced_lsn, end);
+    sync_wake(sh);
+    if (rc == 0) {
         store_lock(s);
         rc = apply_locked(s, atomic_load(&sh->synced_lsn));
         store_unlock(s);
@@ -736,34 +753,44 @@ static int lead_sync(rd_coins_t *s)
     return rc;
 }
 
-/* Group commit: whoever takes sync_lock syncs for everything appended so
- * far; the others sleep until a sync ends and usually find their position
- * synced by it. A position appended after the leader's copy needs the
- * next sync: one of the woken takes the lock and leads it. */
+/* A position written by a leader whose sync never ends (it was killed
+ * mid-sync, or the disk is that slow) is synced again by a waiter after
+ * this long: one more fdatasync costs less than an answer that never
+ * comes. */
+#define SYNC_TAKEOVER_MS 100
+
+/* DEP is in the file and a sync under way covers it. */
+static bool sync_under_way(rd_coins_t *s, uint64_t dep, uint64_t since_ms)
+{
+    return atomic_load(&s->sh->written_lsn) >= dep
+        && rd_clock_ms() - since_ms < SYNC_TAKEOVER_MS;
+}
+
+/* Group commit: whoever takes write_lock writes everything appended so
+ * far and syncs it; a position already written waits for the sync under
+ * way, asleep until a sync ends. write_lock is held only for a copy and a
+ * pwrite, so the next group's leader waits for it briefly, and its sync
+ * overlaps the last one. */
 int rd_coins_sync(rd_coins_t *s, uint64_t dep)
 {
     shm_t *sh = s->sh;
+    uint64_t since = rd_clock_ms();
     for (;;) {
         uint32_t seen = atomic_load(&sh->sync_seq);
         if (rd_coins_synced(s, dep))
             return 0;
         if (atomic_load(&sh->failed))
             return -1;
-        int r = pthread_mutex_trylock(&sh->sync_lock);
-        if (r == EOWNERDEAD) {
-            /* Positions only grow and every step is redone safely: a dead
-             * leader's work is simply done again. */
-            pthread_mutex_consistent(&sh->sync_lock);
-            r = 0;
-        }
-        if (r != 0) {
+        if (sync_under_way(s, dep, since)) {
             sync_sleep(sh, seen);
             continue;
         }
-        int rc = rd_coins_synced(s, dep) ? 0 : lead_sync(s);
-        pthread_mutex_unlock(&sh->sync_lock);
-        sync_wake(sh);
-        if (rc < 0)
+        write_lock(s);
+        if (rd_coins_synced(s, dep) || sync_under_way(s, dep, since)) {
+            write_unlock(s);
+            continue;
+        }
+        if (lead_sync(s) < 0)
             return -1;
     }
 }
@@ -790,7 +817,7 @@ int rd_coins_checkpoint(rd_coins_t *s, bool force)
      * wait for it only briefly. */
     if (syncfs(s->dirfd) < 0)
         rd_log(RD_LOG_WARN, "coin store: syncfs: %s", strerror(errno));
-    sync_lock(s);
+    write_lock(s);
     store_lock(s);
     int rc = 0;
     if ((force || checkpoint_due(s)) && !atomic_load(&sh->failed)) {
@@ -816,7 +843,7 @@ int rd_coins_checkpoint(rd_coins_t *s, bool force)
         atomic_store(&sh->checkpoint_ms, rd_clock_ms());
     }
     store_unlock(s);
-    pthread_mutex_unlock(&sh->sync_lock);
+    write_unlock(s);
     sync_wake(sh);
     return rc;
 }
@@ -903,7 +930,7 @@ static shm_t *shm_make(size_t pending_max, size_t *mapped)
         return NULL;
     sh->pending_cap = cap;
     sh->ring_cap = ring;
-    if (init_lock(&sh->lock) != 0 || init_lock(&sh->sync_lock) != 0) {
+    if (init_lock(&sh->lock) != 0 || init_lock(&sh->write_lock) != 0) {
         munmap(sh, *mapped);
         return NULL;
     }

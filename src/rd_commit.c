@@ -3,29 +3,41 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "rd_commit.h"
+#include "rd_clock.h"
 #include "rd_log.h"
+#include "rd_metrics.h"
 
 typedef struct waiting {
     uint64_t lsn;
+    uint64_t since_ns;          /* queued then (rd_clock_ns) */
     void *item;
 } waiting_t;
+
+/* One commit thread and the batch it holds while it waits for a sync. */
+typedef struct committer {
+    struct rd_commit *c;
+    waiting_t *batch;           /* CAPACITY; swapped with the queue's array */
+    pthread_t thread;
+    bool started;
+} committer_t;
 
 struct rd_commit {
     const rd_protocol_t *proto;
     rd_commit_done_fn *done;
     pthread_mutex_t lock;
     pthread_cond_t cond;
-    waiting_t *items;           /* CAPACITY; the thread swaps it with spare */
-    waiting_t *spare;
+    waiting_t *items;           /* CAPACITY: the queue */
     size_t n, capacity;
     unsigned tick_ms;           /* checkpoints are looked at this often when idle */
     bool stop;
-    pthread_t thread;
+    size_t nthreads;
+    committer_t threads[];
 };
 
 static void commit_wait(rd_commit_t *c)
@@ -50,13 +62,22 @@ static void commit_round(rd_commit_t *c, waiting_t *batch, size_t n)
         if (batch[i].lsn > lsn)
             lsn = batch[i].lsn;
     bool durable = rd_protocol_commit(c->proto, lsn) == 0;
-    for (size_t i = 0; i < n; i++)
+    uint64_t now = rd_clock_ns();
+    for (size_t i = 0; i < n; i++) {
+        rd_metrics_commit_wait(now - batch[i].since_ns);
         c->done(batch[i].item, durable);
+    }
 }
 
+/* Each thread takes the whole queue, swapping in its own empty array, and
+ * waits for the sync that covers it; while one waits, the next thread
+ * takes what arrives meanwhile and leads its own sync, which overlaps
+ * (src/rd_coins.c): an answer waits for about one sync, not for the end of
+ * the one under way and then its own. */
 static void *commit_main(void *arg)
 {
-    rd_commit_t *c = arg;
+    committer_t *me = arg;
+    rd_commit_t *c = me->c;
     pthread_mutex_lock(&c->lock);
     for (;;) {
         if (c->n == 0 && !c->stop)
@@ -64,8 +85,8 @@ static void *commit_main(void *arg)
         waiting_t *batch = c->items;
         size_t n = c->n;
         bool stop = c->stop;
-        c->items = c->spare;
-        c->spare = batch;
+        c->items = me->batch;
+        me->batch = batch;
         c->n = 0;
         pthread_mutex_unlock(&c->lock);
         if (n > 0)
@@ -79,27 +100,81 @@ static void *commit_main(void *arg)
     return NULL;
 }
 
-rd_commit_t *rd_commit_create(const rd_protocol_t *p, size_t capacity, rd_commit_done_fn *done,
-                              unsigned tick_ms)
+static void commit_free(rd_commit_t *c)
 {
-    rd_commit_t *c = calloc(1, sizeof(*c));
+    for (size_t i = 0; i < c->nthreads; i++)
+        free(c->threads[i].batch);
+    free(c->items);
+    free(c);
+}
+
+static void commit_stop(rd_commit_t *c)
+{
+    pthread_mutex_lock(&c->lock);
+    c->stop = true;
+    pthread_cond_broadcast(&c->cond);
+    pthread_mutex_unlock(&c->lock);
+    for (size_t i = 0; i < c->nthreads; i++)
+        if (c->threads[i].started)
+            pthread_join(c->threads[i].thread, NULL);
+}
+
+static int commit_start(rd_commit_t *c)
+{
+    for (size_t i = 0; i < c->nthreads; i++) {
+        committer_t *t = &c->threads[i];
+        t->c = c;
+        t->batch = calloc(c->capacity, sizeof(*t->batch));
+        if (t->batch == NULL)
+            return -1;
+    }
+    /* Not SCHED_BATCH like the rest of the worker (worker_sched_batch): a
+     * commit thread sleeps on the disk, and when its sync ends it must run
+     * at once, not after the running thread's time slice, for the answers
+     * it releases wait for it. */
+    pthread_attr_t attr;
+    struct sched_param sp = { .sched_priority = 0 };
+    int rc = 0;
+    if (pthread_attr_init(&attr) != 0)
+        return -1;
+    pthread_attr_setinheritsched(&attr, PTHREAD_EXPLICIT_SCHED);
+    pthread_attr_setschedpolicy(&attr, SCHED_OTHER);
+    pthread_attr_setschedparam(&attr, &sp);
+    for (size_t i = 0; i < c->nthreads && rc == 0; i++) {
+        committer_t *t = &c->threads[i];
+        if (pthread_create(&t->thread, &attr, commit_main, t) != 0)
+            rc = -1;
+        else
+            t->started = true;
+    }
+    pthread_attr_destroy(&attr);
+    return rc;
+}
+
+rd_commit_t *rd_commit_create(const rd_protocol_t *p, size_t capacity, size_t threads,
+                              rd_commit_done_fn *done, unsigned tick_ms)
+{
+    rd_commit_t *c = calloc(1, sizeof(*c) + threads * sizeof(c->threads[0]));
     pthread_condattr_t attr;
     if (c == NULL)
         return NULL;
-    *c = (rd_commit_t){ .proto = p, .done = done, .capacity = capacity,
-                        .tick_ms = tick_ms > 0 ? tick_ms : 1000 };
+    c->proto = p;
+    c->done = done;
+    c->capacity = capacity;
+    c->nthreads = threads > 0 ? threads : 1;
+    c->tick_ms = tick_ms > 0 ? tick_ms : 1000;
     c->items = calloc(capacity, sizeof(*c->items));
-    c->spare = calloc(capacity, sizeof(*c->spare));
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    bool ok = c->items != NULL && c->spare != NULL && pthread_mutex_init(&c->lock, NULL) == 0
-        && pthread_cond_init(&c->cond, &attr) == 0
-        && pthread_create(&c->thread, NULL, commit_main, c) == 0;
+    bool ok = c->items != NULL && pthread_mutex_init(&c->lock, NULL) == 0
+        && pthread_cond_init(&c->cond, &attr) == 0;
     pthread_condattr_destroy(&attr);
+    if (ok && commit_start(c) < 0) {
+        commit_stop(c);
+        ok = false;
+    }
     if (!ok) {
-        free(c->items);
-        free(c->spare);
-        free(c);
+        commit_free(c);
         return NULL;
     }
     return c;
@@ -116,13 +191,13 @@ void rd_commit_add(rd_commit_t *c, uint64_t lsn, void *item)
         c->done(item, durable);
         return;
     }
-    c->items[c->n++] = (waiting_t){ .lsn = lsn, .item = item };
+    c->items[c->n++] = (waiting_t){ .lsn = lsn, .since_ns = rd_clock_ns(), .item = item };
     bool first = c->n == 1;
     pthread_mutex_unlock(&c->lock);
-    /* The thread waits only when it found nothing queued: only the first
-     * item after that wakes it, and after the unlock, so that it does not
+    /* A thread waits only when it found nothing queued: only the first
+     * item after that wakes one, and after the unlock, so that it does not
      * wake to block on the lock. The pool, the only caller, is joined
-     * before the commit thread is destroyed. */
+     * before the commit threads are destroyed. */
     if (first)
         pthread_cond_signal(&c->cond);
 }
@@ -131,16 +206,10 @@ void rd_commit_destroy(rd_commit_t *c)
 {
     if (c == NULL)
         return;
-    pthread_mutex_lock(&c->lock);
-    c->stop = true;
-    pthread_cond_signal(&c->cond);
-    pthread_mutex_unlock(&c->lock);
-    pthread_join(c->thread, NULL);
+    commit_stop(c);
     /* An orderly stop leaves the journal empty for the next start. */
     rd_protocol_checkpoint(c->proto, true);
     pthread_mutex_destroy(&c->lock);
     pthread_cond_destroy(&c->cond);
-    free(c->items);
-    free(c->spare);
-    free(c);
+    commit_free(c);
 }

@@ -150,6 +150,18 @@ void rd_metrics_pool_wait(uint64_t waited_ns)
         hist_observe(&rd_metrics_state.slot->pool_wait, waited_ns);
 }
 
+void rd_metrics_store_sync(uint64_t ns)
+{
+    if (rd_metrics_state.slot != NULL)
+        hist_observe(&rd_metrics_state.slot->store_sync, ns);
+}
+
+void rd_metrics_commit_wait(uint64_t waited_ns)
+{
+    if (rd_metrics_state.slot != NULL)
+        hist_observe(&rd_metrics_state.slot->commit_wait, waited_ns);
+}
+
 void rd_metrics_connections(size_t open)
 {
     if (rd_metrics_state.proc != NULL)
@@ -171,6 +183,12 @@ void rd_metrics_mod_queue(size_t length)
 {
     if (rd_metrics_state.proc != NULL)
         set(&rd_metrics_state.proc->mod_queue, length);
+}
+
+void rd_metrics_store_pages(size_t mapped)
+{
+    if (rd_metrics_state.proc != NULL)
+        set(&rd_metrics_state.proc->store_pages, mapped);
 }
 
 /* ---- the master ---- */
@@ -213,6 +231,7 @@ void rd_metrics_proc_gone(size_t proc)
     set(&p->pool_busy, 0);
     set(&p->pool_queue, 0);
     set(&p->mod_queue, 0);
+    set(&p->store_pages, 0);
 }
 
 uint64_t rd_metrics_proc_requests(size_t proc)

@@ -6,6 +6,7 @@
 #include "config.h"
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,6 +119,18 @@ static void hist_put(sbuf_t *b, const char *name, const char *labels, const hist
         (unsigned long long)h->count);
 }
 
+/* A histogram of every slot's FIELD, without labels. */
+static void put_slot_hist(sbuf_t *b, const rd_metrics_t *m, const char *name, const char *help,
+                          size_t field)
+{
+    hist_sum_t h = { { 0 }, 0, 0 };
+
+    for (size_t i = 0; i < RD_METRICS_SLOTS; i++)
+        hist_add(&h, (const rd_metrics_hist_t *)((const char *)&m->slots[i] + field));
+    family(b, name, "histogram", help);
+    hist_put(b, name, "", &h);
+}
+
 static const char *const transports[RD_METRICS_TRANSPORTS] = { "tcp", "udp" };
 
 /* ---- the families ---- */
@@ -149,8 +162,6 @@ static void put_requests(sbuf_t *b, const rd_metrics_t *m)
 
 static void put_durations(sbuf_t *b, const rd_metrics_t *m)
 {
-    hist_sum_t wait = { { 0 }, 0, 0 };
-
     family(b, "raidad_request_duration_seconds", "histogram",
            "Time from the whole request read to its answer queued, by transport and "
            "command group.");
@@ -171,11 +182,9 @@ static void put_durations(sbuf_t *b, const rd_metrics_t *m)
             hist_put(b, "raidad_request_duration_seconds", labels, &h);
         }
     }
-    family(b, "raidad_pool_wait_seconds", "histogram",
-           "Time a request waited in the thread pool's queue before a thread took it.");
-    for (size_t i = 0; i < RD_METRICS_SLOTS; i++)
-        hist_add(&wait, &m->slots[i].pool_wait);
-    hist_put(b, "raidad_pool_wait_seconds", "", &wait);
+    put_slot_hist(b, m, "raidad_pool_wait_seconds",
+                  "Time a request waited in the thread pool's queue before a thread took it.",
+                  offsetof(rd_metrics_slot_t, pool_wait));
 }
 
 static void put_connections(sbuf_t *b, const rd_metrics_t *m)
@@ -256,9 +265,23 @@ static void put_master(sbuf_t *b, const rd_metrics_t *m)
               "since the epoch.", ms->start_time);
 }
 
-/* The coin store's families (raidad_store_syncs_total, requests per sync,
- * the sync latency histogram, pages resident) go after put_master, in a
- * put_store() of their own, once the store exists. */
+/* How durable writes are doing: the count of the sync histogram is the
+ * number of syncs, and the count of the wait histogram over it the
+ * requests one sync released. */
+static void put_store(sbuf_t *b, const rd_metrics_t *m)
+{
+    put_slot_hist(b, m, "raidad_store_sync_duration_seconds",
+                  "Time of each fdatasync of the coin store's journal (its count: the syncs).",
+                  offsetof(rd_metrics_slot_t, store_sync));
+    put_slot_hist(b, m, "raidad_store_commit_wait_seconds",
+                  "Time an answer with a change waited for the journal sync that covers it "
+                  "(its count over the syncs: requests per sync).",
+                  offsetof(rd_metrics_slot_t, commit_wait));
+    put_gauge(b, "raidad_store_pages_mapped",
+              "Coin page files mapped, summed over the worker processes.",
+              SUM_PROCS(m, store_pages));
+}
+
 char *rd_metrics_render(const rd_metrics_t *m, size_t *len)
 {
     sbuf_t b = { .cap = 16384 };
@@ -271,6 +294,7 @@ char *rd_metrics_render(const rd_metrics_t *m, size_t *len)
     put_udp(&b, m);
     put_pool(&b, m);
     put_master(&b, m);
+    put_store(&b, m);
     if (b.failed) {
         free(b.data);
         return NULL;

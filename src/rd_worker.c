@@ -286,8 +286,9 @@ static int worker_init(rd_worker_t *w, const rd_cycle_t *cycle, int channel)
      * neither can overflow. */
     w->net.finished = rd_queue_create(cf->mod_queue_size);
     w->net.pool = rd_threadpool_create(cf->worker_threads, cf->mod_queue_size);
-    /* The commit thread also looks for due checkpoints: at least once a second. */
-    w->net.commit = rd_commit_create(&w->proto, cf->mod_queue_size, worker_committed,
+    /* The commit threads also look for due checkpoints: at least once a second. */
+    w->net.commit = rd_commit_create(&w->proto, cf->mod_queue_size, cf->commit_threads,
+                                     worker_committed,
                                      cf->checkpoint_interval_ms < 1000 ? cf->checkpoint_interval_ms
                                                                        : 1000);
     if (w->net.finished == NULL || w->net.pool == NULL || w->net.commit == NULL)

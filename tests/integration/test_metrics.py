@@ -31,6 +31,7 @@ from raidatest import (  # noqa: E402
     parse_response, process_uid, read_until_eof, reload_daemon, render_config, run, tcp_connect,
     tcp_exchange, test, udp_exchange, udp_socket, wait_until, workdir,
 )
+from coinstest import ALL_PASS, CoinClient, make_data_dir, random_coins  # noqa: E402
 
 LOG_RELOAD_REFUSED = r"reload refused, the old configuration keeps serving"
 LOG_KILLED = r"worker \d+ exited on signal 9 \(Killed\)"
@@ -247,9 +248,38 @@ def test_exposition_passes_promtool():
                        "raidad_pool_busy_threads", "raidad_pool_queue_length",
                        "raidad_mod_queue_length", "raidad_reloads_total",
                        "raidad_config_generation", "raidad_worker_restarts_total",
-                       "raidad_workers", "raidad_build_info", "process_start_time_seconds"):
+                       "raidad_workers", "raidad_build_info", "process_start_time_seconds",
+                       "raidad_store_sync_duration_seconds", "raidad_store_commit_wait_seconds",
+                       "raidad_store_pages_mapped"):
             expect(f"# HELP {family} " in text and f"# TYPE {family} " in text,
                    f"{family}: no HELP or TYPE")
+
+
+@test(timeout=120)
+def test_coin_store_syncs_waits_and_pages():
+    """Each pown's answer waited for a journal sync: the wait histogram
+    counts every pown, the sync histogram at least one sync and at most
+    one per pown (group commit may share them), and the pages the two
+    workers mapped are counted."""
+    root = os.path.join(workdir(), "metrics-coins")
+    spec = [(1, sn) for sn in range(20)] + [(3, 2000)]
+    ans = make_data_dir(root, random_coins(spec))
+    with metrics_daemon({"worker_processes": 2, "data_dir": root}) as d:
+        before = parse(scrape(d))
+        c = CoinClient(d)
+        for (den, sn), an in ans.items():
+            expect(c.pown([(den, sn, an, os.urandom(16))]).status == ALL_PASS, f"pown {den}/{sn}")
+        after = parse(scrape(d))
+        waits = delta(before, after, "raidad_store_commit_wait_seconds_count")
+        syncs = delta(before, after, "raidad_store_sync_duration_seconds_count")
+        diag(f"{len(ans)} powns: {waits:.0f} answers waited for {syncs:.0f} syncs; "
+             f"{value(after, 'raidad_store_pages_mapped'):.0f} pages mapped")
+        expect(waits == len(ans), f"commit wait _count moved by {waits}, not {len(ans)}")
+        expect(1 <= syncs <= len(ans), f"sync _count moved by {syncs} for {len(ans)} powns")
+        expect(delta(before, after, "raidad_store_sync_duration_seconds_sum") > 0, "no sync time")
+        expect(value(after, "raidad_store_pages_mapped") >= 2,
+               "two pages (denominations 1 and 3) were used: fewer are counted mapped")
+        check_histograms(after)
 
 
 @test(timeout=60)

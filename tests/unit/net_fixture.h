@@ -78,7 +78,7 @@ static net_fixture_t *net_fixture_create(size_t slots, bool quick_inline)
                          .max_in_flight = slots };
     f->net.finished = rd_queue_create(slots);
     f->net.pool = rd_threadpool_create(2, slots);
-    f->net.commit = rd_commit_create(&f->proto, slots, net_fixture_noop_commit, 1000);
+    f->net.commit = rd_commit_create(&f->proto, slots, 2, net_fixture_noop_commit, 1000);
     if (f->net.finished == NULL || f->net.pool == NULL || f->net.commit == NULL)
         return NULL;
     if (net_fixture_listener(f, 0, SOCK_STREAM, &f->tcp_addr) < 0

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,6 +18,7 @@
 
 #include "coins_fixture.h"
 #include "rd_coins_disk.h"
+#include "rd_commit.h"
 
 static int setup(void **state)
 {
@@ -297,6 +299,88 @@ static void test_group_commit_one_sync_for_all(void **state)
         assert_int_equal(rec[0], (uint8_t)sn);
     }
     pthread_barrier_destroy(&ready);
+    rd_coins_close(other);
+}
+
+/* The commit threads (src/rd_commit.c) over the real store: producers
+ * (pool threads of two workers) queue their changes' positions, and every
+ * item comes back exactly once, marked durable, only once the journal is
+ * synced past its position, though three threads per worker take turns
+ * and their syncs overlap. */
+#define COMMIT_PRODUCERS 4
+#define COMMIT_EACH 150
+
+typedef struct commit_item {
+    uint64_t dep;
+    rd_coins_t *store;
+    _Atomic int done;
+    _Atomic bool early;             /* handed back before its position was synced */
+} commit_item_t;
+
+typedef struct producer {
+    rd_coins_t *store;
+    rd_commit_t *commit;
+    uint32_t first;
+    commit_item_t *items;
+} producer_t;
+
+static void commit_done(void *arg, bool durable)
+{
+    commit_item_t *it = arg;
+    if (!durable || !rd_coins_synced(it->store, it->dep))
+        atomic_store(&it->early, true);
+    atomic_fetch_add(&it->done, 1);
+}
+
+static void *producer_main(void *arg)
+{
+    producer_t *p = arg;
+    uint8_t pan[RD_COIN_AN_SIZE];
+    for (uint32_t i = 0; i < COMMIT_EACH; i++) {
+        memset(pan, (int)(p->first + i), sizeof(pan));
+        p->items[i].store = p->store;
+        p->items[i].dep = change(p->store, 4, p->first + i, pan);
+        rd_commit_add(p->commit, p->items[i].dep, &p->items[i]);
+    }
+    return NULL;
+}
+
+static void test_commit_threads_answer_only_synced(void **state)
+{
+    fixture_t *f = *state;
+    enum { N = COMMIT_PRODUCERS * COMMIT_EACH };
+    for (uint32_t sn = 0; sn < N; sn++)
+        fx_coin(f, 4, sn, NULL, 3);
+    fx_open(f);
+    rd_coins_t *other = rd_coins_open(f->shared, &f->conf);
+    rd_protocol_t proto[2] = { { .coins = f->store }, { .coins = other } };
+    rd_commit_t *commit[2] = { rd_commit_create(&proto[0], N, 3, commit_done, 1000),
+                               rd_commit_create(&proto[1], N, 3, commit_done, 1000) };
+    assert_non_null(commit[0]);
+    assert_non_null(commit[1]);
+    commit_item_t *items = calloc(N, sizeof(*items));
+    producer_t p[COMMIT_PRODUCERS];
+    pthread_t th[COMMIT_PRODUCERS];
+    for (int i = 0; i < COMMIT_PRODUCERS; i++) {
+        p[i] = (producer_t){ .store = i % 2 ? other : f->store, .commit = commit[i % 2],
+                             .first = (uint32_t)i * COMMIT_EACH,
+                             .items = items + i * COMMIT_EACH };
+        pthread_create(&th[i], NULL, producer_main, &p[i]);
+    }
+    for (int i = 0; i < COMMIT_PRODUCERS; i++)
+        pthread_join(th[i], NULL);
+    rd_commit_destroy(commit[0]);       /* hands back whatever it still holds */
+    rd_commit_destroy(commit[1]);
+    for (size_t i = 0; i < N; i++) {
+        assert_int_equal(atomic_load(&items[i].done), 1);
+        assert_false(atomic_load(&items[i].early));
+    }
+    uint8_t rec[RD_COIN_RECORD_SIZE];
+    for (uint32_t sn = 0; sn < N; sn++) {
+        fx_read(f, 4, sn, rec);                 /* the stop's checkpoint: all in the pages */
+        assert_int_equal(rec[0], (uint8_t)sn);
+    }
+    free(items);
     rd_coins_close(other);
 }
 
@@ -639,6 +723,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_transaction_all_or_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_racing_powns_one_wins, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_commit_one_sync_for_all, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_threads_answer_only_synced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dead_holder_releases_store, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkpoint_empties_journal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_with_torn_tail, setup, teardown),

@@ -81,6 +81,7 @@ static void assert_config_equal(const rd_config_t *a, const rd_config_t *b)
     assert_int_equal(a->raida_id, b->raida_id);
     assert_int_equal(a->coin_id, b->coin_id);
     assert_int_equal(a->worker_threads, b->worker_threads);
+    assert_int_equal(a->commit_threads, b->commit_threads);
     assert_int_equal(a->epoll_timeout_ms, b->epoll_timeout_ms);
     assert_int_equal(a->events_per_wait, b->events_per_wait);
     assert_int_equal(a->max_descriptors, b->max_descriptors);
@@ -142,6 +143,7 @@ static void test_defaults_when_empty(void **state)
     assert_int_equal(cf->raida_id, 0);
     assert_int_equal(cf->coin_id, 6);
     assert_int_equal(cf->worker_threads, 2);
+    assert_int_equal(cf->commit_threads, 2);
     assert_int_equal(cf->epoll_timeout_ms, 10000);
     assert_int_equal(cf->events_per_wait, 10000);
     assert_int_equal(cf->limit_prefix_ipv4, 32);
@@ -383,6 +385,8 @@ static void test_out_of_range(void **state)
     expect_error("coin_id = 65536;", NAME ":1: coin_id = 65536 is out of range (0..65535)");
     expect_error("worker_threads = 0;", NAME ":1: worker_threads = 0 is out of range (1..256)");
     expect_error("worker_threads = 257;", NAME ":1: worker_threads = 257 is out of range (1..256)");
+    expect_error("commit_threads = 0;", NAME ":1: commit_threads = 0 is out of range (1..64)");
+    expect_error("commit_threads = 65;", NAME ":1: commit_threads = 65 is out of range (1..64)");
     expect_error("epoll_timeout_ms = 0;",
                  NAME ":1: epoll_timeout_ms = 0 is out of range (1..3600000)");
     expect_error("epoll_timeout_ms = 3600001;",
