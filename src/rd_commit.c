@@ -1,4 +1,4 @@
-/* The commit thread of a worker (see include/rd_commit.h). */
+/* The commit threads of a worker (see include/rd_commit.h). */
 #include "config.h"
 
 #include <errno.h>
