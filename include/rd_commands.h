@@ -1,7 +1,7 @@
 /* The built-in command modules, in one table (rd_commands.c), and the
  * commands of the default set (the built-in ones only) for those that
  * have no generation: tools, tests, the metrics' names. A generation's
- * own table is rd_module.h's rd_modset_t. */
+ * own table is rd_module.h's rd_module_set_t. */
 #ifndef RD_COMMANDS_H
 #define RD_COMMANDS_H
 
@@ -22,11 +22,11 @@ extern const raidad_module_t rd_mod_auth;
 
 /* A new set holding the built-in modules, which a generation then adds
  * its loaded ones to; NULL when memory is short. */
-rd_modset_t *rd_command_set_create(void);
+rd_module_set_t *rd_command_set_create(void);
 
 /* The built-in modules only, built once (tools, tests, and a protocol
  * without a generation's set). */
-const rd_modset_t *rd_modset_default(void);
+const rd_module_set_t *rd_module_set_default(void);
 
 bool rd_command_group_known(uint8_t group);
 const rd_command_t *rd_command_lookup(uint8_t group, uint8_t command);

@@ -24,14 +24,14 @@ void rd_crashrec_attach(size_t slot);
 void rd_crashrec_enter(const char *module, uint8_t group, uint8_t command);
 void rd_crashrec_leave(void);
 
-struct rd_modset;
+struct rd_module_set;
 
 /* The master, after the worker of SLOT died: what it was running, as
  * "module M group G command C" (several joined by ", "), into OUT; false
  * when nothing (valid) was recorded. The slot is emptied. NAMES, when not
  * NULL, is the master's own table of the worker's generation: a command
  * of the recorded module found there adds its name, " (NAME)". */
-bool rd_crashrec_read(size_t slot, const struct rd_modset *names, char *out, size_t len);
+bool rd_crashrec_read(size_t slot, const struct rd_module_set *names, char *out, size_t len);
 
 /* The raw bytes of SLOT and their size (tests write into them what a
  * crashing worker might); NULL when there is no such slot. */

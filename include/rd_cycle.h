@@ -25,7 +25,7 @@
 #include "rd_listener.h"
 #include "rd_stats.h"
 
-struct rd_modset;
+struct rd_module_set;
 
 /* Room for any reason a cycle is refused (a path and what went wrong). */
 #define RD_CYCLE_ERR_MAX (PATH_MAX + 256)
@@ -37,7 +37,7 @@ typedef struct rd_cycle {
     rd_stats_t *stats;          /* shared by every worker, across reloads */
     rd_limit_t *limits;         /* the same */
     rd_coins_shared_t *coins;   /* the coin store, made before the first fork; NULL: none */
-    struct rd_modset *modules;  /* the generation's command modules (rd_modload.h) */
+    struct rd_module_set *modules;  /* the generation's command modules (rd_modload.h) */
 } rd_cycle_t;
 
 /* Reads PATH into C and loads its modules; nothing is opened. Returns 0,

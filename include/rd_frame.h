@@ -158,7 +158,7 @@ const char *rd_frame_status_name(uint8_t status);
 struct rd_cidr;
 struct rd_stats;
 struct rd_coins;
-struct rd_modset;
+struct rd_module_set;
 struct rd_command;
 
 /* What the protocol needs to know of the server; read-only once set up, so
@@ -178,7 +178,7 @@ typedef struct rd_protocol {
     struct rd_coins *coins;     /* the coin store, keys of types 1, 4, 5 too; NULL: no coins */
     /* The generation's command modules (rd_module.h); NULL: the built-in
      * ones only. */
-    const struct rd_modset *modules;
+    const struct rd_module_set *modules;
 } rd_protocol_t;
 
 typedef struct rd_request {

@@ -13,6 +13,6 @@
 
 /* The modules of CF, configured; NULL with "FILE:LINE: what" in ERR when
  * the configuration is refused. */
-rd_modset_t *rd_modload_modules(const rd_config_t *cf, char *err, size_t err_len);
+rd_module_set_t *rd_modload_modules(const rd_config_t *cf, char *err, size_t err_len);
 
 #endif

@@ -44,18 +44,18 @@ struct rd_module {
     bool started;
 };
 
-typedef struct rd_modset {
+typedef struct rd_module_set {
     rd_command_t *groups[256];      /* 256 commands each, or NULL: group not served */
     rd_module_t mods[RD_MODULE_MAX];
     size_t count;
-} rd_modset_t;
+} rd_module_set_t;
 
 /* A set holding the COUNT modules of BUILTIN (compiled in: never closed);
  * NULL when memory is short or one of them is refused.
  * rd_command_set_create (rd_commands.h) passes the daemon's own. */
-rd_modset_t *rd_modset_create(const raidad_module_t *const *builtin, size_t count);
+rd_module_set_t *rd_module_set_create(const raidad_module_t *const *builtin, size_t count);
 /* Calls the configured modules' release hooks, closes the shared objects. */
-void rd_modset_free(rd_modset_t *set);
+void rd_module_set_free(rd_module_set_t *set);
 
 /* Checks a descriptor on its own: ABI, name, groups, commands, flags,
  * settings. Returns 0, or -1 with a sentence in WHY. */
@@ -64,16 +64,16 @@ int rd_module_check(const raidad_module_t *desc, char *why, size_t why_len);
 /* Checks DESC and adds it to SET (DL, its handle, is then the set's to
  * close): refused when it is malformed, when its name is taken or when one
  * of its groups is served already. Returns the module or NULL with WHY. */
-rd_module_t *rd_modset_add(rd_modset_t *set, const raidad_module_t *desc, void *dl,
+rd_module_t *rd_module_set_add(rd_module_set_t *set, const raidad_module_t *desc, void *dl,
                            char *why, size_t why_len);
 
-rd_module_t *rd_modset_find(rd_modset_t *set, const char *name);
+rd_module_t *rd_module_set_find(rd_module_set_t *set, const char *name);
 
 /* The worker: process start and stop hooks of every module. */
-int rd_modset_start(rd_modset_t *set);
-void rd_modset_stop(rd_modset_t *set);
+int rd_module_set_start(rd_module_set_t *set);
+void rd_module_set_stop(rd_module_set_t *set);
 
-static inline const rd_command_t *rd_modset_lookup(const rd_modset_t *set, uint8_t group,
+static inline const rd_command_t *rd_module_set_lookup(const rd_module_set_t *set, uint8_t group,
                                                    uint8_t command)
 {
     const rd_command_t *g = set->groups[group];
@@ -81,7 +81,7 @@ static inline const rd_command_t *rd_modset_lookup(const rd_modset_t *set, uint8
     return g != NULL && g[command].handler != NULL ? &g[command] : NULL;
 }
 
-static inline bool rd_modset_group_known(const rd_modset_t *set, uint8_t group)
+static inline bool rd_module_set_group_known(const rd_module_set_t *set, uint8_t group)
 {
     return set->groups[group] != NULL;
 }

@@ -22,7 +22,7 @@ const size_t rd_builtin_module_count = sizeof(rd_builtin_modules) / sizeof(rd_bu
 
 static struct {
     pthread_once_t once;
-    rd_modset_t *set;
+    rd_module_set_t *set;
     const rd_command_t *by_index[256];
     size_t count;
 } builtin = { .once = PTHREAD_ONCE_INIT };
@@ -46,12 +46,12 @@ static void builtin_build(void)
     }
 }
 
-rd_modset_t *rd_command_set_create(void)
+rd_module_set_t *rd_command_set_create(void)
 {
-    return rd_modset_create(rd_builtin_modules, rd_builtin_module_count);
+    return rd_module_set_create(rd_builtin_modules, rd_builtin_module_count);
 }
 
-const rd_modset_t *rd_modset_default(void)
+const rd_module_set_t *rd_module_set_default(void)
 {
     pthread_once(&builtin.once, builtin_build);
     return builtin.set;
@@ -59,23 +59,23 @@ const rd_modset_t *rd_modset_default(void)
 
 bool rd_command_group_known(uint8_t group)
 {
-    return rd_modset_group_known(rd_modset_default(), group);
+    return rd_module_set_group_known(rd_module_set_default(), group);
 }
 
 const rd_command_t *rd_command_lookup(uint8_t group, uint8_t command)
 {
-    return rd_modset_lookup(rd_modset_default(), group, command);
+    return rd_module_set_lookup(rd_module_set_default(), group, command);
 }
 
 size_t rd_command_count(void)
 {
-    rd_modset_default();
+    rd_module_set_default();
     return builtin.count;
 }
 
 const rd_command_t *rd_command_at(size_t i)
 {
-    rd_modset_default();
+    rd_module_set_default();
     return i < builtin.count ? builtin.by_index[i] : NULL;
 }
 

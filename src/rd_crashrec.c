@@ -113,15 +113,15 @@ static bool name_valid(const char *s, size_t max)
 
 /* The command's name in the master's own table, when the recorded module
  * serves it there; "" otherwise. */
-static const char *command_name(const rd_modset_t *names, const crash_entry_t *e)
+static const char *command_name(const rd_module_set_t *names, const crash_entry_t *e)
 {
-    const rd_command_t *cmd = names != NULL ? rd_modset_lookup(names, e->group, e->command)
+    const rd_command_t *cmd = names != NULL ? rd_module_set_lookup(names, e->group, e->command)
                                             : NULL;
 
     return cmd != NULL && strcmp(cmd->module->desc->name, e->module) == 0 ? cmd->name : "";
 }
 
-bool rd_crashrec_read(size_t slot, const rd_modset_t *names, char *out, size_t len)
+bool rd_crashrec_read(size_t slot, const rd_module_set_t *names, char *out, size_t len)
 {
     crash_slot_t copy;
     size_t used = 0;

@@ -121,7 +121,7 @@ int rd_cycle_open(rd_cycle_t *c, const rd_cycle_t *old, char *err, size_t err_le
 void rd_cycle_release(rd_cycle_t *c, const rd_cycle_t *keep)
 {
     cycle_close(c, keep);
-    rd_modset_free(c->modules);
+    rd_module_set_free(c->modules);
     free(c->config);
     *c = (rd_cycle_t){ 0 };
 }

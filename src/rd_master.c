@@ -596,7 +596,7 @@ static void master_schedule_respawn(rd_master_t *m, const rd_proc_t *p)
 static void log_crash(const rd_proc_t *p, int status)
 {
     const rd_master_t *m = p->master;
-    const rd_modset_t *names = p->generation == m->generation ? m->cycle.modules
+    const rd_module_set_t *names = p->generation == m->generation ? m->cycle.modules
         : m->next.config != NULL && p->generation == m->next_generation ? m->next.modules : NULL;
     char what[512];
 

@@ -18,7 +18,7 @@
 #include "rd_modload.h"
 
 __attribute__((format(printf, 4, 5)))
-static rd_modset_t *fail(const rd_config_source_t *at, char *err, size_t err_len,
+static rd_module_set_t *fail(const rd_config_source_t *at, char *err, size_t err_len,
                          const char *fmt, ...)
 {
     va_list ap;
@@ -94,7 +94,7 @@ static const raidad_module_t *descriptor(const rd_config_module_t *lm, void *dl,
     return NULL;
 }
 
-static int load_one(rd_modset_t *set, const rd_config_t *cf, const rd_config_module_t *lm,
+static int load_one(rd_module_set_t *set, const rd_config_t *cf, const rd_config_module_t *lm,
                     char *err, size_t err_len)
 {
     char path[PATH_MAX + RD_CONFIG_SOURCE_SIZE], why[256];
@@ -111,7 +111,7 @@ static int load_one(rd_modset_t *set, const rd_config_t *cf, const rd_config_mod
         return -1;
     }
     if ((desc = descriptor(lm, dl, err, err_len)) == NULL
-        || (m = rd_modset_add(set, desc, dl, why, sizeof(why))) == NULL) {
+        || (m = rd_module_set_add(set, desc, dl, why, sizeof(why))) == NULL) {
         if (desc != NULL)
             fail(&lm->at, err, err_len, "load_module \"%s\": %s", lm->path, why);
         dlclose(dl);
@@ -134,11 +134,11 @@ static const raidad_setting_t *setting_find(const raidad_module_t *d, const char
 
 static const char *const type_names[] = { "", "an integer", "a boolean", "a string" };
 
-static int apply_setting(rd_modset_t *set, const rd_config_modsetting_t *ms, char *err,
+static int apply_setting(rd_module_set_t *set, const rd_config_modsetting_t *ms, char *err,
                          size_t err_len)
 {
     static const int want[] = { RAIDAD_SETTING_INT, RAIDAD_SETTING_BOOL, RAIDAD_SETTING_STRING };
-    rd_module_t *m = rd_modset_find(set, ms->module);
+    rd_module_t *m = rd_module_set_find(set, ms->module);
     const raidad_setting_t *s;
     raidad_value_t *v;
     size_t idx = 0;
@@ -183,7 +183,7 @@ static rd_config_source_t module_place(const rd_config_t *cf, const rd_module_t 
     return whole_file(cf);
 }
 
-static int configure_all(const rd_config_t *cf, rd_modset_t *set, char *err, size_t err_len)
+static int configure_all(const rd_config_t *cf, rd_module_set_t *set, char *err, size_t err_len)
 {
     for (size_t i = 0; i < set->count; i++) {
         rd_module_t *m = &set->mods[i];
@@ -203,9 +203,9 @@ static int configure_all(const rd_config_t *cf, rd_modset_t *set, char *err, siz
     return 0;
 }
 
-rd_modset_t *rd_modload_modules(const rd_config_t *cf, char *err, size_t err_len)
+rd_module_set_t *rd_modload_modules(const rd_config_t *cf, char *err, size_t err_len)
 {
-    rd_modset_t *set = rd_command_set_create();
+    rd_module_set_t *set = rd_command_set_create();
     rd_config_source_t at = whole_file(cf);
 
     if (set == NULL)
@@ -214,7 +214,7 @@ rd_modset_t *rd_modload_modules(const rd_config_t *cf, char *err, size_t err_len
         if (load_one(set, cf, &cf->load_module[i], err, err_len) < 0)
             goto refused;
     for (size_t i = 0; i < cf->modgroup_count; i++)
-        if (rd_modset_find(set, cf->modgroup[i].module) == NULL) {
+        if (rd_module_set_find(set, cf->modgroup[i].module) == NULL) {
             fail(&cf->modgroup[i].at, err, err_len, "unknown setting '%s' (no module of "
                  "that name is loaded)", cf->modgroup[i].module);
             goto refused;
@@ -226,6 +226,6 @@ rd_modset_t *rd_modload_modules(const rd_config_t *cf, char *err, size_t err_len
         goto refused;
     return set;
 refused:
-    rd_modset_free(set);
+    rd_module_set_free(set);
     return NULL;
 }

@@ -200,7 +200,7 @@ int rd_module_check(const raidad_module_t *d, char *why, size_t why_len)
 
 /* ---- the set ------------------------------------------------------------ */
 
-rd_module_t *rd_modset_find(rd_modset_t *set, const char *name)
+rd_module_t *rd_module_set_find(rd_module_set_t *set, const char *name)
 {
     for (size_t i = 0; i < set->count; i++)
         if (strcmp(set->mods[i].desc->name, name) == 0)
@@ -208,7 +208,7 @@ rd_module_t *rd_modset_find(rd_modset_t *set, const char *name)
     return NULL;
 }
 
-static const rd_module_t *group_owner(const rd_modset_t *set, uint8_t group)
+static const rd_module_t *group_owner(const rd_module_set_t *set, uint8_t group)
 {
     const rd_command_t *t = set->groups[group];
 
@@ -218,13 +218,14 @@ static const rd_module_t *group_owner(const rd_modset_t *set, uint8_t group)
     return NULL;
 }
 
-static int check_free(const rd_modset_t *set, const raidad_module_t *d, char *why, size_t why_len)
+static int check_free(const rd_module_set_t *set, const raidad_module_t *d, char *why,
+                      size_t why_len)
 {
     if (set->count >= RD_MODULE_MAX) {
         snprintf(why, why_len, "more than %d modules", RD_MODULE_MAX);
         return -1;
     }
-    if (rd_modset_find((rd_modset_t *)set, d->name) != NULL) {
+    if (rd_module_set_find((rd_module_set_t *)set, d->name) != NULL) {
         snprintf(why, why_len, "a module named %s is loaded already", d->name);
         return -1;
     }
@@ -256,7 +257,7 @@ static raidad_value_t *default_values(const raidad_module_t *d)
 
 /* Built-in commands are numbered in the order they are added, which is
  * rd_builtin_modules' order in every set: the metrics' index. */
-static unsigned builtin_index(const rd_modset_t *set)
+static unsigned builtin_index(const rd_module_set_t *set)
 {
     unsigned n = 0;
 
@@ -266,7 +267,7 @@ static unsigned builtin_index(const rd_modset_t *set)
     return n;
 }
 
-static int fill_groups(rd_modset_t *set, rd_module_t *m, bool builtin, unsigned index)
+static int fill_groups(rd_module_set_t *set, rd_module_t *m, bool builtin, unsigned index)
 {
     const raidad_module_t *d = m->desc;
 
@@ -295,7 +296,7 @@ static int fill_groups(rd_modset_t *set, rd_module_t *m, bool builtin, unsigned 
     return 0;
 }
 
-rd_module_t *rd_modset_add(rd_modset_t *set, const raidad_module_t *d, void *dl,
+rd_module_t *rd_module_set_add(rd_module_set_t *set, const raidad_module_t *d, void *dl,
                            char *why, size_t why_len)
 {
     rd_module_t *m;
@@ -320,21 +321,21 @@ rd_module_t *rd_modset_add(rd_modset_t *set, const raidad_module_t *d, void *dl,
     return m;
 }
 
-rd_modset_t *rd_modset_create(const raidad_module_t *const *builtin, size_t count)
+rd_module_set_t *rd_module_set_create(const raidad_module_t *const *builtin, size_t count)
 {
-    rd_modset_t *set = calloc(1, sizeof(*set));
+    rd_module_set_t *set = calloc(1, sizeof(*set));
     char why[256];
 
     for (size_t i = 0; set != NULL && i < count; i++)
-        if (rd_modset_add(set, builtin[i], NULL, why, sizeof(why)) == NULL) {
+        if (rd_module_set_add(set, builtin[i], NULL, why, sizeof(why)) == NULL) {
             rd_log(RD_LOG_CRIT, "built-in module %s: %s", builtin[i]->name, why);
-            rd_modset_free(set);
+            rd_module_set_free(set);
             return NULL;
         }
     return set;
 }
 
-void rd_modset_free(rd_modset_t *set)
+void rd_module_set_free(rd_module_set_t *set)
 {
     if (set == NULL)
         return;
@@ -358,7 +359,7 @@ void rd_modset_free(rd_modset_t *set)
 
 /* ---- in the worker ------------------------------------------------------ */
 
-int rd_modset_start(rd_modset_t *set)
+int rd_module_set_start(rd_module_set_t *set)
 {
     for (size_t i = 0; i < set->count; i++) {
         rd_module_t *m = &set->mods[i];
@@ -373,7 +374,7 @@ int rd_modset_start(rd_modset_t *set)
     return 0;
 }
 
-void rd_modset_stop(rd_modset_t *set)
+void rd_module_set_stop(rd_module_set_t *set)
 {
     for (size_t i = set->count; i-- > 0;) {
         rd_module_t *m = &set->mods[i];

@@ -154,19 +154,19 @@ static int check_route(const rd_protocol_t *p, const uint8_t *h)
     return RD_STATUS_NO_ERROR;
 }
 
-static const rd_modset_t *modules(const rd_protocol_t *p)
+static const rd_module_set_t *modules(const rd_protocol_t *p)
 {
-    return p->modules != NULL ? p->modules : rd_modset_default();
+    return p->modules != NULL ? p->modules : rd_module_set_default();
 }
 
 /* O(1): the generation's table by group, then by command. */
 static int check_handler(const rd_protocol_t *p, rd_request_t *req)
 {
-    const rd_modset_t *set = modules(p);
+    const rd_module_set_t *set = modules(p);
 
-    if (!rd_modset_group_known(set, req->group))
+    if (!rd_module_set_group_known(set, req->group))
         return RD_STATUS_INVALID_GROUP;
-    req->cmd = rd_modset_lookup(set, req->group, req->command);
+    req->cmd = rd_module_set_lookup(set, req->group, req->command);
     if (req->cmd == NULL)
         return RD_STATUS_INVALID_COMMAND;
     req->header_valid = true;

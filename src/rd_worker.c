@@ -377,7 +377,7 @@ int rd_worker_run(const rd_cycle_t *cycle, int channel, unsigned slot, unsigned 
     if (worker_init(&w, cycle, channel) < 0) {
         rd_log(RD_LOG_CRIT, "worker: cannot start: %s", strerror(errno));
         rc = -1;
-    } else if (cycle->modules != NULL && rd_modset_start(cycle->modules) < 0) {
+    } else if (cycle->modules != NULL && rd_module_set_start(cycle->modules) < 0) {
         rc = -1;    /* the modules' process start: before the filter, as files open */
     } else if (rd_sandbox_enter(cycle->config) < 0) {
         rc = -1;
@@ -388,6 +388,6 @@ int rd_worker_run(const rd_cycle_t *cycle, int channel, unsigned slot, unsigned 
     }
     worker_free(&w);
     if (cycle->modules != NULL)
-        rd_modset_stop(cycle->modules);
+        rd_module_set_stop(cycle->modules);
     return rc;
 }

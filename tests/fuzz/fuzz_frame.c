@@ -46,10 +46,10 @@ static const rd_protocol_t *frame_protocol(void)
     static bool ready;
 
     if (!ready) {
-        rd_modset_t *set = rd_command_set_create();
+        rd_module_set_t *set = rd_command_set_create();
         char why[256];
 
-        FUZZ_CHECK(set != NULL && rd_modset_add(set, &mirror_module, NULL, why, sizeof(why)));
+        FUZZ_CHECK(set != NULL && rd_module_set_add(set, &mirror_module, NULL, why, sizeof(why)));
         p = *fuzz_protocol();
         p.modules = set;
         ready = true;
@@ -63,7 +63,7 @@ static bool plain_frame_valid(const rd_protocol_t *p, const uint8_t *f, size_t l
     if (len < RD_LEGACY_HEADER_SIZE || f[16] != 0)
         return false;
     if (f[0] != 1 || f[1] != 0 || f[2] != p->raida_id || f[3] != 0
-        || rd_modset_lookup(p->modules, f[4], f[5]) == NULL || fuzz_be(f + 6, 2) != p->coin_id)
+        || rd_module_set_lookup(p->modules, f[4], f[5]) == NULL || fuzz_be(f + 6, 2) != p->coin_id)
         return false;
     size_t body_size = fuzz_be(f + 22, 2);
     if (body_size < RD_MIN_BODY_SIZE || body_size > p->max_body_size

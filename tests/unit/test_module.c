@@ -62,22 +62,22 @@ static void expect_refused(const raidad_module_t *d, const char *want)
 
 static void test_builtin_table(void **state)
 {
-    const rd_modset_t *set = rd_modset_default();
+    const rd_module_set_t *set = rd_module_set_default();
 
     (void)state;
-    assert_true(rd_modset_group_known(set, 0));
-    assert_true(rd_modset_group_known(set, 1));
-    assert_false(rd_modset_group_known(set, 2));
-    assert_string_equal(rd_modset_lookup(set, 0, 0)->name, "echo");
-    assert_string_equal(rd_modset_lookup(set, 0, 1)->name, "version");
-    assert_true(rd_modset_lookup(set, 0, 2)->admin);
-    assert_string_equal(rd_modset_lookup(set, 0, 3)->name, "audit");
-    assert_false(rd_modset_lookup(set, 0, 3)->quick);
-    assert_true(rd_modset_lookup(set, 1, 20)->payload);
-    assert_true(rd_modset_lookup(set, 1, 20)->flags & RAIDAD_CMD_WRITES);
-    assert_false(rd_modset_lookup(set, 1, 10)->quick);
-    assert_null(rd_modset_lookup(set, 1, 0));
-    assert_null(rd_modset_lookup(set, 7, 0));
+    assert_true(rd_module_set_group_known(set, 0));
+    assert_true(rd_module_set_group_known(set, 1));
+    assert_false(rd_module_set_group_known(set, 2));
+    assert_string_equal(rd_module_set_lookup(set, 0, 0)->name, "echo");
+    assert_string_equal(rd_module_set_lookup(set, 0, 1)->name, "version");
+    assert_true(rd_module_set_lookup(set, 0, 2)->admin);
+    assert_string_equal(rd_module_set_lookup(set, 0, 3)->name, "audit");
+    assert_false(rd_module_set_lookup(set, 0, 3)->quick);
+    assert_true(rd_module_set_lookup(set, 1, 20)->payload);
+    assert_true(rd_module_set_lookup(set, 1, 20)->flags & RAIDAD_CMD_WRITES);
+    assert_false(rd_module_set_lookup(set, 1, 10)->quick);
+    assert_null(rd_module_set_lookup(set, 1, 0));
+    assert_null(rd_module_set_lookup(set, 7, 0));
     assert_int_equal(rd_command_count(), 8);
     for (size_t i = 0; i < rd_command_count(); i++)
         assert_int_equal(rd_command_at(i)->metrics_index, i);
@@ -144,7 +144,7 @@ static void test_descriptor_checks(void **state)
 static void test_set_conflicts(void **state)
 {
     static const raidad_group_t group0[] = { { 0, good_cmds, 2 } };
-    rd_modset_t *set = rd_command_set_create();
+    rd_module_set_t *set = rd_command_set_create();
     raidad_module_t steal = good, twin = good;
     char why[256];
 
@@ -152,25 +152,25 @@ static void test_set_conflicts(void **state)
     assert_non_null(set);
     steal.name = "thief";
     steal.groups = group0;
-    assert_null(rd_modset_add(set, &steal, NULL, why, sizeof(why)));
+    assert_null(rd_module_set_add(set, &steal, NULL, why, sizeof(why)));
     assert_string_equal(why, "module thief serves group 0, which module status serves already");
-    assert_non_null(rd_modset_add(set, &good, NULL, why, sizeof(why)));
-    assert_null(rd_modset_add(set, &good, NULL, why, sizeof(why)));
+    assert_non_null(rd_module_set_add(set, &good, NULL, why, sizeof(why)));
+    assert_null(rd_module_set_add(set, &good, NULL, why, sizeof(why)));
     assert_string_equal(why, "a module named good is loaded already");
     twin.name = "twin";
-    assert_null(rd_modset_add(set, &twin, NULL, why, sizeof(why)));
+    assert_null(rd_module_set_add(set, &twin, NULL, why, sizeof(why)));
     assert_string_equal(why, "module twin serves group 50, which module good serves already");
     /* The table: the new group's commands, its holes, the built-in ones. */
-    assert_true(rd_modset_group_known(set, 50));
-    assert_string_equal(rd_modset_lookup(set, 50, 9)->name, "nine");
-    assert_null(rd_modset_lookup(set, 50, 1));
-    assert_string_equal(rd_modset_lookup(set, 0, 0)->name, "echo");
-    assert_int_equal(rd_modset_lookup(set, 0, 2)->metrics_index, 2);
-    assert_true(rd_modset_lookup(set, 50, 0)->quick);
-    assert_false(rd_modset_lookup(set, 50, 9)->quick);
+    assert_true(rd_module_set_group_known(set, 50));
+    assert_string_equal(rd_module_set_lookup(set, 50, 9)->name, "nine");
+    assert_null(rd_module_set_lookup(set, 50, 1));
+    assert_string_equal(rd_module_set_lookup(set, 0, 0)->name, "echo");
+    assert_int_equal(rd_module_set_lookup(set, 0, 2)->metrics_index, 2);
+    assert_true(rd_module_set_lookup(set, 50, 0)->quick);
+    assert_false(rd_module_set_lookup(set, 50, 9)->quick);
     /* The default set never sees another generation's modules. */
-    assert_false(rd_modset_group_known(rd_modset_default(), 50));
-    rd_modset_free(set);
+    assert_false(rd_module_set_group_known(rd_module_set_default(), 50));
+    rd_module_set_free(set);
 }
 
 /* A type-0 frame, as the wire has it (see tests/unit/test_protocol.c). */
@@ -199,7 +199,7 @@ static size_t frame(uint8_t *out, uint8_t group, uint8_t command, size_t payload
 
 static void test_dispatch_frame(void **state)
 {
-    rd_modset_t *set = rd_command_set_create();
+    rd_module_set_t *set = rd_command_set_create();
     rd_protocol_t p = { .coin_id = 6, .max_body_size = 65536 };
     uint8_t buf[128];
     rd_request_t req;
@@ -207,7 +207,7 @@ static void test_dispatch_frame(void **state)
     char why[256];
 
     (void)state;
-    assert_non_null(rd_modset_add(set, &good, NULL, why, sizeof(why)));
+    assert_non_null(rd_module_set_add(set, &good, NULL, why, sizeof(why)));
     rd_response_init(&resp);
     /* Without the generation's set, group 50 is unknown (5). */
     assert_true(rd_protocol_handle_frame(&p, &req, buf, frame(buf, 50, 9, 3), &resp));
@@ -226,7 +226,7 @@ static void test_dispatch_frame(void **state)
     assert_int_equal(resp.data[2], RD_STATUS_SUCCESS);
     assert_true(rd_protocol_is_quick(&req));
     rd_response_release(&resp);
-    rd_modset_free(set);
+    rd_module_set_free(set);
 }
 
 static int h_count(const raidad_request_t *req, raidad_response_t *resp)
@@ -244,7 +244,7 @@ static void test_services(void **state)
     static const raidad_group_t groups[] = { { 20, cmds, 1 } };
     static const raidad_module_t counting = {
         .abi = RAIDAD_MODULE_ABI, .name = "counting", .groups = groups, .group_count = 1 };
-    rd_modset_t *set = rd_command_set_create();
+    rd_module_set_t *set = rd_command_set_create();
     rd_protocol_t p = { .coin_id = 6, .max_body_size = 65536, .admin_key_set = true,
                         .admin_key = "0123456789abcdef" };
     raidad_services_t svc = rd_module_services;
@@ -255,7 +255,7 @@ static void test_services(void **state)
     char why[256];
 
     (void)state;
-    assert_non_null(rd_modset_add(set, &counting, NULL, why, sizeof(why)));
+    assert_non_null(rd_module_set_add(set, &counting, NULL, why, sizeof(why)));
     p.modules = set;
     p.stats = rd_stats_create();
     assert_non_null(p.stats);
@@ -296,7 +296,7 @@ static void test_services(void **state)
     }
     rd_response_release(&resp);
     rd_stats_destroy(p.stats);
-    rd_modset_free(set);
+    rd_module_set_free(set);
 }
 
 static int hook_calls;
@@ -329,7 +329,7 @@ static void test_process_hooks(void **state)
     static const raidad_group_t g60[] = { { 60, good_cmds, 2 } };
     static const raidad_group_t g61[] = { { 61, good_cmds, 2 } };
     raidad_module_t a = good, b = good;
-    rd_modset_t *set = rd_command_set_create();
+    rd_module_set_t *set = rd_command_set_create();
     char why[256];
 
     (void)state;
@@ -341,15 +341,15 @@ static void test_process_hooks(void **state)
     b.groups = g61;
     b.process_start = start_fails;
     b.process_stop = stop_hook;
-    assert_non_null(rd_modset_add(set, &a, NULL, why, sizeof(why)));
-    assert_non_null(rd_modset_add(set, &b, NULL, why, sizeof(why)));
+    assert_non_null(rd_module_set_add(set, &a, NULL, why, sizeof(why)));
+    assert_non_null(rd_module_set_add(set, &b, NULL, why, sizeof(why)));
     hook_calls = 0;
-    assert_int_equal(rd_modset_start(set), -1);
+    assert_int_equal(rd_module_set_start(set), -1);
     assert_int_equal(hook_calls, 1);
-    assert_ptr_equal(rd_modset_find(set, "a")->state, &hook_calls);
-    rd_modset_stop(set);
+    assert_ptr_equal(rd_module_set_find(set, "a")->state, &hook_calls);
+    rd_module_set_stop(set);
     assert_int_equal(hook_calls, 11);               /* a stopped, b never started */
-    rd_modset_free(set);
+    rd_module_set_free(set);
 }
 
 /* ---- load_module and the module's settings ---- */
@@ -365,11 +365,11 @@ static const char *testmod(const char *var)
 
 /* TEXT (with %s for the test module's path) must load, or be refused
  * with WANT (with %s for the path too). */
-static rd_modset_t *load(const char *text, const char *module, const char *want)
+static rd_module_set_t *load(const char *text, const char *module, const char *want)
 {
     char conf[2048], err[1024] = "", expect[1024];
     rd_config_t *cf = malloc(sizeof(*cf));
-    rd_modset_t *set;
+    rd_module_set_t *set;
 
     assert_non_null(cf);
     snprintf(conf, sizeof(conf), text, module);
@@ -391,27 +391,27 @@ static rd_modset_t *load(const char *text, const char *module, const char *want)
 static void test_load_module(void **state)
 {
     const char *mod = testmod("RAIDAD_TESTMOD");
-    rd_modset_t *set;
+    rd_module_set_t *set;
     rd_module_t *m;
 
     (void)state;
     set = load("load_module = \"%s\";\ntestmod = { tag = 9; label = \"x\"; };\n", mod, NULL);
-    m = rd_modset_find(set, "testmod");
+    m = rd_module_set_find(set, "testmod");
     assert_non_null(m);
     assert_true(m->values[0].set);
     assert_int_equal(m->values[0].integer, 9);
     assert_false(m->values[1].set);
     assert_string_equal(m->values[2].text, "x");
-    assert_string_equal(rd_modset_lookup(set, 201, 0)->name, "ping");
-    assert_true(rd_modset_lookup(set, 201, 0)->quick);
-    assert_int_equal(rd_modset_lookup(set, 201, 0)->metrics_index, UINT32_MAX);
-    assert_string_equal(rd_modset_lookup(set, 0, 0)->name, "echo");
-    rd_modset_free(set);
+    assert_string_equal(rd_module_set_lookup(set, 201, 0)->name, "ping");
+    assert_true(rd_module_set_lookup(set, 201, 0)->quick);
+    assert_int_equal(rd_module_set_lookup(set, 201, 0)->metrics_index, UINT32_MAX);
+    assert_string_equal(rd_module_set_lookup(set, 0, 0)->name, "echo");
+    rd_module_set_free(set);
     /* Defaults when the file has no group for it. */
     set = load("load_module = [ \"%s\" ];\n", mod, NULL);
-    assert_int_equal(rd_modset_find(set, "testmod")->values[0].integer, 7);
-    assert_string_equal(rd_modset_find(set, "testmod")->values[2].text, "test");
-    rd_modset_free(set);
+    assert_int_equal(rd_module_set_find(set, "testmod")->values[0].integer, 7);
+    assert_string_equal(rd_module_set_find(set, "testmod")->values[2].text, "test");
+    rd_module_set_free(set);
 }
 
 static void test_load_module_refused(void **state)
@@ -510,11 +510,11 @@ static void test_crash_record(void **state)
     /* With the master's table: the name of a command of that module only. */
     rd_crashrec_attach(3);
     rd_crashrec_enter("status", 0, 2);
-    assert_true(rd_crashrec_read(3, rd_modset_default(), what, sizeof(what)));
+    assert_true(rd_crashrec_read(3, rd_module_set_default(), what, sizeof(what)));
     assert_string_equal(what, "module status group 0 command 2 (stats)");
     rd_crashrec_attach(3);
     rd_crashrec_enter("impostor", 0, 2);
-    assert_true(rd_crashrec_read(3, rd_modset_default(), what, sizeof(what)));
+    assert_true(rd_crashrec_read(3, rd_module_set_default(), what, sizeof(what)));
     assert_string_equal(what, "module impostor group 0 command 2");
     rd_crashrec_fini();
 }
