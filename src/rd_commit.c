@@ -78,6 +78,8 @@ static void *commit_main(void *arg)
 {
     committer_t *me = arg;
     rd_commit_t *c = me->c;
+    /* Told apart from the pool's threads in ps -L and top -H. */
+    pthread_setname_np(pthread_self(), "commit");
     pthread_mutex_lock(&c->lock);
     for (;;) {
         if (c->n == 0 && !c->stop)

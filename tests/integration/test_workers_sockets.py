@@ -283,11 +283,15 @@ def test_one_socket_per_cpu_each_served_by_one_worker():
                    f"worker(s) of {workers}")
 
 
-def thread_policies(pid):
-    """The scheduling policy of every thread of PID."""
+def thread_policies(pid, commit=False):
+    """The scheduling policies of PID's threads: the commit threads
+    (src/rd_commit.c, named "commit") with COMMIT, the others without."""
     policies = set()
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                if (f.read().strip() == "commit") != commit:
+                    continue
             policies.add(os.sched_getscheduler(int(tid)))
         except OSError:
             pass
@@ -306,6 +310,10 @@ def test_worker_sched_batch_and_cpu_affinity():
         for pid in workers:
             expect(thread_policies(pid) == {os.SCHED_BATCH},
                    f"worker {pid}: thread policies {thread_policies(pid)}, expected SCHED_BATCH")
+            # They sleep on the disk, and must run as soon as a sync ends.
+            expect(thread_policies(pid, commit=True) == {os.SCHED_OTHER},
+                   f"worker {pid}: commit threads {thread_policies(pid, commit=True)}, "
+                   "expected SCHED_OTHER")
             expect(len(pinned[pid]) == 1, f"worker {pid} is not pinned to one CPU", pinned)
         expect(os.sched_getscheduler(d.pid) == os.SCHED_OTHER, "the master is not SCHED_OTHER")
         if len(cpus) >= 2:
@@ -313,7 +321,7 @@ def test_worker_sched_batch_and_cpu_affinity():
     with Workers({"worker_processes": 2, "worker_sched_batch": False}) as d:
         workers = d.wait_workers(2)
         for pid in workers:
-            expect(thread_policies(pid) == {os.SCHED_OTHER},
+            expect(thread_policies(pid) | thread_policies(pid, commit=True) == {os.SCHED_OTHER},
                    f"worker {pid}: thread policies {thread_policies(pid)} with worker_sched_batch false")
             expect(sorted(os.sched_getaffinity(pid)) == cpus, f"worker {pid} pinned by default")
 
