@@ -54,9 +54,14 @@ void rd_tcp_processed(rd_tcp_t *t, void *record);
 /* Submits complete requests that waited for a request slot. */
 void rd_tcp_submit_waiting(rd_tcp_t *t);
 
-/* Runs what is due by NOW_MS: closes connections whose deadline passed,
- * resumes accepting after a pause for want of descriptors. Returns ms
- * until the next is due, or -1 when none is pending. */
-int rd_tcp_timers(rd_tcp_t *t, uint64_t now_ms);
+/* Closes the connections whose deadline had passed by POLLED_MS, the
+ * clock read before the loop's last poll began: a connection is timed out
+ * only once a poll that started after its deadline found nothing to read
+ * (so a process frozen for a while, by SIGSTOP or a paused machine, reads
+ * what arrived meanwhile before it judges anyone late). Resumes accepting
+ * after a pause for want of descriptors once due by NOW_MS. Returns ms
+ * from NOW_MS until the next is due (0: poll once more, then it is), or
+ * -1 when none is pending. */
+int rd_tcp_timers(rd_tcp_t *t, uint64_t polled_ms, uint64_t now_ms);
 
 #endif

@@ -674,29 +674,31 @@ void rd_tcp_submit_waiting(rd_tcp_t *t)
         tcp_resume(t, TCP_PAUSE_BUSY);
 }
 
-static int conn_expire_list(rd_conn_list_t *list, uint64_t now_ms)
+static int conn_expire_list(rd_conn_list_t *list, uint64_t polled_ms, uint64_t now_ms)
 {
     char ip[INET6_ADDRSTRLEN];
     rd_conn_t *c;
 
-    while ((c = TAILQ_FIRST(list)) != NULL && c->deadline_ms <= now_ms) {
+    while ((c = TAILQ_FIRST(list)) != NULL && c->deadline_ms <= polled_ms) {
         rd_log_debug("%s: timed out %s", conn_ip(c, ip),
                      c->state == RD_CONN_READ_HEADER || c->state == RD_CONN_READ_BODY
                          ? "reading the request" : "writing the answer");
         rd_metrics_timeout(list == &c->tcp->timeouts ? RD_TIMEOUT_READ : RD_TIMEOUT_WRITE);
         conn_close(c);
     }
-    return c == NULL ? -1 : (int)(c->deadline_ms - now_ms);
+    if (c == NULL)
+        return -1;
+    return c->deadline_ms > now_ms ? (int)(c->deadline_ms - now_ms) : 0;
 }
 
-int rd_tcp_timers(rd_tcp_t *t, uint64_t now_ms)
+int rd_tcp_timers(rd_tcp_t *t, uint64_t polled_ms, uint64_t now_ms)
 {
     int reading, writing, next;
 
     if ((t->paused & TCP_PAUSE_NOFD) && now_ms >= t->accept_retry_ms)
         tcp_resume(t, TCP_PAUSE_NOFD);
-    reading = conn_expire_list(&t->timeouts, now_ms);
-    writing = conn_expire_list(&t->write_timeouts, now_ms);
+    reading = conn_expire_list(&t->timeouts, polled_ms, now_ms);
+    writing = conn_expire_list(&t->write_timeouts, polled_ms, now_ms);
     next = reading < 0 || (writing >= 0 && writing < reading) ? writing : reading;
     /* Out of descriptors: try again soon, whatever else is due. */
     if ((t->paused & TCP_PAUSE_NOFD) && (next < 0 || next > 100))

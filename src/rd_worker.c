@@ -347,8 +347,10 @@ static bool worker_should_exit(const rd_worker_t *w, uint64_t now)
 
 static void worker_loop(rd_worker_t *w)
 {
+    uint64_t polled = rd_clock_ms();    /* when the last poll began (rd_tcp_timers) */
+
     while (!worker_should_exit(w, rd_clock_ms())) {
-        int next = rd_tcp_timers(w->tcp, rd_clock_ms());
+        int next = rd_tcp_timers(w->tcp, polled, rd_clock_ms());
         int timeout = (int)w->cf->epoll_timeout_ms;
 
         if (next >= 0 && next < timeout)
@@ -356,6 +358,7 @@ static void worker_loop(rd_worker_t *w)
         timeout = rd_accesslog_flush_due(rd_clock_ms(), timeout);
         if (w->draining && timeout > 100)
             timeout = 100;
+        polled = rd_clock_ms();
         if (rd_event_loop_poll(&w->loop, timeout) < 0) {
             rd_log(RD_LOG_CRIT, "epoll_wait: %s", strerror(errno));
             return;

@@ -134,13 +134,47 @@ static void test_a_silent_connection_is_closed_at_socket_timeout(void **state)
     assert_true(fd >= 0);
     assert_true(rd_event_loop_poll(&f->loop, 2000) > 0);
     assert_int_equal(rd_tcp_active(t), 1);
-    next = rd_tcp_timers(t, rd_clock_ms());
+    next = rd_tcp_timers(t, rd_clock_ms(), rd_clock_ms());
     assert_in_range(next, 0, f->cf.socket_timeout_ms);
     /* Its deadline (socket_timeout_ms from now) has passed. */
-    assert_int_equal(rd_tcp_timers(t, rd_clock_ms() + f->cf.socket_timeout_ms + 1), -1);
+    uint64_t later = rd_clock_ms() + f->cf.socket_timeout_ms + 1;
+    assert_int_equal(rd_tcp_timers(t, later, later), -1);
     assert_int_equal(rd_tcp_active(t), 0);
     assert_int_equal(recv(fd, &byte, 1, 0), 0);
     close(fd);
+    rd_tcp_destroy(t);
+    net_fixture_destroy(f, false);
+}
+
+/* The loop was not looking (the process frozen) while the deadline passed
+ * and the request arrived: the request is read and answered, not cut,
+ * because no poll that began after the deadline had found it missing. */
+static void test_a_request_that_came_while_frozen_is_answered(void **state)
+{
+    net_fixture_t *f = net_fixture_create(4, false);
+    uint8_t frame[128];
+    size_t len = net_fixture_echo(frame, sizeof(frame), 0x4242);
+    rd_tcp_t *t;
+    int fd;
+
+    (void)state;
+    assert_non_null(f);
+    assert_non_null(t = rd_tcp_create(&f->net, f->listeners, 2));
+    assert_int_equal(rd_tcp_serve(t, 0, true), 0);
+    fd = net_fixture_client(SOCK_STREAM, &f->tcp_addr);
+    assert_true(fd >= 0);
+    uint64_t polled = rd_clock_ms();
+    assert_true(rd_event_loop_poll(&f->loop, 2000) > 0);    /* accepted, nothing to read */
+    assert_int_equal(rd_tcp_active(t), 1);
+    /* Frozen past the deadline; the request arrives meanwhile. */
+    assert_int_equal(send(fd, frame, len, 0), (ssize_t)len);
+    uint64_t now = rd_clock_ms() + f->cf.socket_timeout_ms + 1;
+    assert_int_equal(rd_tcp_timers(t, polled, now), 0);   /* look once more first */
+    assert_int_equal(rd_tcp_active(t), 1);
+    assert_true(rd_event_loop_poll(&f->loop, 2000) > 0);
+    collect(f, t, 1);
+    expect_echo_answer(fd, 0x4242);
+    assert_int_equal(rd_tcp_active(t), 0);
     rd_tcp_destroy(t);
     net_fixture_destroy(f, false);
 }
@@ -179,6 +213,7 @@ int main(void)
         cmocka_unit_test(test_a_request_goes_through_the_pool_and_is_answered),
         cmocka_unit_test(test_accepting_pauses_while_a_request_waits_for_a_slot),
         cmocka_unit_test(test_a_silent_connection_is_closed_at_socket_timeout),
+        cmocka_unit_test(test_a_request_that_came_while_frozen_is_answered),
         cmocka_unit_test(test_closing_the_listeners_takes_what_waits_first),
     };
 
