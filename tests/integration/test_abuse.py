@@ -10,6 +10,7 @@ RAIDA_SOAK_SECONDS: how long the random-reset soak runs. The issue asks for a
 minute; the default is 20 s so that "make check" (three builds) stays fast.
 """
 
+import itertools
 import os
 import random
 import re
@@ -592,7 +593,13 @@ def test_udp_garbage_flood_while_valid_echoes_are_answered():
                     n += 1
                     frame, challenge = d.request(echo=n & 0xFFFF)
                     got = None
-                    for attempt in ("first", "retry"):
+                    # While the flood lasts the kernel may drop any datagram
+                    # for a full receive buffer (RcvbufErrors), the honest
+                    # one too, however fast raidad reads: it is sent again
+                    # each second, and one sent after the flood must be
+                    # answered.
+                    for attempt in itertools.count():
+                        after_flood = sent.is_set()
                         s.sendto(frame, ("127.0.0.1", d.port))
                         s.settimeout(1.0)
                         end = time.monotonic() + 1.0
@@ -606,8 +613,8 @@ def test_udp_garbage_flood_while_valid_echoes_are_answered():
                             why = check_echo_answer("eof", data, frame, challenge)
                             if why:
                                 stats["wrong"].append(why)
-                            got = attempt
-                        if got is not None:
+                            got = "first" if attempt == 0 else "retry"
+                        if got is not None or after_flood:
                             break
                     stats[got or "lost"] += 1
                     time.sleep(0.001)
@@ -656,13 +663,13 @@ def test_udp_garbage_flood_while_valid_echoes_are_answered():
         diag(f"{total} garbage datagrams in {took:.2f} s ({errors} send errors), "
              f"{answers['count']} error answers to them; {drops} datagrams dropped by the "
              f"kernel meanwhile (RcvbufErrors, system-wide); honest echoes: {stats['first']} "
-             f"answered at once, {stats['retry']} on the retry, {stats['lost']} lost")
+             f"answered at once, {stats['retry']} when sent again, {stats['lost']} lost")
         expect(not t.is_alive(), "honest UDP client still running")
         expect(d.alive(), "daemon died")
         expect(not answers["too long"],
                f"answers to garbage longer than a header: {answers['too long'][:10]}")
         expect(not stats["wrong"], "wrong answers: " + "; ".join(stats["wrong"][:5]))
-        expect(stats["lost"] == 0, f"{stats['lost']} honest echoes unanswered after a retry")
+        expect(stats["lost"] == 0, f"{stats['lost']} honest echoes sent after the flood unanswered")
         d.echo_ok()
         d.echo_ok(udp=True)
         d.wait_fd_count(base, timeout=5.0)
