@@ -52,7 +52,8 @@ typedef struct shm {
     pthread_mutex_t lock;
     pthread_mutex_t write_lock;
     uint64_t epoch;                 /* of the journal's records */
-    uint64_t base_lsn;              /* LSN at file offset RD_JOURNAL_START */
+    _Atomic uint64_t base_lsn;      /* LSN at file offset RD_JOURNAL_START: moved under
+                                       both locks, read without by checkpoint_due */
     _Atomic uint64_t append_lsn;    /* end of the last whole record (in the ring) */
     _Atomic uint64_t written_lsn;   /* in the journal file up to here */
     _Atomic uint64_t synced_lsn;    /* on stable storage up to here */
@@ -285,7 +286,7 @@ void rd_coins_prefetch(rd_coins_t *s, int8_t den, uint32_t sn)
 
 static off_t file_offset(const shm_t *sh, uint64_t lsn)
 {
-    return (off_t)(RD_JOURNAL_START + (lsn - sh->base_lsn));
+    return (off_t)(RD_JOURNAL_START + (lsn - atomic_load(&sh->base_lsn)));
 }
 
 /* ---- the ring: the journal's tail in shared memory ----------------------- */
@@ -798,7 +799,7 @@ int rd_coins_sync(rd_coins_t *s, uint64_t dep)
 static bool checkpoint_due(rd_coins_t *s)
 {
     shm_t *sh = s->sh;
-    uint64_t used = atomic_load(&sh->append_lsn) - sh->base_lsn;
+    uint64_t used = atomic_load(&sh->append_lsn) - atomic_load(&sh->base_lsn);
     if (used == 0)
         return false;
     return used >= s->conf.journal_max
@@ -833,7 +834,7 @@ int rd_coins_checkpoint(rd_coins_t *s, bool force)
         }
         if (rc == 0) {
             sh->epoch++;
-            sh->base_lsn = atomic_load(&sh->append_lsn);
+            atomic_store(&sh->base_lsn, atomic_load(&sh->append_lsn));
             sh->zeroed = RD_JOURNAL_START;
             rd_log_debug("coin store: checkpoint: journal emptied, epoch %llu",
                          (unsigned long long)sh->epoch);
