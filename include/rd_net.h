@@ -1,7 +1,7 @@
 /* What a worker lends its network layers (rd_tcp.h, rd_udp.h): the event
  * loop, the protocol, the settings, the per-address limits, and the road
  * of a request that leaves the I/O thread: the thread pool runs it, the
- * commit thread holds its answer until the coin store's journal is
+ * commit threads hold its answer until the coin store's journal is
  * durable, and the finished queue brings it back to the loop. The worker
  * fills it in and owns it; TCP and UDP share it, for both count against
  * the same request slots. So the network layers never see the worker:
@@ -28,9 +28,9 @@ typedef struct rd_net {
     rd_limit_conf_t limit_conf;
     rd_threadpool_t *pool;
     rd_commit_t *commit;           /* answers waiting for the coin store's journal */
-    rd_queue_t *finished;          /* requests the pool (or the commit thread) hands back:
+    rd_queue_t *finished;          /* requests the pool (or a commit thread) hands back:
                                     * the modification queue, mod_queue_size */
-    size_t in_flight;              /* requests in the pool, the commit thread or the queue */
+    size_t in_flight;              /* requests in the pool, the commit threads or the queue */
     size_t max_in_flight;          /* the finished queue's capacity */
     size_t waiting;                /* TCP requests waiting for a slot (UDP drops meanwhile) */
 } rd_net_t;

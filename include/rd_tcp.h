@@ -24,7 +24,7 @@ typedef struct rd_tcp rd_tcp_t;
  * before rd_tcp_serve. NULL when out of memory. */
 rd_tcp_t *rd_tcp_create(rd_net_t *net, const rd_listener_t *listeners, size_t count);
 
-/* Frees every connection (fast shutdown: the pool and the commit thread
+/* Frees every connection (fast shutdown: the pool and the commit threads
  * are stopped, so every record is back) and T. */
 void rd_tcp_destroy(rd_tcp_t *t);
 

@@ -39,7 +39,7 @@ int rd_udp_serve(rd_udp_t *u, size_t i, bool on);
  * pool are not sent after. */
 void rd_udp_close_listeners(rd_udp_t *u);
 
-/* On a pool or the commit thread: RECORD's answer is ready (DURABLE
+/* On a pool or a commit thread: RECORD's answer is ready (DURABLE
  * false: the change it made could not be synced, so it says 252); puts
  * it on the finished queue. */
 void rd_udp_committed(void *record, bool durable);

@@ -360,7 +360,7 @@ static void conn_process(void *arg)
 
     rd_protocol_run_command(net->proto, &c->req, &c->resp);
     /* An answer that depends on a change not yet durable waits for the
-     * commit thread; this thread goes on with the next request. */
+     * commit threads; this thread goes on with the next request. */
     if (!rd_protocol_durable(net->proto, &c->req))
         rd_commit_add(net->commit, c->req.commit_lsn, c);
     else

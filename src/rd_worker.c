@@ -206,7 +206,7 @@ static int worker_open_signalfd(void)
     return signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 }
 
-/* The commit thread hands back connections and datagrams alike. */
+/* The commit threads hand back connections and datagrams alike. */
 static void worker_committed(void *record, bool durable)
 {
     if (rd_job_kind(record) == RD_JOB_DATAGRAM)
@@ -324,7 +324,7 @@ static void worker_free(rd_worker_t *w)
     if (w->signal_ev.fd >= 0)
         close(w->signal_ev.fd);
     rd_event_loop_free(&w->loop);
-    rd_coins_close(w->proto.coins);    /* the pool and the commit thread, its users, are gone */
+    rd_coins_close(w->proto.coins);    /* the pool and the commit threads, its users, are gone */
     rd_accesslog_close();
 }
 
