@@ -23,6 +23,7 @@
 #                            with the others'; the rows after the table use
 #                            the first
 #   BENCH_WORKER_THREADS=    raidad worker_threads (default: raidad's)
+#   BENCH_COMMIT_THREADS=    raidad commit_threads (default: raidad's)
 #   BENCH_CPU_AFFINITY=      raidad worker_cpu_affinity, "auto" or "off"
 #                            (default: raidad's)
 #   BENCH_SCHED_BATCH=       raidad worker_sched_batch, true or false
@@ -53,6 +54,7 @@ seconds=${BENCH_SECONDS:-5}
 worker_sets=${BENCH_WORKERS:-auto 1}
 workers=${worker_sets%% *}
 worker_threads=${BENCH_WORKER_THREADS:-}
+commit_threads=${BENCH_COMMIT_THREADS:-}
 cpu_affinity=${BENCH_CPU_AFFINITY:-}
 sched_batch=${BENCH_SCHED_BATCH:-}
 concurrency=${BENCH_CONCURRENCY:-1 16 64 256}
@@ -196,6 +198,7 @@ write_conf() {
             echo "worker_processes = $workers;"
         fi
         [ -n "$worker_threads" ] && echo "worker_threads = $worker_threads;"
+        [ -n "$commit_threads" ] && echo "commit_threads = $commit_threads;"
         [ -n "$cpu_affinity" ] && echo "worker_cpu_affinity = \"$cpu_affinity\";"
         [ -n "$sched_batch" ] && echo "worker_sched_batch = $sched_batch;"
         echo 'log_level = "warn";'
@@ -622,7 +625,7 @@ main() {
     build_all
     log "run.sh: $seconds s per run, raidad worker_processes = $worker_sets"
     echo "## raidad / ceiling: $seconds s per run, median of $repeat," \
-         "raidad worker_processes = $(echo "$worker_sets" | sed 's/ / and /g')${worker_threads:+, worker_threads = $worker_threads}${cpu_affinity:+, worker_cpu_affinity = $cpu_affinity}${sched_batch:+, worker_sched_batch = $sched_batch}," \
+         "raidad worker_processes = $(echo "$worker_sets" | sed 's/ / and /g')${worker_threads:+, worker_threads = $worker_threads}${commit_threads:+, commit_threads = $commit_threads}${cpu_affinity:+, worker_cpu_affinity = $cpu_affinity}${sched_batch:+, worker_sched_batch = $sched_batch}," \
          "raida-bench -t $tcp_threads (TCP), -t $udp_threads (UDP)"
     echo
     echo "$(nproc) CPUs ($(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1)), kernel $(uname -r)"

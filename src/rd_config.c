@@ -131,7 +131,7 @@ static const rd_opt_t rd_opts[] = {
     RD_INT(key_cache_pages, 1024, 1, 1048576),
     RD_INT(journal_max_size, 67108864, 65536, 1073741824),
     RD_INT(checkpoint_interval_ms, 60000, 100, 86400000),
-    RD_INT(commit_threads, 2, 1, 64),
+    RD_INT(commit_threads, 1, 1, 64),
     RD_INT(pending_changes, 65536, 4096, 16777216),
     RD_INT(page_recheck_ms, 1000, 0, 3600000),
     { .name = "metrics_listen", .type = RD_OPT_STRINGS, .min = 0, .max = RD_CONFIG_MAX_LISTEN,

@@ -143,7 +143,7 @@ static void test_defaults_when_empty(void **state)
     assert_int_equal(cf->raida_id, 0);
     assert_int_equal(cf->coin_id, 6);
     assert_int_equal(cf->worker_threads, 2);
-    assert_int_equal(cf->commit_threads, 2);
+    assert_int_equal(cf->commit_threads, 1);
     assert_int_equal(cf->epoll_timeout_ms, 10000);
     assert_int_equal(cf->events_per_wait, 10000);
     assert_int_equal(cf->limit_prefix_ipv4, 32);
