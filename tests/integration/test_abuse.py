@@ -593,13 +593,15 @@ def test_udp_garbage_flood_while_valid_echoes_are_answered():
                     n += 1
                     frame, challenge = d.request(echo=n & 0xFFFF)
                     got = None
-                    # While the flood lasts the kernel may drop any datagram
-                    # for a full receive buffer (RcvbufErrors), the honest
-                    # one too, however fast raidad reads: it is sent again
-                    # each second, and one sent after the flood must be
-                    # answered.
+                    # While the flood lasts, and for a moment after it while
+                    # raidad reads what is queued, the kernel may drop any
+                    # datagram for a full receive buffer (RcvbufErrors), the
+                    # honest one too, however fast raidad reads: it is sent
+                    # again each second, and of two sent after the flood
+                    # one must be answered.
+                    after_flood = 0
                     for attempt in itertools.count():
-                        after_flood = sent.is_set()
+                        after_flood += sent.is_set()
                         s.sendto(frame, ("127.0.0.1", d.port))
                         s.settimeout(1.0)
                         end = time.monotonic() + 1.0
@@ -614,7 +616,7 @@ def test_udp_garbage_flood_while_valid_echoes_are_answered():
                             if why:
                                 stats["wrong"].append(why)
                             got = "first" if attempt == 0 else "retry"
-                        if got is not None or after_flood:
+                        if got is not None or after_flood == 2:
                             break
                     stats[got or "lost"] += 1
                     time.sleep(0.001)
@@ -669,7 +671,7 @@ def test_udp_garbage_flood_while_valid_echoes_are_answered():
         expect(not answers["too long"],
                f"answers to garbage longer than a header: {answers['too long'][:10]}")
         expect(not stats["wrong"], "wrong answers: " + "; ".join(stats["wrong"][:5]))
-        expect(stats["lost"] == 0, f"{stats['lost']} honest echoes sent after the flood unanswered")
+        expect(stats["lost"] == 0, f"{stats['lost']} honest echoes unanswered, twice after the flood")
         d.echo_ok()
         d.echo_ok(udp=True)
         d.wait_fd_count(base, timeout=5.0)
