@@ -45,7 +45,7 @@ static void expect_echo_answer(int fd, uint16_t echo)
 }
 
 /* The TCP layer over F's listeners, serving the TCP one (0). */
-static rd_tcp_t *serving_tcp(net_fixture_t *f)
+static rd_tcp_t *tcp_serving(net_fixture_t *f)
 {
     rd_tcp_t *t = rd_tcp_create(&f->net, f->listeners, 2);
 
@@ -75,7 +75,7 @@ static void test_a_request_goes_through_the_pool_and_is_answered(void **state)
 
     (void)state;
     assert_non_null(f);
-    t = serving_tcp(f);
+    t = tcp_serving(f);
     assert_int_equal(rd_tcp_serve(t, 1, true), 0);        /* UDP: not its own */
     fd = send_echo(f, 0x1234);
     assert_true(rd_event_loop_poll(&f->loop, 2000) > 0);
@@ -100,7 +100,7 @@ static void test_accepting_pauses_while_a_request_waits_for_a_slot(void **state)
 
     (void)state;
     assert_non_null(f);
-    t = serving_tcp(f);
+    t = tcp_serving(f);
     a = send_echo(f, 1);
     b = send_echo(f, 2);
     c = send_echo(f, 3);
@@ -136,7 +136,7 @@ static void test_a_silent_connection_is_closed_at_socket_timeout(void **state)
 
     (void)state;
     assert_non_null(f);
-    t = serving_tcp(f);
+    t = tcp_serving(f);
     fd = net_fixture_client(SOCK_STREAM, &f->tcp_addr);
     assert_true(fd >= 0);
     assert_true(rd_event_loop_poll(&f->loop, 2000) > 0);
@@ -166,7 +166,7 @@ static void test_a_request_that_came_while_frozen_is_answered(void **state)
 
     (void)state;
     assert_non_null(f);
-    t = serving_tcp(f);
+    t = tcp_serving(f);
     fd = net_fixture_client(SOCK_STREAM, &f->tcp_addr);
     assert_true(fd >= 0);
     uint64_t polled = rd_clock_ms();
@@ -195,7 +195,7 @@ static void test_closing_the_listeners_takes_what_waits_first(void **state)
 
     (void)state;
     assert_non_null(f);
-    t = serving_tcp(f);
+    t = tcp_serving(f);
     fd = send_echo(f, 0x0707);
     rd_tcp_close_listeners(t);
     /* Answered on the I/O thread at once (quick_commands_inline). */
