@@ -12,7 +12,8 @@
 # and pown with every fsync/fdatasync slowed by 2 ms (bench/fsync-delay.c),
 # with the ratios to echo and, for pown, the requests per sync (the shim,
 # preloaded in both pown rows, counts the syncs) (skipped, saying so, when raidad answers group 1
-# with status 5 or 6); then measures raidad's memory per idle connection and
+# with status 5 or 6), and pown with the coins in memory (tmpfs), alone and
+# beside another process's disk syncs (bench/sync-load.c); then measures raidad's memory per idle connection and
 # the most idle connections it holds.
 #
 # Settings (environment):
@@ -40,7 +41,12 @@
 #   BENCH_MAX_IDLE=1         1: also find the most idle connections (0: skip)
 #   BENCH_TABLE=1            0: skip the raidad / ceiling table
 #   BENCH_COINS=4096         coins issued for the coin rows (0: skip them)
-#   BENCH_SYNC_DELAY_US=2000 the slowed sync of the last coin row
+#   BENCH_SYNC_DELAY_US=2000 the slowed sync of the "syncs +" coin row
+#   BENCH_MEM_DIR=/dev/shm   a tmpfs where the "in memory" coin rows keep
+#                            their copy of the coins ("": skip those rows)
+#   BENCH_SYNC_LOAD=1500     syncs a second bench/sync-load.c makes beside
+#                            the last coin row (0: skip that row)
+#   BENCH_SYNC_LOAD_DIR=/var/tmp  where it writes (a disk, not a tmpfs)
 #   BENCH_ACCESS_LOG=1       1: also measure the access log's cost: TCP echo
 #                            at BENCH_ACCESS_LOG_CONNS=64, log off, plain, json
 #   BENCH_BUILD_DIR=<top>/build-bench
@@ -69,6 +75,9 @@ build=${BENCH_BUILD_DIR:-$top/build-bench}
 table=${BENCH_TABLE:-1}
 coin_count=${BENCH_COINS:-4096}
 sync_delay_us=${BENCH_SYNC_DELAY_US:-2000}
+mem_dir=${BENCH_MEM_DIR-/dev/shm}
+sync_load=${BENCH_SYNC_LOAD:-1500}
+sync_load_dir=${BENCH_SYNC_LOAD_DIR:-/var/tmp}
 host=127.0.0.1
 clk_tck=$(getconf CLK_TCK)
 
@@ -78,6 +87,8 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/raidad-bench.XXXXXX")
 chmod 755 "$tmp"
 servers=""      # process ids of every server started, for the trap
 bench_pid=""    # the raida-bench running, if any
+load_pid=""     # the sync-load running, if any
+mem_coins=""    # the in-memory copy of the coins, if made
 idle_pid=""
 
 log() { printf '%s\n' "$*" >&2; }
@@ -98,10 +109,10 @@ stop_pid() {
 
 cleanup() {
     local pid
-    for pid in $bench_pid $idle_pid $servers; do
+    for pid in $bench_pid $load_pid $idle_pid $servers; do
         stop_pid "$pid"
     done
-    rm -rf "$tmp"
+    rm -rf "$tmp" ${mem_coins:+"$mem_coins"}
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -268,6 +279,7 @@ build_all() {
     cc -O2 -g -Wall -Wextra -o "$build/ceiling" "$top/bench/ceiling.c"
     cc -O2 -g -Wall -Wextra -shared -fPIC -o "$build/fsync-delay.so" \
         "$top/bench/fsync-delay.c" -ldl
+    cc -O2 -g -Wall -Wextra -o "$build/sync-load" "$top/bench/sync-load.c"
 }
 
 # ---- one row --------------------------------------------------------------
@@ -421,6 +433,7 @@ bench_table() {
 
 coin_dir=$tmp/coins
 coin_list=$tmp/coins/coins.txt
+serve_dir=$coin_dir     # the folder coin_row serves
 
 # Sets group1 to the status raidad answers a detect of the list's first
 # coin with ("" for no answer). In this shell: see run_row.
@@ -444,7 +457,7 @@ coin_row() {
     local name=$1 lines syncs ok per
     shift
     bench_extra=("$@")
-    row_conf=("data_dir = \"$coin_dir\";")
+    row_conf=("data_dir = \"$serve_dir\";")
     lines=$(cat "$tmp/raidad.log" 2>/dev/null | wc -l)
     run_row raidad tcp 64
     per=-
@@ -463,8 +476,42 @@ coin_row() {
     row_env=()
 }
 
+# Copies the coins into a tmpfs under $mem_dir, for the "in memory" rows:
+# the pown path's own cost, without the disk's. mem_coins stays empty (the
+# rows are skipped) where there is no tmpfs.
+coins_in_memory() {
+    [ -n "$mem_dir" ] || return 0
+    if [ "$(stat -f -c %T "$mem_dir" 2>/dev/null)" != tmpfs ]; then
+        log "run.sh: $mem_dir is not a tmpfs: the in-memory coin rows are skipped"
+        return 0
+    fi
+    mem_coins=$(mktemp -d "$mem_dir/raidad-bench-coins.XXXXXX")
+    chmod 755 "$mem_coins"
+    cp -a "$coin_dir" "$mem_coins/coins"
+}
+
+# The in-memory pown rows, alone and beside sync-load's disk syncs.
+coin_rows_in_memory() {
+    local list=$mem_coins/coins/coins.txt
+    serve_dir=$mem_coins/coins
+    row_env=("LD_PRELOAD=$build/fsync-delay.so" "FSYNC_DELAY_US=0" "FSYNC_DELAY_REPORT=1")
+    coin_row "pown, in memory" -m pown -L "$list"
+    if [ "$sync_load" -gt 0 ]; then
+        # Longer than the row: it is stopped, by process id, when the row ends.
+        "$build/sync-load" "$sync_load_dir/raidad-bench-sync.$$" "$sync_load" \
+            $((seconds + 60)) >/dev/null &
+        load_pid=$!
+        row_env=("LD_PRELOAD=$build/fsync-delay.so" "FSYNC_DELAY_US=0" "FSYNC_DELAY_REPORT=1")
+        coin_row "pown, in memory, $sync_load syncs/s beside" -m pown -L "$list"
+        stop_pid "$load_pid"
+        load_pid=""
+    fi
+    serve_dir=$coin_dir
+}
+
 coin_table() {
     local name e r rr lr cr
+    local -a names=(echo "detect x1" "detect x50" pown "pown, syncs +${sync_delay_us} us")
     "$build/raida-coins" -q -d 1 -n "$coin_count" "$coin_dir" >&2 ||
         die "raida-coins could not make $coin_dir"
     # The coin store writes there as the workers' account, and refuses a
@@ -485,6 +532,11 @@ coin_table() {
         sed 's/^/    /' "$tmp/group1.out" >&2
         die "a detect of a coin raida-coins issued did not pass (status ${group1:-none})" ;;
     esac
+    coins_in_memory
+    if [ -n "$mem_coins" ]; then
+        names+=("pown, in memory")
+        [ "$sync_load" -gt 0 ] && names+=("pown, in memory, $sync_load syncs/s beside")
+    fi
     for _ in $(seq "$repeat"); do
         coin_row echo
         coin_row "detect x1" -m detect -N 1 -L "$coin_list"
@@ -494,12 +546,13 @@ coin_table() {
         row_env=("LD_PRELOAD=$build/fsync-delay.so" "FSYNC_DELAY_US=$sync_delay_us"
                  "FSYNC_DELAY_REPORT=1")
         coin_row "pown, syncs +${sync_delay_us} us" -m pown -L "$coin_list"
+        [ -z "$mem_coins" ] || coin_rows_in_memory
     done
     medians "coins,echo"
     e=("${med[@]}")
     echo "| request (tcp, 64) | req/s | p50 µs | p99 µs | CPU µs/req | errors | rps / echo | p99 / echo | CPU / echo | requests / sync |"
     echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-    for name in echo "detect x1" "detect x50" pown "pown, syncs +${sync_delay_us} us"; do
+    for name in "${names[@]}"; do
         medians "coins,$name"
         r=("${med[@]}")
         rr=$(ratio "${r[0]}" "${e[0]}")
