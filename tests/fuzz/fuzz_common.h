@@ -15,6 +15,9 @@
 #include <unistd.h>
 #include <sys/stat.h>
 
+#include <zlib.h>
+
+#include "rd_bytes.h"
 #include "rd_cidr.h"
 #include "rd_client.h"
 #include "rd_coins.h"
@@ -44,12 +47,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
         } \
     } while (0)
 
-static inline uint32_t fuzz_be(const uint8_t *b, size_t n)
+/* What a body of N bytes that passed the length check must be answered:
+ * the trailer, then, in clear (PLAIN), the challenge's CRC; the encrypted
+ * families' CRC or HMAC needs the key. */
+static inline int fuzz_body_status(bool plain, const uint8_t *b, size_t n)
 {
-    uint32_t v = 0;
-    for (size_t i = 0; i < n; i++)
-        v = (v << 8) | b[i];
-    return v;
+    if (b[n - 2] != RD_TRAILER_BYTE || b[n - 1] != RD_TRAILER_BYTE)
+        return RD_STATUS_INVALID_EOF;
+    if (plain && crc32(0L, b, RD_CRC_INPUT_SIZE)
+                 != rd_get_be(b + RD_CRC_INPUT_SIZE, RD_CHALLENGE_SIZE - RD_CRC_INPUT_SIZE))
+        return RD_STATUS_INVALID_CRC;
+    return RD_STATUS_NO_ERROR;
 }
 
 static inline bool fuzz_all_zero(const uint8_t *b, size_t n)
@@ -192,27 +200,30 @@ static inline uint8_t fuzz_check_answer(const rd_protocol_t *p, const rd_request
     size_t hs = fuzz_answer_header_size(req);
 
     FUZZ_CHECK(resp->len >= hs && resp->len <= resp->cap);
-    uint32_t body_size = fuzz_be(r + 9, 3);
+    uint32_t body_size = rd_get_be(r + RD_RESP_BODY_SIZE, RD_RESP_BODY_SIZE_SIZE);
     FUZZ_CHECK(resp->len == hs + body_size);
-    FUZZ_CHECK(r[0] == p->raida_id && r[1] == 0);
-    FUZZ_CHECK(r[2] != RD_STATUS_NO_ERROR);
-    FUZZ_CHECK(r[3] == (req->header_have >= 5 ? h[4] : 0));
+    FUZZ_CHECK(r[RD_RESP_RAIDA_ID] == p->raida_id && r[RD_RESP_SHARD] == 0);
+    FUZZ_CHECK(r[RD_RESP_STATUS] != RD_STATUS_NO_ERROR);
+    /* The request's group, once its byte was received. */
+    FUZZ_CHECK(r[RD_RESP_GROUP] == (req->header_have > RD_REQ_GROUP ? h[RD_REQ_GROUP] : 0));
     if (body_size > 0) {
-        FUZZ_CHECK(r[2] == RD_STATUS_SUCCESS);
-        FUZZ_CHECK(r[resp->len - 2] == 0x3E && r[resp->len - 1] == 0x3E);
+        FUZZ_CHECK(r[RD_RESP_STATUS] == RD_STATUS_SUCCESS);
+        FUZZ_CHECK(r[resp->len - 2] == RD_TRAILER_BYTE && r[resp->len - 1] == RD_TRAILER_BYTE);
     }
     if (hs == RD_MODERN_HEADER_SIZE) {
-        FUZZ_CHECK(r[8] == 0 && r[16] == h[16] && memcmp(r + 17, h + 19, 5) == 0);
+        /* Byte 8, which no field claims, stays 0. */
+        FUZZ_CHECK(r[8] == 0 && r[RD_RESP48_ENC_TYPE] == h[RD_REQ_ENC_TYPE]
+                   && memcmp(r + RD_RESP48_COIN, h + RD_REQ48_COIN, RD_COIN_REF_SIZE) == 0);
         if (body_size > 0)      /* payload, HMAC, trailer */
             FUZZ_CHECK(body_size > RD_HMAC_SIZE + RD_TRAILER_SIZE);
-        return r[2];
+        return r[RD_RESP_STATUS];
     }
 
     rd_client_response_t parsed;
     FUZZ_CHECK(rd_client_parse(r, resp->len, &parsed) == 0);
     FUZZ_CHECK(parsed.frames == 1 && r[8] == 0);
     if (req->header_have >= RD_LEGACY_HEADER_SIZE && req->header_size == RD_LEGACY_HEADER_SIZE)
-        FUZZ_CHECK(parsed.echo == fuzz_be(h + 30, 2));
+        FUZZ_CHECK(parsed.echo == rd_get_be(h + RD_REQ32_ECHO, RD_ECHO_SIZE));
     else
         FUZZ_CHECK(parsed.echo == 0);
     /* Type 0 sends the challenge back once the body is there; type 1 only

@@ -12,8 +12,6 @@
  * (group 50: command 0 answers the payload), added as a loaded one is. */
 #include "config.h"
 
-#include <zlib.h>
-
 #include "fuzz_common.h"
 #include "rd_commands.h"
 #include "rd_module.h"
@@ -60,18 +58,19 @@ static const rd_protocol_t *frame_protocol(void)
 /* True if FRAME is a type-0 request this server must run. */
 static bool plain_frame_valid(const rd_protocol_t *p, const uint8_t *f, size_t len)
 {
-    if (len < RD_LEGACY_HEADER_SIZE || f[16] != 0)
+    if (len < RD_LEGACY_HEADER_SIZE || f[RD_REQ_ENC_TYPE] != RD_ENC_NONE)
         return false;
-    if (f[0] != 1 || f[1] != 0 || f[2] != p->raida_id || f[3] != 0
-        || rd_module_set_lookup(p->modules, f[4], f[5]) == NULL || fuzz_be(f + 6, 2) != p->coin_id)
+    if (f[RD_REQ_ROUTING] != RD_ROUTING_RAIDA || f[RD_REQ_SPLIT] != 0
+        || f[RD_REQ_RAIDA_ID] != p->raida_id || f[RD_REQ_SHARD] != 0
+        || rd_module_set_lookup(p->modules, f[RD_REQ_GROUP], f[RD_REQ_COMMAND]) == NULL
+        || rd_get_be(f + RD_REQ_COIN_ID, RD_COIN_ID_SIZE) != p->coin_id)
         return false;
-    size_t body_size = fuzz_be(f + 22, 2);
+    size_t body_size = rd_get_be(f + RD_REQ32_BODY_SIZE, RD_BODY_SIZE_SIZE);
     if (body_size < RD_MIN_BODY_SIZE || body_size > p->max_body_size
         || len != RD_LEGACY_HEADER_SIZE + body_size)
         return false;
     const uint8_t *b = f + RD_LEGACY_HEADER_SIZE;
-    return b[body_size - 2] == 0x3E && b[body_size - 1] == 0x3E
-        && crc32(0L, b, 12) == fuzz_be(b + 12, 4);
+    return fuzz_body_status(true, b, body_size) == RD_STATUS_NO_ERROR;
 }
 
 static void check_answer(const rd_protocol_t *p, const rd_request_t *req,
@@ -84,25 +83,25 @@ static void check_answer(const rd_protocol_t *p, const rd_request_t *req,
     /* A whole datagram always holds a whole header. */
     FUZZ_CHECK(req->header_have == family && req->header_size == family);
     FUZZ_CHECK(memcmp(req->header, frame, family) == 0);
-    if (frame[16] != 0)
+    if (frame[RD_REQ_ENC_TYPE] != RD_ENC_NONE)
         return;
 
     if (status == RD_STATUS_SUCCESS) {
         FUZZ_CHECK(plain_frame_valid(p, frame, len));
         size_t payload = len - RD_LEGACY_HEADER_SIZE - RD_MIN_BODY_SIZE;
-        if (frame[4] == MIRROR_GROUP)
+        if (frame[RD_REQ_GROUP] == MIRROR_GROUP)
             FUZZ_CHECK(body == (payload > 0 ? payload + RD_TRAILER_SIZE : 0)
                        && memcmp(resp->data + RD_LEGACY_HEADER_SIZE,
                                  frame + RD_LEGACY_HEADER_SIZE + RD_CHALLENGE_SIZE, payload) == 0);
-        else if (frame[5] == 0)
+        else if (frame[RD_REQ_COMMAND] == RD_CMD_ECHO)
             FUZZ_CHECK(body == 0);
-        else if (frame[5] == 1)
+        else if (frame[RD_REQ_COMMAND] == RD_CMD_VERSION)
             FUZZ_CHECK(body == 8 + RD_TRAILER_SIZE);
-    } else if (frame[4] == 0 && plain_frame_valid(p, frame, len)) {
+    } else if (frame[RD_REQ_GROUP] == RD_GROUP_STATUS && plain_frame_valid(p, frame, len)) {
         /* In the status group only the stats key may fail a valid frame; a
          * command of another group may refuse its payload (fuzz_auth checks
          * the authentication group's answers). */
-        FUZZ_CHECK(frame[5] == 2 && status == RD_STATUS_ADMIN_AUTH);
+        FUZZ_CHECK(frame[RD_REQ_COMMAND] == RD_CMD_STATS && status == RD_STATUS_ADMIN_AUTH);
     }
 }
 
@@ -134,7 +133,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else {
         FUZZ_CHECK(resp.len == 0 && fuzz_requests(p) == before);
     }
-    if (size >= RD_PEEK_SIZE && orig[16] == 0)
+    if (size >= RD_PEEK_SIZE && orig[RD_REQ_ENC_TYPE] == RD_ENC_NONE)
         FUZZ_CHECK(memcmp(frame, orig, size) == 0);     /* type 0: nothing to decrypt */
 
     rd_response_release(&resp);

@@ -18,16 +18,18 @@ static void check_accepted(const rd_protocol_t *p, const rd_request_t *req)
 
     FUZZ_CHECK(req->header_have >= RD_LEGACY_HEADER_SIZE && req->header_have >= req->header_size);
     FUZZ_CHECK(req->header_valid);
-    FUZZ_CHECK(req->group == h[4] && req->command == h[5] && req->enc_type == h[16]);
+    FUZZ_CHECK(req->group == h[RD_REQ_GROUP] && req->command == h[RD_REQ_COMMAND]
+               && req->enc_type == h[RD_REQ_ENC_TYPE]);
     FUZZ_CHECK(rd_command_lookup(req->group, req->command) != NULL);
-    FUZZ_CHECK(h[0] == 1 && h[1] == 0 && h[2] == p->raida_id && h[3] == 0);
-    FUZZ_CHECK(fuzz_be(h + 6, 2) == p->coin_id);
+    FUZZ_CHECK(h[RD_REQ_ROUTING] == RD_ROUTING_RAIDA && h[RD_REQ_SPLIT] == 0
+               && h[RD_REQ_RAIDA_ID] == p->raida_id && h[RD_REQ_SHARD] == 0);
+    FUZZ_CHECK(rd_get_be(h + RD_REQ_COIN_ID, RD_COIN_ID_SIZE) == p->coin_id);
     FUZZ_CHECK(req->body_size >= RD_MIN_BODY_SIZE && req->body_size <= p->max_body_size);
     /* The body size is a u16: bytes 22-23, or 17-18 in the 48-byte family. */
     if (req->header_size == RD_LEGACY_HEADER_SIZE) {
-        FUZZ_CHECK(req->body_size == fuzz_be(h + 22, 2));
+        FUZZ_CHECK(req->body_size == rd_get_be(h + RD_REQ32_BODY_SIZE, RD_BODY_SIZE_SIZE));
     } else {
-        FUZZ_CHECK(req->body_size == fuzz_be(h + 17, 2));
+        FUZZ_CHECK(req->body_size == rd_get_be(h + RD_REQ48_BODY_SIZE, RD_BODY_SIZE_SIZE));
         FUZZ_CHECK(req->body_size >= RD_MODERN_MIN_BODY_SIZE);     /* room for the HMAC */
     }
 }
@@ -46,7 +48,7 @@ static void check_refused(const rd_protocol_t *p, const rd_request_t *req, int s
     FUZZ_CHECK(fuzz_check_answer(p, req, &resp) == status);
     FUZZ_CHECK(resp.len == fuzz_answer_header_size(req));    /* no body */
     if (resp.len == RD_RESPONSE_HEADER_SIZE)
-        FUZZ_CHECK(fuzz_be(resp.data + 12, 4) == 0);           /* no execution time */
+        FUZZ_CHECK(rd_get_be(resp.data + RD_RESP32_EXEC_US, RD_EXEC_US_SIZE) == 0);   /* none ran */
     FUZZ_CHECK(fuzz_requests(p) == before + 1);
     rd_response_release(&resp);
 }

@@ -1,9 +1,10 @@
 /* The fixture of the frame-level unit tests (test_protocol.c,
  * test_crypt.c, test_commands.c, test_client.c): a protocol set up
- * as a server would be, requests built here byte by byte (independently of
- * rd_client and of include/rd_frame.h's names, so that the tests check the
- * wire format rather than restate it), and a coin store holding the keys
- * of the encrypted requests. */
+ * as a server would be, requests built here field by field (independently
+ * of rd_client) at include/rd_frame.h's named offsets, and a coin store
+ * holding the keys of the encrypted requests. The names are safe to build
+ * on: test_frame.c pins each one to the byte docs/protocol.md gives it, so
+ * a name that drifted from the wire fails there, not silently here. */
 #ifndef PROTOCOL_FIXTURE_H
 #define PROTOCOL_FIXTURE_H
 
@@ -24,9 +25,11 @@
 #include <zlib.h>
 #include <cmocka.h>
 
+#include "rd_bytes.h"
 #include "rd_cidr.h"
 #include "rd_coins.h"
 #include "rd_crypto.h"
+#include "rd_frame.h"
 #include "rd_protocol.h"
 #include "rd_stats.h"
 
@@ -90,54 +93,34 @@ static inline int teardown(void **state)
     return 0;
 }
 
-static inline uint32_t be(const uint8_t *b, size_t n)
-{
-    uint32_t v = 0;
-    for (size_t i = 0; i < n; i++)
-        v = (v << 8) | b[i];
-    return v;
-}
-
-static inline uint64_t be64(const uint8_t *b)
-{
-    return (uint64_t)be(b, 4) << 32 | be(b + 4, 4);
-}
-
 /* The 16 challenge bytes every test frame carries: fixed, so that answers
  * can be compared byte for byte. */
 static inline void make_challenge(uint8_t *c)
 {
-    memcpy(c, random12, 12);
-    uint32_t crc = (uint32_t)crc32(0L, c, 12);
-    c[12] = (uint8_t)(crc >> 24);
-    c[13] = (uint8_t)(crc >> 16);
-    c[14] = (uint8_t)(crc >> 8);
-    c[15] = (uint8_t)crc;
+    memcpy(c, random12, RD_CRC_INPUT_SIZE);
+    rd_put_be(c + RD_CRC_INPUT_SIZE, crc32(0L, c, RD_CRC_INPUT_SIZE),
+              RD_CHALLENGE_SIZE - RD_CRC_INPUT_SIZE);
 }
 
 /* A valid type-0 request built here, independently of rd_client. */
 static inline size_t make_frame_echo(uint8_t *out, uint8_t group, uint8_t command,
                                      const uint8_t *payload, size_t payload_len, uint16_t echo)
 {
-    size_t body_size = 16 + payload_len + 2;
-    memset(out, 0, 32);
-    out[0] = 1;
-    out[2] = RAIDA_ID;
-    out[4] = group;
-    out[5] = command;
-    out[6] = COIN_ID >> 8;
-    out[7] = COIN_ID & 0xFF;
-    out[22] = (uint8_t)(body_size >> 8);
-    out[23] = (uint8_t)body_size;
-    out[30] = (uint8_t)(echo >> 8);
-    out[31] = (uint8_t)echo;
-    uint8_t *body = out + 32;
+    size_t body_size = RD_CHALLENGE_SIZE + payload_len + RD_TRAILER_SIZE;
+    memset(out, 0, RD_LEGACY_HEADER_SIZE);
+    out[RD_REQ_ROUTING] = RD_ROUTING_RAIDA;
+    out[RD_REQ_RAIDA_ID] = RAIDA_ID;
+    out[RD_REQ_GROUP] = group;
+    out[RD_REQ_COMMAND] = command;
+    rd_put_be(out + RD_REQ_COIN_ID, COIN_ID, RD_COIN_ID_SIZE);
+    rd_put_be(out + RD_REQ32_BODY_SIZE, body_size, RD_BODY_SIZE_SIZE);
+    rd_put_be(out + RD_REQ32_ECHO, echo, RD_ECHO_SIZE);
+    uint8_t *body = out + RD_LEGACY_HEADER_SIZE;
     make_challenge(body);
     if (payload_len > 0)
-        memcpy(body + 16, payload, payload_len);
-    body[body_size - 2] = 0x3E;
-    body[body_size - 1] = 0x3E;
-    return 32 + body_size;
+        memcpy(body + RD_CHALLENGE_SIZE, payload, payload_len);
+    memset(body + body_size - RD_TRAILER_SIZE, RD_TRAILER_BYTE, RD_TRAILER_SIZE);
+    return RD_LEGACY_HEADER_SIZE + body_size;
 }
 
 static inline size_t make_frame(uint8_t *out, uint8_t group, uint8_t command,
@@ -149,9 +132,9 @@ static inline size_t make_frame(uint8_t *out, uint8_t group, uint8_t command,
 static inline void request_from(rd_request_t *req, const uint8_t *frame)
 {
     memset(req, 0, sizeof(*req));
-    memcpy(req->header, frame, 32);
-    req->header_have = 32;
-    req->header_size = 32;
+    memcpy(req->header, frame, RD_LEGACY_HEADER_SIZE);
+    req->header_have = RD_LEGACY_HEADER_SIZE;
+    req->header_size = RD_LEGACY_HEADER_SIZE;
 }
 
 /* Status of validate_header for a good echo frame with one byte changed. */
@@ -171,29 +154,28 @@ static inline void expect_header_status(const fixture_t *f, size_t offset, uint8
     assert_int_equal(header_status_with(f, offset, value, &req), status);
 }
 
-/* The header an answer must have, exec time (12-15) aside. */
+/* The header an answer must have, exec time aside (left 0: it varies). */
 static inline void expected_header(uint8_t *h, uint8_t status, uint8_t group, uint16_t echo,
                                    uint32_t body_size, bool challenge)
 {
-    memset(h, 0, 32);
-    h[0] = RAIDA_ID;
-    h[2] = status;
-    h[3] = group;
-    h[5] = 1;
-    h[6] = (uint8_t)(echo >> 8);
-    h[7] = (uint8_t)echo;
-    h[9] = (uint8_t)(body_size >> 16);
-    h[10] = (uint8_t)(body_size >> 8);
-    h[11] = (uint8_t)body_size;
+    memset(h, 0, RD_LEGACY_HEADER_SIZE);
+    h[RD_RESP_RAIDA_ID] = RAIDA_ID;
+    h[RD_RESP_STATUS] = status;
+    h[RD_RESP_GROUP] = group;
+    rd_put_be(h + RD_RESP32_FRAMES, 1, RD_RESP32_FRAMES_SIZE);
+    rd_put_be(h + RD_RESP32_ECHO, echo, RD_ECHO_SIZE);
+    rd_put_be(h + RD_RESP_BODY_SIZE, body_size, RD_RESP_BODY_SIZE_SIZE);
     if (challenge)
-        make_challenge(h + 16);
+        make_challenge(h + RD_RESP32_CHALLENGE);
 }
 
+/* All of a legacy answer's header but the exec time, which is only
+ * bounded; returns it. */
 static inline uint32_t assert_header(const uint8_t *got, const uint8_t *want)
 {
-    assert_memory_equal(got, want, 12);
-    assert_memory_equal(got + 16, want + 16, 16);
-    uint32_t exec_us = be(got + 12, 4);
+    assert_memory_equal(got, want, RD_RESP32_EXEC_US);
+    assert_memory_equal(got + RD_RESP32_CHALLENGE, want + RD_RESP32_CHALLENGE, RD_CHALLENGE_SIZE);
+    uint32_t exec_us = (uint32_t)rd_get_be(got + RD_RESP32_EXEC_US, RD_EXEC_US_SIZE);
     assert_true(exec_us < EXEC_LIMIT);
     return exec_us;
 }
@@ -206,8 +188,8 @@ static inline void handle(fixture_t *f, uint8_t *frame, size_t len)
 static inline void handle_expect_status(fixture_t *f, uint8_t *frame, size_t len, int status)
 {
     handle(f, frame, len);
-    assert_int_equal(f->resp.len, 32);
-    assert_int_equal(f->resp.data[2], status);
+    assert_int_equal(f->resp.len, RD_LEGACY_HEADER_SIZE);
+    assert_int_equal(f->resp.data[RD_RESP_STATUS], status);
 }
 
 /* CLIENT ("127.0.0.1", "::1") in the 16-byte form the TCP layer gives. */
@@ -279,10 +261,11 @@ typedef struct coin {
 static const coin_t coin1 = { DEN1, SN1 };
 static const coin_t coin2 = { DEN2, SN2 };
 
-static inline void put_be32(uint8_t *b, uint32_t v)
+/* COIN as the headers carry it: denomination, then serial number (u32). */
+static inline void put_coin(uint8_t *at, coin_t coin)
 {
-    for (int i = 3; i >= 0; i--, v >>= 8)
-        b[i] = (uint8_t)v;
+    at[0] = (uint8_t)coin.den;
+    rd_put_be(at + RD_COIN_REF_SN, coin.sn, RD_COIN_REF_SIZE - RD_COIN_REF_SN);
 }
 
 static inline bool make_dir(const char *path)
@@ -354,25 +337,28 @@ static inline int teardown_keys(void **state)
     return teardown(state) | rc;
 }
 
+/* Type 1's counter block: the header's nonce, padded with zero bytes. */
 static inline void legacy_iv(const uint8_t *frame, uint8_t *iv)
 {
-    memcpy(iv, frame + 24, 8);
-    memset(iv + 8, 0, 8);
+    memcpy(iv, frame + RD_REQ32_NONCE, RD_REQ32_NONCE_SIZE);
+    memset(iv + RD_REQ32_NONCE_SIZE, 0, RD_AES_BLOCK_SIZE - RD_REQ32_NONCE_SIZE);
 }
 
 /* A type-1 request naming COIN, encrypted with KEY (the right one or not). */
 static inline size_t make_type1(uint8_t *out, uint8_t command, const uint8_t *payload, size_t plen,
                                 coin_t coin, const uint8_t *key)
 {
-    uint8_t iv[16];
+    uint8_t iv[RD_AES_BLOCK_SIZE];
+    uint8_t *body = out + RD_LEGACY_HEADER_SIZE;
     size_t len = make_frame(out, 0, command, payload, plen);
-    out[16] = 1;
-    out[17] = (uint8_t)coin.den;
-    put_be32(out + 18, coin.sn);
-    for (int i = 0; i < 6; i++)
-        out[24 + i] = (uint8_t)(0xA0 + i);     /* 30-31, the echo bytes, end the nonce */
+    out[RD_REQ_ENC_TYPE] = RD_ENC_AES128;
+    put_coin(out + RD_REQ32_COIN, coin);
+    /* The nonce's last bytes are the echo bytes: only the ones before them are set. */
+    for (int i = 0; i < RD_REQ32_ECHO - RD_REQ32_NONCE; i++)
+        out[RD_REQ32_NONCE + i] = (uint8_t)(0xA0 + i);
     legacy_iv(out, iv);
-    assert_int_equal(rd_crypto_aes128_ctr(key, iv, out + 32, out + 32, len - 34), 0);
+    assert_int_equal(rd_crypto_aes128_ctr(key, iv, body, body,
+                                          len - RD_LEGACY_HEADER_SIZE - RD_TRAILER_SIZE), 0);
     return len;
 }
 
@@ -389,39 +375,33 @@ static inline void hashed_key(const uint8_t *k1, const uint8_t *k2, uint8_t *out
 static inline void modern_header(uint8_t *h, uint8_t type, uint8_t command, size_t body_size,
                                  coin_t c1, coin_t c2)
 {
-    memset(h, 0, 48);
-    h[0] = 1;
-    h[2] = RAIDA_ID;
-    h[5] = command;
-    h[6] = COIN_ID >> 8;
-    h[7] = COIN_ID & 0xFF;
-    h[16] = type;
-    h[17] = (uint8_t)(body_size >> 8);
-    h[18] = (uint8_t)body_size;
-    h[19] = (uint8_t)c1.den;
-    put_be32(h + 20, c1.sn);
-    for (int i = 24; i < 48; i++)
+    memset(h, 0, RD_MODERN_HEADER_SIZE);
+    h[RD_REQ_ROUTING] = RD_ROUTING_RAIDA;
+    h[RD_REQ_RAIDA_ID] = RAIDA_ID;
+    h[RD_REQ_COMMAND] = command;
+    rd_put_be(h + RD_REQ_COIN_ID, COIN_ID, RD_COIN_ID_SIZE);
+    h[RD_REQ_ENC_TYPE] = type;
+    rd_put_be(h + RD_REQ48_BODY_SIZE, body_size, RD_BODY_SIZE_SIZE);
+    put_coin(h + RD_REQ48_COIN, c1);
+    for (int i = RD_REQ48_NONCE; i < RD_MODERN_HEADER_SIZE; i++)
         h[i] = (uint8_t)(0x30 + i);
-    if (type == 5) {
-        h[24] = (uint8_t)c2.den;
-        put_be32(h + 25, c2.sn);
-    }
+    if (type == RD_ENC_AES256_TWO)
+        put_coin(h + RD_REQ48_COIN2, c2);
 }
 
 /* A type-4 or type-5 request encrypted and authenticated with HKEY. */
 static inline size_t make_modern(uint8_t *out, uint8_t type, uint8_t command, const uint8_t *payload,
                                  size_t plen, coin_t c1, coin_t c2, const uint8_t *hkey)
 {
-    size_t body_size = plen + 34;
-    uint8_t *b = out + 48;
+    size_t body_size = plen + RD_HMAC_SIZE + RD_TRAILER_SIZE;
+    uint8_t *b = out + RD_MODERN_HEADER_SIZE;
     modern_header(out, type, command, body_size, c1, c2);
     if (plen > 0)
         memcpy(b, payload, plen);
-    assert_int_equal(rd_crypto_aes256_ctr(hkey, out + 24, b, b, plen), 0);
+    assert_int_equal(rd_crypto_aes256_ctr(hkey, out + RD_REQ48_NONCE, b, b, plen), 0);
     assert_int_equal(rd_crypto_hmac_sha256(hkey, 32, b, plen, b + plen), 0);
-    b[plen + 32] = 0x3E;
-    b[plen + 33] = 0x3E;
-    return 48 + body_size;
+    memset(b + plen + RD_HMAC_SIZE, RD_TRAILER_BYTE, RD_TRAILER_SIZE);
+    return RD_MODERN_HEADER_SIZE + body_size;
 }
 
 static inline size_t make_type4(uint8_t *out, uint8_t command, const uint8_t *payload, size_t plen)
@@ -441,25 +421,26 @@ static inline size_t make_type5(uint8_t *out, uint8_t command, const uint8_t *pa
 static inline uint8_t handle_status(fixture_t *f, uint8_t *frame, size_t len)
 {
     handle(f, frame, len);
-    return f->resp.data[2];
+    return f->resp.data[RD_RESP_STATUS];
 }
 
-/* The fixed part of a 48-byte answer to a request naming coin1. */
+/* The fixed part of a 48-byte answer to a request naming coin1: all
+ * before the fresh nonce, the exec time only bounded. */
 static inline void assert_modern_header(const fixture_t *f, uint8_t type, uint8_t status,
                                         uint32_t body_size)
 {
     const uint8_t *h = f->resp.data;
-    uint8_t want[24] = { RAIDA_ID, 0, status, 0 };
-    want[9] = (uint8_t)(body_size >> 16);
-    want[10] = (uint8_t)(body_size >> 8);
-    want[11] = (uint8_t)body_size;
-    want[16] = type;
-    want[17] = (uint8_t)DEN1;
-    put_be32(want + 18, SN1);
-    assert_int_equal(f->resp.len, 48 + body_size);
-    assert_memory_equal(h, want, 4);
-    assert_true(be(h + 4, 4) < EXEC_LIMIT);
-    assert_memory_equal(h + 8, want + 8, 16);
+    const size_t after_exec = RD_RESP48_EXEC_US + RD_EXEC_US_SIZE;
+    uint8_t want[RD_RESP48_NONCE] = { 0 };
+    want[RD_RESP_RAIDA_ID] = RAIDA_ID;
+    want[RD_RESP_STATUS] = status;
+    rd_put_be(want + RD_RESP_BODY_SIZE, body_size, RD_RESP_BODY_SIZE_SIZE);
+    want[RD_RESP48_ENC_TYPE] = type;
+    put_coin(want + RD_RESP48_COIN, coin1);
+    assert_int_equal(f->resp.len, RD_MODERN_HEADER_SIZE + body_size);
+    assert_memory_equal(h, want, RD_RESP48_EXEC_US);
+    assert_true(rd_get_be(h + RD_RESP48_EXEC_US, RD_EXEC_US_SIZE) < EXEC_LIMIT);
+    assert_memory_equal(h + after_exec, want + after_exec, RD_RESP48_NONCE - after_exec);
 }
 
 /* Checks the HMAC and the trailer of a 48-byte answer and decrypts its
@@ -467,14 +448,15 @@ static inline void assert_modern_header(const fixture_t *f, uint8_t type, uint8_
 static inline size_t open_modern_answer(const fixture_t *f, const uint8_t *hkey, uint8_t *out)
 {
     const uint8_t *r = f->resp.data;
-    size_t plen = f->resp.len - 48 - 34;
-    uint8_t mac[32];
-    assert_true(f->resp.len >= 48 + 34);
-    assert_int_equal(rd_crypto_hmac_sha256(hkey, 32, r + 48, plen, mac), 0);
-    assert_memory_equal(r + 48 + plen, mac, 32);
-    assert_int_equal(r[f->resp.len - 2], 0x3E);
-    assert_int_equal(r[f->resp.len - 1], 0x3E);
-    assert_int_equal(rd_crypto_aes256_ctr(hkey, r + 24, r + 48, out, plen), 0);
+    const uint8_t *b = r + RD_MODERN_HEADER_SIZE;
+    size_t plen = f->resp.len - RD_MODERN_HEADER_SIZE - RD_HMAC_SIZE - RD_TRAILER_SIZE;
+    uint8_t mac[RD_HMAC_SIZE];
+    assert_true(f->resp.len >= RD_MODERN_HEADER_SIZE + RD_HMAC_SIZE + RD_TRAILER_SIZE);
+    assert_int_equal(rd_crypto_hmac_sha256(hkey, 32, b, plen, mac), 0);
+    assert_memory_equal(b + plen, mac, RD_HMAC_SIZE);
+    assert_int_equal(r[f->resp.len - 2], RD_TRAILER_BYTE);
+    assert_int_equal(r[f->resp.len - 1], RD_TRAILER_BYTE);
+    assert_int_equal(rd_crypto_aes256_ctr(hkey, r + RD_RESP48_NONCE, b, out, plen), 0);
     return plen;
 }
 

@@ -19,17 +19,20 @@ static void test_client_build_bytes(void **state)
     };
     uint8_t out[128], challenge[16];
     size_t len = rd_client_build(&r, out, sizeof(out), challenge);
-    assert_int_equal(len, 32 + 16 + 3 + 2);
-    const uint8_t header[32] = {
+    assert_int_equal(len, RD_LEGACY_HEADER_SIZE + RD_CHALLENGE_SIZE + 3 + RD_TRAILER_SIZE);
+    /* The whole header as literal bytes: what rd_client puts where is the test. */
+    const uint8_t header[RD_LEGACY_HEADER_SIZE] = {
         1, 0, 24, 1, 5, 9, 0x02, 0x03, 0, 0, 0, 0, 0, 0, 0, 0,
         0, 0, 0, 0, 0, 0, 0, 21, 0, 0, 0, 0, 0, 0, 0x43, 0x21,
     };
-    assert_memory_equal(out, header, 32);
-    assert_int_equal(be(out + 44, 4), (uint32_t)crc32(0L, out + 32, 12));
-    assert_memory_equal(challenge, out + 32, 16);
-    assert_memory_equal(out + 48, payload, 3);
-    assert_int_equal(out[51], 0x3E);
-    assert_int_equal(out[52], 0x3E);
+    assert_memory_equal(out, header, RD_LEGACY_HEADER_SIZE);
+    const uint8_t *body = out + RD_LEGACY_HEADER_SIZE;
+    assert_int_equal(rd_get_be(body + RD_CRC_INPUT_SIZE, RD_CHALLENGE_SIZE - RD_CRC_INPUT_SIZE),
+                     (uint32_t)crc32(0L, body, RD_CRC_INPUT_SIZE));
+    assert_memory_equal(challenge, body, RD_CHALLENGE_SIZE);
+    assert_memory_equal(body + RD_CHALLENGE_SIZE, payload, 3);
+    assert_int_equal(body[RD_CHALLENGE_SIZE + 3], RD_TRAILER_BYTE);
+    assert_int_equal(body[RD_CHALLENGE_SIZE + 4], RD_TRAILER_BYTE);
 
     /* Two requests do not share a challenge. */
     uint8_t again[16];
@@ -76,35 +79,37 @@ static void test_client_round_trip(void **state)
     assert_int_equal(rd_client_parse(f->resp.data, f->resp.len, &resp), 0);
     assert_int_equal(resp.status, 250);
     assert_memory_equal(resp.challenge_hash, challenge, 16);
-    assert_int_equal(be64(resp.payload + 4), 1);
+    assert_int_equal(rd_get_be(resp.payload + 4, 8), 1);
 }
 
 static void test_client_parse_rejects(void **state)
 {
     (void)state;
     uint8_t buf[64] = { 0 };
+    uint8_t *body = buf + RD_LEGACY_HEADER_SIZE;
     rd_client_response_t r;
-    assert_int_equal(rd_client_parse(buf, 31, &r), -1);
-    assert_int_equal(rd_client_parse(buf, 32, &r), 0);      /* no body at all */
+    assert_int_equal(rd_client_parse(buf, RD_LEGACY_HEADER_SIZE - 1, &r), -1);
+    assert_int_equal(rd_client_parse(buf, RD_LEGACY_HEADER_SIZE, &r), 0);  /* no body at all */
     assert_int_equal(r.payload_len, 0);
 
-    buf[11] = 10;                                           /* 8 bytes + trailer */
-    memcpy(buf + 32, "20261125", 8);
-    buf[40] = 0x3E;
-    buf[41] = 0x3E;
+    rd_put_be(buf + RD_RESP_BODY_SIZE, 10, RD_RESP_BODY_SIZE_SIZE);    /* 8 bytes + trailer */
+    memcpy(body, "20261125", 8);
+    body[8] = RD_TRAILER_BYTE;
+    body[9] = RD_TRAILER_BYTE;
     assert_int_equal(rd_client_parse(buf, 42, &r), 0);
     assert_int_equal(r.payload_len, 8);
     assert_int_equal(rd_client_parse(buf, 41, &r), -1);     /* truncated */
-    assert_int_equal(rd_client_parse(buf, 32, &r), -1);
-    buf[41] = 0;
+    assert_int_equal(rd_client_parse(buf, RD_LEGACY_HEADER_SIZE, &r), -1);
+    body[9] = 0;
     assert_int_equal(rd_client_parse(buf, 42, &r), -1);     /* no trailer */
-    buf[11] = 1;
+    rd_put_be(buf + RD_RESP_BODY_SIZE, 1, RD_RESP_BODY_SIZE_SIZE);
     assert_int_equal(rd_client_parse(buf, 42, &r), -1);     /* no room for one */
-    buf[11] = 2;
-    buf[32] = buf[33] = 0x3E;
+    rd_put_be(buf + RD_RESP_BODY_SIZE, RD_TRAILER_SIZE, RD_RESP_BODY_SIZE_SIZE);
+    body[0] = body[1] = RD_TRAILER_BYTE;
     assert_int_equal(rd_client_parse(buf, 34, &r), 0);      /* trailer alone */
     assert_int_equal(r.payload_len, 0);
-    buf[9] = 0x01;                                          /* 64 KiB + 2: too long */
+    /* 64 KiB + 2: too long */
+    rd_put_be(buf + RD_RESP_BODY_SIZE, 0x10000 + RD_TRAILER_SIZE, RD_RESP_BODY_SIZE_SIZE);
     assert_int_equal(rd_client_parse(buf, sizeof(buf), &r), -1);
 }
 
@@ -129,7 +134,8 @@ static void client_version(fixture_t *f, uint8_t type)
     uint8_t frame[128];
     size_t len = rd_client_seal(&r, frame, sizeof(frame), &ctx);
     assert_int_equal(len, rd_client_frame_size(&r));
-    assert_int_equal(len, type >= 4 ? 48 + 34 : 32 + 18);
+    assert_int_equal(len, type >= 4 ? RD_MODERN_HEADER_SIZE + RD_MODERN_MIN_BODY_SIZE
+                                    : RD_LEGACY_HEADER_SIZE + RD_MIN_BODY_SIZE);
     handle(f, frame, len);
     assert_int_equal(rd_client_open(&ctx, f->resp.data, f->resp.len, &resp), 0);
     assert_int_equal(resp.status, 250);
@@ -166,7 +172,7 @@ static void client_stats(fixture_t *f, uint8_t type)
     assert_int_equal(resp.status, 250);
     assert_true(resp.authentic);
     assert_true(resp.payload_len > 12);
-    assert_true(be64(resp.payload + 4) >= 1);
+    assert_true(rd_get_be(resp.payload + 4, 8) >= 1);
 }
 
 static void test_client_encrypted_round_trip(void **state)
@@ -182,7 +188,8 @@ static void test_client_encrypted_round_trip(void **state)
     assert_int_equal(rd_client_frame_size(&r), 0);
     assert_int_equal(rd_client_seal(&r, frame, sizeof(frame), &ctx), 0);
     r = client_request(4, 0);
-    assert_int_equal(rd_client_seal(&r, frame, 48 + 33, &ctx), 0);
+    assert_int_equal(rd_client_seal(&r, frame, RD_MODERN_HEADER_SIZE + RD_MODERN_MIN_BODY_SIZE - 1,
+                                    &ctx), 0);
     assert_int_equal(rd_client_build(&r, frame, sizeof(frame), NULL), 0);   /* type 0 only */
 }
 
@@ -196,13 +203,14 @@ static void test_client_open_forged(void **state)
     rd_client_request_t r = client_request(4, 1);
     size_t len = rd_client_seal(&r, frame, sizeof(frame), &ctx);
     handle(f, frame, len);
-    f->resp.data[48] ^= 1;
-    uint8_t ct = f->resp.data[49];
+    uint8_t *body = f->resp.data + RD_MODERN_HEADER_SIZE;
+    body[0] ^= 1;
+    uint8_t ct = body[1];
     assert_int_equal(rd_client_open(&ctx, f->resp.data, f->resp.len, &resp), 0);
     assert_false(resp.authentic);
-    assert_int_equal(f->resp.data[49], ct);
+    assert_int_equal(body[1], ct);
     assert_int_equal(rd_client_open(&ctx, f->resp.data, f->resp.len - 1, &resp), -1);
-    assert_int_equal(rd_client_open(&ctx, f->resp.data, 47, &resp), -1);
+    assert_int_equal(rd_client_open(&ctx, f->resp.data, RD_MODERN_HEADER_SIZE - 1, &resp), -1);
 
     r = client_request(1, 1);
     memcpy(r.coin[0].key, key2, 16);                    /* wrong key: 37, no hash */
@@ -236,14 +244,14 @@ static int bind_local(bool udp, char *port, size_t port_len)
 
 static size_t read_request(int fd, uint8_t *buf, size_t cap)
 {
-    size_t have = 0, want = 32;
+    size_t have = 0, want = RD_LEGACY_HEADER_SIZE;
     while (have < want && have < cap) {
         ssize_t n = recv(fd, buf + have, cap - have, 0);
         if (n <= 0)
             break;
         have += (size_t)n;
-        if (have >= 32)
-            want = 32 + be(buf + 22, 2);
+        if (have >= RD_LEGACY_HEADER_SIZE)
+            want = RD_LEGACY_HEADER_SIZE + rd_get_be(buf + RD_REQ32_BODY_SIZE, RD_BODY_SIZE_SIZE);
     }
     return have;
 }

@@ -14,8 +14,8 @@ static void test_admin_key_wrong_38(void **state)
         memcpy(key, admin_key, 16);
         key[i] ^= 0x01;             /* any single byte */
         send_stats(f, key, 16);
-        assert_int_equal(f->resp.data[2], RD_STATUS_ADMIN_AUTH);
-        assert_int_equal(f->resp.len, 32);
+        assert_int_equal(f->resp.data[RD_RESP_STATUS], RD_STATUS_ADMIN_AUTH);
+        assert_int_equal(f->resp.len, RD_LEGACY_HEADER_SIZE);
     }
 }
 
@@ -24,12 +24,12 @@ static void test_admin_key_unset_38(void **state)
     fixture_t *f = *state;
     f->p.admin_key_set = false;
     send_stats(f, admin_key, 16);
-    assert_int_equal(f->resp.data[2], RD_STATUS_ADMIN_AUTH);
+    assert_int_equal(f->resp.data[RD_RESP_STATUS], RD_STATUS_ADMIN_AUTH);
     /* Nor does the all-zero key of an unset configuration open it. */
     uint8_t zero[16] = { 0 };
     memset(f->p.admin_key, 0, 16);
     send_stats(f, zero, 16);
-    assert_int_equal(f->resp.data[2], RD_STATUS_ADMIN_AUTH);
+    assert_int_equal(f->resp.data[RD_RESP_STATUS], RD_STATUS_ADMIN_AUTH);
 }
 
 static void test_admin_key_length_38(void **state)
@@ -41,27 +41,27 @@ static void test_admin_key_length_38(void **state)
     const size_t lens[] = { 0, 1, 15 };
     for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
         send_stats(f, admin_key, lens[i]);
-        assert_int_equal(f->resp.data[2], RD_STATUS_ADMIN_AUTH);
+        assert_int_equal(f->resp.data[RD_RESP_STATUS], RD_STATUS_ADMIN_AUTH);
     }
     send_stats(f, longer, 17);
-    assert_int_equal(f->resp.data[2], RD_STATUS_ADMIN_AUTH);
-    assert_int_equal(f->resp.len, 32);
+    assert_int_equal(f->resp.data[RD_RESP_STATUS], RD_STATUS_ADMIN_AUTH);
+    assert_int_equal(f->resp.len, RD_LEGACY_HEADER_SIZE);
 }
 
 static void test_version_response_bytes(void **state)
 {
     fixture_t *f = *state;
-    uint8_t frame[64], want[42];
+    uint8_t frame[64], want[RD_LEGACY_HEADER_SIZE + 10];
+    uint8_t *body = want + RD_LEGACY_HEADER_SIZE;
     size_t len = make_frame(frame, 0, 1, NULL, 0);
     handle(f, frame, len);
-    expected_header(want, 250, 0, ECHO, 10, true);
-    memcpy(want + 32, "20261125", 8);
-    want[40] = 0x3E;
-    want[41] = 0x3E;
-    assert_int_equal(f->resp.len, 42);
+    expected_header(want, 250, 0, ECHO, 10, true);     /* 8 bytes and the trailer */
+    memcpy(body, "20261125", 8);
+    body[8] = body[9] = RD_TRAILER_BYTE;
+    assert_int_equal(f->resp.len, sizeof(want));
     assert_header(f->resp.data, want);
-    assert_memory_equal(f->resp.data + 32, want + 32, 10);
-    assert_memory_equal(f->resp.data + 32, RAIDAD_BUILD_VERSION, 8);
+    assert_memory_equal(f->resp.data + RD_LEGACY_HEADER_SIZE, body, 10);
+    assert_memory_equal(f->resp.data + RD_LEGACY_HEADER_SIZE, RAIDAD_BUILD_VERSION, 8);
     assert_ptr_equal(f->resp.data, f->resp.inline_buf);
 }
 
@@ -74,7 +74,7 @@ static void test_stats_response_bytes(void **state)
     len = make_frame(frame, 0, 1, NULL, 0);
     handle(f, frame, len);                              /* 250, 0.1 */
     len = make_frame(frame, 0, 0, NULL, 0);
-    frame[7] ^= 1;
+    frame[RD_REQ_COIN_ID + 1] ^= 1;                     /* the coin id's second byte */
     handle(f, frame, len);                              /* 7, 0.0 */
     send_stats(f, admin_key, 16);
 
@@ -88,14 +88,15 @@ static void test_stats_response_bytes(void **state)
         0, 1, 0, 0, 0, 0, 0, 0, 0, 1,
     };
     size_t payload_len = 4 + sizeof(counters);
-    uint8_t want[32];
-    expected_header(want, 250, 0, ECHO, (uint32_t)payload_len + 2, true);
-    assert_int_equal(f->resp.len, 32 + payload_len + 2);
+    const uint8_t *pl = f->resp.data + RD_LEGACY_HEADER_SIZE;
+    uint8_t want[RD_LEGACY_HEADER_SIZE];
+    expected_header(want, 250, 0, ECHO, (uint32_t)(payload_len + RD_TRAILER_SIZE), true);
+    assert_int_equal(f->resp.len, RD_LEGACY_HEADER_SIZE + payload_len + RD_TRAILER_SIZE);
     assert_header(f->resp.data, want);
-    assert_true(be(f->resp.data + 32, 4) <= 2);        /* uptime of a fresh counter set */
-    assert_memory_equal(f->resp.data + 36, counters, sizeof(counters));
-    assert_int_equal(f->resp.data[f->resp.len - 2], 0x3E);
-    assert_int_equal(f->resp.data[f->resp.len - 1], 0x3E);
+    assert_true(rd_get_be(pl, 4) <= 2);                 /* uptime of a fresh counter set */
+    assert_memory_equal(pl + 4, counters, sizeof(counters));
+    assert_int_equal(f->resp.data[f->resp.len - 2], RD_TRAILER_BYTE);
+    assert_int_equal(f->resp.data[f->resp.len - 1], RD_TRAILER_BYTE);
 }
 
 static void test_command_names(void **state)
@@ -128,33 +129,34 @@ static void test_stats_response_on_heap(void **state)
     uint64_t requests = st->requests;
 
     send_stats(f, admin_key, 16);
-    assert_int_equal(f->resp.data[2], 250);
+    assert_int_equal(f->resp.data[RD_RESP_STATUS], 250);
     assert_ptr_not_equal(f->resp.data, f->resp.inline_buf);
 
-    const uint8_t *pl = f->resp.data + 32;
+    const uint8_t *pl = f->resp.data + RD_LEGACY_HEADER_SIZE;
     size_t n_cmd = RD_STATS_GROUPS * 52;
     size_t payload_len = 4 + 8 + 2 + 256 * 9 + 2 + n_cmd * 10;
-    assert_int_equal(f->resp.len, 32 + payload_len + 2);
-    assert_int_equal(be(f->resp.data + 9, 3), payload_len + 2);
-    assert_int_equal(be64(pl + 4), requests);
-    assert_int_equal(be(pl + 12, 2), 256);
+    assert_int_equal(f->resp.len, RD_LEGACY_HEADER_SIZE + payload_len + RD_TRAILER_SIZE);
+    assert_int_equal(rd_get_be(f->resp.data + RD_RESP_BODY_SIZE, RD_RESP_BODY_SIZE_SIZE),
+                     payload_len + RD_TRAILER_SIZE);
+    assert_int_equal(rd_get_be(pl + 4, 8), requests);
+    assert_int_equal(rd_get_be(pl + 12, 2), 256);
     const uint8_t *e = pl + 14;
     for (unsigned s = 0; s < 256; s++, e += 9) {
         assert_int_equal(e[0], s);
-        assert_int_equal(be64(e + 1), s == 250 ? 1 + n_cmd : 1);
+        assert_int_equal(rd_get_be(e + 1, 8), s == 250 ? 1 + n_cmd : 1);
     }
-    assert_int_equal(be(e, 2), n_cmd);
+    assert_int_equal(rd_get_be(e, 2), n_cmd);
     e += 2;
     for (unsigned g = 0; g < RD_STATS_GROUPS; g++) {
         for (unsigned c = 0; c < 256; c += 5, e += 10) {
             assert_int_equal(e[0], g);
             assert_int_equal(e[1], c);
-            assert_int_equal(be64(e + 2), 1);
+            assert_int_equal(rd_get_be(e + 2, 8), 1);
         }
     }
-    assert_int_equal(e[0], 0x3E);
-    assert_int_equal(e[1], 0x3E);
-    assert_ptr_equal(e + 2, f->resp.data + f->resp.len);
+    assert_int_equal(e[0], RD_TRAILER_BYTE);
+    assert_int_equal(e[1], RD_TRAILER_BYTE);
+    assert_ptr_equal(e + RD_TRAILER_SIZE, f->resp.data + f->resp.len);
 
     rd_response_release(&f->resp);
     assert_ptr_equal(f->resp.data, f->resp.inline_buf);

@@ -18,19 +18,21 @@ static void test_type1_header_fields(void **state)
     assert_int_equal(handle_status(f, frame, len), 250);
 
     const struct { size_t offset; uint8_t flip; int status; } cases[] = {
-        { 17, 0x03, RD_STATUS_INVALID_ENCRYPTION },    /* denomination 2: no page */
-        { 21, 0x01, RD_STATUS_INVALID_ENCRYPTION },    /* SN_EMPTY: status 0 */
-        { 18, 0x80, RD_STATUS_INVALID_ENCRYPTION },    /* page 0x200001: none */
-        { 24, 0x01, RD_STATUS_INVALID_CRC },           /* the nonce ... */
-        { 29, 0x40, RD_STATUS_INVALID_CRC },
-        { 31, 0x01, RD_STATUS_INVALID_CRC },           /* ... ends with the echo bytes */
-        { 23, 0x01, RD_STATUS_INVALID_PACKET_LENGTH }, /* body size: not the datagram's */
+        /* The coin: its denomination, then its serial number's last and first bytes. */
+        { RD_REQ32_COIN, 0x03, RD_STATUS_INVALID_ENCRYPTION },      /* denomination 2: no page */
+        { RD_REQ32_COIN + 4, 0x01, RD_STATUS_INVALID_ENCRYPTION },  /* SN_EMPTY: status 0 */
+        { RD_REQ32_COIN + 1, 0x80, RD_STATUS_INVALID_ENCRYPTION },  /* page 0x200001: none */
+        { RD_REQ32_NONCE, 0x01, RD_STATUS_INVALID_CRC },            /* the nonce ... */
+        { RD_REQ32_NONCE + 5, 0x40, RD_STATUS_INVALID_CRC },
+        { RD_REQ32_ECHO + 1, 0x01, RD_STATUS_INVALID_CRC },         /* ... ends with the echo */
+        /* The body size's low byte: not the datagram's. */
+        { RD_REQ32_BODY_SIZE + 1, 0x01, RD_STATUS_INVALID_PACKET_LENGTH },
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         make_type1(frame, 0, NULL, 0, coin1, key1);
         frame[cases[i].offset] ^= cases[i].flip;
         assert_int_equal(handle_status(f, frame, len), cases[i].status);
-        assert_int_equal(f->resp.len, 32);
+        assert_int_equal(f->resp.len, RD_LEGACY_HEADER_SIZE);
     }
 }
 
@@ -38,18 +40,18 @@ static void test_type1_header_fields(void **state)
 static void expected_type1_header(uint8_t *want, uint8_t status, uint32_t body_size)
 {
     expected_header(want, status, 0, ECHO, body_size, true);
-    for (int i = 0; i < 16; i++)
-        want[16 + i] ^= key1[i];
+    for (int i = 0; i < RD_CHALLENGE_SIZE; i++)
+        want[RD_RESP32_CHALLENGE + i] ^= key1[i];
 }
 
 static void test_type1_echo_bytes(void **state)
 {
     fixture_t *f = *state;
-    uint8_t frame[64], want[32];
+    uint8_t frame[64], want[RD_LEGACY_HEADER_SIZE];
     size_t len = make_type1(frame, 0, NULL, 0, coin1, key1);
     handle(f, frame, len);
     expected_type1_header(want, 250, 0);
-    assert_int_equal(f->resp.len, 32);
+    assert_int_equal(f->resp.len, RD_LEGACY_HEADER_SIZE);
     assert_header(f->resp.data, want);
 }
 
@@ -57,30 +59,32 @@ static void test_type1_echo_bytes(void **state)
 static void test_type1_version_bytes(void **state)
 {
     fixture_t *f = *state;
-    uint8_t frame[64], want[42], iv[16];
+    uint8_t frame[64], want[RD_LEGACY_HEADER_SIZE + 10], iv[16];
+    uint8_t *body = want + RD_LEGACY_HEADER_SIZE;
     size_t len = make_type1(frame, 1, NULL, 0, coin1, key1);
     handle(f, frame, len);
-    expected_type1_header(want, 250, 10);
+    expected_type1_header(want, 250, 10);               /* 8 bytes and the trailer */
     legacy_iv(frame, iv);
-    assert_int_equal(rd_crypto_aes128_ctr(key1, iv, (const uint8_t *)"20261125", want + 32, 8), 0);
-    want[40] = want[41] = 0x3E;
-    assert_int_equal(f->resp.len, 42);
+    assert_int_equal(rd_crypto_aes128_ctr(key1, iv, (const uint8_t *)"20261125", body, 8), 0);
+    body[8] = body[9] = RD_TRAILER_BYTE;
+    assert_int_equal(f->resp.len, sizeof(want));
     assert_header(f->resp.data, want);
-    assert_memory_equal(f->resp.data + 32, want + 32, 10);
+    assert_memory_equal(f->resp.data + RD_LEGACY_HEADER_SIZE, body, 10);
 }
 
 /* The admin key travels encrypted; a command's own error keeps the hash. */
 static void test_type1_stats(void **state)
 {
     fixture_t *f = *state;
-    uint8_t frame[128], want[32], iv[16], plain[128];
+    uint8_t frame[128], want[RD_LEGACY_HEADER_SIZE], iv[16], plain[128];
     size_t len = make_type1(frame, 2, admin_key, 16, coin1, key1);
     handle(f, frame, len);
-    assert_int_equal(f->resp.data[2], 250);
+    assert_int_equal(f->resp.data[RD_RESP_STATUS], 250);
     legacy_iv(frame, iv);
-    size_t plen = f->resp.len - 34;
-    assert_int_equal(rd_crypto_aes128_ctr(key1, iv, f->resp.data + 32, plain, plen), 0);
-    assert_int_equal(be64(plain + 4), 0);                   /* no request counted before */
+    size_t plen = f->resp.len - RD_LEGACY_HEADER_SIZE - RD_TRAILER_SIZE;
+    assert_int_equal(rd_crypto_aes128_ctr(key1, iv, f->resp.data + RD_LEGACY_HEADER_SIZE,
+                                          plain, plen), 0);
+    assert_int_equal(rd_get_be(plain + 4, 8), 0);           /* no request counted before */
 
     uint8_t wrong[16];
     memcpy(wrong, admin_key, 16);
@@ -88,7 +92,7 @@ static void test_type1_stats(void **state)
     len = make_type1(frame, 2, wrong, 16, coin1, key1);
     handle(f, frame, len);
     expected_type1_header(want, RD_STATUS_ADMIN_AUTH, 0);
-    assert_int_equal(f->resp.len, 32);
+    assert_int_equal(f->resp.len, RD_LEGACY_HEADER_SIZE);
     assert_header(f->resp.data, want);
 }
 
@@ -97,25 +101,25 @@ static void test_type1_stats(void **state)
 static void test_type1_wrong_key_37(void **state)
 {
     fixture_t *f = *state;
-    uint8_t frame[64], want[32];
+    uint8_t frame[64], want[RD_LEGACY_HEADER_SIZE];
     size_t len = make_type1(frame, 1, NULL, 0, coin1, key2);
     handle(f, frame, len);
     expected_header(want, RD_STATUS_INVALID_CRC, 0, ECHO, 0, false);
-    assert_int_equal(f->resp.len, 32);
+    assert_int_equal(f->resp.len, RD_LEGACY_HEADER_SIZE);
     assert_header(f->resp.data, want);
 }
 
 static void test_type1_missing_coin_34(void **state)
 {
     fixture_t *f = *state;
-    uint8_t frame[64], want[32];
+    uint8_t frame[64], want[RD_LEGACY_HEADER_SIZE];
     const coin_t missing[] = { { DEN1, SN_EMPTY }, { DEN1, 5 }, { 3, SN1 }, { DEN2, SN1 } };
     for (size_t i = 0; i < sizeof(missing) / sizeof(missing[0]); i++) {
         size_t len = make_type1(frame, 1, NULL, 0, missing[i], key1);
         handle(f, frame, len);
         expected_header(want, RD_STATUS_INVALID_ENCRYPTION, 0, ECHO, 0, false);
         assert_header(f->resp.data, want);
-        assert_int_equal(f->resp.len, 32);
+        assert_int_equal(f->resp.len, RD_LEGACY_HEADER_SIZE);
     }
     /* The second coin's key works for it, under type 1 too. */
     size_t len = make_type1(frame, 0, NULL, 0, coin2, key2);
@@ -128,7 +132,8 @@ static void test_type1_truncated_body(void **state)
     uint8_t frame[64];
     rd_request_t req;
     size_t len = make_type1(frame, 0, NULL, 0, coin1, key1);
-    frame[23] = 17;                                     /* one byte short of a challenge */
+    /* One byte short of a challenge. */
+    rd_put_be(frame + RD_REQ32_BODY_SIZE, RD_MIN_BODY_SIZE - 1, RD_BODY_SIZE_SIZE);
     request_from(&req, frame);
     assert_int_equal(rd_protocol_validate_header(&f->p, &req), RD_STATUS_INVALID_PACKET_LENGTH);
     assert_int_equal(handle_status(f, frame, len - 1), RD_STATUS_INVALID_PACKET_LENGTH);
@@ -144,19 +149,19 @@ static void test_type2_27(void **state)
     uint8_t frame[64];
     rd_request_t req;
     size_t len = make_type1(frame, 0, NULL, 0, coin1, key1);
-    frame[16] = 2;
+    frame[RD_REQ_ENC_TYPE] = 2;
     request_from(&req, frame);
     assert_int_equal(rd_protocol_validate_header(&f->p, &req), RD_STATUS_INVALID_ENCRYPTION_CODE);
     assert_int_equal(handle_status(f, frame, len), RD_STATUS_INVALID_ENCRYPTION_CODE);
-    assert_int_equal(f->resp.len, 32);
+    assert_int_equal(f->resp.len, RD_LEGACY_HEADER_SIZE);
 }
 
 static void modern_request_from(rd_request_t *req, const uint8_t *frame)
 {
     memset(req, 0, sizeof(*req));
-    memcpy(req->header, frame, 48);
-    req->header_have = 48;
-    req->header_size = 48;
+    memcpy(req->header, frame, RD_MODERN_HEADER_SIZE);
+    req->header_have = RD_MODERN_HEADER_SIZE;
+    req->header_size = RD_MODERN_HEADER_SIZE;
 }
 
 static void test_type4_header_fields(void **state)
@@ -168,26 +173,26 @@ static void test_type4_header_fields(void **state)
     modern_request_from(&req, frame);
     assert_int_equal(rd_protocol_validate_header(&f->p, &req), RD_STATUS_NO_ERROR);
     assert_int_equal(req.enc_type, 4);
-    assert_int_equal(req.body_size, 3 + 34);
+    assert_int_equal(req.body_size, 3 + RD_HMAC_SIZE + RD_TRAILER_SIZE);
     assert_int_equal(handle_status(f, frame, len), 250);
 
     const struct { size_t offset; uint8_t flip; int status; } cases[] = {
-        { 19, 0x02, RD_STATUS_COIN_NOT_FOUND },          /* denomination */
-        { 23, 0x01, RD_STATUS_COIN_NOT_FOUND },          /* serial number: SN_EMPTY */
-        { 20, 0x01, RD_STATUS_COIN_NOT_FOUND },
-        { 16, 0x01, RD_STATUS_COIN_NOT_FOUND },          /* type 5: coin 2 from the nonce */
-        { 18, 0x01, RD_STATUS_INVALID_PACKET_LENGTH },   /* body size */
-        { 2, 0x01, RD_STATUS_INVALID_RAIDA_ID },
+        { RD_REQ48_COIN, 0x02, RD_STATUS_COIN_NOT_FOUND },          /* denomination */
+        { RD_REQ48_COIN + 4, 0x01, RD_STATUS_COIN_NOT_FOUND },      /* serial number: SN_EMPTY */
+        { RD_REQ48_COIN + 1, 0x01, RD_STATUS_COIN_NOT_FOUND },
+        { RD_REQ_ENC_TYPE, 0x01, RD_STATUS_COIN_NOT_FOUND },    /* type 5: coin 2 from the nonce */
+        { RD_REQ48_BODY_SIZE + 1, 0x01, RD_STATUS_INVALID_PACKET_LENGTH },  /* body size */
+        { RD_REQ_RAIDA_ID, 0x01, RD_STATUS_INVALID_RAIDA_ID },
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         make_type4(frame, 0, (const uint8_t *)"xyz", 3);
         frame[cases[i].offset] ^= cases[i].flip;
         handle(f, frame, len);
         /* Whatever the error, a 48-byte request gets a 48-byte answer. */
-        assert_int_equal(f->resp.data[2], cases[i].status);
-        assert_int_equal(f->resp.len, 48);
-        assert_memory_equal(f->resp.data + 16, frame + 16, 1);
-        assert_memory_equal(f->resp.data + 17, frame + 19, 5);
+        assert_int_equal(f->resp.data[RD_RESP_STATUS], cases[i].status);
+        assert_int_equal(f->resp.len, RD_MODERN_HEADER_SIZE);
+        assert_int_equal(f->resp.data[RD_RESP48_ENC_TYPE], frame[RD_REQ_ENC_TYPE]);
+        assert_memory_equal(f->resp.data + RD_RESP48_COIN, frame + RD_REQ48_COIN, RD_COIN_REF_SIZE);
     }
 }
 
@@ -201,25 +206,25 @@ static void test_type4_nonce(void **state)
     size_t len = make_type4(frame, 2, admin_key, 16);
     assert_int_equal(handle_status(f, frame, len), 250);
     make_type4(frame, 2, admin_key, 16);
-    frame[39] ^= 0x01;
+    frame[RD_REQ48_NONCE + RD_AES_BLOCK_SIZE - 1] ^= 0x01;     /* the counter block's last */
     assert_int_equal(handle_status(f, frame, len), RD_STATUS_ADMIN_AUTH);
     make_type4(frame, 2, admin_key, 16);
-    frame[40] ^= 0x01;
-    frame[47] ^= 0x01;
+    frame[RD_REQ48_NONCE + RD_AES_BLOCK_SIZE] ^= 0x01;         /* the unused bytes */
+    frame[RD_REQ48_NONCE + RD_REQ48_NONCE_SIZE - 1] ^= 0x01;
     assert_int_equal(handle_status(f, frame, len), 250);
 }
 
 static void test_type4_echo_bytes(void **state)
 {
     fixture_t *f = *state;
-    uint8_t frame[128], nonce[24];
+    uint8_t frame[128], nonce[RD_REQ48_NONCE_SIZE];
     size_t len = make_type4(frame, 0, NULL, 0);
     handle(f, frame, len);
     assert_modern_header(f, 4, 250, 0);
-    memcpy(nonce, f->resp.data + 24, 24);
-    assert_memory_not_equal(nonce, frame + 24, 24);
-    handle(f, frame, len);
-    assert_memory_not_equal(nonce, f->resp.data + 24, 24);     /* fresh each time */
+    memcpy(nonce, f->resp.data + RD_RESP48_NONCE, sizeof(nonce));
+    assert_memory_not_equal(nonce, frame + RD_REQ48_NONCE, sizeof(nonce));
+    handle(f, frame, len);                              /* fresh each time */
+    assert_memory_not_equal(nonce, f->resp.data + RD_RESP48_NONCE, sizeof(nonce));
 }
 
 static void test_type4_version_bytes(void **state)
@@ -228,7 +233,7 @@ static void test_type4_version_bytes(void **state)
     uint8_t frame[128], hkey[32], plain[64];
     size_t len = make_type4(frame, 1, NULL, 0);
     handle(f, frame, len);
-    assert_modern_header(f, 4, 250, 8 + 34);
+    assert_modern_header(f, 4, 250, 8 + RD_HMAC_SIZE + RD_TRAILER_SIZE);
     hashed_key(key1, NULL, hkey);
     assert_int_equal(open_modern_answer(f, hkey, plain), 8);
     assert_memory_equal(plain, "20261125", 8);
@@ -241,17 +246,17 @@ static void test_type5_version_and_stats(void **state)
     uint8_t frame[128], hkey[32], plain[256];
     size_t len = make_type5(frame, 1, NULL, 0);
     handle(f, frame, len);
-    assert_modern_header(f, 5, 250, 8 + 34);
+    assert_modern_header(f, 5, 250, 8 + RD_HMAC_SIZE + RD_TRAILER_SIZE);
     hashed_key(key1, key2, hkey);
     assert_int_equal(open_modern_answer(f, hkey, plain), 8);
     assert_memory_equal(plain, "20261125", 8);
 
     len = make_type5(frame, 2, admin_key, 16);
     handle(f, frame, len);
-    assert_int_equal(f->resp.data[2], 250);
+    assert_int_equal(f->resp.data[RD_RESP_STATUS], 250);
     size_t plen = open_modern_answer(f, hkey, plain);
     assert_true(plen > 12);
-    assert_int_equal(be64(plain + 4), 1);               /* the version request */
+    assert_int_equal(rd_get_be(plain + 4, 8), 1);       /* the version request */
 
     hashed_key(key2, key1, hkey);                       /* the other order */
     len = make_modern(frame, 5, 1, NULL, 0, coin1, coin2, hkey);
@@ -281,17 +286,18 @@ static void test_modern_wrong_hmac_204(void **state)
     fixture_t *f = *state;
     uint8_t frame[128], copy[128];
     size_t len = make_type4(frame, 2, admin_key, 16);
-    for (size_t at = 48; at < len - 2; at += 5) {
+    for (size_t at = RD_MODERN_HEADER_SIZE; at < len - RD_TRAILER_SIZE; at += 5) {
         memcpy(copy, frame, len);
         copy[at] ^= 0x20;
         rd_request_t req;
         assert_true(rd_protocol_handle_frame(&f->p, &req, copy, len, &f->resp));
-        assert_int_equal(f->resp.data[2], RD_STATUS_INVALID_HMAC);
-        assert_int_equal(f->resp.len, 48);
-        assert_memory_equal(copy + 48, frame + 48, at - 48);   /* left as it came */
+        assert_int_equal(f->resp.data[RD_RESP_STATUS], RD_STATUS_INVALID_HMAC);
+        assert_int_equal(f->resp.len, RD_MODERN_HEADER_SIZE);
+        assert_memory_equal(copy + RD_MODERN_HEADER_SIZE, frame + RD_MODERN_HEADER_SIZE,
+                            at - RD_MODERN_HEADER_SIZE);        /* left as it came */
     }
     len = make_type4(frame, 0, NULL, 0);                       /* an HMAC of nothing */
-    frame[48] ^= 1;
+    frame[RD_MODERN_HEADER_SIZE] ^= 1;
     assert_int_equal(handle_status(f, frame, len), RD_STATUS_INVALID_HMAC);
 }
 
@@ -301,12 +307,13 @@ static void test_modern_truncated_body(void **state)
     uint8_t frame[128];
     rd_request_t req;
     size_t len = make_type4(frame, 0, NULL, 0);
-    assert_int_equal(len, 48 + 34);
-    frame[18] = 33;                                     /* no room for the HMAC */
+    assert_int_equal(len, RD_MODERN_HEADER_SIZE + RD_HMAC_SIZE + RD_TRAILER_SIZE);
+    /* No room for the HMAC. */
+    rd_put_be(frame + RD_REQ48_BODY_SIZE, RD_MODERN_MIN_BODY_SIZE - 1, RD_BODY_SIZE_SIZE);
     modern_request_from(&req, frame);
     assert_int_equal(rd_protocol_validate_header(&f->p, &req), RD_STATUS_INVALID_PACKET_LENGTH);
     assert_int_equal(handle_status(f, frame, len - 1), RD_STATUS_INVALID_PACKET_LENGTH);
-    assert_int_equal(f->resp.len, 48);
+    assert_int_equal(f->resp.len, RD_MODERN_HEADER_SIZE);
 
     len = make_type4(frame, 1, (const uint8_t *)"abc", 3);
     assert_int_equal(handle_status(f, frame, len - 1), RD_STATUS_INVALID_PACKET_LENGTH);
@@ -326,7 +333,7 @@ static void test_modern_missing_coin_25(void **state)
     assert_int_equal(handle_status(f, frame, len), RD_STATUS_COIN_NOT_FOUND);
     len = make_modern(frame, 5, 0, NULL, 0, none, coin2, hkey);
     assert_int_equal(handle_status(f, frame, len), RD_STATUS_COIN_NOT_FOUND);
-    assert_int_equal(f->resp.len, 48);
+    assert_int_equal(f->resp.len, RD_MODERN_HEADER_SIZE);
 }
 
 /* Without a key store every coin is missing. */
@@ -351,7 +358,7 @@ static void test_key_wiped(void **state)
     rd_request_t req;
     size_t len = make_type5(frame, 1, NULL, 0);
     assert_true(rd_protocol_handle_frame(&f->p, &req, frame, len, &f->resp));
-    assert_int_equal(f->resp.data[2], 250);
+    assert_int_equal(f->resp.data[RD_RESP_STATUS], 250);
     assert_memory_equal(req.key, zero, sizeof(req.key));
     len = make_type1(frame, 1, NULL, 0, coin1, key1);
     assert_true(rd_protocol_handle_frame(&f->p, &req, frame, len, &f->resp));

@@ -21,9 +21,11 @@
 #include <zlib.h>
 #include <cmocka.h>
 
+#include "rd_bytes.h"
 #include "rd_commands.h"
 #include "rd_config.h"
 #include "rd_crashrec.h"
+#include "rd_frame.h"
 #include "rd_log.h"
 #include "rd_modload.h"
 #include "rd_module.h"
@@ -173,28 +175,24 @@ static void test_set_conflicts(void **state)
     rd_module_set_free(set);
 }
 
-/* A type-0 frame, as the wire has it (see tests/unit/test_protocol.c). */
+/* A type-0 frame, as the wire has it (see tests/unit/protocol_fixture.h),
+ * for RAIDA 0 and coin 6, with a zero-filled payload. */
 static size_t frame(uint8_t *out, uint8_t group, uint8_t command, size_t payload_len)
 {
-    size_t body = 16 + payload_len + 2;
-    uint32_t crc;
+    size_t body_size = RD_CHALLENGE_SIZE + payload_len + RD_TRAILER_SIZE;
+    uint8_t *body = out + RD_LEGACY_HEADER_SIZE;
 
-    memset(out, 0, 32 + body);
-    out[0] = 1;
-    out[4] = group;
-    out[5] = command;
-    out[7] = 6;                         /* coin id */
-    out[22] = (uint8_t)(body >> 8);
-    out[23] = (uint8_t)body;
-    memcpy(out + 32, "0123456789ab", 12);
-    crc = (uint32_t)crc32(0L, out + 32, 12);
-    out[44] = (uint8_t)(crc >> 24);
-    out[45] = (uint8_t)(crc >> 16);
-    out[46] = (uint8_t)(crc >> 8);
-    out[47] = (uint8_t)crc;
-    out[32 + body - 2] = 0x3E;
-    out[32 + body - 1] = 0x3E;
-    return 32 + body;
+    memset(out, 0, RD_LEGACY_HEADER_SIZE + body_size);
+    out[RD_REQ_ROUTING] = RD_ROUTING_RAIDA;
+    out[RD_REQ_GROUP] = group;
+    out[RD_REQ_COMMAND] = command;
+    rd_put_be(out + RD_REQ_COIN_ID, 6, RD_COIN_ID_SIZE);
+    rd_put_be(out + RD_REQ32_BODY_SIZE, body_size, RD_BODY_SIZE_SIZE);
+    memcpy(body, "0123456789ab", RD_CRC_INPUT_SIZE);
+    rd_put_be(body + RD_CRC_INPUT_SIZE, crc32(0L, body, RD_CRC_INPUT_SIZE),
+              RD_CHALLENGE_SIZE - RD_CRC_INPUT_SIZE);
+    memset(body + body_size - RD_TRAILER_SIZE, RD_TRAILER_BYTE, RD_TRAILER_SIZE);
+    return RD_LEGACY_HEADER_SIZE + body_size;
 }
 
 static void test_dispatch_frame(void **state)
@@ -211,19 +209,19 @@ static void test_dispatch_frame(void **state)
     rd_response_init(&resp);
     /* Without the generation's set, group 50 is unknown (5). */
     assert_true(rd_protocol_handle_frame(&p, &req, buf, frame(buf, 50, 9, 3), &resp));
-    assert_int_equal(resp.data[2], RD_STATUS_INVALID_GROUP);
+    assert_int_equal(resp.data[RD_RESP_STATUS], RD_STATUS_INVALID_GROUP);
     p.modules = set;
     assert_true(rd_protocol_handle_frame(&p, &req, buf, frame(buf, 50, 9, 3), &resp));
-    assert_int_equal(resp.data[2], RD_STATUS_SUCCESS);
-    assert_int_equal(resp.len, 32 + 2 + 2);
-    assert_int_equal(resp.data[32], 50);
-    assert_int_equal(resp.data[33], 3);
+    assert_int_equal(resp.data[RD_RESP_STATUS], RD_STATUS_SUCCESS);
+    assert_int_equal(resp.len, RD_LEGACY_HEADER_SIZE + 2 + RD_TRAILER_SIZE);
+    assert_int_equal(resp.data[RD_LEGACY_HEADER_SIZE], 50);         /* h_answer: the group, */
+    assert_int_equal(resp.data[RD_LEGACY_HEADER_SIZE + 1], 3);      /* the payload's length */
     assert_string_equal(rd_protocol_request_name(&req), "nine");
     assert_false(rd_protocol_is_quick(&req));
     assert_true(rd_protocol_handle_frame(&p, &req, buf, frame(buf, 50, 1, 0), &resp));
-    assert_int_equal(resp.data[2], RD_STATUS_INVALID_COMMAND);
+    assert_int_equal(resp.data[RD_RESP_STATUS], RD_STATUS_INVALID_COMMAND);
     assert_true(rd_protocol_handle_frame(&p, &req, buf, frame(buf, 0, 0, 0), &resp));
-    assert_int_equal(resp.data[2], RD_STATUS_SUCCESS);
+    assert_int_equal(resp.data[RD_RESP_STATUS], RD_STATUS_SUCCESS);
     assert_true(rd_protocol_is_quick(&req));
     rd_response_release(&resp);
     rd_module_set_free(set);
@@ -261,7 +259,7 @@ static void test_services(void **state)
     assert_non_null(p.stats);
     rd_response_init(&resp);
     assert_true(rd_protocol_handle_frame(&p, &req, buf, frame(buf, 20, 3, 0), &resp));
-    assert_int_equal(resp.data[2], RD_STATUS_SUCCESS);
+    assert_int_equal(resp.data[RD_RESP_STATUS], RD_STATUS_SUCCESS);
     assert_int_equal(atomic_load(&p.stats->by_command[20][3]), 5 + 1);
     svc.protocol = &p;
     assert_true(svc.admin_key_ok(&view, (const uint8_t *)"0123456789abcdef", 16));

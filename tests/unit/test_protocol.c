@@ -12,8 +12,8 @@ static void test_header_size_by_type(void **state)
     (void)state;
     uint8_t peek[RD_PEEK_SIZE] = { 0 };
     for (unsigned t = 0; t < 256; t++) {
-        peek[16] = (uint8_t)t;
-        size_t want = (t == 4 || t == 5) ? 48 : 32;
+        peek[RD_REQ_ENC_TYPE] = (uint8_t)t;
+        size_t want = (t == 4 || t == 5) ? RD_MODERN_HEADER_SIZE : RD_LEGACY_HEADER_SIZE;
         assert_int_equal(rd_protocol_header_size(peek), want);
     }
 }
@@ -35,35 +35,36 @@ static void test_validate_header_ok(void **state)
 
 static void test_routing_255(void **state)
 {
-    expect_header_status(*state, 0, 0, RD_STATUS_INVALID_ROUTING);
-    expect_header_status(*state, 0, 2, RD_STATUS_INVALID_ROUTING);
-    expect_header_status(*state, 0, 255, RD_STATUS_INVALID_ROUTING);
+    expect_header_status(*state, RD_REQ_ROUTING, 0, RD_STATUS_INVALID_ROUTING);
+    expect_header_status(*state, RD_REQ_ROUTING, 2, RD_STATUS_INVALID_ROUTING);
+    expect_header_status(*state, RD_REQ_ROUTING, 255, RD_STATUS_INVALID_ROUTING);
 }
 
 static void test_split_2(void **state)
 {
-    expect_header_status(*state, 1, 1, RD_STATUS_INVALID_SPLIT);
-    expect_header_status(*state, 1, 255, RD_STATUS_INVALID_SPLIT);
+    expect_header_status(*state, RD_REQ_SPLIT, 1, RD_STATUS_INVALID_SPLIT);
+    expect_header_status(*state, RD_REQ_SPLIT, 255, RD_STATUS_INVALID_SPLIT);
 }
 
 static void test_raida_id_3(void **state)
 {
-    expect_header_status(*state, 2, 0, RD_STATUS_INVALID_RAIDA_ID);
-    expect_header_status(*state, 2, RAIDA_ID + 1, RD_STATUS_INVALID_RAIDA_ID);
-    expect_header_status(*state, 2, 25, RD_STATUS_INVALID_RAIDA_ID);
+    expect_header_status(*state, RD_REQ_RAIDA_ID, 0, RD_STATUS_INVALID_RAIDA_ID);
+    expect_header_status(*state, RD_REQ_RAIDA_ID, RAIDA_ID + 1, RD_STATUS_INVALID_RAIDA_ID);
+    expect_header_status(*state, RD_REQ_RAIDA_ID, 25, RD_STATUS_INVALID_RAIDA_ID);
 }
 
 static void test_shard_4(void **state)
 {
-    expect_header_status(*state, 3, 1, RD_STATUS_INVALID_SHARD);
-    expect_header_status(*state, 3, 255, RD_STATUS_INVALID_SHARD);
+    expect_header_status(*state, RD_REQ_SHARD, 1, RD_STATUS_INVALID_SHARD);
+    expect_header_status(*state, RD_REQ_SHARD, 255, RD_STATUS_INVALID_SHARD);
 }
 
 static void test_group_5(void **state)
 {
     rd_request_t req;
     for (unsigned g = 2; g < 256; g++) {
-        assert_int_equal(header_status_with(*state, 4, (uint8_t)g, &req), RD_STATUS_INVALID_GROUP);
+        assert_int_equal(header_status_with(*state, RD_REQ_GROUP, (uint8_t)g, &req),
+                         RD_STATUS_INVALID_GROUP);
         assert_false(req.header_valid);
     }
 }
@@ -73,7 +74,8 @@ static void test_command_6(void **state)
     rd_request_t req;
     const uint8_t bad[] = { 4, 99, 255 };
     for (size_t i = 0; i < sizeof(bad); i++) {
-        assert_int_equal(header_status_with(*state, 5, bad[i], &req), RD_STATUS_INVALID_COMMAND);
+        assert_int_equal(header_status_with(*state, RD_REQ_COMMAND, bad[i], &req),
+                         RD_STATUS_INVALID_COMMAND);
         assert_false(req.header_valid);
     }
 }
@@ -81,10 +83,12 @@ static void test_command_6(void **state)
 static void test_coin_id_7(void **state)
 {
     rd_request_t req;
-    assert_int_equal(header_status_with(*state, 6, 0x00, &req), RD_STATUS_INVALID_COIN_ID);
+    const size_t low = RD_REQ_COIN_ID + 1;     /* the coin id's second byte */
+    assert_int_equal(header_status_with(*state, RD_REQ_COIN_ID, 0x00, &req),
+                     RD_STATUS_INVALID_COIN_ID);
     assert_true(req.header_valid);  /* group and command named a handler */
-    assert_int_equal(header_status_with(*state, 7, 0x07, &req), RD_STATUS_INVALID_COIN_ID);
-    assert_int_equal(header_status_with(*state, 7, 0x01, &req), RD_STATUS_INVALID_COIN_ID);
+    assert_int_equal(header_status_with(*state, low, 0x07, &req), RD_STATUS_INVALID_COIN_ID);
+    assert_int_equal(header_status_with(*state, low, 0x01, &req), RD_STATUS_INVALID_COIN_ID);
 }
 
 /* Types 0, 1, 4 and 5 are served; 2 (the locker key) is not, yet. */
@@ -94,21 +98,23 @@ static void test_enc_type_27(void **state)
     const uint8_t types[] = { 2, 3, 6, 9, 255 };
     for (size_t i = 0; i < sizeof(types); i++) {
         rd_request_t req;
-        assert_int_equal(header_status_with(f, 16, types[i], &req),
+        assert_int_equal(header_status_with(f, RD_REQ_ENC_TYPE, types[i], &req),
                          RD_STATUS_INVALID_ENCRYPTION_CODE);
         assert_int_equal(req.enc_type, types[i]);
 
         /* A whole datagram gets the same answer. */
         uint8_t frame[128];
         size_t len = make_frame(frame, 0, 0, NULL, 0);
-        frame[16] = types[i];
+        frame[RD_REQ_ENC_TYPE] = types[i];
         handle_expect_status(f, frame, len, RD_STATUS_INVALID_ENCRYPTION_CODE);
     }
     /* 4 and 5 need the 48-byte header: 32 bytes of one are too short. */
     rd_request_t req;
-    assert_int_equal(header_status_with(f, 16, 4, &req), RD_STATUS_INVALID_PACKET_LENGTH);
-    assert_int_equal(header_status_with(f, 16, 5, &req), RD_STATUS_INVALID_PACKET_LENGTH);
-    assert_int_equal(header_status_with(f, 16, 1, &req), RD_STATUS_NO_ERROR);
+    assert_int_equal(header_status_with(f, RD_REQ_ENC_TYPE, 4, &req),
+                     RD_STATUS_INVALID_PACKET_LENGTH);
+    assert_int_equal(header_status_with(f, RD_REQ_ENC_TYPE, 5, &req),
+                     RD_STATUS_INVALID_PACKET_LENGTH);
+    assert_int_equal(header_status_with(f, RD_REQ_ENC_TYPE, 1, &req), RD_STATUS_NO_ERROR);
 }
 
 static void test_body_size_16(void **state)
@@ -126,8 +132,7 @@ static void test_body_size_16(void **state)
         uint8_t frame[64];
         rd_request_t req;
         make_frame(frame, 0, 0, NULL, 0);
-        frame[22] = (uint8_t)(cases[i].size >> 8);
-        frame[23] = (uint8_t)cases[i].size;
+        rd_put_be(frame + RD_REQ32_BODY_SIZE, cases[i].size, RD_BODY_SIZE_SIZE);
         request_from(&req, frame);
         assert_int_equal(rd_protocol_validate_header(&f->p, &req), cases[i].status);
         assert_int_equal(req.body_size, cases[i].size);
@@ -139,15 +144,15 @@ static void test_check_order(void **state)
 {
     fixture_t *f = *state;
     const struct { size_t offset; uint8_t value; int status; } faults[] = {
-        { 0, 9, RD_STATUS_INVALID_ROUTING },
-        { 1, 9, RD_STATUS_INVALID_SPLIT },
-        { 2, 9, RD_STATUS_INVALID_RAIDA_ID },
-        { 3, 9, RD_STATUS_INVALID_SHARD },
-        { 4, 9, RD_STATUS_INVALID_GROUP },
-        { 5, 9, RD_STATUS_INVALID_COMMAND },
-        { 6, 9, RD_STATUS_INVALID_COIN_ID },
-        { 16, 9, RD_STATUS_INVALID_ENCRYPTION_CODE },
-        { 23, 1, RD_STATUS_INVALID_PACKET_LENGTH },
+        { RD_REQ_ROUTING, 9, RD_STATUS_INVALID_ROUTING },
+        { RD_REQ_SPLIT, 9, RD_STATUS_INVALID_SPLIT },
+        { RD_REQ_RAIDA_ID, 9, RD_STATUS_INVALID_RAIDA_ID },
+        { RD_REQ_SHARD, 9, RD_STATUS_INVALID_SHARD },
+        { RD_REQ_GROUP, 9, RD_STATUS_INVALID_GROUP },
+        { RD_REQ_COMMAND, 9, RD_STATUS_INVALID_COMMAND },
+        { RD_REQ_COIN_ID, 9, RD_STATUS_INVALID_COIN_ID },
+        { RD_REQ_ENC_TYPE, 9, RD_STATUS_INVALID_ENCRYPTION_CODE },
+        { RD_REQ32_BODY_SIZE + 1, 1, RD_STATUS_INVALID_PACKET_LENGTH },    /* body size 1 */
     };
     size_t n = sizeof(faults) / sizeof(faults[0]);
     for (size_t first = 0; first < n; first++) {
@@ -165,7 +170,7 @@ static int body_status(fixture_t *f, uint8_t *frame, rd_request_t *req)
 {
     request_from(req, frame);
     assert_int_equal(rd_protocol_validate_header(&f->p, req), RD_STATUS_NO_ERROR);
-    req->body = frame + 32;
+    req->body = frame + RD_LEGACY_HEADER_SIZE;
     req->body_complete = true;
     return rd_protocol_validate_body(&f->p, req);
 }
@@ -181,7 +186,7 @@ static void test_trailer_33(void **state)
     frame[len - 2] = 0x00;
     assert_int_equal(body_status(*state, frame, &req), RD_STATUS_INVALID_EOF);
     /* The trailer is checked before the CRC. */
-    frame[32] ^= 1;
+    frame[RD_LEGACY_HEADER_SIZE] ^= 1;
     assert_int_equal(body_status(*state, frame, &req), RD_STATUS_INVALID_EOF);
 }
 
@@ -190,10 +195,10 @@ static void test_crc_37(void **state)
     uint8_t frame[64];
     rd_request_t req;
     make_frame(frame, 0, 0, NULL, 0);
-    frame[32 + 11] ^= 0x80;         /* a random byte */
+    frame[RD_LEGACY_HEADER_SIZE + 11] ^= 0x80;                          /* a random byte */
     assert_int_equal(body_status(*state, frame, &req), RD_STATUS_INVALID_CRC);
     make_frame(frame, 0, 0, NULL, 0);
-    frame[32 + 15] ^= 0x01;         /* the CRC itself */
+    frame[RD_LEGACY_HEADER_SIZE + RD_CHALLENGE_SIZE - 1] ^= 0x01;       /* the CRC itself */
     assert_int_equal(body_status(*state, frame, &req), RD_STATUS_INVALID_CRC);
 }
 
@@ -204,7 +209,7 @@ static void test_validate_body_payload(void **state)
     const uint8_t payload[5] = { 1, 2, 3, 4, 5 };
     make_frame(frame, 0, 0, payload, sizeof(payload));
     assert_int_equal(body_status(*state, frame, &req), RD_STATUS_NO_ERROR);
-    assert_ptr_equal(req.payload, frame + 48);
+    assert_ptr_equal(req.payload, frame + RD_LEGACY_HEADER_SIZE + RD_CHALLENGE_SIZE);
     assert_int_equal(req.payload_len, 5);
     make_frame(frame, 0, 0, NULL, 0);
     assert_int_equal(body_status(*state, frame, &req), RD_STATUS_NO_ERROR);
@@ -224,7 +229,7 @@ static void test_authenticated_only_with_a_key(void **state)
     assert_false(req.authenticated);
     len = make_frame(frame, 0, 2, admin_key, 16);
     handle_tcp(f, &req, frame, len, "127.0.0.1");
-    assert_int_equal(f->resp.data[2], RD_STATUS_SUCCESS);
+    assert_int_equal(f->resp.data[RD_RESP_STATUS], RD_STATUS_SUCCESS);
     assert_true(req.authenticated);
     memcpy(wrong, admin_key, 16);
     wrong[0] ^= 1;
@@ -245,37 +250,37 @@ static void test_admin_clear_only_from_allowed(void **state)
 
     assert_true(rd_protocol_handle_frame(&f->p, &req, frame, len, &f->resp));
     assert_true(req.datagram);
-    assert_int_equal(f->resp.data[2], RD_STATUS_ADMIN_AUTH);
+    assert_int_equal(f->resp.data[RD_RESP_STATUS], RD_STATUS_ADMIN_AUTH);
     assert_false(req.authenticated);
-    assert_int_equal(f->resp.len, 32);
+    assert_int_equal(f->resp.len, RD_LEGACY_HEADER_SIZE);
     static const char *const allowed[] = { "127.0.0.1", "127.1.2.3", "::1", "::ffff:127.0.0.1" };
     for (size_t i = 0; i < sizeof(allowed) / sizeof(allowed[0]); i++) {
         handle_tcp(f, &req, frame, len, allowed[i]);
-        assert_int_equal(f->resp.data[2], RD_STATUS_SUCCESS);
+        assert_int_equal(f->resp.data[RD_RESP_STATUS], RD_STATUS_SUCCESS);
     }
     static const char *const refused[] = { "192.0.2.1", "10.0.0.1", "::2", "2001:db8::1", "::" };
     for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
         handle_tcp(f, &req, frame, len, refused[i]);
-        assert_int_equal(f->resp.data[2], RD_STATUS_ADMIN_AUTH);
+        assert_int_equal(f->resp.data[RD_RESP_STATUS], RD_STATUS_ADMIN_AUTH);
         assert_false(req.authenticated);
     }
     /* an empty list: never in clear */
     f->p.admin_allow_count = 0;
     handle_tcp(f, &req, frame, len, "127.0.0.1");
-    assert_int_equal(f->resp.data[2], RD_STATUS_ADMIN_AUTH);
+    assert_int_equal(f->resp.data[RD_RESP_STATUS], RD_STATUS_ADMIN_AUTH);
     /* a list without loopback */
     rd_cidr_t lan;
     assert_int_equal(rd_cidr_parse("192.0.2.0/24", &lan), 0);
     f->p.admin_allow = &lan;
     f->p.admin_allow_count = 1;
     handle_tcp(f, &req, frame, len, "127.0.0.1");
-    assert_int_equal(f->resp.data[2], RD_STATUS_ADMIN_AUTH);
+    assert_int_equal(f->resp.data[RD_RESP_STATUS], RD_STATUS_ADMIN_AUTH);
     handle_tcp(f, &req, frame, len, "192.0.2.9");
-    assert_int_equal(f->resp.data[2], RD_STATUS_SUCCESS);
+    assert_int_equal(f->resp.data[RD_RESP_STATUS], RD_STATUS_SUCCESS);
     /* echo and version never needed the key */
     len = make_frame(frame, 0, 1, NULL, 0);
     handle_tcp(f, &req, frame, len, "127.0.0.1");
-    assert_int_equal(f->resp.data[2], RD_STATUS_SUCCESS);
+    assert_int_equal(f->resp.data[RD_RESP_STATUS], RD_STATUS_SUCCESS);
 }
 
 /* Only plain status commands may skip the pool. */
@@ -309,11 +314,11 @@ static void test_quick_only_plain_status_commands(void **state)
 static void test_echo_response_bytes(void **state)
 {
     fixture_t *f = *state;
-    uint8_t frame[64], want[32];
+    uint8_t frame[64], want[RD_LEGACY_HEADER_SIZE];
     size_t len = make_frame(frame, 0, 0, NULL, 0);
     handle(f, frame, len);
     expected_header(want, 250, 0, ECHO, 0, true);
-    assert_int_equal(f->resp.len, 32);
+    assert_int_equal(f->resp.len, RD_LEGACY_HEADER_SIZE);
     assert_header(f->resp.data, want);
     assert_ptr_equal(f->resp.data, f->resp.inline_buf);    /* no allocation */
 }
@@ -321,20 +326,20 @@ static void test_echo_response_bytes(void **state)
 static void test_error_response_bytes(void **state)
 {
     fixture_t *f = *state;
-    uint8_t frame[64], want[32];
+    uint8_t frame[64], want[RD_LEGACY_HEADER_SIZE];
     size_t len = make_frame_echo(frame, 0, 1, NULL, 0, 0x1234);
-    frame[6] = 0x55;                                    /* wrong coin id */
+    frame[RD_REQ_COIN_ID] = 0x55;                       /* wrong coin id */
     handle(f, frame, len);
     /* A header error: the body was never accepted, so no challenge. */
     expected_header(want, RD_STATUS_INVALID_COIN_ID, 0, 0x1234, 0, false);
-    assert_int_equal(f->resp.len, 32);
-    assert_memory_equal(f->resp.data, want, 32);       /* exec time 0 too */
+    assert_int_equal(f->resp.len, RD_LEGACY_HEADER_SIZE);
+    assert_memory_equal(f->resp.data, want, RD_LEGACY_HEADER_SIZE);       /* exec time 0 too */
 }
 
 static void test_error_response_partial_header(void **state)
 {
     fixture_t *f = *state;
-    uint8_t frame[64], want[32];
+    uint8_t frame[64], want[RD_LEGACY_HEADER_SIZE];
     rd_request_t req;
     make_frame(frame, 9, 0, NULL, 0);
     request_from(&req, frame);
@@ -342,39 +347,39 @@ static void test_error_response_partial_header(void **state)
     req.header_have = 3;                                /* not even the group */
     rd_protocol_error_response(&f->p, &req, RD_STATUS_INVALID_PACKET_LENGTH, &f->resp);
     expected_header(want, 16, 0, 0, 0, false);
-    assert_memory_equal(f->resp.data, want, 32);
+    assert_memory_equal(f->resp.data, want, RD_LEGACY_HEADER_SIZE);
 
     req.header_have = 10;                               /* group, no echo yet */
     rd_protocol_error_response(&f->p, &req, RD_STATUS_INVALID_PACKET_LENGTH, &f->resp);
     expected_header(want, 16, 9, 0, 0, false);
-    assert_memory_equal(f->resp.data, want, 32);
+    assert_memory_equal(f->resp.data, want, RD_LEGACY_HEADER_SIZE);
 
-    req.header_have = 32;
-    req.header_size = 48;                               /* other family: no echo there */
+    req.header_have = RD_LEGACY_HEADER_SIZE;
+    req.header_size = RD_MODERN_HEADER_SIZE;            /* other family: no echo there */
     rd_protocol_error_response(&f->p, &req, RD_STATUS_INVALID_ENCRYPTION_CODE, &f->resp);
     expected_header(want, 27, 9, 0, 0, false);
-    assert_memory_equal(f->resp.data, want, 32);
+    assert_memory_equal(f->resp.data, want, RD_LEGACY_HEADER_SIZE);
 
-    req.header_size = 32;
-    req.body = frame + 32;
-    req.body_size = 18;
+    req.header_size = RD_LEGACY_HEADER_SIZE;
+    req.body = frame + RD_LEGACY_HEADER_SIZE;
+    req.body_size = RD_MIN_BODY_SIZE;
     req.body_complete = true;
     rd_protocol_error_response(&f->p, &req, RD_STATUS_INVALID_CRC, &f->resp);
     expected_header(want, 37, 9, ECHO, 0, true);
-    assert_memory_equal(f->resp.data, want, 32);
-    assert_int_equal(f->resp.len, 32);
+    assert_memory_equal(f->resp.data, want, RD_LEGACY_HEADER_SIZE);
+    assert_int_equal(f->resp.len, RD_LEGACY_HEADER_SIZE);
 }
 
 static void test_challenge_carried_on_body_error(void **state)
 {
     fixture_t *f = *state;
-    uint8_t frame[64], want[32];
+    uint8_t frame[64], want[RD_LEGACY_HEADER_SIZE];
     size_t len = make_frame(frame, 0, 0, NULL, 0);
-    frame[32 + 14] ^= 0xFF;                             /* break the CRC */
+    frame[RD_LEGACY_HEADER_SIZE + 14] ^= 0xFF;          /* break the CRC */
     handle(f, frame, len);
     expected_header(want, RD_STATUS_INVALID_CRC, 0, ECHO, 0, true);
-    want[16 + 14] ^= 0xFF;                              /* the bytes as sent */
-    assert_memory_equal(f->resp.data, want, 32);
+    want[RD_RESP32_CHALLENGE + 14] ^= 0xFF;             /* the bytes as sent */
+    assert_memory_equal(f->resp.data, want, RD_LEGACY_HEADER_SIZE);
 }
 
 static void test_echo_bytes_carried(void **state)
@@ -384,14 +389,15 @@ static void test_echo_bytes_carried(void **state)
     for (size_t i = 0; i < sizeof(echoes) / sizeof(echoes[0]); i++) {
         uint8_t frame[64];
         size_t len = make_frame_echo(frame, 0, 0, NULL, 0, echoes[i]);
-        frame[32] = (uint8_t)i;                         /* a challenge of its own ... */
-        uint32_t crc = (uint32_t)crc32(0L, frame + 32, 12);
-        for (int b = 0; b < 4; b++)
-            frame[44 + b] = (uint8_t)(crc >> (24 - 8 * b));
+        uint8_t *challenge = frame + RD_LEGACY_HEADER_SIZE;
+        challenge[0] = (uint8_t)i;                      /* a challenge of its own ... */
+        rd_put_be(challenge + RD_CRC_INPUT_SIZE, crc32(0L, challenge, RD_CRC_INPUT_SIZE),
+                  RD_CHALLENGE_SIZE - RD_CRC_INPUT_SIZE);
         handle(f, frame, len);
-        assert_int_equal(f->resp.data[2], 250);
-        assert_int_equal(be(f->resp.data + 6, 2), echoes[i]);
-        assert_memory_equal(f->resp.data + 16, frame + 32, 16);   /* ... sent back */
+        assert_int_equal(f->resp.data[RD_RESP_STATUS], 250);
+        assert_int_equal(rd_get_be(f->resp.data + RD_RESP32_ECHO, RD_ECHO_SIZE), echoes[i]);
+        assert_memory_equal(f->resp.data + RD_RESP32_CHALLENGE, challenge,
+                            RD_CHALLENGE_SIZE);         /* ... sent back */
     }
 }
 
@@ -406,7 +412,7 @@ static void test_handle_frame_short(void **state)
         assert_int_equal(f->resp.len, 0);
     }
     /* The 48-byte family needs 48 bytes before anything can be said. */
-    frame[16] = 4;
+    frame[RD_REQ_ENC_TYPE] = 4;
     assert_false(rd_protocol_handle_frame(&f->p, &(rd_request_t){ 0 }, frame, 40, &f->resp));
     assert_int_equal(f->resp.len, 0);
     assert_int_equal(f->p.stats->requests, 0);
@@ -415,30 +421,30 @@ static void test_handle_frame_short(void **state)
 static void test_handle_frame_length_mismatch(void **state)
 {
     fixture_t *f = *state;
-    uint8_t frame[64], want[32];
+    uint8_t frame[64], want[RD_LEGACY_HEADER_SIZE];
     size_t len = make_frame(frame, 0, 0, NULL, 0);
     expected_header(want, RD_STATUS_INVALID_PACKET_LENGTH, 0, ECHO, 0, false);
     handle(f, frame, len + 1);
-    assert_memory_equal(f->resp.data, want, 32);
+    assert_memory_equal(f->resp.data, want, RD_LEGACY_HEADER_SIZE);
     handle(f, frame, len - 1);
-    assert_memory_equal(f->resp.data, want, 32);
-    handle(f, frame, 32);                               /* header alone */
-    assert_memory_equal(f->resp.data, want, 32);
+    assert_memory_equal(f->resp.data, want, RD_LEGACY_HEADER_SIZE);
+    handle(f, frame, RD_LEGACY_HEADER_SIZE);            /* header alone */
+    assert_memory_equal(f->resp.data, want, RD_LEGACY_HEADER_SIZE);
 }
 
 static void test_handle_frame_unknown_type(void **state)
 {
     fixture_t *f = *state;
-    uint8_t frame[64], want[32];
+    uint8_t frame[64], want[RD_LEGACY_HEADER_SIZE];
     size_t len = make_frame(frame, 0, 1, NULL, 0);
-    frame[16] = 3;
+    frame[RD_REQ_ENC_TYPE] = 3;
     handle(f, frame, len);
     /* An unknown type is read as the legacy family: its echo bytes come back. */
     expected_header(want, RD_STATUS_INVALID_ENCRYPTION_CODE, 0, ECHO, 0, false);
-    assert_memory_equal(f->resp.data, want, 32);
-    frame[16] = 200;
-    handle(f, frame, 32);
-    assert_memory_equal(f->resp.data, want, 32);
+    assert_memory_equal(f->resp.data, want, RD_LEGACY_HEADER_SIZE);
+    frame[RD_REQ_ENC_TYPE] = 200;
+    handle(f, frame, RD_LEGACY_HEADER_SIZE);
+    assert_memory_equal(f->resp.data, want, RD_LEGACY_HEADER_SIZE);
 }
 
 static void test_handle_frame_good(void **state)
@@ -447,16 +453,16 @@ static void test_handle_frame_good(void **state)
     uint8_t frame[64];
     size_t len = make_frame(frame, 0, 0, NULL, 0);
     handle(f, frame, len);
-    assert_int_equal(f->resp.data[2], 250);
-    assert_int_equal(f->resp.len, 32);
+    assert_int_equal(f->resp.data[RD_RESP_STATUS], 250);
+    assert_int_equal(f->resp.len, RD_LEGACY_HEADER_SIZE);
     /* The same record answers the next request (the header is rewritten). */
     len = make_frame(frame, 0, 1, NULL, 0);
     handle(f, frame, len);
     assert_int_equal(f->resp.len, 42);
     len = make_frame(frame, 0, 0, NULL, 0);
     handle(f, frame, len);
-    assert_int_equal(f->resp.len, 32);
-    assert_int_equal(be(f->resp.data + 9, 3), 0);
+    assert_int_equal(f->resp.len, RD_LEGACY_HEADER_SIZE);
+    assert_int_equal(rd_get_be(f->resp.data + RD_RESP_BODY_SIZE, RD_RESP_BODY_SIZE_SIZE), 0);
 }
 
 static void test_run_command_unknown_6(void **state)
@@ -469,7 +475,7 @@ static void test_run_command_unknown_6(void **state)
     req.group = 0;
     req.command = 9;
     rd_protocol_run_command(&f->p, &req, &f->resp);
-    assert_int_equal(f->resp.data[2], RD_STATUS_INVALID_COMMAND);
+    assert_int_equal(f->resp.data[RD_RESP_STATUS], RD_STATUS_INVALID_COMMAND);
     assert_true(req.start_ns > 0);
     assert_true(req.start_ns <= rd_clock_ns());
 }
