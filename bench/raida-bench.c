@@ -1280,48 +1280,71 @@ static int parse_cmd(options_t *o, const char *arg)
     return 0;
 }
 
+/* The options that take a number: read within their bounds, then stored
+ * by set_number. */
+typedef struct {
+    int opt;
+    unsigned long min, max;
+    const char *error;
+} number_option_t;
+
+static const number_option_t number_options[] = {
+    { 'c', 1, MAX_CONNS, "-c: not a number of connections (1..1000000)" },
+    { 'n', 1, ULONG_MAX, "-n: not a number of requests" },
+    { 't', 1, MAX_THREADS, "-t: not a number of threads (1..64)" },
+    { 'T', 1, 3600000, "-T: not a timeout in milliseconds (1..3600000)" },
+    { 'r', 0, 24, "-r: not a RAIDA id (0..24)" },
+    { 'C', 0, 65535, "-C: not a coin id (0..65535)" },
+    { 'N', 1, MAX_COINS_PER_REQ, "-N: not a number of coins per request (1..512)" },
+    { 'D', 0, 255, "-D: not a denomination (0..255, the signed byte)" },
+    { 'S', 0, UINT32_MAX, "-S: not a serial number" },
+};
+
+static const number_option_t *number_option(int c)
+{
+    for (size_t i = 0; i < sizeof(number_options) / sizeof(number_options[0]); i++)
+        if (number_options[i].opt == c)
+            return &number_options[i];
+    return NULL;
+}
+
+/* V is within the bounds of option C's entry. */
+static void set_number(options_t *o, int c, unsigned long v)
+{
+    switch (c) {
+    case 'c': o->conns = v; break;
+    case 'n': o->requests = v; break;
+    case 't': o->threads = (unsigned)v; break;
+    case 'T': o->timeout_ms = (int)v; break;
+    case 'r': o->raida_id = (uint8_t)v; break;
+    case 'C': o->coin_id = (uint16_t)v; break;
+    case 'N': o->per_req = (unsigned)v; break;
+    case 'D': o->coin.den = (int8_t)(uint8_t)v; break;
+    case 'S': o->coin.sn = (uint32_t)v; break;
+    default: break;
+    }
+}
+
 static int parse_option(options_t *o, int c, const char *arg)
 {
+    const number_option_t *n = number_option(c);
     unsigned long v;
 
+    if (n != NULL) {
+        if (!parse_ulong(arg, n->min, n->max, &v))
+            return usage_error(n->error, arg);
+        set_number(o, c, v);
+        return 0;
+    }
     switch (c) {
     case 'u': o->mode = MODE_UDP; return 0;
     case 'i': o->mode = MODE_IDLE; return 0;
     case 'j': o->json = true; return 0;
     case 'q': o->quiet = true; return 0;
     case OPT_ALLOW_REMOTE: o->allow_remote = true; return 0;
-    case 'c':
-        if (!parse_ulong(arg, 1, MAX_CONNS, &o->conns))
-            return usage_error("-c: not a number of connections (1..1000000)", arg);
-        return 0;
-    case 'n':
-        if (!parse_ulong(arg, 1, ULONG_MAX, &v))
-            return usage_error("-n: not a number of requests", arg);
-        o->requests = v;
-        return 0;
     case 'd':
         if (!parse_seconds(arg, &o->seconds))
             return usage_error("-d: not a duration in seconds", arg);
-        return 0;
-    case 't':
-        if (!parse_ulong(arg, 1, MAX_THREADS, &v))
-            return usage_error("-t: not a number of threads (1..64)", arg);
-        o->threads = (unsigned)v;
-        return 0;
-    case 'T':
-        if (!parse_ulong(arg, 1, 3600000, &v))
-            return usage_error("-T: not a timeout in milliseconds (1..3600000)", arg);
-        o->timeout_ms = (int)v;
-        return 0;
-    case 'r':
-        if (!parse_ulong(arg, 0, 24, &v))
-            return usage_error("-r: not a RAIDA id (0..24)", arg);
-        o->raida_id = (uint8_t)v;
-        return 0;
-    case 'C':
-        if (!parse_ulong(arg, 0, 65535, &v))
-            return usage_error("-C: not a coin id (0..65535)", arg);
-        o->coin_id = (uint16_t)v;
         return 0;
     case 'E':
         if (!parse_ulong(arg, 0, 5, &v) || (v != 0 && v != 1 && v != 4))
@@ -1332,21 +1355,6 @@ static int parse_option(options_t *o, int c, const char *arg)
         return parse_cmd(o, arg);
     case 'L': o->list_path = arg; return 0;
     case 'A': o->ack_path = arg; return 0;
-    case 'N':
-        if (!parse_ulong(arg, 1, MAX_COINS_PER_REQ, &v))
-            return usage_error("-N: not a number of coins per request (1..512)", arg);
-        o->per_req = (unsigned)v;
-        return 0;
-    case 'D':
-        if (!parse_ulong(arg, 0, 255, &v))
-            return usage_error("-D: not a denomination (0..255, the signed byte)", arg);
-        o->coin.den = (int8_t)(uint8_t)v;
-        return 0;
-    case 'S':
-        if (!parse_ulong(arg, 0, UINT32_MAX, &v))
-            return usage_error("-S: not a serial number", arg);
-        o->coin.sn = (uint32_t)v;
-        return 0;
     case 'K':
         if (rd_hex_decode(arg, o->coin.key, RD_CLIENT_KEY_SIZE) != RD_CLIENT_KEY_SIZE)
             return usage_error("-K: not a key of 32 hex digits", arg);

@@ -271,6 +271,15 @@ def test_cli_coin_argument_errors():
     expect(r.returncode == 2 and "3120 coins do not fit in one request" in r.stderr, "", r)
 
 
+def bench_refuses(cases):
+    """Each (ARGS, MESSAGE): raida-bench ARGS exits 2 saying MESSAGE."""
+    for args, message in cases:
+        r = subprocess.run([RAIDA_BENCH, "-q"] + args + ["127.0.0.1", "9"], capture_output=True,
+                           text=True, timeout=30, stdin=subprocess.DEVNULL)
+        expect(r.returncode == 2, f"raida-bench {args}: exit 2", r)
+        expect(message in r.stderr, f"raida-bench {args}: says {message!r}", r)
+
+
 @test
 def test_bench_coin_argument_errors():
     data = fresh_dir("data")
@@ -288,11 +297,29 @@ def test_bench_coin_argument_errors():
         (["-m", "pown", "-L", listing, "-E", "1", "-D", "1", "-S", "1", "-K", "00" * 16],
          "holds the encryption coin 1 1: a pown would change its key"),
     ]
-    for args, message in cases:
-        r = subprocess.run([RAIDA_BENCH, "-q"] + args + ["127.0.0.1", "9"], capture_output=True,
-                           text=True, timeout=30, stdin=subprocess.DEVNULL)
-        expect(r.returncode == 2, f"raida-bench {args}: exit 2", r)
-        expect(message in r.stderr, f"raida-bench {args}: says {message!r}", r)
+    bench_refuses(cases)
+
+
+@test
+def test_bench_number_argument_errors():
+    """Every option that takes a number refuses one just outside its bounds."""
+    cases = [
+        (["-c", "0"], "-c: not a number of connections"),
+        (["-c", "1000001"], "-c: not a number of connections"),
+        (["-n", "0"], "-n: not a number of requests"),
+        (["-t", "65"], "-t: not a number of threads"),
+        (["-T", "3600001"], "-T: not a timeout in milliseconds"),
+        (["-r", "25"], "-r: not a RAIDA id"),
+        (["-C", "65536"], "-C: not a coin id"),
+        (["-N", "0"], "-N: not a number of coins per request"),
+        (["-D", "256"], "-D: not a denomination"),
+        (["-S", "4294967296"], "-S: not a serial number"),
+        (["-S", "-1"], "-S: not a serial number"),
+        (["-E", "2"], "-E: not an encryption type this tool sends"),
+        (["-d", "x"], "-d: not a duration in seconds"),
+        (["-K", "00"], "-K: not a key of 32 hex digits"),
+    ]
+    bench_refuses(cases)
 
 
 # ---------------------------------------------------------------- against the daemon
