@@ -458,7 +458,7 @@ coin_row() {
     shift
     bench_extra=("$@")
     row_conf=("data_dir = \"$serve_dir\";")
-    lines=$(cat "$tmp/raidad.log" 2>/dev/null | wc -l)
+    lines=$(wc -l 2>/dev/null <"$tmp/raidad.log" || echo 0)
     run_row raidad tcp 64
     per=-
     if [[ " ${row_env[*]} " == *" FSYNC_DELAY_REPORT=1 "* ]]; then
@@ -678,7 +678,7 @@ main() {
     build_all
     log "run.sh: $seconds s per run, raidad worker_processes = $worker_sets"
     echo "## raidad / ceiling: $seconds s per run, median of $repeat," \
-         "raidad worker_processes = $(echo "$worker_sets" | sed 's/ / and /g')${worker_threads:+, worker_threads = $worker_threads}${commit_threads:+, commit_threads = $commit_threads}${cpu_affinity:+, worker_cpu_affinity = $cpu_affinity}${sched_batch:+, worker_sched_batch = $sched_batch}," \
+         "raidad worker_processes = ${worker_sets// / and }${worker_threads:+, worker_threads = $worker_threads}${commit_threads:+, commit_threads = $commit_threads}${cpu_affinity:+, worker_cpu_affinity = $cpu_affinity}${sched_batch:+, worker_sched_batch = $sched_batch}," \
          "raida-bench -t $tcp_threads (TCP), -t $udp_threads (UDP)"
     echo
     echo "$(nproc) CPUs ($(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1)), kernel $(uname -r)"
