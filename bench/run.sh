@@ -497,6 +497,8 @@ coin_rows_in_memory() {
     row_env=("LD_PRELOAD=$build/fsync-delay.so" "FSYNC_DELAY_US=0" "FSYNC_DELAY_REPORT=1")
     coin_row "pown, in memory" -m pown -L "$list"
     if [ "$sync_load" -gt 0 ]; then
+        [ "$(stat -f -c %T "$sync_load_dir" 2>/dev/null)" = tmpfs ] &&
+            log "run.sh: $sync_load_dir is a tmpfs: sync-load's syncs reach no disk there"
         # Longer than the row: it is stopped, by process id, when the row ends.
         "$build/sync-load" "$sync_load_dir/raidad-bench-sync.$$" "$sync_load" \
             $((seconds + 60)) >/dev/null &
