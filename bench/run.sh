@@ -11,10 +11,11 @@
 # in flight, echo against detect (1 and 50 coins a request), pown (one coin)
 # and pown with every fsync/fdatasync slowed by 2 ms (bench/fsync-delay.c),
 # with the ratios to echo and, for pown, the requests per sync (the shim,
-# preloaded in both pown rows, counts the syncs) (skipped, saying so, when raidad answers group 1
-# with status 5 or 6), and pown with the coins in memory (tmpfs), alone and
-# beside another process's disk syncs (bench/sync-load.c); then measures raidad's memory per idle connection and
-# the most idle connections it holds.
+# preloaded in every pown row, counts the syncs), and pown with the coins
+# in memory (tmpfs), alone and beside another process's disk syncs
+# (bench/sync-load.c) (all skipped, saying so, when raidad answers group 1
+# with status 5 or 6); then measures raidad's memory per idle connection
+# and the most idle connections it holds.
 #
 # Settings (environment):
 #   BENCH_SECONDS=5          length of each run
@@ -434,6 +435,8 @@ bench_table() {
 coin_dir=$tmp/coins
 coin_list=$tmp/coins/coins.txt
 serve_dir=$coin_dir     # the folder coin_row serves
+# raidad's environment in the pown rows: the shim counts the syncs.
+counting_syncs=("LD_PRELOAD=$build/fsync-delay.so" "FSYNC_DELAY_US=0" "FSYNC_DELAY_REPORT=1")
 
 # Sets group1 to the status raidad answers a detect of the list's first
 # coin with ("" for no answer). In this shell: see run_row.
@@ -494,7 +497,7 @@ coins_in_memory() {
 coin_rows_in_memory() {
     local list=$mem_coins/coins/coins.txt
     serve_dir=$mem_coins/coins
-    row_env=("LD_PRELOAD=$build/fsync-delay.so" "FSYNC_DELAY_US=0" "FSYNC_DELAY_REPORT=1")
+    row_env=("${counting_syncs[@]}")
     coin_row "pown, in memory" -m pown -L "$list"
     if [ "$sync_load" -gt 0 ]; then
         [ "$(stat -f -c %T "$sync_load_dir" 2>/dev/null)" = tmpfs ] &&
@@ -503,7 +506,7 @@ coin_rows_in_memory() {
         "$build/sync-load" "$sync_load_dir/raidad-bench-sync.$$" "$sync_load" \
             $((seconds + 60)) >/dev/null &
         load_pid=$!
-        row_env=("LD_PRELOAD=$build/fsync-delay.so" "FSYNC_DELAY_US=0" "FSYNC_DELAY_REPORT=1")
+        row_env=("${counting_syncs[@]}")
         coin_row "pown, in memory, $sync_load syncs/s beside" -m pown -L "$list"
         stop_pid "$load_pid"
         load_pid=""
@@ -543,7 +546,7 @@ coin_table() {
         coin_row echo
         coin_row "detect x1" -m detect -N 1 -L "$coin_list"
         coin_row "detect x50" -m detect -N 50 -L "$coin_list"
-        row_env=("LD_PRELOAD=$build/fsync-delay.so" "FSYNC_DELAY_US=0" "FSYNC_DELAY_REPORT=1")
+        row_env=("${counting_syncs[@]}")
         coin_row pown -m pown -L "$coin_list"
         row_env=("LD_PRELOAD=$build/fsync-delay.so" "FSYNC_DELAY_US=$sync_delay_us"
                  "FSYNC_DELAY_REPORT=1")
