@@ -156,14 +156,15 @@ static int commit_start(rd_commit_t *c)
 rd_commit_t *rd_commit_create(const rd_protocol_t *p, size_t capacity, size_t threads,
                               rd_commit_done_fn *done, unsigned tick_ms)
 {
-    rd_commit_t *c = calloc(1, sizeof(*c) + threads * sizeof(c->threads[0]));
+    size_t nthreads = threads > 0 ? threads : 1;
+    rd_commit_t *c = calloc(1, sizeof(*c) + nthreads * sizeof(c->threads[0]));
     pthread_condattr_t attr;
     if (c == NULL)
         return NULL;
     c->proto = p;
     c->done = done;
     c->capacity = capacity;
-    c->nthreads = threads > 0 ? threads : 1;
+    c->nthreads = nthreads;
     c->tick_ms = tick_ms > 0 ? tick_ms : 1000;
     c->items = calloc(capacity, sizeof(*c->items));
     pthread_condattr_init(&attr);
@@ -184,6 +185,8 @@ rd_commit_t *rd_commit_create(const rd_protocol_t *p, size_t capacity, size_t th
 
 void rd_commit_add(rd_commit_t *c, uint64_t lsn, void *item)
 {
+    uint64_t now = rd_clock_ns();   /* before the lock, which the commit threads wait on */
+
     pthread_mutex_lock(&c->lock);
     if (c->n == c->capacity) {
         /* Cannot happen (the worker bounds what is in flight); should it,
@@ -193,7 +196,7 @@ void rd_commit_add(rd_commit_t *c, uint64_t lsn, void *item)
         c->done(item, durable);
         return;
     }
-    c->items[c->n++] = (waiting_t){ .lsn = lsn, .since_ns = rd_clock_ns(), .item = item };
+    c->items[c->n++] = (waiting_t){ .lsn = lsn, .since_ns = now, .item = item };
     bool first = c->n == 1;
     pthread_mutex_unlock(&c->lock);
     /* A thread waits only when it found nothing queued: only the first

@@ -347,18 +347,24 @@ static bool worker_should_exit(const rd_worker_t *w, uint64_t now)
 
 static void worker_loop(rd_worker_t *w)
 {
-    uint64_t polled = rd_clock_ms();    /* when the last poll began (rd_tcp_timers) */
+    /* The clock as the last poll began: the timers judge late only what
+     * was due before it (rd_tcp_timers). */
+    uint64_t polled = rd_clock_ms();
 
-    while (!worker_should_exit(w, rd_clock_ms())) {
-        int next = rd_tcp_timers(w->tcp, polled, rd_clock_ms());
+    for (;;) {
+        /* Read once a turn, before this turn's poll. */
+        uint64_t now = rd_clock_ms();
+        if (worker_should_exit(w, now))
+            return;
+        int next = rd_tcp_timers(w->tcp, polled, now);
         int timeout = (int)w->cf->epoll_timeout_ms;
 
         if (next >= 0 && next < timeout)
             timeout = next;
-        timeout = rd_accesslog_flush_due(rd_clock_ms(), timeout);
+        timeout = rd_accesslog_flush_due(now, timeout);
         if (w->draining && timeout > 100)
             timeout = 100;
-        polled = rd_clock_ms();
+        polled = now;
         if (rd_event_loop_poll(&w->loop, timeout) < 0) {
             rd_log(RD_LOG_CRIT, "epoll_wait: %s", strerror(errno));
             return;
