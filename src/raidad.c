@@ -1,3 +1,5 @@
+/* raidad's main: the command line (-c, -t, -s SIGNAL), the checks of -t,
+ * then the master (src/rd_master.c). See man/raidad.8. */
 #include "config.h"
 
 #include <errno.h>

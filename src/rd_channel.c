@@ -1,3 +1,4 @@
+/* The master-worker channel's messages (see include/rd_channel.h). */
 #include "config.h"
 
 #include <errno.h>

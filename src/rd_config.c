@@ -1,3 +1,5 @@
+/* Reading the configuration file: the table of every setting and its
+ * checks (see include/rd_config.h). */
 #include "config.h"
 
 #include <arpa/inet.h>

@@ -1,3 +1,5 @@
+/* The protocol's cryptographic primitives over OpenSSL (see
+ * include/rd_crypto.h). */
 #include "config.h"
 
 #include <limits.h>

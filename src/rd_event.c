@@ -1,3 +1,4 @@
+/* The edge-triggered epoll loop (see include/rd_event.h). */
 #include "config.h"
 
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* Per-client-address limits in shared memory (see include/rd_limit.h). */
 #include "config.h"
 
 #include <arpa/inet.h>

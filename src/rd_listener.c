@@ -1,3 +1,4 @@
+/* The listening sockets of every listen address (see include/rd_listener.h). */
 #include "config.h"
 
 #include <arpa/inet.h>

@@ -1,3 +1,4 @@
+/* Logging with syslog priority prefixes (see include/rd_log.h). */
 #include "config.h"
 
 #include <errno.h>

@@ -1,3 +1,5 @@
+/* The master process: sockets, workers, signals, reload and systemd
+ * (see include/rd_master.h). */
 #include "config.h"
 
 #include <errno.h>

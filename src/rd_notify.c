@@ -1,3 +1,4 @@
+/* Messages to the service manager (see include/rd_notify.h). */
 #include "config.h"
 
 #include <stdarg.h>

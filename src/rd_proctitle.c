@@ -1,3 +1,4 @@
+/* Process titles written over the argv area (see include/rd_proctitle.h). */
 #include "config.h"
 
 #include <stdarg.h>

@@ -1,3 +1,4 @@
+/* The modification queue and its eventfd (see include/rd_queue.h). */
 #include "config.h"
 
 #include <errno.h>

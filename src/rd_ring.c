@@ -1,3 +1,4 @@
+/* The bounded FIFO the pool and the queue keep (see include/rd_ring.h). */
 #include "config.h"
 
 #include <stdlib.h>

@@ -1,3 +1,4 @@
+/* Socket addresses as text (see include/rd_sockaddr.h). */
 #include "config.h"
 
 #include <arpa/inet.h>

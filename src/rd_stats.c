@@ -1,3 +1,4 @@
+/* Request counters shared by every worker (see include/rd_stats.h). */
 #include "config.h"
 
 #include <stddef.h>

@@ -1,3 +1,4 @@
+/* The worker's thread pool (see include/rd_threadpool.h). */
 #include "config.h"
 
 #include <pthread.h>

@@ -18,7 +18,7 @@ width() { awk 'length > 100 { print FILENAME ":" FNR ": " length " columns" }' $
 sizeof_parens() { grep -nE '\bsizeof [^(]' $c_files $h_files; }
 c11_atomics() { grep -nE '__atomic_|__sync_' $c_files $h_files; }
 header_prose() {
-    for f in $h_files; do
+    for f in $h_files src/*.c tools/*.c bench/*.c; do
         head -n 1 "$f" | grep -q '^/\*' || echo "$f: no prose comment first"
     done
 }
@@ -59,7 +59,7 @@ one_way() {
 
 set -- tabs "no tabs" width "lines of at most 100 columns" \
     sizeof_parens "sizeof(x), with parentheses" c11_atomics "C11 atomics, not the GCC builtins" \
-    header_prose "every header opens with a prose comment" \
+    header_prose "every header and source file opens with a prose comment" \
     config_first "config.h is every C file's first include" \
     cite_inside "comments cite files inside the repository" \
     queue_lists "lists from sys/queue.h" \

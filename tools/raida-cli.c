@@ -1,3 +1,6 @@
+/* raida-cli: sends one RAIDA request (echo, version, stats, audit, detect,
+ * pown and their sums, or raw bytes) over TCP or UDP, plain or encrypted,
+ * and prints the answer. See man/raida-cli.1. */
 #include "config.h"
 
 #include <errno.h>
