@@ -57,7 +57,7 @@
 #define MAX_EVENTS    512
 #define RETRY_NS      (10 * NS_PER_MS)  /* pause of a slot after a failed connect */
 #define POLL_MAX_MS   100   /* the loop looks at the stop flag this often at least */
-#define UDP_ECHOES    65536
+#define UDP_ECHOES    65536u
 #define UDP_BATCH     64
 #define UDP_RCVBUF    (4 << 20)
 #define MAX_BAD_SHOWN 5
