@@ -216,6 +216,15 @@ typedef struct rd_request {
     uint64_t commit_lsn;
 } rd_request_t;
 
+/* The answer waits for LSN too: every change it read or wrote is on stable
+ * storage before it goes (a key read for the encryption and a command's
+ * own change alike), so the furthest position is the one to wait for. */
+static inline void rd_request_wait_for(rd_request_t *req, uint64_t lsn)
+{
+    if (lsn > req->commit_lsn)
+        req->commit_lsn = lsn;
+}
+
 /* A whole response frame: header, payload, trailer. */
 typedef struct rd_response {
     uint8_t *data;              /* inline_buf or a heap block */

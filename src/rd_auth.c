@@ -208,7 +208,7 @@ static int run_each(const rd_protocol_t *p, rd_request_t *req, rd_response_t *re
             t.n = 0;                    /* nothing is written for a request that failed */
         if (rd_coins_end(&t) != RD_COIN_OK && status == RD_STATUS_NO_ERROR)
             status = RD_STATUS_INTERNAL_ERROR;
-        req->commit_lsn = t.dep;
+        rd_request_wait_for(req, t.dep);
     }
     if (status == RD_STATUS_NO_ERROR)
         status = answer_bits(passed, pl.n, resp);
@@ -279,7 +279,7 @@ static int run_sum(const rd_protocol_t *p, rd_request_t *req)
         t.n = 0;
     if (rd_coins_end(&t) != RD_COIN_OK && status == RD_STATUS_ALL_PASS)
         status = RD_STATUS_INTERNAL_ERROR;
-    req->commit_lsn = t.dep;
+    rd_request_wait_for(req, t.dep);
     OPENSSL_cleanse(recs, pl.n * sizeof(*recs));
     free(recs);
     return status;

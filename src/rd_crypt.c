@@ -100,8 +100,7 @@ static int coin_keys(const rd_protocol_t *p, const crypt_type_t *t, rd_request_t
                               (uint32_t)rd_get_be(coin + RD_COIN_REF_SN,
                                                   RD_COIN_REF_SIZE - RD_COIN_REF_SN),
                               keys + i * RD_COIN_AN_SIZE, &dep);
-        if (dep > req->commit_lsn)
-            req->commit_lsn = dep;
+        rd_request_wait_for(req, dep);
         if (rc == RD_COIN_MISSING)
             return t->missing;
         if (rc != RD_COIN_OK)

@@ -139,10 +139,13 @@ typedef struct run {
     int status;
 } run_t;
 
-static void run_cmd(state_t *s, uint8_t group, uint8_t command, const uint8_t *payload, size_t len,
-                    run_t *r)
+/* The handler alone, on a request that already waits for WAIT (as the key
+ * of an encrypted request makes it: src/rd_crypt.c); nothing is synced. */
+static void run_waiting(state_t *s, uint8_t group, uint8_t command, const uint8_t *payload,
+                        size_t len, uint64_t wait, run_t *r)
 {
     memset(&r->req, 0, sizeof(r->req));
+    r->req.commit_lsn = wait;
     rd_response_init(&r->resp);
     r->resp.len = 0;
     r->resp.header_len = 0;
@@ -157,6 +160,13 @@ static void run_cmd(state_t *s, uint8_t group, uint8_t command, const uint8_t *p
     case RD_CMD_POWN: r->status = rd_auth_pown(&s->proto, &r->req, &r->resp); break;
     default: r->status = rd_auth_pown_sum(&s->proto, &r->req, &r->resp); break;
     }
+}
+
+/* The handler, then the wait for what its answer depends on. */
+static void run_cmd(state_t *s, uint8_t group, uint8_t command, const uint8_t *payload, size_t len,
+                    run_t *r)
+{
+    run_waiting(s, group, command, payload, len, 0, r);
     if (r->req.commit_lsn != 0)
         assert_int_equal(rd_protocol_commit(&s->proto, r->req.commit_lsn), 0);
 }
@@ -355,6 +365,45 @@ static void test_pown_sum_all_or_nothing(void **st)
     assert_int_equal(r.status, RD_STATUS_ALL_FAIL);
 }
 
+/* A handler adds its own wait to the one the request has, never lowers
+ * it: an answer encrypted with a PAN not yet on stable storage waits for
+ * that PAN's pown, whatever the command read or wrote itself. */
+static void test_handlers_keep_the_wait(void **st)
+{
+    state_t *s = *st;
+    uint8_t pown[37], buf[128];
+    int8_t dens[1] = { 0 };
+    uint32_t sns[2] = { 1, 2 };
+    bool right[1] = { true };
+    run_t r;
+    put_id(pown, 0, 0);
+    fx_an(0, 0, pown + 5);
+    memset(pown + 21, 0x71, 16);
+    run_waiting(s, 1, RD_CMD_POWN, pown, sizeof(pown), 0, &r);
+    assert_int_equal(r.status, RD_STATUS_ALL_PASS);
+    uint64_t key_lsn = r.req.commit_lsn;
+    assert_true(key_lsn != 0);
+    assert_false(rd_coins_synced(s->f.store, key_lsn));
+    /* Commands that change nothing, or fail: their own wait is 0. */
+    run_waiting(s, 1, RD_CMD_DETECT, buf, detect_payload(buf, dens, sns, 1, right), key_lsn, &r);
+    assert_int_equal(r.status, RD_STATUS_ALL_PASS);
+    assert_true(r.req.commit_lsn == key_lsn);
+    run_waiting(s, 1, RD_CMD_DETECT_SUM, buf, sum_payload(buf, sns, 2, true, false), key_lsn,
+                &r);
+    assert_int_equal(r.status, RD_STATUS_ALL_PASS);
+    assert_true(r.req.commit_lsn == key_lsn);
+    run_waiting(s, 1, RD_CMD_POWN_SUM, buf, sum_payload(buf, sns, 2, false, true), key_lsn, &r);
+    assert_int_equal(r.status, RD_STATUS_ALL_FAIL);
+    assert_true(r.req.commit_lsn == key_lsn);
+    memcpy(pown + 5, pown + 21, 16);            /* its PAN again as AN... */
+    pown[5] ^= 1;                               /* ...but wrong: fails */
+    run_waiting(s, 1, RD_CMD_POWN, pown, sizeof(pown), key_lsn, &r);
+    assert_int_equal(r.status, RD_STATUS_ALL_FAIL);
+    assert_true(r.req.commit_lsn == key_lsn);
+    assert_int_equal(rd_protocol_commit(&s->proto, key_lsn), 0);
+    rd_response_release(&r.resp);
+}
+
 static void test_audit_counts(void **st)
 {
     state_t *s = *st;
@@ -417,6 +466,7 @@ int main(void)
         T(test_pown_same_coin_twice_in_order),
         T(test_detect_sum),
         T(test_pown_sum_all_or_nothing),
+        T(test_handlers_keep_the_wait),
         T(test_audit_counts),
         T(test_no_store),
         T(test_header_only_is_empty_request),
