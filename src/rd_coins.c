@@ -104,6 +104,8 @@ struct rd_coins {
     size_t cap;
     uint8_t *wbuf;                  /* a leader's copy of the ring (write_lock held) */
     size_t wcap;
+    uint64_t stalled_at;            /* 1 + the record apply_stalled last spoke of (store
+                                       lock held); 0: none */
 };
 
 static uint32_t coin_key(int8_t den, uint32_t sn)
@@ -246,9 +248,10 @@ static int page_load(rd_coins_t *s, unsigned d, unsigned page, page_slot_t *sl)
 }
 
 /* The mapping of a coin's page (a valid coin). Missing pages cost no
- * system call until page_recheck_ms has passed, and take nothing from
- * any other page: there is no bounded cache to evict from. */
-static int page_get(rd_coins_t *s, int8_t den, uint32_t sn, uint8_t **rec)
+ * system call until page_recheck_ms has passed (RECHECK: looked for at
+ * once), and take nothing from any other page: there is no bounded cache
+ * to evict from. */
+static int page_get(rd_coins_t *s, int8_t den, uint32_t sn, bool recheck, uint8_t **rec)
 {
     unsigned d = rd_den_index(den), page = sn / RD_COIN_PAGE_RECORDS;
     page_slot_t *sl = &s->pages[d][page];
@@ -256,7 +259,7 @@ static int page_get(rd_coins_t *s, int8_t den, uint32_t sn, uint8_t **rec)
     int rc = RD_COIN_OK;
     if (data == NULL) {
         uint8_t st = atomic_load(&sl->state);
-        if (st != PAGE_UNKNOWN && rd_clock_ms() < atomic_load(&sl->retry_ms))
+        if (!recheck && st != PAGE_UNKNOWN && rd_clock_ms() < atomic_load(&sl->retry_ms))
             return st == PAGE_MISSING ? RD_COIN_MISSING : RD_COIN_DAMAGED;
         pthread_mutex_lock(&s->map_lock);
         data = atomic_load_explicit(&sl->data, memory_order_acquire);
@@ -278,7 +281,7 @@ __attribute__((no_sanitize("thread")))
 void rd_coins_prefetch(rd_coins_t *s, int8_t den, uint32_t sn)
 {
     uint8_t *rec;
-    if (rd_coinfile_valid(den, sn) && page_get(s, den, sn, &rec) == RD_COIN_OK)
+    if (rd_coinfile_valid(den, sn) && page_get(s, den, sn, false, &rec) == RD_COIN_OK)
         (void)*(volatile uint8_t *)rec;
 }
 
@@ -386,24 +389,40 @@ static bool buf_reserve(rd_coins_t *s, size_t len)
     return true;
 }
 
-static void apply_entry(rd_coins_t *s, const rd_jentry_t *e, uint64_t lsn)
+/* Copies one change into its page. Every change has a page (the process
+ * that made it read the coin there), but the process copying it may
+ * remember the page missing from before it was made, or fail to map it
+ * (no descriptor or memory free): the page is looked for again, and if it
+ * still cannot be had, false, and the change stays pending (every reader
+ * sees it). Dropped, it would be lost at the next checkpoint. */
+static bool apply_entry(rd_coins_t *s, const rd_jentry_t *e, uint64_t lsn)
 {
     shm_t *sh = s->sh;
     uint8_t *rec;
-    uint32_t key = coin_key(e->den, e->sn);
-    if (page_get(s, e->den, e->sn, &rec) == RD_COIN_OK) {
-        unsigned d = rd_den_index(e->den), page = e->sn / RD_COIN_PAGE_RECORDS;
-        bool was = rec[RD_COIN_AN_SIZE] != 0, is = e->rec[RD_COIN_AN_SIZE] != 0;
-        memcpy(rec, e->rec, RD_COIN_RECORD_SIZE);
-        if (was != is)
-            atomic_fetch_add(&sh->page_count[d][page], is ? 1 : (uint16_t)-1);
-    } else {
-        rd_log(RD_LOG_ERR, "coin store: the change of coin %d/%u has no page to go to",
-               e->den, e->sn);
-    }
-    pending_t *p = pending_find(sh, key);
+    if (page_get(s, e->den, e->sn, true, &rec) != RD_COIN_OK)
+        return false;
+    unsigned d = rd_den_index(e->den), page = e->sn / RD_COIN_PAGE_RECORDS;
+    bool was = rec[RD_COIN_AN_SIZE] != 0, is = e->rec[RD_COIN_AN_SIZE] != 0;
+    memcpy(rec, e->rec, RD_COIN_RECORD_SIZE);
+    if (was != is)
+        atomic_fetch_add(&sh->page_count[d][page], is ? 1 : (uint16_t)-1);
+    pending_t *p = pending_find(sh, coin_key(e->den, e->sn));
     if (p != NULL && p->lsn <= lsn)
         pending_remove(sh, p);
+    return true;
+}
+
+/* The copying stops at a record with a change that cannot reach its page
+ * yet: records are copied in order, and a later one may change the same
+ * coin. The next sync, or checkpoint, of any process tries again; until
+ * then the ring and the journal keep the record. Said once a record. */
+static int apply_stalled(rd_coins_t *s, const rd_jentry_t *e, uint64_t at)
+{
+    if (s->stalled_at != at + 1)
+        rd_log(RD_LOG_ERR, "coin store: the change of coin %d/%u cannot reach its page yet: "
+               "kept pending and tried again at the next sync", e->den, e->sn);
+    s->stalled_at = at + 1;
+    return -1;
 }
 
 /* Copies the records from applied_lsn up to TO into the pages (store lock
@@ -436,7 +455,8 @@ static int apply_locked(rd_coins_t *s, uint64_t to)
         for (uint32_t i = 0; i < count; i++) {
             rd_jentry_t e;
             rd_coins_disk_jrec_entry(s->buf, i, &e);
-            apply_entry(s, &e, at + len);
+            if (!apply_entry(s, &e, at + len))
+                return apply_stalled(s, &e, at);
         }
         at += len;
         atomic_store(&sh->applied_lsn, at);
@@ -567,7 +587,7 @@ int rd_coins_get(rd_coins_txn_t *t, int8_t den, uint32_t sn, uint8_t rec[RD_COIN
         return RD_COIN_OK;
     }
     uint8_t *at;
-    int rc = page_get(s, den, sn, &at);
+    int rc = page_get(s, den, sn, false, &at);
     if (rc != RD_COIN_OK) {
         if (rc != RD_COIN_MISSING)
             t->error = rc;
@@ -746,9 +766,11 @@ static int lead_sync(rd_coins_t *s)
     if (rc == 0)
         atomic_max(&sh->synced_lsn, end);
     sync_wake(sh);
+    /* The group is durable whether or not its changes reach the pages
+     * now: one that cannot stays pending (apply_entry). */
     if (rc == 0) {
         store_lock(s);
-        rc = apply_locked(s, atomic_load(&sh->synced_lsn));
+        (void)apply_locked(s, atomic_load(&sh->synced_lsn));
         store_unlock(s);
     }
     return rc;

@@ -650,6 +650,73 @@ static void test_transient_error_not_cached(void **state)
     expect_key(f->store, 5, 77, NULL);
 }
 
+/* Whoever leads a sync copies every worker's changes into the pages: a
+ * worker that remembers a page missing from before it was made looks for
+ * it again, and the change is neither lost to the pages nor to readers. */
+static void test_apply_finds_a_page_made_since(void **state)
+{
+    fixture_t *f = *state;
+    uint8_t pan[RD_COIN_AN_SIZE], key[RD_COIN_AN_SIZE], rec[RD_COIN_RECORD_SIZE];
+    uint64_t dep;
+    memset(pan, 0x6B, sizeof(pan));
+    fx_coin(f, 0, 5, NULL, 3);
+    f->conf.page_recheck_ms = 3600000;      /* a remembered miss would last an hour */
+    fx_open(f);
+    rd_coins_t *other = rd_coins_open(f->shared, &f->conf);
+    assert_non_null(other);
+    assert_int_equal(rd_coins_key(other, 3, 2048, key, &dep), RD_COIN_MISSING);
+    fx_coin(f, 3, 2048, NULL, 3);           /* the page is made while serving */
+    dep = change(f->store, 3, 2048, pan);
+    assert_int_equal(rd_coins_sync(other, dep), 0);     /* other leads, and copies */
+    expect_key(f->store, 3, 2048, pan);
+    expect_key(other, 3, 2048, pan);
+    fx_read(f, 3, 2048, rec);
+    assert_memory_equal(rec, pan, RD_COIN_AN_SIZE);
+    assert_int_equal(rd_coins_checkpoint(other, true), 0);
+    expect_key(f->store, 3, 2048, pan);
+    rd_coins_close(other);
+}
+
+/* A sync's leader that cannot map a page (no descriptor free) answers the
+ * sync all the same, keeps the change pending for every reader, and a
+ * checkpoint neither drops it nor empties the journal until it is copied. */
+static void test_apply_keeps_what_cannot_reach_its_page(void **state)
+{
+    fixture_t *f = *state;
+    uint8_t pan[RD_COIN_AN_SIZE], rec[RD_COIN_RECORD_SIZE], old[RD_COIN_AN_SIZE];
+    struct rlimit was, low;
+    memset(pan, 0x2D, sizeof(pan));
+    fx_coin(f, 4, 300, NULL, 3);
+    fx_an(4, 300, old);
+    fx_open(f);
+    rd_coins_t *other = rd_coins_open(f->shared, &f->conf);
+    assert_non_null(other);
+    uint64_t dep = change(f->store, 4, 300, pan);
+    int lowest = dup(0);
+    assert_true(lowest >= 0);
+    close(lowest);
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &was), 0);
+    low = was;
+    low.rlim_cur = (rlim_t)lowest;          /* other's open of the page fails: EMFILE */
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    int synced = rd_coins_sync(other, dep);
+    int checkpointed = rd_coins_checkpoint(other, true);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &was), 0);
+    assert_int_equal(synced, 0);
+    assert_int_not_equal(checkpointed, 0);
+    expect_key(f->store, 4, 300, pan);
+    expect_key(other, 4, 300, pan);
+    fx_read(f, 4, 300, rec);
+    assert_memory_equal(rec, old, RD_COIN_AN_SIZE);
+    /* Descriptors free again: the next checkpoint copies it, then empties
+     * the journal. */
+    assert_int_equal(rd_coins_checkpoint(other, true), 0);
+    fx_read(f, 4, 300, rec);
+    assert_memory_equal(rec, pan, RD_COIN_AN_SIZE);
+    expect_key(f->store, 4, 300, pan);
+    rd_coins_close(other);
+}
+
 /* Security defect 7b: looking up missing pages takes nothing from the
  * pages in use (there is no bounded cache to evict them from). */
 static void test_missing_pages_evict_nothing(void **state)
@@ -733,6 +800,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_check_data_dir, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_page_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transient_error_not_cached, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_apply_finds_a_page_made_since, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_apply_keeps_what_cannot_reach_its_page, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_missing_pages_evict_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_counts_and_index, setup, teardown),
         cmocka_unit_test_setup_teardown(test_folder_locked, setup, teardown),
