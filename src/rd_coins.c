@@ -63,6 +63,8 @@ typedef struct shm {
     uint64_t zeroed;                /* the file is written (zeros at least) up to this
                                        offset: under the store lock */
     _Atomic int failed;             /* the journal could not be synced: no more changes */
+    uint64_t checkpoint_to;         /* the epoch a checkpoint under way moves to (both
+                                       locks held); 0: none */
     _Atomic uint64_t syncs;         /* fdatasyncs of the journal so far */
     _Atomic uint16_t page_count[RD_COIN_DENS][RD_COIN_PAGES];
     /* Pending changes per page, under the store lock: a coin of a page
@@ -526,17 +528,68 @@ static int flush_locked(rd_coins_t *s)
     return 0;
 }
 
+/* A checkpoint that cannot make the pages durable, or mark the journal
+ * done with, must never empty it: the journal is what a restart copies
+ * into the pages again. A writeback error is reported once, so a later
+ * checkpoint could not tell: the store takes no more changes. */
+static int checkpoint_failed(rd_coins_t *s, const char *what)
+{
+    rd_log(RD_LOG_CRIT, "coin store: checkpoint: %s: %s: no more changes until a restart", what,
+           strerror(errno));
+    atomic_store(&s->sh->failed, 1);
+    return -1;
+}
+
+/* Pages to stable storage, then a new epoch in the journal's header: the
+ * records of the old one are ignored from then on. Both locks held, or
+ * the store lock by whoever finishes the checkpoint of a process killed
+ * half-way (store_lock): the epoch it moves to is set before anything is
+ * written, so that no record is appended under the old epoch to a journal
+ * whose header may say the new one (a replay would stop at it). Every step
+ * may be done twice. */
+static int checkpoint_locked(rd_coins_t *s)
+{
+    shm_t *sh = s->sh;
+    if (sh->checkpoint_to == 0)
+        sh->checkpoint_to = sh->epoch + 1;
+    int rc = flush_locked(s);
+    if (rc == 0 && syncfs(s->dirfd) < 0)
+        rc = checkpoint_failed(s, "syncfs");
+    /* A header that may say the new epoch is harmless once the pages are
+     * durable: no record is appended after a failure. */
+    if (rc == 0 && rd_coins_disk_write_epoch(s->jfd, sh->checkpoint_to) < 0)
+        rc = checkpoint_failed(s, "cannot reset the journal");
+    if (rc < 0) {
+        sh->checkpoint_to = 0;
+        return -1;
+    }
+    sh->epoch = sh->checkpoint_to;
+    atomic_store(&sh->base_lsn, atomic_load(&sh->append_lsn));
+    sh->zeroed = RD_JOURNAL_START;
+    sh->checkpoint_to = 0;
+    rd_log_debug("coin store: checkpoint: journal emptied, epoch %llu",
+                 (unsigned long long)sh->epoch);
+    if (ftruncate(s->jfd, RD_JOURNAL_START) < 0)
+        rd_log(RD_LOG_WARN, "coin store: cannot shorten the journal: %s", strerror(errno));
+    return 0;
+}
+
 /* A process died holding the lock: whatever it left half done (a pending
  * entry, a page record being copied) is made right from the journal, which
  * it wrote first. Its record is whole in the journal or not counted in
- * append_lsn. */
+ * append_lsn. A checkpoint it left half done is finished first: it held
+ * write_lock too, so no leader is between its copy of the ring and its
+ * write (the copy takes the store lock, which comes here first). */
 static void store_lock(rd_coins_t *s)
 {
     shm_t *sh = s->sh;
     if (pthread_mutex_lock(&sh->lock) != EOWNERDEAD)
         return;
     rd_log(RD_LOG_WARN, "coin store: a process died holding the store: repairing from the journal");
-    flush_locked(s);
+    if (sh->checkpoint_to != 0 && !atomic_load(&sh->failed))
+        checkpoint_locked(s);
+    else
+        flush_locked(s);
     pthread_mutex_consistent(&sh->lock);
 }
 
@@ -828,41 +881,21 @@ static bool checkpoint_due(rd_coins_t *s)
         || rd_clock_ms() - atomic_load(&sh->checkpoint_ms) >= s->conf.checkpoint_interval_ms;
 }
 
-/* Pages to stable storage, then a new epoch in the journal's header: the
- * records of the old one are ignored from then on. */
 int rd_coins_checkpoint(rd_coins_t *s, bool force)
 {
     shm_t *sh = s->sh;
     if (!force && !checkpoint_due(s))
         return 0;
     /* Most dirty pages are written now, with no lock held; the syncfs
-     * under the locks below then has little left to do, and requests
-     * wait for it only briefly. */
+     * under the locks then has little left to do, and requests wait for
+     * it only briefly. Its error is this one's to see (once). */
     if (syncfs(s->dirfd) < 0)
-        rd_log(RD_LOG_WARN, "coin store: syncfs: %s", strerror(errno));
+        return checkpoint_failed(s, "syncfs");
     write_lock(s);
     store_lock(s);
     int rc = 0;
     if ((force || checkpoint_due(s)) && !atomic_load(&sh->failed)) {
-        rc = flush_locked(s);
-        if (rc == 0 && syncfs(s->dirfd) < 0) {
-            rd_log(RD_LOG_CRIT, "coin store: syncfs: %s", strerror(errno));
-            rc = -1;
-        }
-        if (rc == 0 && rd_coins_disk_write_epoch(s->jfd, sh->epoch + 1) < 0) {
-            rd_log(RD_LOG_CRIT, "coin store: cannot reset the journal: %s", strerror(errno));
-            atomic_store(&sh->failed, 1);
-            rc = -1;
-        }
-        if (rc == 0) {
-            sh->epoch++;
-            atomic_store(&sh->base_lsn, atomic_load(&sh->append_lsn));
-            sh->zeroed = RD_JOURNAL_START;
-            rd_log_debug("coin store: checkpoint: journal emptied, epoch %llu",
-                         (unsigned long long)sh->epoch);
-            if (ftruncate(s->jfd, RD_JOURNAL_START) < 0)
-                rd_log(RD_LOG_WARN, "coin store: cannot shorten the journal: %s", strerror(errno));
-        }
+        rc = checkpoint_locked(s);
         atomic_store(&sh->checkpoint_ms, rd_clock_ms());
     }
     store_unlock(s);

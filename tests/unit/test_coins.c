@@ -7,13 +7,17 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <seccomp.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/resource.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
+#include <ucontext.h>
 #include <cmocka.h>
 
 #include "coins_fixture.h"
@@ -417,6 +421,112 @@ static size_t file_size(const fixture_t *f, const char *name)
     return (size_t)st.st_size;
 }
 
+/* A child's handle on the store whose system call SYSCALL_NR, when its
+ * arguments match WHEN, is answered by ACTION (a seccomp filter of the
+ * child alone); exits 3 when that cannot be set up. */
+static rd_coins_t *child_store(fixture_t *f, uint32_t action, int syscall_nr,
+                               struct scmp_arg_cmp when)
+{
+    rd_coins_t *s = rd_coins_open(f->shared, &f->conf);
+    scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+    if (s == NULL || ctx == NULL || seccomp_rule_add(ctx, action, syscall_nr, 1, when) < 0
+        || seccomp_load(ctx) < 0)
+        _exit(3);
+    return s;
+}
+
+static void expect_child_exit(pid_t pid, int code)
+{
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), code);
+}
+
+#ifdef __x86_64__
+/* The trapped pwrite (x86-64's argument registers): done with pwritev,
+ * which the filter lets through, then the process dies, as a kill -9
+ * right after the write would leave things. */
+static void write_then_die(int sig, siginfo_t *si, void *uc)
+{
+    greg_t *r = ((ucontext_t *)uc)->uc_mcontext.gregs;
+    struct iovec iov = { (void *)r[REG_RSI], (size_t)r[REG_RDX] };
+    (void)sig;
+    (void)si;
+    _exit(pwritev((int)r[REG_RDI], &iov, 1, (off_t)r[REG_R10]) == (ssize_t)iov.iov_len ? 0 : 2);
+}
+#endif
+
+/* A process killed in the middle of a checkpoint, right after it wrote the
+ * new epoch into the journal's header (the only write at offset 0): the
+ * next to take the store finishes the checkpoint before anything is
+ * appended, so a change synced after it carries the header's epoch and a
+ * start's replay finds it. */
+static void test_checkpoint_finished_by_the_next(void **state)
+{
+#ifdef __x86_64__
+    fixture_t *f = *state;
+    uint8_t pan[RD_COIN_AN_SIZE], rec[RD_COIN_RECORD_SIZE];
+    char err[PATH_MAX + 256];
+    memset(pan, 0x4E, sizeof(pan));
+    fx_coin(f, 1, 40, NULL, 3);
+    fx_open(f);
+    pid_t pid = fork();
+    if (pid == 0) {
+        struct sigaction sa = { .sa_sigaction = write_then_die, .sa_flags = SA_SIGINFO };
+        sigaction(SIGSYS, &sa, NULL);
+        rd_coins_t *s = child_store(f, SCMP_ACT_TRAP, SCMP_SYS(pwrite64),
+                                    SCMP_A3(SCMP_CMP_EQ, 0, 0));
+        rd_coins_checkpoint(s, true);
+        _exit(4);                           /* the header was never written */
+    }
+    expect_child_exit(pid, 0);
+    uint64_t dep = change(f->store, 1, 40, pan);
+    assert_int_equal(rd_coins_sync(f->store, dep), 0);
+    /* kill -9 of all, and the page's write lost: the replay has it. */
+    fx_coin(f, 1, 40, NULL, 3);
+    rd_coins_close(f->store);
+    f->store = NULL;
+    assert_true(rd_coins_disk_recover(f->root, err, sizeof(err)) >= 1);
+    fx_read(f, 1, 40, rec);
+    assert_memory_equal(rec, pan, RD_COIN_AN_SIZE);
+#else
+    (void)state;
+    skip();
+#endif
+}
+
+/* A checkpoint whose syncfs fails (a page's writeback failed) keeps the
+ * journal, which a restart copies into the pages again, and the store
+ * takes no more changes: the error is reported once, so a later
+ * checkpoint would not see it and empty the journal over lost pages. */
+static void test_checkpoint_syncfs_error_stops_changes(void **state)
+{
+    fixture_t *f = *state;
+    uint8_t pan[RD_COIN_AN_SIZE];
+    rd_coins_txn_t t;
+    uint8_t rec[RD_COIN_RECORD_SIZE];
+    memset(pan, 0x1F, sizeof(pan));
+    fx_coin(f, 6, 9, NULL, 3);
+    fx_coin(f, 6, 10, NULL, 3);
+    fx_open(f);
+    uint64_t dep = change(f->store, 6, 9, pan);
+    assert_int_equal(rd_coins_sync(f->store, dep), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        rd_coins_t *s = child_store(f, SCMP_ACT_ERRNO(EIO), SCMP_SYS(syncfs),
+                                    SCMP_A0(SCMP_CMP_GE, 0, 0));
+        _exit(rd_coins_checkpoint(s, true) < 0 ? 0 : 4);
+    }
+    expect_child_exit(pid, 0);
+    rd_coins_begin(f->store, &t);
+    assert_int_equal(rd_coins_get(&t, 6, 10, rec), RD_COIN_OK);
+    assert_int_equal(rd_coins_put(&t, 6, 10, rec), RD_COIN_OK);
+    assert_int_equal(rd_coins_end(&t), RD_COIN_ERROR);
+    expect_key(f->store, 6, 9, pan);
+    assert_true(file_size(f, RD_JOURNAL_NAME) > RD_JOURNAL_START);
+}
+
 static void test_checkpoint_empties_journal(void **state)
 {
     fixture_t *f = *state;
@@ -793,6 +903,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_commit_threads_answer_only_synced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dead_holder_releases_store, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkpoint_empties_journal, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_checkpoint_finished_by_the_next, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_checkpoint_syncfs_error_stops_changes, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_replay_with_torn_tail, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_stops_at_bad_crc, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unclean_stop_then_start, setup, teardown),
