@@ -62,7 +62,9 @@ size_t rd_coins_disk_jrec_parse(const uint8_t *buf, size_t avail, uint64_t epoch
                      uint32_t *count);
 void rd_coins_disk_jrec_entry(const uint8_t *rec, uint32_t i, rd_jentry_t *e);
 
-/* The journal's header: its epoch. */
+/* The journal's header: its epoch. The write is not synced: the caller
+ * syncs it with what else it changed (rd_coins.c syncs through the one
+ * path a process syncs its journal by). */
 int rd_coins_disk_read_epoch(int fd, uint64_t *epoch);
 int rd_coins_disk_write_epoch(int fd, uint64_t epoch);
 

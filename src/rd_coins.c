@@ -100,6 +100,7 @@ struct rd_coins {
     int jfd;
     int dirfd;
     pthread_mutex_t map_lock;       /* this process's mappings */
+    pthread_mutex_t sync_lock;      /* this process's syncs, one at a time (store_sync) */
     size_t pages_mapped;            /* under map_lock */
     page_slot_t pages[RD_COIN_DENS][RD_COIN_PAGES];
     uint8_t *buf;                   /* record encoding and reading, under the store lock */
@@ -493,20 +494,34 @@ static void sync_sleep(shm_t *sh, uint32_t seen)
     syscall(SYS_futex, &sh->sync_seq, FUTEX_WAIT, seen, &ts, NULL, 0);
 }
 
+/* Linux reports a writeback error to one sync of an open file only: of
+ * two syncs at once on this process's descriptors, one could return 0
+ * over bytes the other was told were lost. So a process syncs one at a
+ * time, and a sync after a failure fails too (the workers' syncs, each on
+ * its own descriptors, still overlap). FN is fdatasync or syncfs. */
+static int store_sync(rd_coins_t *s, int (*fn)(int), int fd, const char *what)
+{
+    pthread_mutex_lock(&s->sync_lock);
+    int rc = atomic_load(&s->sh->failed) ? -1 : fn(fd);
+    if (rc < 0 && !atomic_load(&s->sh->failed)) {
+        rd_log(RD_LOG_CRIT, "coin store: %s: %s: no more changes until a restart", what,
+               strerror(errno));
+        atomic_store(&s->sh->failed, 1);
+    }
+    pthread_mutex_unlock(&s->sync_lock);
+    return rc < 0 ? -1 : 0;
+}
+
+/* After a failed fdatasync the kernel may have dropped the pages it could
+ * not write: nothing appended can be called durable any more. */
 static int journal_sync(rd_coins_t *s)
 {
     uint64_t start = rd_clock_ns();
     atomic_fetch_add(&s->sh->syncs, 1);
-    if (fdatasync(s->jfd) == 0) {
-        rd_metrics_store_sync(rd_clock_ns() - start);
-        return 0;
-    }
-    /* After a failed fdatasync the kernel may have dropped the pages it
-     * could not write: nothing appended can be called durable any more. */
-    rd_log(RD_LOG_CRIT, "coin store: fdatasync of the journal: %s: no more changes until a "
-           "restart", strerror(errno));
-    atomic_store(&s->sh->failed, 1);
-    return -1;
+    if (store_sync(s, fdatasync, s->jfd, "fdatasync of the journal") < 0)
+        return -1;
+    rd_metrics_store_sync(rd_clock_ns() - start);
+    return 0;
 }
 
 /* Syncs and applies everything appended, store lock held: for a repair,
@@ -528,16 +543,13 @@ static int flush_locked(rd_coins_t *s)
     return 0;
 }
 
-/* A checkpoint that cannot make the pages durable, or mark the journal
- * done with, must never empty it: the journal is what a restart copies
- * into the pages again. A writeback error is reported once, so a later
- * checkpoint could not tell: the store takes no more changes. */
-static int checkpoint_failed(rd_coins_t *s, const char *what)
+/* A checkpoint that cannot make the pages durable must never empty the
+ * journal, which a restart copies into the pages again; a writeback error
+ * is reported once, so a later checkpoint could not tell: the store takes
+ * no more changes (store_sync). */
+static int pages_sync(rd_coins_t *s)
 {
-    rd_log(RD_LOG_CRIT, "coin store: checkpoint: %s: %s: no more changes until a restart", what,
-           strerror(errno));
-    atomic_store(&s->sh->failed, 1);
-    return -1;
+    return store_sync(s, syncfs, s->dirfd, "checkpoint: syncfs");
 }
 
 /* Pages to stable storage, then a new epoch in the journal's header: the
@@ -552,13 +564,13 @@ static int checkpoint_locked(rd_coins_t *s)
     shm_t *sh = s->sh;
     if (sh->checkpoint_to == 0)
         sh->checkpoint_to = sh->epoch + 1;
-    int rc = flush_locked(s);
-    if (rc == 0 && syncfs(s->dirfd) < 0)
-        rc = checkpoint_failed(s, "syncfs");
+    int rc = flush_locked(s) < 0 || pages_sync(s) < 0 ? -1 : 0;
     /* A header that may say the new epoch is harmless once the pages are
      * durable: no record is appended after a failure. */
     if (rc == 0 && rd_coins_disk_write_epoch(s->jfd, sh->checkpoint_to) < 0)
-        rc = checkpoint_failed(s, "cannot reset the journal");
+        rc = write_failed(s);
+    if (rc == 0)
+        rc = journal_sync(s);
     if (rc < 0) {
         sh->checkpoint_to = 0;
         return -1;
@@ -889,8 +901,8 @@ int rd_coins_checkpoint(rd_coins_t *s, bool force)
     /* Most dirty pages are written now, with no lock held; the syncfs
      * under the locks then has little left to do, and requests wait for
      * it only briefly. Its error is this one's to see (once). */
-    if (syncfs(s->dirfd) < 0)
-        return checkpoint_failed(s, "syncfs");
+    if (pages_sync(s) < 0)
+        return -1;
     write_lock(s);
     store_lock(s);
     int rc = 0;
@@ -1084,7 +1096,8 @@ rd_coins_t *rd_coins_open(rd_coins_shared_t *h, const rd_coins_conf_t *conf)
     snprintf(path, sizeof(path), "%s/" RD_JOURNAL_NAME, h->dir);
     s->jfd = open(path, O_RDWR | O_CLOEXEC);
     s->dirfd = open(h->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (s->jfd < 0 || s->dirfd < 0 || pthread_mutex_init(&s->map_lock, NULL) != 0) {
+    if (s->jfd < 0 || s->dirfd < 0 || pthread_mutex_init(&s->map_lock, NULL) != 0
+        || pthread_mutex_init(&s->sync_lock, NULL) != 0) {
         int err = errno;
         if (s->jfd >= 0)
             close(s->jfd);
@@ -1106,6 +1119,7 @@ void rd_coins_close(rd_coins_t *s)
             if (s->pages[d][page].data != NULL)
                 munmap(s->pages[d][page].data, RD_COIN_PAGE_SIZE);
     pthread_mutex_destroy(&s->map_lock);
+    pthread_mutex_destroy(&s->sync_lock);
     close(s->jfd);
     close(s->dirfd);
     free(s->buf);
