@@ -31,6 +31,13 @@ int rd_protocol_validate_body(const rd_protocol_t *p, rd_request_t *req);
  * command), encrypted like the request. Safe to call from any thread. */
 void rd_protocol_run_command(const rd_protocol_t *p, rd_request_t *req, rd_response_t *resp);
 
+/* Counts the answer RESP to REQ in the stats (rd_stats.h), by its status:
+ * the network layer calls it once, when the answer is final, so that one
+ * replaced (a failed commit, a datagram's answer larger than the datagram)
+ * counts once, as what is sent. */
+void rd_protocol_count(const rd_protocol_t *p, const rd_request_t *req,
+                       const rd_response_t *resp);
+
 /* Builds the answer for a request that failed with STATUS. Uses as much of
  * the request as was read: echo bytes only with a whole header, the
  * challenge only with a body. */

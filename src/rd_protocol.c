@@ -109,10 +109,14 @@ static void finish_response(const rd_protocol_t *p, const rd_request_t *req, int
         write_modern_header(p, req, (uint8_t)status, body_size, exec_us, resp->data);
     else
         write_legacy_header(p, req, (uint8_t)status, body_size, exec_us, resp->data);
+}
+
+void rd_protocol_count(const rd_protocol_t *p, const rd_request_t *req,
+                       const rd_response_t *resp)
+{
     if (p->stats != NULL)
-        rd_stats_count(p->stats, req != NULL && req->header_valid,
-                       req != NULL ? req->group : 0, req != NULL ? req->command : 0,
-                       (uint8_t)status);
+        rd_stats_count(p->stats, req->header_valid, req->group, req->command,
+                       resp->data[RD_RESP_STATUS]);
 }
 
 static uint32_t elapsed_us(uint64_t start_ns)
@@ -321,6 +325,7 @@ bool rd_protocol_handle_frame(const rd_protocol_t *p, rd_request_t *req, uint8_t
         rd_protocol_error_response(p, req, status, resp);
     else
         rd_protocol_run_command(p, req, resp);
+    rd_protocol_count(p, req, resp);
     return true;
 }
 

@@ -335,6 +335,7 @@ static int conn_start_write(rd_conn_t *c)
     /* With a body of its own, have counts the body alone. */
     size_t in = c->body_heap != NULL ? c->req.header_size + (size_t)c->have : c->have;
 
+    rd_protocol_count(c->tcp->proto, &c->req, &c->resp);
     rd_metrics_net_tcp_answer(&c->obs, c->client_key, &c->req, &c->resp, in);
     c->state = RD_CONN_WRITE;
     c->written = 0;
@@ -432,6 +433,9 @@ static int conn_take_header(rd_conn_t *c)
 
     memcpy(req->header, c->inbuf, req->header_size);
     req->header_have = req->header_size;
+    /* Before any refusal: an answer of the 48-byte family gets its nonce
+     * by the request's type (docs/protocol.md). */
+    req->enc_type = req->header[RD_REQ_ENC_TYPE];
     /* Counted before any work, so that bad requests spend the budget too. */
     if (net->limit != NULL && !rd_limit_request(net->limit, &net->limit_conf, RD_LIMIT_TCP,
                                                 c->client_key, rd_clock_ms()))

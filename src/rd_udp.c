@@ -97,10 +97,16 @@ static bool udp_refuse(rd_udp_t *u, const uint8_t *frame, size_t len, int status
 {
     if (len < RD_LEGACY_HEADER_SIZE)
         return false;
+    /* In the family the request's type names; a datagram shorter than
+     * that header gets no answer (docs/protocol.md), refused or not. */
+    size_t header_size = rd_protocol_header_size(frame);
+    if (len < header_size || u->cap < header_size)
+        return false;
     memset(req, 0, sizeof(*req));
-    memcpy(req->header, frame, RD_LEGACY_HEADER_SIZE);
-    req->header_have = RD_LEGACY_HEADER_SIZE;
-    req->header_size = RD_LEGACY_HEADER_SIZE;
+    memcpy(req->header, frame, header_size);
+    req->header_have = (uint16_t)header_size;
+    req->header_size = (uint16_t)header_size;
+    req->enc_type = frame[RD_REQ_ENC_TYPE];
     rd_protocol_error_response(u->proto, req, status, resp);
     return true;
 }
@@ -179,8 +185,9 @@ static bool udp_submit(rd_udp_t *u, int fd, const struct msghdr *in, size_t len,
     LIST_INSERT_HEAD(&u->jobs, job, link);
     /* Read again from the copy, so that the request points into it; the
      * checks passed on the original and pass again. */
-    if (rd_protocol_read_frame(u->proto, &job->req, job->frame, len) != RD_STATUS_NO_ERROR
-        || rd_threadpool_submit(u->net->pool, udp_process, job) < 0) {
+    int status = rd_protocol_read_frame(u->proto, &job->req, job->frame, len);
+    rd_limit_key(&job->peer, job->req.client);
+    if (status != RD_STATUS_NO_ERROR || rd_threadpool_submit(u->net->pool, udp_process, job) < 0) {
         udp_job_free(job);
         return false;
     }
@@ -217,6 +224,7 @@ static int udp_handle(rd_udp_t *u, int fd, const struct msghdr *in, size_t len,
     status = rd_protocol_read_frame(u->proto, req, frame, len);
     if (status < 0)
         return UDP_DROP;
+    rd_limit_key(in->msg_name, req->client);
     if (status != RD_STATUS_NO_ERROR)
         rd_protocol_error_response(u->proto, req, status, resp);
     else if (udp_inline(u, req))
@@ -246,6 +254,7 @@ static bool udp_answer(rd_udp_t *u, int fd, const struct msghdr *in, size_t len,
     if (fate != UDP_ANSWER)
         return false;
     udp_limit_size(u, in->msg_iov->iov_base, len, &req, resp);
+    rd_protocol_count(u->proto, &req, resp);
     rd_metrics_net_udp(&req, peer, len, resp, outcome, start_ns);
     return true;
 }
@@ -258,6 +267,7 @@ void rd_udp_processed(rd_udp_t *u, void *record)
     /* Once the listeners are closed, this socket among them, no answer goes out. */
     if (!u->closed) {
         udp_limit_size(u, job->frame, job->len, &job->req, &job->resp);
+        rd_protocol_count(u->proto, &job->req, &job->resp);
         rd_metrics_net_udp(&job->req, &job->peer, job->len, &job->resp, RD_UDP_ANSWERED,
                            job->start_ns);
         if (sendto(job->fd, job->resp.data, job->resp.len, 0,

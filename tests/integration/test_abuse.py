@@ -749,6 +749,38 @@ def test_udp_is_not_an_amplifier():
         expect(version.status == 250, "version not answered", version)
 
 
+def refused_modern(answer, status, what):
+    """A 48-byte answer with STATUS, no body, and a nonce (bytes 24-47) that is not zeros."""
+    expect(answer is not None and len(answer) == 48,
+           f"{what}: {len(answer) if answer else 'no'} bytes, not a 48-byte answer", answer)
+    expect(answer[2] == status, f"{what}: status {answer[2]}, not {status}", answer)
+    expect(answer[24:48] != bytes(24), f"{what}: the nonce is all zeros", answer)
+
+
+@test(timeout=60)
+def test_refusals_answer_in_the_family_of_the_request():
+    """A type 4 request refused before it is read, over its rate (TCP and UDP) or longer than
+    udp_payload_threshold, is answered in the 48-byte family its type names, with a fresh
+    nonce; a datagram shorter than that header gets no answer, refused or not
+    (docs/protocol.md)."""
+    with Daemon({"worker_processes": 1, "rate_limit": 1, "rate_limit_burst": 1,
+                 "udp_payload_threshold": 64}, log_level="info") as d:
+        with udp_socket(2.0) as s:
+            def udp(data):
+                s.sendto(data, ("127.0.0.1", d.port))
+                try:
+                    return s.recvfrom(65536)[0]
+                except socket.timeout:
+                    return None
+            refused_modern(udp(modern_frame(d, 4)), 16, "82 bytes over a threshold of 64")
+            refused_modern(udp(modern_frame(d, 4)), STATUS_RATE, "a datagram over the rate")
+            short = udp(modern_frame(d, 4)[:40])
+            expect(short is None, "a 40-byte type 4 datagram over the rate was answered", short)
+        tcp_exchange(d.port, modern_frame(d, 4))        # spends the TCP budget
+        refused_modern(tcp_exchange(d.port, modern_frame(d, 4)), STATUS_RATE,
+                       "a TCP request over the rate")
+
+
 @test(timeout=60)
 def test_udp_false_answers_no_datagram():
     with Daemon({"udp": False}, log_level="info") as d:

@@ -19,8 +19,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from raidatest import (  # noqa: E402
-    RAIDAD, Daemon, expect, give_to_workers, parse_response, render_config, rss_kib, run,
-    tcp_exchange, test, udp_exchange, workdir,
+    RAIDAD, Daemon, expect, give_to_workers, parse_response, raida_cli, render_config, rss_kib,
+    run, tcp_exchange, test, udp_exchange, workdir,
 )
 from coinstest import (  # noqa: E402
     ALL_FAIL, ALL_PASS, MIXED, CoinClient, bitfield, check_crc, header_only, make_data_dir,
@@ -58,10 +58,13 @@ def daemon():
         with open(page_path(root, 2, 7), "wb") as f:
             f.write(page)
         d = Daemon({"data_dir": root, "worker_processes": 2, "raida_id": RAIDA_ID,
-                    "max_body_size": 65536})
+                    "max_body_size": 65536, "admin_key": ADMIN_KEY})
         d.start()
         _state["daemon"] = d
     return _state["daemon"]
+
+
+ADMIN_KEY = "00112233445566778899aabbccddeeff"
 
 
 def client(enc=0, udp=False, key=(0, 100)):
@@ -307,6 +310,28 @@ def test_audit_counts_and_udp_amplification():
     for enc in (1, 4, 5):
         r = client(enc, True).audit()
         expect(r.status == 250 and audit_counts(r.payload) == want, f"type {enc} UDP audit", r)
+
+
+def stats():
+    r = raida_cli("-k", ADMIN_KEY, "-r", RAIDA_ID, "127.0.0.1", daemon().port, "stats")
+    expect(r.returncode == 0 and r.status() == 250, "stats with the admin key failed", r)
+    counts = {"requests": int(r.fields.get("requests", "-1"))}
+    for status, n in re.findall(r"^status (\d+): (\d+)$", r.stdout, re.M):
+        counts[int(status)] = int(n)
+    return counts
+
+
+@test
+def test_stats_count_a_replaced_answer_once():
+    """A plain UDP audit's answer is replaced by 16 (the size rule above): the stats count
+    it once, as what was sent."""
+    first = stats()
+    for _ in range(4):
+        expect(client(0, True).audit().status == 16, "plain UDP audit not refused with 16")
+    second = stats()
+    grew = {k: second.get(k, 0) - first.get(k, 0) for k in ("requests", 16, 250)}
+    # The first stats call's own answer counts once it is sent: between the two.
+    expect(grew == {"requests": 5, 16: 4, 250: 1}, f"the counts grew by {grew}", first, second)
 
 
 # ---------------------------------------------------------------- restart and checks

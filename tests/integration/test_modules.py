@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Command modules loaded at run time (load_module, docs/modules.md) in the
 real daemon, with the check-only test module tests/libtestmod.so (group 201:
-0 ping, 1 crash, 2 started) and its twin built for another ABI:
+0 ping, 1 crash, 2 started, 3 and 4 client) and its twin built for another ABI:
 
 - a reload adds the module: its group answers afterwards, its settings
   group applies, its process start hook ran in the workers, and echo traffic
@@ -40,6 +40,7 @@ TESTMOD = os.environ.get("RAIDAD_TESTMOD") or os.path.join(os.getcwd(), "tests",
 TESTMOD_ABI = (os.environ.get("RAIDAD_TESTMOD_ABI")
                or os.path.join(os.getcwd(), "tests", "libtestmod_abi.so"))
 GROUP = 201
+LOOPBACK = bytes(10) + b"\xff\xff" + bytes([127, 0, 0, 1])    # what a module sees
 
 LOG_REFUSED = r"reload refused, the old configuration keeps serving"
 LOG_SEGV = r"worker \d+ exited on signal 11 \(Segmentation fault\)"
@@ -170,6 +171,10 @@ def test_reload_adds_replaces_then_drops_a_module_without_errors():
                 r = call(d.port, 2, udp=udp)
                 expect(r.status == 250 and r.payload == b"\x01",
                        "the module's process start hook did not run in the worker", r)
+                for command in (3, 4):      # on the pool, on the I/O thread
+                    r = call(d.port, command, udp=udp)
+                    expect(r.status == 250 and r.payload == LOOPBACK,
+                           f"command {command}'s client over {'udp' if udp else 'tcp'}", r)
                 expect(call(d.port, 9, udp=udp).status == 6, "unserved command of group 201")
             # Replaced: a new build under a new name (docs/modules.md), new settings.
             replacement = os.path.join(d.dir, "testmod-2.so")

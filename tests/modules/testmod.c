@@ -7,6 +7,8 @@
  *   0 "ping"    its tag byte (setting `tag`), then the request's payload
  *   1 "crash"   writes through a null pointer: its worker dies
  *   2 "started" 1 when this worker's process_start hook ran, else 0
+ *   3 "client"  the request's client address (16 bytes), on the pool
+ *   4 "client_inline" the same, answered on the I/O thread
  *
  * Setting `refuse = true;` makes its configure hook refuse. */
 #include <stdio.h>
@@ -77,14 +79,27 @@ static int testmod_started(const raidad_request_t *req, raidad_response_t *resp)
     return RAIDAD_STATUS_SUCCESS;
 }
 
+static int testmod_client(const raidad_request_t *req, raidad_response_t *resp)
+{
+    uint8_t *dst = req->services->append(resp, 16);
+
+    if (dst == NULL)
+        return RAIDAD_STATUS_MEMORY_ALLOC;
+    memcpy(dst, req->client, 16);
+    return RAIDAD_STATUS_SUCCESS;
+}
+
 static const raidad_command_t testmod_commands[] = {
     { .command = 0, .name = "ping", .handler = testmod_ping, .flags = RAIDAD_CMD_INLINE },
     { .command = 1, .name = "crash", .handler = testmod_crash },
     { .command = 2, .name = "started", .handler = testmod_started },
+    { .command = 3, .name = "client", .handler = testmod_client },
+    { .command = 4, .name = "client_inline", .handler = testmod_client,
+      .flags = RAIDAD_CMD_INLINE },
 };
 
 static const raidad_group_t testmod_groups[] = {
-    { .group = 201, .commands = testmod_commands, .count = 3 },
+    { .group = 201, .commands = testmod_commands, .count = 5 },
 };
 
 const raidad_module_t raidad_module = {
