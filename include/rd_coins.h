@@ -107,7 +107,8 @@ int rd_coins_end(rd_coins_txn_t *t);
 
 /* Returns once the journal is on stable storage up to position DEP (group
  * commit: one fdatasync serves every change appended meanwhile, from any
- * worker), and the synced changes are in the pages. 0, or -1 when the
+ * worker). Every reader sees the synced changes, from the pages or, until
+ * they are copied there, from the pending table. 0, or -1 when the
  * journal cannot be synced (the store then refuses every change). */
 int rd_coins_sync(rd_coins_t *s, uint64_t dep);
 

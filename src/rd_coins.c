@@ -437,14 +437,17 @@ static int apply_locked(rd_coins_t *s, uint64_t to)
     uint64_t at = atomic_load(&sh->applied_lsn);
     while (at < to) {
         uint32_t count;
-        size_t len = 0;
         off_t off = file_offset(sh, at);
-        bool ok = buf_reserve(s, RD_JREC_HEAD);
-        if (ok) {
-            ring_read(sh, at, s->buf, RD_JREC_HEAD);
-            len = rd_coins_disk_jrec_parse(s->buf, RD_JREC_HEAD, sh->epoch, (uint64_t)off, &count);
-            ok = len != 0 && len <= to - at && buf_reserve(s, len);
-        }
+        /* No memory now: the record waits for the next sync, like one
+         * whose page cannot be had (apply_stalled); the store goes on. */
+        if (!buf_reserve(s, RD_JREC_HEAD))
+            return -1;
+        ring_read(sh, at, s->buf, RD_JREC_HEAD);
+        size_t len = rd_coins_disk_jrec_parse(s->buf, RD_JREC_HEAD, sh->epoch, (uint64_t)off,
+                                              &count);
+        bool ok = len != 0 && len <= to - at;
+        if (ok && !buf_reserve(s, len))
+            return -1;
         if (ok) {
             ring_read(sh, at, s->buf, len);
             ok = rd_coins_disk_jrec_parse(s->buf, len, sh->epoch, (uint64_t)off, &count) == len;

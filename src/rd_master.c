@@ -125,6 +125,20 @@ static void master_signal_all(rd_master_t *m, int sig)
             kill(m->procs[i].pid, sig);
 }
 
+/* The last resort (the event loop itself failed): every child killed and
+ * reaped, so that none is left running, or writing the coin store's
+ * journal while the master replays it (master_free). */
+static void master_kill_all(rd_master_t *m)
+{
+    master_signal_all(m, SIGKILL);
+    for (size_t i = 0; i < MAX_PROCS; i++)
+        if (m->procs[i].pid > 0) {
+            while (waitpid(m->procs[i].pid, NULL, 0) < 0 && errno == EINTR)
+                ;
+            m->procs[i].pid = 0;
+        }
+}
+
 static size_t master_live_procs(const rd_master_t *m)
 {
     size_t n = 0;
@@ -920,7 +934,7 @@ static void master_loop(rd_master_t *m)
         master_timers(m, now);
         if (rd_event_loop_poll(&m->loop, master_timeout(m, now)) < 0) {
             rd_log(RD_LOG_ALERT, "epoll_wait: %s", strerror(errno));
-            master_signal_all(m, SIGKILL);
+            master_kill_all(m);
             return;
         }
     }
