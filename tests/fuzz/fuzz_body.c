@@ -104,6 +104,9 @@ static void check_run(const rd_protocol_t *p, rd_request_t *req)
     rd_protocol_run_command(p, req, &resp);
     uint8_t status = fuzz_check_answer(p, req, &resp);
     size_t body = resp.len - fuzz_answer_header_size(req);
+    /* Counted once, when the network layer sends it, not when built. */
+    FUZZ_CHECK(fuzz_requests(p) == before);
+    rd_protocol_count(p, req, &resp);
     FUZZ_CHECK(fuzz_requests(p) == before + 1);
     FUZZ_CHECK(fuzz_all_zero(req->key, sizeof(req->key)));     /* wiped */
 

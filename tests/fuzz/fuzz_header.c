@@ -49,6 +49,9 @@ static void check_refused(const rd_protocol_t *p, const rd_request_t *req, int s
     FUZZ_CHECK(resp.len == fuzz_answer_header_size(req));    /* no body */
     if (resp.len == RD_RESPONSE_HEADER_SIZE)
         FUZZ_CHECK(rd_get_be(resp.data + RD_RESP32_EXEC_US, RD_EXEC_US_SIZE) == 0);   /* none ran */
+    /* Counted once, when the network layer sends it, not when built. */
+    FUZZ_CHECK(fuzz_requests(p) == before);
+    rd_protocol_count(p, req, &resp);
     FUZZ_CHECK(fuzz_requests(p) == before + 1);
     rd_response_release(&resp);
 }
