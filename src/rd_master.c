@@ -60,6 +60,7 @@ typedef struct rd_proc {
     bool stalled;               /* missed a heartbeat: its slot is covered */
     uint32_t connections;
     uint64_t started_ms;
+    uint64_t kill_at;           /* SIGKILL then, if still alive (rd_clock_ms); 0: never */
 } rd_proc_t;
 
 /* Who waits for a reload's verdict ("raidad -s reload"). */
@@ -462,11 +463,46 @@ static void master_reload_commit(rd_master_t *m)
 
 static void master_check_ready(rd_master_t *m);
 
+/* An abandoned reload's workers: those already serving drain what they
+ * hold (SIGQUIT), as an old generation does, for a failed reload must not
+ * lose requests; those not yet serving hold none and stop (SIGTERM), and
+ * are killed if still there a moment later: one stuck in its start never
+ * reads SIGTERM, and holds the new listening sockets. */
+static void master_abandon_generation(rd_master_t *m, unsigned generation)
+{
+    uint64_t now = rd_clock_ms();
+
+    for (size_t i = 0; i < MAX_PROCS; i++) {
+        rd_proc_t *p = &m->procs[i];
+
+        if (p->pid <= 0 || p->generation != generation)
+            continue;
+        p->draining = true;
+        kill(p->pid, p->ready ? SIGQUIT : SIGTERM);
+        if (!p->ready)
+            p->kill_at = now + KILL_GRACE_MS;
+    }
+}
+
+static void master_kill_overdue(rd_master_t *m, uint64_t now)
+{
+    for (size_t i = 0; i < MAX_PROCS; i++) {
+        rd_proc_t *p = &m->procs[i];
+
+        if (p->pid > 0 && p->kill_at != 0 && now >= p->kill_at) {
+            rd_log(RD_LOG_WARN, "worker %ld of an abandoned reload did not stop: killing it",
+                   (long)p->pid);
+            kill(p->pid, SIGKILL);
+            p->kill_at = 0;
+        }
+    }
+}
+
 /* READY=1 ends the RELOADING=1 only when the start was ready: before that,
  * systemd waits for the first generation's READY=1 anyway. */
 static void master_reload_abort(rd_master_t *m, const char *why)
 {
-    master_signal_generation(m, m->next_generation, SIGTERM);
+    master_abandon_generation(m, m->next_generation);
     rd_cycle_release(&m->next, &m->cycle);
     if (m->ready)
         rd_notify("READY=1");
@@ -640,12 +676,18 @@ static void master_proc_exited(rd_master_t *m, rd_proc_t *p, int status)
     for (unsigned slot = 0; slot < MAX_WORKERS; slot++)
         if (m->slots[slot].adopter == p)
             m->slots[slot].adopter = NULL;
-    if (!m->stop && p->generation == m->generation && !p->draining) {
+    bool respawn = !m->stop && p->generation == m->generation && !p->draining;
+    bool abandon = !respawn && m->next.config != NULL && p->generation == m->next_generation
+        && !p->ready;
+    if (respawn) {
         rd_metrics_worker_restart(status);
         master_schedule_respawn(m, p);
-    } else if (m->next.config != NULL && p->generation == m->next_generation && !p->ready)
-        master_reload_abort(m, "a new worker exited before serving");
+    }
+    /* Reaped: never signalled again (its pid may be another process's). */
     p->pid = 0;
+    p->kill_at = 0;
+    if (abandon)
+        master_reload_abort(m, "a new worker exited before serving");
     master_check_settled(m, rd_clock_ms());
     master_status(m);
 }
@@ -674,14 +716,15 @@ static void master_stop(rd_master_t *m, int sig)
 
     if (m->stop == SIGTERM || m->stop == sig)
         return;
-    /* A reload that was settling is done: its READY=1 goes before STOPPING=1. */
+    /* A reload that was settling is done, and one under way abandoned:
+     * either's READY=1 goes before STOPPING=1. */
     m->settle_deadline = 0;
     master_check_settled(m, rd_clock_ms());
-    rd_log(RD_LOG_NOTICE, "%s shutdown", sig == SIGQUIT ? "graceful" : "fast");
-    rd_notify("STOPPING=1");
     m->stop = sig;
     if (m->next.config != NULL)
         master_reload_abort(m, "stopping");
+    rd_log(RD_LOG_NOTICE, "%s shutdown", sig == SIGQUIT ? "graceful" : "fast");
+    rd_notify("STOPPING=1");
     m->reload_queued = false;
     waiters_reply(&m->queued_waiters, false);
     m->kill_deadline = rd_clock_ms() + grace + KILL_GRACE_MS;
@@ -765,7 +808,9 @@ static void master_publish_status(rd_master_t *m)
         serving += p->generation == m->generation && !p->draining && p->ready && p->pong;
     }
     st.healthy = serving >= st.expected && !m->stop;
-    rd_status_publish(m->cycle.config->pid_file, &st);
+    /* Where the pid file is, which a reload does not move (master_free
+     * removes both from there). */
+    rd_status_publish(m->pid_path, &st);
 }
 
 /* Heartbeat: every worker is pinged; systemd's watchdog is fed only when
@@ -828,6 +873,7 @@ static void master_timers(rd_master_t *m, uint64_t now)
         master_tick(m, now);
     rd_metrics_server_tick(m->cycle.config, now);
     master_respawn_due(m, now);
+    master_kill_overdue(m, now);
     if (m->next.config != NULL && now >= m->reload_deadline)
         master_reload_abort(m, "the new workers did not start in time");
     master_check_settled(m, now);
@@ -852,6 +898,9 @@ static int master_timeout(const rd_master_t *m, uint64_t now)
         next = m->settle_deadline;
     if (m->stop && m->kill_deadline < next)
         next = m->kill_deadline;
+    for (size_t i = 0; i < MAX_PROCS; i++)
+        if (m->procs[i].pid > 0 && m->procs[i].kill_at != 0 && m->procs[i].kill_at < next)
+            next = m->procs[i].kill_at;
     return next <= now ? 0 : (int)(next - now);
 }
 

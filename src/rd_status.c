@@ -80,7 +80,10 @@ void rd_status_publish(const char *pid_file, const rd_status_t *st)
     if (status_path(pid_file, path, sizeof(path)) < 0)
         return;
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    /* A new file, never one found there: a link left in a folder others
+     * may write would have the master (root) overwrite its target. */
+    unlink(tmp);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
     if (fd < 0 || (f = fdopen(fd, "w")) == NULL) {
         rd_log_debug("cannot write %s: %s", tmp, strerror(errno));
         if (fd >= 0)

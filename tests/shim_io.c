@@ -28,6 +28,13 @@
  *                   in $RD_SHIM_DIR (the folder must be writable by the
  *                   workers): the test knows the open has begun. One waiting
  *                   call at a time (the store maps pages under one lock).
+ *   worker_start    sched_setaffinity to a set with CPU 1 in it (raidad calls
+ *                   it only as a worker starts, with worker_cpu_affinity =
+ *                   "auto": the worker of slot 1) waits until the switch
+ *                   file is removed (or 30 s have passed), with the file
+ *                   "worker_start.waiting" holding its pid meanwhile; then,
+ *                   when "worker_start.exit" exists, the worker exits with
+ *                   status 1: a worker stuck, or failing, before it serves.
  */
 #define _GNU_SOURCE
 /* The shim defines open and open64 both: neither may be an alias (asm
@@ -44,6 +51,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -202,7 +210,7 @@ ssize_t recv(int fd, void *buf, size_t len, int flags)
 
 /* ---- slow_page ----------------------------------------------------------- */
 
-#define SLOW_PAGE_POLL_NS   (5 * 1000 * 1000)   /* looks at the switch every 5 ms */
+#define SHIM_POLL_NS   (5 * 1000 * 1000)   /* looks at the switch every 5 ms */
 #define SLOW_PAGE_MAX_S     10                  /* and waits no longer than this */
 
 static int shim_page_path(const char *path)
@@ -221,38 +229,47 @@ static double shim_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* Called before every open of PATH: waits while slow_page is on and PATH
- * is a page file. Leaves errno as it found it. */
-static void shim_slow_page(const char *path)
+/* Waits while the switch NAME is on, MAX_S seconds at most, with the file
+ * "NAME.waiting" (holding this process's pid) in $RD_SHIM_DIR meanwhile:
+ * the test knows the call has begun, and in which process. WHAT names the
+ * call in the message of a wait cut short. Leaves errno as it found it. */
+static void shim_wait_while(const char *name, int max_s, const char *what)
 {
     static int (*next_open)(const char *, int, ...);
     const char *dir = getenv("RD_SHIM_DIR");
-    struct timespec pause = { .tv_sec = 0, .tv_nsec = SLOW_PAGE_POLL_NS };
-    char marker[PATH_MAX];
-    int saved = errno, fd;
+    struct timespec pause = { .tv_sec = 0, .tv_nsec = SHIM_POLL_NS };
+    char marker[PATH_MAX], pid[32];
+    int saved = errno, fd, len;
     double deadline;
 
-    if (dir == NULL || !shim_page_path(path) || !shim_fault_on("slow_page"))
-        return;
     if (next_open == NULL)
         next_open = shim_next("open");
-    snprintf(marker, sizeof(marker), "%s/slow_page.waiting", dir);
+    snprintf(marker, sizeof(marker), "%s/%s.waiting", dir, name);
     fd = next_open(marker, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        fprintf(stderr, "shim_io: slow_page: cannot create %s: %s\n", marker, strerror(errno));
-    else
+    len = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+    if (fd < 0 || write(fd, pid, (size_t)len) != len)
+        fprintf(stderr, "shim_io: %s: cannot write %s: %s\n", name, marker, strerror(errno));
+    if (fd >= 0)
         close(fd);
-    deadline = shim_now() + SLOW_PAGE_MAX_S;
-    while (shim_fault_on("slow_page")) {
+    deadline = shim_now() + max_s;
+    while (shim_fault_on(name)) {
         if (shim_now() >= deadline) {
-            fprintf(stderr, "shim_io: slow_page: still on after %d s: %s is opened now\n",
-                    SLOW_PAGE_MAX_S, path);
+            fprintf(stderr, "shim_io: %s: still on after %d s: %s goes on now\n", name, max_s,
+                    what);
             break;
         }
         nanosleep(&pause, NULL);
     }
     unlink(marker);
     errno = saved;
+}
+
+/* Called before every open of PATH: waits while slow_page is on and PATH
+ * is a page file. */
+static void shim_slow_page(const char *path)
+{
+    if (getenv("RD_SHIM_DIR") != NULL && shim_page_path(path) && shim_fault_on("slow_page"))
+        shim_wait_while("slow_page", SLOW_PAGE_MAX_S, path);
 }
 
 /* Whether open(2) with FLAGS takes a mode argument. */
@@ -339,3 +356,21 @@ SHIM_OPEN_2(__open_2)
 SHIM_OPEN_2(__open64_2)
 SHIM_OPENAT_2(__openat_2)
 SHIM_OPENAT_2(__openat64_2)
+
+/* ---- worker_start -------------------------------------------------------- */
+
+#define WORKER_START_MAX_S 30
+
+int sched_setaffinity(pid_t pid, size_t size, const cpu_set_t *mask)
+{
+    static int (*next)(pid_t, size_t, const cpu_set_t *);
+
+    if (next == NULL)
+        next = shim_next("sched_setaffinity");
+    if (CPU_ISSET_S(1, size, mask) && shim_fault_on("worker_start")) {
+        shim_wait_while("worker_start", WORKER_START_MAX_S, "the worker's start");
+        if (shim_fault_on("worker_start.exit"))
+            _exit(1);
+    }
+    return next(pid, size, mask);
+}

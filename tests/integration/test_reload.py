@@ -13,19 +13,26 @@ import re
 import signal
 import socket
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from raidatest import (  # noqa: E402
-    Skip, check_echo_answer, diag, expect, free_port, many_tcp_exchanges, raida_cli,
-    read_until_eof, render_config, run, test, wait_until,
+    Skip, check_echo_answer, diag, expect, free_port, many_tcp_exchanges, process_gone,
+    raida_cli, read_until_eof, render_config, run, test, wait_until,
 )
 from mastertest import (  # noqa: E402
     ADMIN_KEY, LOG_RELOAD_REFUSED, LOG_BIND_IN_USE, MasterDaemon, write_file, need_notify,
     wait_gone, raidad, describe, echo, tcp_refused, udp_unanswered, fd_socket_inodes,
-    master_listeners, half_request, finish_request, log_lines_matching, Load,
+    master_listeners, half_request, finish_request, log_lines_matching, Load, socket_inodes,
 )
+
+# tests/shim_io.c: its worker_start switch stops the worker of slot 1 in its
+# start (worker_cpu_affinity = "auto" pins it to CPU 1).
+SHIM = os.environ.get("RAIDAD_SHIM") or os.path.join(os.getcwd(), "tests", "libshim_io.so")
+LOG_EXIT_1 = r"worker \d+ exited with status 1"
+LOG_STUCK_KILLED = r"worker \d+ of an abandoned reload did not stop: killing it"
 
 
 @test(expect_log=[LOG_RELOAD_REFUSED], timeout=150)
@@ -282,6 +289,126 @@ def test_stats_are_totals_over_all_workers_and_survive_a_reload():
         expect(after >= before, f"stats went from {before} to {after} across the reload")
         d.echo_ok()
         expect(stats_requests(d.port) > after, "the new workers do not count")
+
+
+
+
+# ---------------------------------------------------------------- abandoned reloads
+
+class StuckStart:
+    """A daemon whose next workers of slot 1 stop in their start while the switch is on."""
+
+    def __init__(self):
+        if not os.path.exists(SHIM):
+            raise Skip(f"no fault-injection library at {SHIM} (make check builds it)")
+        if (os.cpu_count() or 1) < 2:
+            raise Skip("worker_start needs a second CPU to pin slot 1 to")
+        self.dir = tempfile.mkdtemp(prefix="raidad-shim-")
+        os.chmod(self.dir, 0o777)               # the workers write their marker there
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def on(self, name="worker_start"):
+        write_file(self.path(name), "")
+
+    def off(self, name="worker_start"):
+        if os.path.exists(self.path(name)):
+            os.unlink(self.path(name))
+
+    def stuck_pid(self, timeout=10.0):
+        marker = self.path("worker_start.waiting")
+        expect(wait_until(lambda: os.path.exists(marker) and open(marker).read().strip(),
+                          timeout), "no worker of slot 1 reached its start")
+        return int(open(marker).read())
+
+
+def held_connections(pid, port):
+    """Connections to 127.0.0.1:PORT that PID has accepted."""
+    established = socket_inodes("tcp", port, listening_only=False) - socket_inodes("tcp", port)
+    return established & fd_socket_inodes(pid)
+
+
+def hold_on(d, pid, at_least, limit=60):
+    """Half requests from CPU 0 until PID, a worker of slot 0, holds AT_LEAST of them: with
+    worker_cpu_affinity a connection goes to the sockets of the CPU it comes from
+    (src/rd_reuseport.c), which slot 0's old and new workers both accept on."""
+    held = []
+    cpus = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {0})
+    try:
+        while len(held) < limit:
+            # In bursts: one connection at a time, the old worker, idle, takes each.
+            held += [half_request(d.port, d.raida_id) for _ in range(10)]
+            time.sleep(0.2)
+            if len(held_connections(pid, d.port)) >= at_least:
+                return held
+    finally:
+        os.sched_setaffinity(0, cpus)
+    taken = {p: len(held_connections(p, d.port)) for p in d.workers()}
+    expect(False, f"the new worker {pid} took none of {limit} connections: {taken}")
+
+
+ABANDONED_LOG = [LOG_RELOAD_REFUSED, LOG_EXIT_1, LOG_STUCK_KILLED]
+
+
+@test(expect_log=ABANDONED_LOG, timeout=120)
+def test_an_abandoned_reload_loses_no_request():
+    """A reload abandoned when some of its workers already serve: one new worker serves while
+    the other is stuck in its start. When the stuck one exits, or the reload times out, or
+    SIGQUIT comes, the serving new worker drains what it holds like an old one, and every
+    request held anywhere is answered; one stuck in its start is killed; READY=1 goes before
+    STOPPING=1."""
+    need_notify()
+    shim = StuckStart()
+    # The shim's own calls are outside the workers' system call filter.
+    # Requests held across the reload's 10 s timeout: not cut short before.
+    d = MasterDaemon({"worker_processes": 2, "worker_cpu_affinity": "auto",
+                      "worker_seccomp": False, "socket_timeout_ms": 60000})
+    d.wrapper = ["env", f"LD_PRELOAD={SHIM}", f"RD_SHIM_DIR={shim.dir}"]
+    d.start()
+    try:
+        for how in ("the stuck worker exits", "the reload times out", "SIGQUIT"):
+            old = set(d.workers())
+            shim.off("worker_start.waiting")    # a killed worker leaves its marker
+            shim.on()
+            since = d.mark()
+            os.kill(d.pid, signal.SIGHUP)
+            expect(d.wait_note("RELOADING=1", since, 10) is not None, "no RELOADING=1")
+            stuck = shim.stuck_pid()
+            fresh = wait_until(lambda: set(d.workers()) - old - {stuck}, 10)
+            expect(fresh, f"{how}: the new worker of slot 0 did not start")
+            (serving,) = fresh
+            time.sleep(1.0)                     # its start done, it serves
+            held = hold_on(d, serving, 2)
+            mark = d.mark()
+            if how == "the stuck worker exits":
+                shim.on("worker_start.exit")
+                shim.off()
+            elif how == "SIGQUIT":
+                os.kill(d.pid, signal.SIGQUIT)
+            # The reload is abandoned (READY=1 says so), and only then are the requests sent
+            # whole: the new worker that took them must still answer.
+            expect(d.wait_note("READY=1", mark, 20) is not None, f"{how}: no READY=1")
+            for sock, rest, frame, challenge in held:
+                finish_request(sock, rest, frame, challenge, timeout=20.0)
+            expect(wait_until(lambda: process_gone(stuck), 15),
+                   f"{how}: the worker stuck in its start is still there")
+            diag(f"{how}: {len(held)} requests held, all answered; the stuck worker gone")
+            notes = [line for _, line in d.notes[since:]]
+            if how != "SIGQUIT":
+                expect("READY=1" in notes, f"{how}: no READY=1 ended the reload", notes)
+                d.echo_ok()
+                shim.off("worker_start.exit")
+                shim.off()
+            else:
+                expect("STOPPING=1" in notes and "READY=1" in notes
+                       and notes.index("READY=1") < notes.index("STOPPING=1"),
+                       "READY=1 did not come before STOPPING=1", notes)
+        expect(wait_until(lambda: process_gone(d.pid), 20), "the master did not stop on SIGQUIT")
+    finally:
+        shim.off()
+        d.stop(expect_log=ABANDONED_LOG)
 
 
 if __name__ == "__main__":
