@@ -322,6 +322,17 @@ def stats():
 
 
 @test
+def test_sums_of_256_coins_are_answered():
+    """Sorting the ids of 256 coins (1 KiB) makes glibc's qsort ask the kernel how much memory
+    there is (sysinfo): the workers' system call filter allows it, so no client can kill a
+    worker with a long sum (it did: the filter killed the worker)."""
+    ids = b"".join(bytes([1]) + sn.to_bytes(4, "big") for sn in range(256))
+    for command, tail in ((11, bytes(16)), (21, bytes(32))):     # detect sum, pown sum
+        r = client().call(1, command, ids + tail)
+        expect(r.status in (40, 242), f"a sum of 256 coins (1/{command}) got {r.status}", r)
+
+
+@test
 def test_stats_count_a_replaced_answer_once():
     """A plain UDP audit's answer is replaced by 16 (the size rule above): the stats count
     it once, as what was sent."""
