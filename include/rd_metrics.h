@@ -55,6 +55,7 @@ enum rd_metrics_udp_outcome {
     RD_UDP_DROPPED_SHORT,           /* too short to answer: nothing sent */
     RD_UDP_DROPPED_RATE,            /* over its address's rate: not run (160 or nothing) */
     RD_UDP_DROPPED_SIZE,            /* over udp_payload_threshold: not run (16) */
+    RD_UDP_DROPPED_BUSY,            /* for the pool, every request slot taken: nothing sent */
     RD_UDP_OUTCOMES
 };
 

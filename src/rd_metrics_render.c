@@ -211,7 +211,7 @@ static void put_connections(sbuf_t *b, const rd_metrics_t *m)
 static void put_udp(sbuf_t *b, const rd_metrics_t *m)
 {
     static const char *const outcomes[RD_UDP_OUTCOMES] = {
-        "answered", "dropped_short", "dropped_rate", "dropped_size" };
+        "answered", "dropped_short", "dropped_rate", "dropped_size", "dropped_busy" };
 
     family(b, "raidad_udp_datagrams_total", "counter",
            "UDP datagrams received, by outcome (dropped: the request was not run).");

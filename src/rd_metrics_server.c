@@ -358,10 +358,14 @@ bool rd_metrics_server_reaped(pid_t pid, int status)
     else
         rd_log(RD_LOG_ERR, "the metrics process %ld exited with status %d: restarting it",
                (long)pid, WEXITSTATUS(status));
-    if (now - srv.started_ms < YOUNG_MS && srv.young_deaths < 16)
-        delay = 500ULL << srv.young_deaths++;
-    else if (now - srv.started_ms >= YOUNG_MS)
+    /* Doubling from 0.5 s up to the cap, and staying there while it keeps
+     * dying young (the count stops growing before the shift overflows). */
+    if (now - srv.started_ms >= YOUNG_MS)
         srv.young_deaths = 0;
+    else if (srv.young_deaths < 16)
+        delay = 500ULL << srv.young_deaths++;
+    else
+        delay = RESPAWN_MAX_DELAY_MS;
     srv.respawn_at = now + (delay > RESPAWN_MAX_DELAY_MS ? RESPAWN_MAX_DELAY_MS : delay);
     return true;
 }

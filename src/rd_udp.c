@@ -229,8 +229,12 @@ static int udp_handle(rd_udp_t *u, int fd, const struct msghdr *in, size_t len,
         rd_protocol_error_response(u->proto, req, status, resp);
     else if (udp_inline(u, req))
         rd_protocol_run_command(u->proto, req, resp);
-    else
-        return udp_submit(u, fd, in, len, start_ns) ? UDP_POOL : UDP_DROP;
+    else if (udp_submit(u, fd, in, len, start_ns))
+        return UDP_POOL;
+    else {
+        *outcome = RD_UDP_DROPPED_BUSY;
+        return UDP_DROP;
+    }
     return UDP_ANSWER;
 }
 

@@ -153,6 +153,26 @@ def check_histograms(samples):
 # --------------------------------------------------------------------------
 # Counters
 
+@test(timeout=60)
+def test_udp_datagrams_dropped_for_busy_slots_are_counted_so():
+    """One pool thread and one request slot, echo on the pool: of a burst of datagrams, those
+    that find the slot taken are dropped, and counted dropped_busy, not dropped_short."""
+    with metrics_daemon({"worker_processes": 1, "worker_threads": 1, "mod_queue_size": 1,
+                         "quick_commands_inline": False}) as d:
+        d.echo_ok(udp=True)
+        before = parse(scrape(d))
+        frame, _ = build_request()
+        with udp_socket(1.0) as s:
+            for _ in range(200):
+                s.sendto(frame, ("127.0.0.1", d.port))
+        time.sleep(0.5)
+        after = parse(scrape(d))
+        busy = delta(before, after, "raidad_udp_datagrams_total", outcome="dropped_busy")
+        short = delta(before, after, "raidad_udp_datagrams_total", outcome="dropped_short")
+        diag(f"of 200 datagrams: {busy} dropped for busy slots")
+        expect(busy > 0 and short == 0, f"dropped_busy {busy}, dropped_short {short}")
+
+
 @test(timeout=120)
 def test_counters_move_by_exactly_the_requests_made():
     n_tcp, n_udp, n_version, n_badcmd, n_badgroup_udp, n_short = 37, 23, 5, 3, 4, 2
