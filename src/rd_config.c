@@ -396,9 +396,8 @@ static int rd_opt_metrics_listen(rd_config_t *cf, size_t idx, const char *text,
                  "or [IPV6]:PORT, with a numeric address and a port 1..65535", text);
         return -1;
     }
-    if (listen_taken(cf->metrics_listen, idx, &a, "metrics_listen", "given twice", why, why_len)
-        || listen_taken(cf->listen, cf->listen_count, &a, "metrics_listen",
-                        "also a listen address", why, why_len))
+    /* Against listen once the whole file is read (rd_check_metrics_listen). */
+    if (listen_taken(cf->metrics_listen, idx, &a, "metrics_listen", "given twice", why, why_len))
         return -1;
     cf->metrics_listen[idx] = a;
     cf->metrics_listen_count = idx + 1;
@@ -843,6 +842,40 @@ bool rd_config_is_setting(const char *name)
     return rd_opt_find(name) != NULL;
 }
 
+/* Both bound to one port, one of them the wildcard of the other's family
+ * or the same address ("[::]" is IPv6 only: rd_listener.c). */
+static bool listen_overlap(const rd_listen_addr_t *a, const rd_listen_addr_t *b)
+{
+    if (a->addr.ss_family != b->addr.ss_family)
+        return false;
+    if (a->addr.ss_family == AF_INET) {
+        const struct sockaddr_in *x = (const void *)&a->addr, *y = (const void *)&b->addr;
+        return x->sin_port == y->sin_port
+            && (x->sin_addr.s_addr == htonl(INADDR_ANY) || y->sin_addr.s_addr == htonl(INADDR_ANY)
+                || x->sin_addr.s_addr == y->sin_addr.s_addr);
+    }
+    const struct sockaddr_in6 *x = (const void *)&a->addr, *y = (const void *)&b->addr;
+    return x->sin6_port == y->sin6_port
+        && (IN6_IS_ADDR_UNSPECIFIED(&x->sin6_addr) || IN6_IS_ADDR_UNSPECIFIED(&y->sin6_addr)
+            || IN6_ARE_ADDR_EQUAL(&x->sin6_addr, &y->sin6_addr));
+}
+
+/* Once the whole file is read, whatever the order of the settings (or the
+ * default listen): a metrics address may not overlap a RAIDA one, whose
+ * sockets both take SO_REUSEPORT, so the kernel would bind them together
+ * and hand RAIDA requests to the web server, or scrapes to the workers. */
+static int rd_check_metrics_listen(const rd_config_t *cf, const config_t *lc,
+                                   const rd_load_t *ld)
+{
+    for (size_t i = 0; i < cf->metrics_listen_count; i++)
+        for (size_t j = 0; j < cf->listen_count; j++)
+            if (listen_overlap(&cf->metrics_listen[i], &cf->listen[j]))
+                return rd_fail_at(ld, config_lookup(lc, "metrics_listen"),
+                                  "metrics_listen '%s' overlaps listen '%s' (the same port)",
+                                  cf->metrics_listen[i].text, cf->listen[j].text);
+    return 0;
+}
+
 static int rd_apply_all(rd_config_t *cf, const config_t *lc, const rd_load_t *ld)
 {
     const config_setting_t *root = config_root_setting(lc);
@@ -865,7 +898,7 @@ static int rd_apply_all(rd_config_t *cf, const config_t *lc, const rd_load_t *ld
         if (rc < 0)
             return -1;
     }
-    return 0;
+    return rd_check_metrics_listen(cf, lc, ld);
 }
 
 /* Parses into a copy, so that CF only changes when all of it is right. */

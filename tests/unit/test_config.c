@@ -322,6 +322,29 @@ static void test_listen_list(void **state)
     assert_string_equal(cf->listen[RD_CONFIG_MAX_LISTEN - 1].text, "0.0.0.0:16");
 }
 
+/* metrics_listen against listen once the whole file is read, in either
+ * order: the same port on the same address, or on a wildcard of its
+ * family, is refused at metrics_listen's line; another family or port is
+ * fine, whatever the default listen was when metrics_listen was read. */
+static void test_metrics_listen_overlap(void **state)
+{
+    (void)state;
+    expect_error("metrics_listen = \"127.0.0.1:19911\";\nlisten = \"127.0.0.1:19911\";\n",
+                 NAME ":1: metrics_listen '127.0.0.1:19911' overlaps listen '127.0.0.1:19911' "
+                 "(the same port)");
+    expect_error("listen = \"0.0.0.0:19913\";\nmetrics_listen = \"127.0.0.1:19913\";\n",
+                 NAME ":2: metrics_listen '127.0.0.1:19913' overlaps listen '0.0.0.0:19913' "
+                 "(the same port)");
+    expect_error("listen = \"[::1]:19914\";\nmetrics_listen = \"[::]:19914\";\n",
+                 NAME ":2: metrics_listen '[::]:19914' overlaps listen '[::1]:19914' "
+                 "(the same port)");
+    const rd_config_t *cf = parse_ok("metrics_listen = \"0.0.0.0:18000\";\n"
+                                     "listen = \"127.0.0.1:19912\";\n");
+    assert_int_equal(cf->metrics_listen_count, 1);
+    cf = parse_ok("listen = \"0.0.0.0:19915\";\nmetrics_listen = \"[::1]:19915\";\n");
+    assert_int_equal(cf->metrics_listen_count, 1);
+}
+
 static void test_listen_errors(void **state)
 {
     (void)state;
@@ -763,6 +786,7 @@ int main(void)
         cmocka_unit_test(test_listen_bad_forms),
         cmocka_unit_test(test_listen_list),
         cmocka_unit_test(test_listen_errors),
+        cmocka_unit_test(test_metrics_listen_overlap),
         cmocka_unit_test(test_syntax_error),
         cmocka_unit_test(test_wrong_type),
         cmocka_unit_test(test_out_of_range),
