@@ -329,7 +329,21 @@ def held_connections(pid, port):
     return established & fd_socket_inodes(pid)
 
 
-def hold_on(d, pid, at_least, limit=60):
+def wait_serving(d, pid, timeout=30.0):
+    """Until the master's status record (src/rd_status.c: next to the pid file, rewritten
+    every second) says that PID serves: ready, whether its first heartbeat came or not."""
+    path = re.sub(r"\.pid$", "", d.pid_file) + ".status"
+
+    def serving():
+        try:
+            with open(path) as f:
+                return re.search(rf"^worker {pid} \d+ (serving|silent) ", f.read(), re.M)
+        except OSError:
+            return None
+    expect(wait_until(serving, timeout), f"worker {pid} did not serve within {timeout} s")
+
+
+def hold_on(d, pid, at_least, limit=200):
     """Half requests from CPU 0 until PID, a worker of slot 0, holds AT_LEAST of them: with
     worker_cpu_affinity a connection goes to the sockets of the CPU it comes from
     (src/rd_reuseport.c), which slot 0's old and new workers both accept on."""
@@ -379,7 +393,7 @@ def test_an_abandoned_reload_loses_no_request():
             fresh = wait_until(lambda: set(d.workers()) - old - {stuck}, 10)
             expect(fresh, f"{how}: the new worker of slot 0 did not start")
             (serving,) = fresh
-            time.sleep(1.0)                     # its start done, it serves
+            wait_serving(d, serving)
             held = hold_on(d, serving, 2)
             mark = d.mark()
             if how == "the stuck worker exits":
