@@ -343,13 +343,30 @@ def wait_serving(d, pid, timeout=30.0):
     expect(wait_until(serving, timeout), f"worker {pid} did not serve within {timeout} s")
 
 
-def hold_on(d, pid, at_least, limit=200):
-    """Half requests from CPU 0 until PID, a worker of slot 0, holds AT_LEAST of them: with
-    worker_cpu_affinity a connection goes to the sockets of the CPU it comes from
-    (src/rd_reuseport.c), which slot 0's old and new workers both accept on."""
+def pinned_to_cpu0(pids):
+    """The workers of slot 0 among PIDS (worker_cpu_affinity pins slot N to CPU N)."""
+    found = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                if re.search(r"^Cpus_allowed_list:\s+0$", f.read(), re.M):
+                    found.append(pid)
+        except OSError:
+            pass
+    return found
+
+
+def hold_on(d, pid, old, at_least, limit=200):
+    """Half requests from CPU 0 until PID, the new worker of slot 0, holds AT_LEAST of them:
+    with worker_cpu_affinity a connection goes to the sockets of the CPU it comes from
+    (src/rd_reuseport.c), which slot 0's old and new workers both accept on. The old one (of
+    OLD) is stopped meanwhile, or it takes them all on a busy machine."""
     held = []
     cpus = os.sched_getaffinity(0)
+    stopped = pinned_to_cpu0(old)
     os.sched_setaffinity(0, {0})
+    for p in stopped:
+        os.kill(p, signal.SIGSTOP)
     try:
         while len(held) < limit:
             # In bursts: one connection at a time, the old worker, idle, takes each.
@@ -358,6 +375,8 @@ def hold_on(d, pid, at_least, limit=200):
             if len(held_connections(pid, d.port)) >= at_least:
                 return held
     finally:
+        for p in stopped:
+            os.kill(p, signal.SIGCONT)
         os.sched_setaffinity(0, cpus)
     taken = {p: len(held_connections(p, d.port)) for p in d.workers()}
     expect(False, f"the new worker {pid} took none of {limit} connections: {taken}")
@@ -394,7 +413,7 @@ def test_an_abandoned_reload_loses_no_request():
             expect(fresh, f"{how}: the new worker of slot 0 did not start")
             (serving,) = fresh
             wait_serving(d, serving)
-            held = hold_on(d, serving, 2)
+            held = hold_on(d, serving, old, 2)
             mark = d.mark()
             if how == "the stuck worker exits":
                 shim.on("worker_start.exit")
