@@ -736,6 +736,20 @@ static void test_damaged_page_refused(void **state)
     rd_coins_close(s);
 }
 
+/* Lowers the descriptor limit to the lowest free descriptor, so that the
+ * next open fails with EMFILE; WAS gets the limit to put back. */
+static void no_free_descriptor(struct rlimit *was)
+{
+    struct rlimit low;
+    int lowest = dup(0);
+    assert_true(lowest >= 0);
+    close(lowest);
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, was), 0);
+    low = *was;
+    low.rlim_cur = (rlim_t)lowest;
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+}
+
 /* Security defect 6: a transient failure to open a page (here EMFILE) is
  * never remembered: once descriptors are free again, the coin is found. */
 static void test_transient_error_not_cached(void **state)
@@ -743,17 +757,11 @@ static void test_transient_error_not_cached(void **state)
     fixture_t *f = *state;
     uint8_t key[RD_COIN_AN_SIZE];
     uint64_t dep;
-    struct rlimit old, low;
+    struct rlimit old;
     fx_coin(f, 5, 77, NULL, 3);
     f->conf.page_recheck_ms = 3600000;      /* a cached failure would last an hour */
     fx_open(f);
-    int lowest = dup(0);
-    assert_true(lowest >= 0);
-    close(lowest);
-    assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
-    low = old;
-    low.rlim_cur = (rlim_t)lowest;          /* the next open fails with EMFILE */
-    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    no_free_descriptor(&old);
     int rc = rd_coins_key(f->store, 5, 77, key, &dep);
     assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
     assert_int_equal(rc, RD_COIN_ERROR);
@@ -794,7 +802,7 @@ static void test_apply_keeps_what_cannot_reach_its_page(void **state)
 {
     fixture_t *f = *state;
     uint8_t pan[RD_COIN_AN_SIZE], rec[RD_COIN_RECORD_SIZE], old[RD_COIN_AN_SIZE];
-    struct rlimit was, low;
+    struct rlimit was;
     memset(pan, 0x2D, sizeof(pan));
     fx_coin(f, 4, 300, NULL, 3);
     fx_an(4, 300, old);
@@ -802,13 +810,7 @@ static void test_apply_keeps_what_cannot_reach_its_page(void **state)
     rd_coins_t *other = rd_coins_open(f->shared, &f->conf);
     assert_non_null(other);
     uint64_t dep = change(f->store, 4, 300, pan);
-    int lowest = dup(0);
-    assert_true(lowest >= 0);
-    close(lowest);
-    assert_int_equal(getrlimit(RLIMIT_NOFILE, &was), 0);
-    low = was;
-    low.rlim_cur = (rlim_t)lowest;          /* other's open of the page fails: EMFILE */
-    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    no_free_descriptor(&was);               /* other's open of the page fails */
     int synced = rd_coins_sync(other, dep);
     int checkpointed = rd_coins_checkpoint(other, true);
     assert_int_equal(setrlimit(RLIMIT_NOFILE, &was), 0);
