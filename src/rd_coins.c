@@ -59,6 +59,7 @@ typedef struct shm {
     _Atomic uint64_t synced_lsn;    /* on stable storage up to here */
     _Atomic uint64_t applied_lsn;   /* copied into the pages up to here */
     _Atomic uint32_t sync_seq;      /* moves after every sync: waiters sleep on it (futex) */
+    _Atomic uint32_t sync_sleepers; /* threads asleep on sync_seq, or about to be */
     _Atomic uint64_t checkpoint_ms; /* last checkpoint (CLOCK_MONOTONIC) */
     uint64_t zeroed;                /* the file is written (zeros at least) up to this
                                        offset: under the store lock */
@@ -485,16 +486,25 @@ static void atomic_max(_Atomic uint64_t *v, uint64_t x)
  * that dies while sleeping or waking leaves nothing behind. */
 #define SYNC_WAIT_NS 20000000L      /* looked at again after 20 ms at most */
 
+/* Most syncs have no one asleep: the wake is a system call only when a
+ * sleeper counted itself. Either the waker sees the count, or the
+ * sleeper's futex sees sync_seq moved and does not sleep (both orders
+ * are sequentially consistent). A process killed between the two counts
+ * leaves the count high: wakes for no one, as before the count. */
 static void sync_wake(shm_t *sh)
 {
     atomic_fetch_add(&sh->sync_seq, 1);
-    syscall(SYS_futex, &sh->sync_seq, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+    if (atomic_load(&sh->sync_sleepers) > 0)
+        syscall(SYS_futex, &sh->sync_seq, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 }
 
 static void sync_sleep(shm_t *sh, uint32_t seen)
 {
     struct timespec ts = { 0, SYNC_WAIT_NS };
+    atomic_fetch_add(&sh->sync_sleepers, 1);
+    atomic_thread_fence(memory_order_seq_cst);   /* before the kernel reads sync_seq */
     syscall(SYS_futex, &sh->sync_seq, FUTEX_WAIT, seen, &ts, NULL, 0);
+    atomic_fetch_sub(&sh->sync_sleepers, 1);
 }
 
 /* Linux reports a writeback error to one sync of an open file only: of

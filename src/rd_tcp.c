@@ -235,6 +235,20 @@ static void conn_close(rd_conn_t *c)
     tcp_resume(t, TCP_PAUSE_FULL | TCP_PAUSE_NOFD);
 }
 
+/* A connection is put in epoll only when it has to wait for the socket:
+ * most requests are read, answered and closed without it. */
+static int conn_watch(rd_conn_t *c)
+{
+    rd_event_loop_t *loop = c->tcp->net->loop;
+    uint32_t mask = EPOLLIN | EPOLLET | (c->out_armed ? EPOLLOUT : 0);
+    int rc = c->watched ? rd_event_mod(loop, &c->ev, mask) : rd_event_add(loop, &c->ev, mask);
+
+    if (rc < 0)
+        rd_log(RD_LOG_ERR, "epoll_ctl(%d): %s", c->ev.fd, strerror(errno));
+    c->watched = rc == 0;
+    return rc;
+}
+
 /* Reads and discards input until the peer closes, so that closing our end
  * does not send a reset that could destroy the answer in flight. A client
  * that never stops sending gets wakeup_budget reads per turn of the loop,
@@ -281,21 +295,13 @@ static int conn_finish(rd_conn_t *c)
     shutdown(c->ev.fd, SHUT_WR);
     c->state = RD_CONN_LINGER;
     conn_write_deadline(c);
+    /* The reads that drain it wait for epoll (conn_open leaves a request
+     * the pool answered unwatched). */
+    if (!c->watched && conn_watch(c) < 0) {
+        conn_close(c);
+        return CONN_GONE;
+    }
     return conn_linger(c);
-}
-
-/* A connection is put in epoll only when it has to wait for the socket:
- * most requests are read, answered and closed without it. */
-static int conn_watch(rd_conn_t *c)
-{
-    rd_event_loop_t *loop = c->tcp->net->loop;
-    uint32_t mask = EPOLLIN | EPOLLET | (c->out_armed ? EPOLLOUT : 0);
-    int rc = c->watched ? rd_event_mod(loop, &c->ev, mask) : rd_event_add(loop, &c->ev, mask);
-
-    if (rc < 0)
-        rd_log(RD_LOG_ERR, "epoll_ctl(%d): %s", c->ev.fd, strerror(errno));
-    c->watched = rc == 0;
-    return rc;
 }
 
 static int conn_write(rd_conn_t *c)
@@ -603,13 +609,17 @@ static void conn_open(rd_tcp_t *t, int fd, const struct sockaddr_storage *ss)
     /* Clients send their request right after connecting: it is usually
      * there by now, and then the connection never needs epoll. An
      * edge-triggered add reports what arrives after this read. */
-    if (conn_read_request(c) == CONN_GONE || c->watched || conn_watch(c) == 0)
+    if (conn_read_request(c) == CONN_GONE || c->watched)
         return;
-    /* Unwatched, a complete request is still answered: the pool owns it
-     * (and a record the pool owns is closed by no one else) or it waits
-     * for a slot; its write needs epoll only if the socket buffer fills,
-     * and closes it if the watch fails again then. */
-    if (c->state != RD_CONN_PROCESSING && c->state != RD_CONN_WAITING)
+    /* A whole request needs no epoll while the pool has it or it waits
+     * for a slot (the loop does nothing with its events then): its answer
+     * is written at once, and the socket is watched only if that write
+     * fills the buffer or the close lingers. One epoll_ctl less per
+     * request, and a close with no epoll entry to remove. A record the
+     * pool owns is closed by no one else. */
+    if (c->state == RD_CONN_PROCESSING || c->state == RD_CONN_WAITING)
+        return;
+    if (conn_watch(c) < 0)
         conn_close(c);
 }
 

@@ -387,6 +387,40 @@ def test_clients_that_never_read_or_never_stop_sending():
         d.wait_fd_count(base, timeout=5.0)
 
 
+@test(timeout=60)
+def test_a_pool_answer_lingers_until_the_client_closes():
+    """A request the pool answers is not in epoll while it runs (rd_tcp.c,
+    conn_open); sent with bytes after it, its close lingers, and the
+    lingering socket is watched again: the client's close ends it at once,
+    not at write_timeout_ms."""
+    write_timeout_ms = 10000
+    with Daemon({"quick_commands_inline": False, "write_timeout_ms": write_timeout_ms},
+                log_level="info") as d:
+        base = baseline(d)
+        for i in range(20):
+            frame, challenge = d.request(echo=i)
+            with tcp_connect(d.port) as s:
+                s.sendall(frame + b"x" * 100)
+                answer = b""
+                while len(answer) < 32:
+                    chunk = s.recv(32 - len(answer))
+                    expect(chunk, "connection ended before the answer", answer)
+                    answer += chunk
+                expect(check_echo_answer("eof", answer, frame, challenge) is None,
+                       "wrong answer", answer)
+                s.shutdown(socket.SHUT_WR)
+                shut = time.monotonic()
+                s.settimeout(write_timeout_ms / 1000 + 5)
+                try:
+                    rest = s.recv(64)
+                except OSError as e:
+                    rest = e
+                took = time.monotonic() - shut
+            expect(rest == b"", f"round {i}: not a clean close after the linger", rest)
+            expect(took < 1.0, f"round {i}: the lingering close took {took:.3f} s")
+        d.wait_fd_count(base, timeout=5.0)
+
+
 # ---------------------------------------------------------------- descriptors
 
 @test(timeout=120)
