@@ -339,6 +339,18 @@ def test_a_request_trickled_byte_by_byte_is_cut_at_socket_timeout():
         d.wait_fd_count(base, timeout=5.0)
 
 
+def echo_with_bytes_after(d, s, echo=None):
+    """Sends an echo and 100 bytes after it on S, and reads its answer."""
+    frame, challenge = d.request(echo=echo)
+    s.sendall(frame + b"x" * 100)
+    answer = b""
+    while len(answer) < 32:
+        chunk = s.recv(32 - len(answer))
+        expect(chunk, "connection ended before the answer", answer)
+        answer += chunk
+    expect(check_echo_answer("eof", answer, frame, challenge) is None, "wrong answer", answer)
+
+
 @test(timeout=60)
 def test_clients_that_never_read_or_never_stop_sending():
     """An answer (32 bytes) always fits in the socket buffer, so a client that
@@ -361,17 +373,9 @@ def test_clients_that_never_read_or_never_stop_sending():
                 s.close()
         # One client sends more than its request, reads the answer, then
         # goes on sending and never closes.
-        frame, challenge = d.request()
         with tcp_connect(d.port) as s:
-            s.sendall(frame + b"x" * 100)
-            answer = b""
-            while len(answer) < 32:
-                chunk = s.recv(32 - len(answer))
-                expect(chunk, "connection ended before the answer", answer)
-                answer += chunk
+            echo_with_bytes_after(d, s)
             answered = time.monotonic()
-            expect(check_echo_answer("eof", answer, frame, challenge) is None,
-                   "wrong answer", answer)
             cut = None
             while time.monotonic() - answered < write_timeout_ms / 1000 + LATE + 3:
                 try:
@@ -398,16 +402,8 @@ def test_a_pool_answer_lingers_until_the_client_closes():
                 log_level="info") as d:
         base = baseline(d)
         for i in range(20):
-            frame, challenge = d.request(echo=i)
             with tcp_connect(d.port) as s:
-                s.sendall(frame + b"x" * 100)
-                answer = b""
-                while len(answer) < 32:
-                    chunk = s.recv(32 - len(answer))
-                    expect(chunk, "connection ended before the answer", answer)
-                    answer += chunk
-                expect(check_echo_answer("eof", answer, frame, challenge) is None,
-                       "wrong answer", answer)
+                echo_with_bytes_after(d, s, echo=i)
                 s.shutdown(socket.SHUT_WR)
                 shut = time.monotonic()
                 s.settimeout(write_timeout_ms / 1000 + 5)
