@@ -966,7 +966,7 @@ static int take_folder(rd_coins_shared_t *h, const rd_coins_conf_t *conf, char *
 {
     char path[RD_COIN_PATH_MAX];
     snprintf(path, sizeof(path), "%s/" RD_LOCK_NAME, conf->data_dir);
-    h->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    h->lock_fd = rd_coins_disk_open(path, O_RDWR | O_CREAT, 0600);
     if (h->lock_fd < 0) {
         snprintf(err, len, "%s: %s", path, strerror(errno));
         return -1;
@@ -988,7 +988,9 @@ static void give_files(const rd_coins_conf_t *conf)
         return;
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         snprintf(path, sizeof(path), "%s/%s", conf->data_dir, names[i]);
-        if (chown(path, conf->uid, conf->gid) < 0 && errno != ENOENT)
+        /* lchown: a link put there by the workers' user gets its own
+         * owner, never its target (the opens refuse it). */
+        if (lchown(path, conf->uid, conf->gid) < 0 && errno != ENOENT)
             rd_log(RD_LOG_WARN, "coin store: chown %s: %s", path, strerror(errno));
     }
 }
@@ -1107,7 +1109,7 @@ rd_coins_t *rd_coins_open(rd_coins_shared_t *h, const rd_coins_conf_t *conf)
     s->dir = h->dir;
     s->conf = *conf;
     snprintf(path, sizeof(path), "%s/" RD_JOURNAL_NAME, h->dir);
-    s->jfd = open(path, O_RDWR | O_CLOEXEC);
+    s->jfd = rd_coins_disk_open(path, O_RDWR, 0);
     s->dirfd = open(h->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (s->jfd < 0 || s->dirfd < 0 || pthread_mutex_init(&s->map_lock, NULL) != 0
         || pthread_mutex_init(&s->sync_lock, NULL) != 0) {

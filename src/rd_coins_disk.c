@@ -49,27 +49,45 @@ static bool has_letter(unsigned d, unsigned page)
     return false;
 }
 
+int rd_coins_disk_open(const char *path, int flags, mode_t mode)
+{
+    /* O_NONBLOCK keeps the open of a FIFO from waiting; a regular file
+     * ignores it in every later call. */
+    int fd = open(path, flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, mode);
+    struct stat st;
+    if (fd < 0)
+        return -1;
+    int err = fstat(fd, &st) < 0 ? errno : S_ISREG(st.st_mode) ? 0 : EINVAL;
+    if (err != 0) {
+        close(fd);
+        errno = err;
+        return -1;
+    }
+    return fd;
+}
+
 int rd_coins_disk_page_open(const char *dir, unsigned d, unsigned page, int flags,
                             char *path, size_t len)
 {
     page_name(dir, d, page, false, path, len);
-    int fd = open(path, flags | O_CLOEXEC);
+    int fd = rd_coins_disk_open(path, flags, 0);
     if (fd >= 0 || errno != ENOENT || !has_letter(d, page))
         return fd;
     page_name(dir, d, page, true, path, len);
-    return open(path, flags | O_CLOEXEC);
+    return rd_coins_disk_open(path, flags, 0);
 }
 
+/* lstat: a link in the page's place is "not a regular file" (check_page). */
 static int page_stat(const char *dir, unsigned d, unsigned page, struct stat *st, char *path,
                      size_t len)
 {
     page_name(dir, d, page, false, path, len);
-    if (stat(path, st) == 0)
+    if (lstat(path, st) == 0)
         return 0;
     if (errno != ENOENT || !has_letter(d, page))
         return -1;
     page_name(dir, d, page, true, path, len);
-    return stat(path, st);
+    return lstat(path, st);
 }
 
 unsigned rd_coins_disk_page_count(const uint8_t *page)
@@ -131,6 +149,19 @@ static int check_page(const char *dir, unsigned d, unsigned page, uid_t uid, cha
     return check_usable(path, &st, uid, err, len);
 }
 
+/* A file raidad keeps beside Data/, if there: a regular file, not a link
+ * the workers' user put there for the master to open (rd_coins_disk_open
+ * refuses it too, but this says it at raidad -t). */
+static int check_own_file(const char *dir, const char *name, char *err, size_t len)
+{
+    char path[RD_COIN_PATH_MAX];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    if (lstat(path, &st) < 0)
+        return errno == ENOENT ? 0 : fail(err, len, path, strerror(errno));
+    return S_ISREG(st.st_mode) ? 0 : fail(err, len, path, "not a regular file");
+}
+
 int rd_coins_disk_check(const char *dir, uid_t uid, char *err, size_t len)
 {
     char path[RD_COIN_PATH_MAX];
@@ -140,6 +171,9 @@ int rd_coins_disk_check(const char *dir, uid_t uid, char *err, size_t len)
         return -1;
     snprintf(path, sizeof(path), "%s/Data", dir);
     if (check_dir(path, uid, err, len) < 0)
+        return -1;
+    if (check_own_file(dir, RD_LOCK_NAME, err, len) < 0
+        || check_own_file(dir, RD_JOURNAL_NAME, err, len) < 0)
         return -1;
     for (unsigned d = 0; d < RD_COIN_DENS; d++)
         for (unsigned page = 0; page < RD_COIN_PAGES; page++)
@@ -301,10 +335,10 @@ static int replay_all(replay_t *r)
 static int open_journal(const char *dir, char *path, size_t len, bool *fresh)
 {
     snprintf(path, len, "%s/" RD_JOURNAL_NAME, dir);
-    int fd = open(path, O_RDWR | O_CLOEXEC);
+    int fd = rd_coins_disk_open(path, O_RDWR, 0);
     *fresh = fd < 0 && errno == ENOENT;
     if (*fresh)
-        fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        fd = rd_coins_disk_open(path, O_RDWR | O_CREAT | O_EXCL, 0600);
     return fd;
 }
 
@@ -406,9 +440,13 @@ static bool index_load(const char *dir, index_entry_t (*idx)[RD_COIN_PAGES], uin
 {
     char path[RD_COIN_PATH_MAX];
     snprintf(path, sizeof(path), "%s/" RD_INDEX_NAME, dir);
-    FILE *f = fopen(path, "rbe");
-    if (f == NULL)
+    int fd = rd_coins_disk_open(path, O_RDONLY, 0);
+    FILE *f = fd < 0 ? NULL : fdopen(fd, "rb");
+    if (f == NULL) {
+        if (fd >= 0)
+            close(fd);
         return false;
+    }
     uint8_t head[20];
     bool ok = fread(head, 1, sizeof(head), f) == sizeof(head) && memcmp(head, INDEX_MAGIC, 8) == 0;
     uint32_t n = ok ? (uint32_t)rd_get_be(head + 16, 4) : 0;
@@ -450,7 +488,7 @@ static int count_page(const char *dir, unsigned d, unsigned page, uint16_t *coun
         return 0;
     }
     uint8_t buf[RD_COIN_PAGE_SIZE];
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = rd_coins_disk_open(path, O_RDONLY, 0);
     ssize_t n = fd < 0 ? -1 : pread(fd, buf, sizeof(buf), 0);
     int saved = errno;
     if (fd >= 0)
@@ -508,7 +546,9 @@ int rd_coins_disk_write_index(const char *dir, const uint16_t counts[RD_COIN_DEN
     len += 4;
     snprintf(path, sizeof(path), "%s/" RD_INDEX_NAME, dir);
     snprintf(tmp, sizeof(tmp), "%s/" RD_INDEX_NAME ".new", dir);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    /* A new file, never one found there (a link would be written through). */
+    unlink(tmp);
+    int fd = rd_coins_disk_open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0600);
     int rc = fd < 0 || write(fd, buf, len) != (ssize_t)len || fsync(fd) < 0 ? -1 : 0;
     if (fd >= 0)
         close(fd);

@@ -405,6 +405,75 @@ def test_config_test_checks_the_data_dir():
     shutil.rmtree(root)
 
 
+def refused_to_start(root, why):
+    """raidad -t and the daemon both refuse the data folder ROOT, saying WHY."""
+    p = raidad_t({"data_dir": root})
+    expect(p.returncode != 0 and why in p.stderr, f"raidad -t: {why}", p.stdout, p.stderr)
+    d = Daemon({"data_dir": root}, expect_log=[re.escape(why)])
+    started = False
+    try:
+        d.start()
+        started = True
+    except AssertionError as e:
+        expect("exited" in str(e), "raidad exits", str(e))
+    d.kill()
+    expect(not started and d.returncode not in (0, None), f"raidad started: {why}")
+    expect(why in d.log_text(), f"the log does not say {why}", d.log_tail())
+
+
+@test
+def test_links_in_the_data_folder_are_never_followed():
+    """The data folder belongs to the workers' user, and the master (root)
+    opens what is in it: a link planted there in place of the lock, the
+    journal, a page or the index's temporary file is refused or replaced,
+    never written through, and its target keeps its bytes and its owner."""
+    root = os.path.join(workdir(), "linked")
+    victims = os.path.join(workdir(), "victims")
+    os.makedirs(victims)
+    os.chmod(victims, 0o711)
+    coins = random_coins([(0, 1)])
+    make_data_dir(root, coins)
+    account = os.stat(root)
+
+    def plant(name, target):
+        """A file of root's, and a link to it at NAME made as by the workers."""
+        victim = os.path.join(victims, os.path.basename(name) + ".victim")
+        with open(victim, "wb") as f:
+            f.write(b"root's own bytes\n" * 300)
+        os.chmod(victim, 0o600)
+        link = os.path.join(root, name) if target is None else target
+        os.symlink(victim, link)
+        os.lchown(link, account.st_uid, account.st_gid)
+        return victim, link
+
+    def untouched(victim):
+        st = os.stat(victim)
+        with open(victim, "rb") as f:
+            expect(f.read() == b"root's own bytes\n" * 300, f"{victim} was written")
+        expect(st.st_uid == 0 and st.st_mode & 0o777 == 0o600, f"{victim} was handed over")
+
+    for name in ("raidad.lock", "raidad.journal"):
+        victim, link = plant(name, None)
+        refused_to_start(root, f"{link}: not a regular file")
+        untouched(victim)
+        os.unlink(link)
+    page = page_path(root, 0, 1)
+    os.unlink(page)
+    victim, _ = plant(os.path.basename(page), page)
+    refused_to_start(root, f"{page}: not a regular file")
+    untouched(victim)
+    os.unlink(page)
+    # The index's temporary file is made anew, the link removed.
+    victim, link = plant("raidad.index.new", None)
+    with Daemon({"data_dir": root}) as d:
+        expect(d.alive(), "raidad serves")
+    untouched(victim)
+    expect(not os.path.islink(link), "the link at the index's temporary name is still there")
+    expect(os.path.isfile(os.path.join(root, "raidad.index")), "no index written")
+    shutil.rmtree(root)
+    shutil.rmtree(victims)
+
+
 @test(expect_log=[r"coin store: .*/Data/01/00/0001\.bin: 100 bytes long"])
 def test_damaged_page_answers_an_error_once_logged():
     d = daemon()
