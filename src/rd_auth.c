@@ -148,15 +148,18 @@ static int check_coin(rd_coins_txn_t *t, const rd_auth_coin_t *c, uint8_t month,
     uint8_t rec[RD_COIN_RECORD_SIZE];
     *passed = false;
     int rc = rd_coins_get(t, c->den, c->sn, rec);
-    if (rc != RD_COIN_OK)
-        return store_error(rc);
-    *passed = rec[RD_COIN_AN_SIZE] != 0 && rd_crypto_equal(rec, c->an, RD_COIN_AN_SIZE);
-    if (!*passed || c->pan == NULL)
-        return RD_STATUS_NO_ERROR;
-    memcpy(rec, c->pan, RD_COIN_AN_SIZE);
-    rec[RD_COIN_AN_SIZE] = month;
-    return rd_coins_put(t, c->den, c->sn, rec) == RD_COIN_OK ? RD_STATUS_NO_ERROR
-                                                            : RD_STATUS_INTERNAL_ERROR;
+    int status = rc != RD_COIN_OK ? store_error(rc) : RD_STATUS_NO_ERROR;
+    if (rc == RD_COIN_OK)
+        *passed = rec[RD_COIN_AN_SIZE] != 0 && rd_crypto_equal(rec, c->an, RD_COIN_AN_SIZE);
+    if (*passed && c->pan != NULL) {
+        memcpy(rec, c->pan, RD_COIN_AN_SIZE);
+        rec[RD_COIN_AN_SIZE] = month;
+        if (rd_coins_put(t, c->den, c->sn, rec) != RD_COIN_OK)
+            status = RD_STATUS_INTERNAL_ERROR;
+    }
+    /* The coin's AN, or its new one: wiped like every key (docs/protocol.md). */
+    rd_crypto_wipe(rec, sizeof(rec));
+    return status;
 }
 
 static int answer_bits(const bool *passed, size_t n, rd_response_t *resp)
@@ -280,7 +283,7 @@ static int run_sum(const rd_protocol_t *p, rd_request_t *req)
     if (rd_coins_end(&t) != RD_COIN_OK && status == RD_STATUS_ALL_PASS)
         status = RD_STATUS_INTERNAL_ERROR;
     rd_request_wait_for(req, t.dep);
-    OPENSSL_cleanse(recs, pl.n * sizeof(*recs));
+    rd_crypto_wipe(recs, pl.n * sizeof(*recs));
     free(recs);
     return status;
 }

@@ -33,6 +33,7 @@
 
 #include "rd_clock.h"
 #include "rd_coins.h"
+#include "rd_crypto.h"
 #include "rd_coins_disk.h"
 #include "rd_log.h"
 #include "rd_metrics.h"
@@ -758,7 +759,7 @@ int rd_coins_key(rd_coins_t *s, int8_t den, uint32_t sn, uint8_t key[RD_COIN_AN_
         rc = RD_COIN_MISSING;
     if (rc == RD_COIN_OK)
         memcpy(key, rec, RD_COIN_AN_SIZE);
-    memset(rec, 0, sizeof(rec));
+    rd_crypto_wipe(rec, sizeof(rec));   /* a memset the compiler would drop */
     return rc;
 }
 

@@ -6,12 +6,14 @@
 #include "config.h"
 
 #include <dlfcn.h>
+#include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "rd_commands.h"
 #include "rd_log.h"
@@ -54,18 +56,59 @@ static void resolve(const rd_config_module_t *lm, char *out, size_t len)
         snprintf(out, len, "%.*s/%s", (int)(slash - lm->at.file), lm->at.file, lm->path);
 }
 
-/* The master runs the module's code with its own privileges (root,
- * usually): a file anyone else may change is refused. */
-static int check_file(const rd_config_module_t *lm, const char *path, char *err, size_t err_len)
+/* Only root or the master's own user may change FILE (the module or a
+ * folder above it), else anyone who can runs code as the master. A sticky
+ * folder (/tmp) may be writable by others: only an entry's owner renames
+ * or removes it there. */
+static int check_owner(const rd_config_module_t *lm, const char *file, const struct stat *st,
+                       char *err, size_t err_len)
 {
-    struct stat st;
+    bool dir = S_ISDIR(st->st_mode);
+    const char *what = dir ? "folder" : "file";
 
-    if (stat(path, &st) == 0 && (st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
-        fail(&lm->at, err, err_len, "load_module \"%s\": writable by group or others "
-             "(mode %03o): refused", lm->path, (unsigned)(st.st_mode & 0777));
+    if (st->st_uid != 0 && st->st_uid != geteuid()) {
+        fail(&lm->at, err, err_len, "load_module \"%s\": %s %s owned by uid %lu, not by root: "
+             "refused", lm->path, what, file, (unsigned long)st->st_uid);
+        return -1;
+    }
+    if ((st->st_mode & (S_IWGRP | S_IWOTH)) != 0 && !(dir && (st->st_mode & S_ISVTX) != 0)) {
+        fail(&lm->at, err, err_len, "load_module \"%s\": %s %s writable by group or others "
+             "(mode %03o): refused", lm->path, what, file, (unsigned)(st->st_mode & 0777));
         return -1;
     }
     return 0;
+}
+
+/* The master runs the module's code with its own privileges (root,
+ * usually): the file and every folder above it must be changeable by no
+ * one else (check_owner). REAL gets the file's path with every link
+ * resolved, which is what dlopen then loads: no one else can replace it
+ * in between. */
+static int check_file(const rd_config_module_t *lm, const char *path, char *real,
+                      char *err, size_t err_len)
+{
+    char at[PATH_MAX];
+    struct stat st;
+
+    if (realpath(path, real) == NULL) {
+        fail(&lm->at, err, err_len, "load_module \"%s\": %s: %s", lm->path, path,
+             strerror(errno));
+        return -1;
+    }
+    snprintf(at, sizeof(at), "%s", real);
+    for (;;) {
+        if (stat(at[0] != '\0' ? at : "/", &st) < 0) {
+            fail(&lm->at, err, err_len, "load_module \"%s\": %s: %s", lm->path, at,
+                 strerror(errno));
+            return -1;
+        }
+        if (check_owner(lm, at[0] != '\0' ? at : "/", &st, err, err_len) < 0)
+            return -1;
+        char *slash = strrchr(at, '/');
+        if (slash == NULL || at[0] == '\0')
+            return 0;
+        *slash = '\0';
+    }
 }
 
 /* The descriptor of the shared object DL, checked: its ABI first, since
@@ -97,15 +140,15 @@ static const raidad_module_t *descriptor(const rd_config_module_t *lm, void *dl,
 static int load_one(rd_module_set_t *set, const rd_config_t *cf, const rd_config_module_t *lm,
                     char *err, size_t err_len)
 {
-    char path[PATH_MAX + RD_CONFIG_SOURCE_SIZE], why[256];
+    char path[PATH_MAX + RD_CONFIG_SOURCE_SIZE], real[PATH_MAX], why[256];
     const raidad_module_t *desc;
     rd_module_t *m;
     void *dl;
 
     resolve(lm, path, sizeof(path));
-    if (check_file(lm, path, err, err_len) < 0)
+    if (check_file(lm, path, real, err, err_len) < 0)
         return -1;
-    dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    dl = dlopen(real, RTLD_NOW | RTLD_LOCAL);
     if (dl == NULL) {
         fail(&lm->at, err, err_len, "load_module \"%s\": %s", lm->path, dlerror());
         return -1;

@@ -312,12 +312,18 @@ rd_module_t *rd_module_set_add(rd_module_set_t *set, const raidad_module_t *d, v
         snprintf(why, why_len, "out of memory");
         return NULL;
     }
-    set->count++;
     if (fill_groups(set, m, dl == NULL, index) < 0) {
-        m->dl = NULL;           /* still the caller's to close */
+        /* Not in the set, which would read its descriptor after the
+         * caller closed it: its groups were free (check_free). */
+        for (size_t i = 0; i < d->group_count; i++) {
+            free(set->groups[d->groups[i].group]);
+            set->groups[d->groups[i].group] = NULL;
+        }
+        free(m->values);
         snprintf(why, why_len, "out of memory");
         return NULL;
     }
+    set->count++;
     return m;
 }
 

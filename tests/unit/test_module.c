@@ -7,6 +7,7 @@
 #include "config.h"
 
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -362,7 +363,7 @@ static const char *testmod(const char *var)
 }
 
 /* TEXT (with %s for the test module's path) must load, or be refused
- * with WANT (with %s for the path too). */
+ * with WANT (with %s for the path too, once or twice). */
 static rd_module_set_t *load(const char *text, const char *module, const char *want)
 {
     char conf[2048], err[1024] = "", expect[1024];
@@ -380,7 +381,7 @@ static rd_module_set_t *load(const char *text, const char *module, const char *w
             fail_msg("refused: %s", err);
         return set;
     }
-    snprintf(expect, sizeof(expect), want, module);
+    snprintf(expect, sizeof(expect), want, module, module);
     assert_null(set);
     assert_string_equal(err, expect);
     return NULL;
@@ -420,8 +421,7 @@ static void test_load_module_refused(void **state)
     load("raida_id = 1;\nload_module = \"%s\";\n", testmod("RAIDAD_TESTMOD_ABI"),
          NAME ":2: load_module \"%s\": built for module ABI 999, this raidad has ABI 1");
     load("load_module = \"%s\";\n", "/nonexistent/mod.so",
-         NAME ":1: load_module \"%s\": /nonexistent/mod.so: cannot open shared object file: "
-         "No such file or directory");
+         NAME ":1: load_module \"%s\": /nonexistent/mod.so: No such file or directory");
     load("raida = { id = 1; };\n%s", "",
          NAME ":1: unknown setting 'raida' (no module of that name is loaded)");
     load("load_module = \"%s\";\ntestmod = {\n  tag = 300;\n};\n", mod,
@@ -464,9 +464,48 @@ static void test_load_module_writable_by_others(void **state)
     assert_true(fd >= 0);
     assert_int_equal(fchmod(fd, 0666), 0);
     load("load_module = \"%s\";\n", path,
-         NAME ":1: load_module \"%s\": writable by group or others (mode 666): refused");
+         NAME ":1: load_module \"%s\": file %s writable by group or others (mode 666): refused");
     close(fd);
     unlink(path);
+}
+
+/* Nor the code of the workers' user, or of anyone but root. */
+static void test_load_module_owned_by_another_user(void **state)
+{
+    char path[] = "/tmp/raidad-test-module-XXXXXX";
+    int fd = mkstemp(path);
+
+    (void)state;
+    if (geteuid() != 0)
+        skip();
+    assert_true(fd >= 0);
+    assert_int_equal(fchmod(fd, 0644), 0);
+    assert_int_equal(fchown(fd, 65534, 65534), 0);
+    load("load_module = \"%s\";\n", path,
+         NAME ":1: load_module \"%s\": file %s owned by uid 65534, not by root: refused");
+    close(fd);
+    unlink(path);
+}
+
+/* Whoever may write a folder above the module may put another file in its
+ * place; a sticky one (/tmp, above the others here) is no such folder. */
+static void test_load_module_in_a_folder_others_may_write(void **state)
+{
+    char dir[] = "/tmp/raidad-test-moddir-XXXXXX", path[128], want[512];
+    int fd;
+
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(chmod(dir, 0777), 0);
+    snprintf(path, sizeof(path), "%s/mod.so", dir);
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0644);
+    assert_true(fd >= 0);
+    snprintf(want, sizeof(want), NAME ":1: load_module \"%%s\": folder %s writable by group "
+             "or others (mode 777): refused", dir);
+    load("load_module = \"%s\";\n", path, want);
+    close(fd);
+    unlink(path);
+    rmdir(dir);
 }
 
 static void test_load_module_twice(void **state)
@@ -559,6 +598,8 @@ int main(void)
         cmocka_unit_test(test_load_module_refused),
         cmocka_unit_test(test_load_module_without_symbol),
         cmocka_unit_test(test_load_module_writable_by_others),
+        cmocka_unit_test(test_load_module_owned_by_another_user),
+        cmocka_unit_test(test_load_module_in_a_folder_others_may_write),
         cmocka_unit_test(test_load_module_twice),
         cmocka_unit_test(test_crash_record),
         cmocka_unit_test(test_crash_record_untrusted),
