@@ -712,7 +712,14 @@ static int txn_append(rd_coins_txn_t *t)
     rd_coins_t *s = t->s;
     shm_t *sh = s->sh;
     size_t len = rd_jrec_size(t->n);
-    if (t->n > sh->pending_cap / 2 || len > sh->ring_cap / 2 || !buf_reserve(s, len))
+    if (t->n > sh->pending_cap / 2 || len > sh->ring_cap / 2) {
+        /* Cannot happen: the table holds what the largest body names
+         * (rd_config_coins). */
+        rd_log(RD_LOG_ERR, "coin store: %zu changes in one request: more than the pending "
+               "table holds", t->n);
+        return RD_COIN_ERROR;
+    }
+    if (!buf_reserve(s, len))
         return RD_COIN_ERROR;
     uint64_t at = atomic_load(&sh->append_lsn);
     if ((sh->pending_used + t->n > sh->pending_cap / 2

@@ -17,6 +17,7 @@
 
 #include "rd_bytes.h"
 #include "rd_config.h"
+#include "rd_frame.h"
 #include "rd_log.h"
 #include "rd_sockaddr.h"
 
@@ -1027,9 +1028,14 @@ static void rd_config_worker_ids(const rd_config_t *cf, uid_t *uid, gid_t *gid)
 
 void rd_config_coins(const rd_config_t *cf, rd_coins_conf_t *out)
 {
+    /* One request's changes go into the pending table whole (rd_coins.c,
+     * txn_append): at least as many as a body can name, 5 bytes a coin
+     * in a pown sum. */
+    size_t most = cf->max_body_size / RD_COIN_REF_SIZE;
+
     *out = (rd_coins_conf_t){
         .data_dir = cf->data_dir,
-        .pending_max = cf->pending_changes,
+        .pending_max = cf->pending_changes > most ? cf->pending_changes : most,
         .journal_max = cf->journal_max_size,
         .checkpoint_interval_ms = cf->checkpoint_interval_ms,
         .page_recheck_ms = cf->page_recheck_ms,

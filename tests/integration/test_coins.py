@@ -333,6 +333,27 @@ def test_sums_of_256_coins_are_answered():
 
 
 @test
+def test_a_pown_sum_larger_than_pending_changes_passes():
+    """A pown sum's changes go into the pending table whole: with
+    pending_changes at its least (4096), a sum of 5000 coins passes and
+    is there after a restart (it was refused with 252, nothing logged)."""
+    root = os.path.join(workdir(), "wide")
+    ids = [(1, sn) for sn in range(5000)]
+    store = make_data_dir(root, random_coins(ids))
+    ans = [store[c] for c in ids]
+    delta = new_pan()
+    settings = {"data_dir": root, "pending_changes": 4096, "raida_id": RAIDA_ID}
+    with Daemon(settings) as d:
+        r = CoinClient(d).pown_sum(ids, ans, delta)
+        expect(r.status == ALL_PASS, "a pown sum of 5000 coins", r)
+    owned = [bytes(a ^ b for a, b in zip(store[c], delta)) for c in ids]
+    with Daemon(settings) as d:
+        r = CoinClient(d).detect_sum(ids, owned)
+        expect(r.status == ALL_PASS, "the 5000 new ANs after a restart", r)
+    shutil.rmtree(root)
+
+
+@test
 def test_stats_count_a_replaced_answer_once():
     """A plain UDP audit's answer is replaced by 16 (the size rule above): the stats count
     it once, as what was sent."""
