@@ -41,11 +41,14 @@ static inline uint32_t rd_coin_page(uint32_t sn)
     return sn / RD_COIN_PAGE_RECORDS;
 }
 
-/* Writes DATA_DIR/Data/DD/MM/PPPP.bin (lowercase hex) into BUF. PAGE may go
- * up to 0xFFFF (four hex digits), beyond the valid pages, for readers that
- * look further. Returns 0, or -1 with errno: ENAMETOOLONG when SIZE is too
+/* Writes DATA_DIR/Data/DD/MM/PPPP.bin into BUF: lowercase hex, what raidad
+ * and raida-coins write, or with UPPER the uppercase of older
+ * installations (read where there is no lowercase name). PAGE may go up to
+ * 0xFFFF (four hex digits), beyond the valid pages, for readers that look
+ * further. Returns 0, or -1 with errno: ENAMETOOLONG when SIZE is too
  * small, EINVAL when PAGE has more than four hex digits. */
-int rd_coinfile_page_path(char *buf, size_t size, const char *data_dir, int8_t den, uint32_t page);
+int rd_coinfile_page_path(char *buf, size_t size, const char *data_dir, int8_t den, uint32_t page,
+                          bool upper);
 
 /* Offset of SN's record in its page file. */
 static inline size_t rd_coin_record_offset(uint32_t sn)

@@ -12,14 +12,15 @@ bool rd_coinfile_valid(int8_t den, uint32_t sn)
     return den >= RD_COIN_MIN_DEN && den <= RD_COIN_MAX_DEN && sn <= RD_COIN_MAX_SN;
 }
 
-int rd_coinfile_page_path(char *buf, size_t size, const char *data_dir, int8_t den, uint32_t page)
+int rd_coinfile_page_path(char *buf, size_t size, const char *data_dir, int8_t den, uint32_t page,
+                          bool upper)
 {
     if (page > 0xFFFF) {
         errno = EINVAL;
         return -1;
     }
-    int n = snprintf(buf, size, "%s/Data/%02x/%02x/%04x.bin", data_dir, (unsigned)(uint8_t)den,
-                     (unsigned)(page >> 8), (unsigned)page);
+    int n = snprintf(buf, size, upper ? "%s/Data/%02X/%02X/%04X.bin" : "%s/Data/%02x/%02x/%04x.bin",
+                     data_dir, (unsigned)(uint8_t)den, (unsigned)(page >> 8), (unsigned)page);
     if (n < 0 || (size_t)n >= size) {
         errno = ENAMETOOLONG;
         return -1;

@@ -27,16 +27,11 @@
 
 /* ---- page files ---------------------------------------------------------- */
 
-/* The lowercase name is rd_coinfile's (what raidad and raida-coins write);
- * the uppercase one is only ever looked for, for older installations. */
+/* The uppercase name is only ever looked for, for older installations. */
 static void page_name(const char *dir, unsigned d, unsigned page, bool upper, char *buf, size_t len)
 {
     int8_t den = (int8_t)((int)d + RD_COIN_MIN_DEN);
-    if (!upper)
-        (void)rd_coinfile_page_path(buf, len, dir, den, page);   /* too long: open fails */
-    else
-        snprintf(buf, len, "%s/Data/%02X/%02X/%04X.bin", dir, (unsigned)(uint8_t)den,
-                 page >> 8, page);
+    (void)rd_coinfile_page_path(buf, len, dir, den, page, upper);   /* too long: open fails */
 }
 
 /* Both spellings name the same file when no digit is a letter. */

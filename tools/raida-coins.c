@@ -6,15 +6,20 @@
  * (tools/rd_coinlist.h) that names the coins and their ANs, for raida-cli
  * and raida-bench. Every file is written whole or not at all and synced
  * (tools/rd_atomicfile.h); nothing that exists is overwritten without -f,
- * and that is checked for every file before the first one is written. */
+ * and that is checked for every file before the first one is written. A
+ * page where an older installation has only the uppercase name is that
+ * file (raidad reads it). Nothing at all is written while raidad serves
+ * the folder, or while its journal holds changes a start would replay. */
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -22,6 +27,7 @@
 
 #include "rd_atomicfile.h"
 #include "rd_coinfile.h"
+#include "rd_coins_disk.h"
 #include "rd_coinlist.h"
 #include "rd_crypto.h"
 
@@ -32,7 +38,7 @@
 #define DEFAULT_COUNT  100
 #define MAX_RANGES     64
 #define LIST_NAME      "coins.txt"
-#define PAGE_MODE      0640     /* the daemon's workers read them (see raidad.conf: user) */
+#define PAGE_MODE      0600     /* the ANs: the workers' user, who must own them, alone */
 #define DIR_MODE       0750
 
 typedef struct range {
@@ -260,11 +266,24 @@ static bool exists(const char *path)
     return lstat(path, &st) == 0 || errno != ENOENT;
 }
 
+/* The page's file: the lowercase name, or the uppercase one of an older
+ * installation where only that exists (raidad reads it then: a new
+ * lowercase page beside it would hide its coins). */
+static void page_file(const opts_t *o, int8_t den, uint32_t page, char *path, size_t len)
+{
+    for (int upper = 0; upper < 2; upper++) {
+        rd_coinfile_page_path(path, len, o->data_dir, den, page, upper);
+        if (exists(path))
+            return;
+    }
+    rd_coinfile_page_path(path, len, o->data_dir, den, page, false);
+}
+
 static int refuse_existing(const opts_t *o, int8_t den, uint32_t page, void *arg)
 {
     char path[PATH_MAX];
     (void)arg;
-    rd_coinfile_page_path(path, sizeof(path), o->data_dir, den, page);
+    page_file(o, den, page, path, sizeof(path));
     if (!exists(path))
         return 0;
     fprintf(stderr, "raida-coins: %s exists: nothing written (-f to replace it)\n", path);
@@ -293,7 +312,7 @@ static int write_page(const opts_t *o, int8_t den, uint32_t page, void *arg)
 {
     writer_t *w = arg;
     char path[PATH_MAX];
-    rd_coinfile_page_path(path, sizeof(path), o->data_dir, den, page);
+    page_file(o, den, page, path, sizeof(path));
     chosen_in_page(o, page, w->chosen);
     if (RAND_bytes(w->keys, sizeof(w->keys)) != 1) {
         fprintf(stderr, "raida-coins: the random number generator failed\n");
@@ -339,13 +358,61 @@ static int write_list(const opts_t *o, writer_t *w)
     return -1;
 }
 
-static int run(const opts_t *o)
+/* raidad.lock held as raidad holds it (src/rd_coins.c, take_folder):
+ * nothing is written while raidad serves the folder. No lock file: no
+ * raidad ever served it. */
+static int take_lock(const opts_t *o, int *fd)
 {
-    if (!o->force && exists(o->list)) {
-        fprintf(stderr, "raida-coins: %s exists: nothing written (-f to replace it)\n", o->list);
-        return EXIT_FAIL;
-    }
-    if (!o->force && each_page(o, refuse_existing, NULL) < 0)
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/" RD_LOCK_NAME, o->data_dir);
+    *fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+    if (*fd < 0 && errno == ENOENT)
+        return 0;
+    if (*fd >= 0 && flock(*fd, LOCK_EX | LOCK_NB) == 0)
+        return 0;
+    fprintf(stderr, "raida-coins: %s: %s: nothing written\n", path,
+            errno == EWOULDBLOCK ? "raidad serves this data folder (stop it first)"
+                                 : strerror(errno));
+    return -1;
+}
+
+/* A journal longer than its header holds changes that may not be in the
+ * pages yet (an orderly stop leaves the header alone): raidad's next start
+ * would copy them over what this run writes. */
+static int refuse_unreplayed(const opts_t *o)
+{
+    char path[PATH_MAX];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/" RD_JOURNAL_NAME, o->data_dir);
+    if (lstat(path, &st) < 0 || st.st_size <= RD_JOURNAL_START)
+        return 0;
+    fprintf(stderr, "raida-coins: %s holds changes not yet replayed (raidad did not stop "
+            "cleanly): start raidad once and stop it; nothing written\n", path);
+    return -1;
+}
+
+/* The list is written last: its folder must take it before any page is
+ * written, or the pages would be left with no list of their ANs. The data
+ * folder (the default) is made with the pages. */
+static int check_list_folder(const opts_t *o)
+{
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof(dir), "%s", o->list);
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL)
+        snprintf(dir, sizeof(dir), ".");
+    else
+        slash[slash == dir] = '\0';
+    if (strcmp(dir, o->data_dir) == 0 || access(dir, W_OK | X_OK) == 0)
+        return 0;
+    fprintf(stderr, "raida-coins: %s: %s: nothing written\n", dir, strerror(errno));
+    return -1;
+}
+
+/* Writes the pages, then the list; raidad.lock held. */
+static int write_all(const opts_t *o)
+{
+    if (refuse_unreplayed(o) < 0 || (!o->force && each_page(o, refuse_existing, NULL) < 0))
         return EXIT_FAIL;
     writer_t *w = calloc(1, sizeof(*w));
     if (w == NULL) {
@@ -360,6 +427,21 @@ static int run(const opts_t *o)
     rd_coinlist_free(&w->list);
     rd_crypto_wipe(w, sizeof(*w));
     free(w);
+    return rc;
+}
+
+static int run(const opts_t *o)
+{
+    if (!o->force && exists(o->list)) {
+        fprintf(stderr, "raida-coins: %s exists: nothing written (-f to replace it)\n", o->list);
+        return EXIT_FAIL;
+    }
+    if (check_list_folder(o) < 0)
+        return EXIT_FAIL;
+    int lock_fd = -1;
+    int rc = take_lock(o, &lock_fd) < 0 ? EXIT_FAIL : write_all(o);
+    if (lock_fd >= 0)
+        close(lock_fd);
     return rc;
 }
 

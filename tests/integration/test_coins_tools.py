@@ -153,7 +153,7 @@ def test_coins_writes_pages_and_list():
     check_data_dir(data, os.path.join(data, "coins.txt"), want, months)
     expect(f"{len(want)} coin(s) on 9 page(s)" in r.stdout, "the summary line", r)
     # Pages are readable by the group (the daemon's workers), the list by its owner only.
-    expect(os.stat(page_path(data, 6, 0)).st_mode & 0o777 == 0o640, "page mode")
+    expect(os.stat(page_path(data, 6, 0)).st_mode & 0o777 == 0o600, "page mode")
     expect(os.stat(os.path.join(data, "coins.txt")).st_mode & 0o777 == 0o600, "list mode")
     no_temp_files(data)
 
@@ -198,6 +198,58 @@ def test_coins_force_replaces():
     for key in set(old) & set(new):
         expect(old[key] != new[key], f"coin {key} kept its AN through -f")
     no_temp_files(data)
+
+
+@test
+def test_coins_uses_an_older_installations_uppercase_page():
+    """raidad reads Data/F8/00/0000.bin where there is no lowercase name:
+    raida-coins checks that file, and with -f replaces it, rather than
+    write a lowercase page beside it that would hide its coins."""
+    data = fresh_dir("data")
+    make(data, "-d", "-8", "-s", "0-9")
+    lower = page_path(data, -8, 0)
+    upper = os.path.join(data, "Data", "F8", "00", "0000.bin")
+    os.rename(os.path.dirname(os.path.dirname(lower)), os.path.dirname(os.path.dirname(upper)))
+    os.unlink(os.path.join(data, "coins.txt"))
+    r = coins("-d", "-8", "-s", "0-9", data)
+    expect(r.returncode == 1 and f"{upper} exists: nothing written" in r.stderr,
+           "the uppercase page was not seen", r)
+    with open(upper, "rb") as f:
+        before = f.read()
+    make(data, "-f", "-d", "-8", "-s", "0-9")
+    expect(not os.path.exists(lower), "a lowercase page written beside the uppercase one")
+    with open(upper, "rb") as f:
+        expect(f.read() != before, "the uppercase page was not replaced")
+
+
+@test
+def test_coins_writes_nothing_while_raidad_may_need_the_folder():
+    """Not while raidad serves the folder (it holds raidad.lock), not while
+    its journal holds changes a start would copy over the new pages, and
+    not when the list's folder cannot take the list (the pages would be
+    left without it)."""
+    import fcntl
+    data = fresh_dir("data")
+    make(data, "-d", "2", "-s", "0-9")
+    before = snapshot(data)
+    lock = os.path.join(data, "raidad.lock")
+    with open(lock, "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        r = coins("-f", "-d", "2", "-s", "0-9", data)
+    expect(r.returncode == 1 and "raidad serves this data folder" in r.stderr, "lock held", r)
+    journal = os.path.join(data, "raidad.journal")
+    with open(journal, "wb") as f:
+        f.write(bytes(8192))
+    r = coins("-f", "-d", "2", "-s", "0-9", data)
+    expect(r.returncode == 1 and "holds changes not yet replayed" in r.stderr, "journal", r)
+    r = coins("-d", "3", "-l", os.path.join(data, "no-such-folder", "list.txt"), data)
+    expect(r.returncode == 1 and "no-such-folder: No such file" in r.stderr, "list folder", r)
+    expect(snapshot(data) == dict(before, **{"raidad.lock": snapshot(data)["raidad.lock"],
+                                             "raidad.journal": snapshot(data)["raidad.journal"]}),
+           "raida-coins wrote while refusing")
+    # An orderly stop leaves the journal's header alone: that is no obstacle.
+    os.truncate(journal, 4096)
+    make(data, "-f", "-d", "2", "-s", "0-9")
 
 
 @test

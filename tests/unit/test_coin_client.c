@@ -43,21 +43,24 @@ static void test_page_path(void **state)
 {
     char buf[64];
     (void)state;
-    assert_int_equal(rd_coinfile_page_path(buf, sizeof(buf), "/d", 6, 0), 0);
+    assert_int_equal(rd_coinfile_page_path(buf, sizeof(buf), "/d", 6, 0, false), 0);
     assert_string_equal(buf, "/d/Data/06/00/0000.bin");
     /* -8 is the byte f8; serial number 1,023,999 is on page 999 = 0x3e7. */
-    assert_int_equal(rd_coinfile_page_path(buf, sizeof(buf), "/d", -8, rd_coin_page(1023999)), 0);
+    assert_int_equal(rd_coinfile_page_path(buf, sizeof(buf), "/d", -8, rd_coin_page(1023999),
+                                           false), 0);
     assert_string_equal(buf, "/d/Data/f8/03/03e7.bin");
-    assert_int_equal(rd_coinfile_page_path(buf, sizeof(buf), "x", -1, 0xABCD), 0);
+    assert_int_equal(rd_coinfile_page_path(buf, sizeof(buf), "x", -1, 0xABCD, false), 0);
     assert_string_equal(buf, "x/Data/ff/ab/abcd.bin");
+    assert_int_equal(rd_coinfile_page_path(buf, sizeof(buf), "x", -1, 0xABCD, true), 0);
+    assert_string_equal(buf, "x/Data/FF/AB/ABCD.bin");
     assert_int_equal(strlen("/Data/ff/ab/abcd.bin") + 1, RD_COIN_PATH_TAIL);
 
     errno = 0;
-    assert_int_equal(rd_coinfile_page_path(buf, 22, "/d", 6, 0), -1);     /* one byte short */
+    assert_int_equal(rd_coinfile_page_path(buf, 22, "/d", 6, 0, false), -1);     /* one byte short */
     assert_int_equal(errno, ENAMETOOLONG);
-    assert_int_equal(rd_coinfile_page_path(buf, 23, "/d", 6, 0), 0);
+    assert_int_equal(rd_coinfile_page_path(buf, 23, "/d", 6, 0, false), 0);
     errno = 0;
-    assert_int_equal(rd_coinfile_page_path(buf, sizeof(buf), "/d", 6, 0x10000), -1);
+    assert_int_equal(rd_coinfile_page_path(buf, sizeof(buf), "/d", 6, 0x10000, false), -1);
     assert_int_equal(errno, EINVAL);
 }
 
