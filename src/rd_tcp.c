@@ -414,6 +414,10 @@ static int conn_dispatch(rd_conn_t *c)
         rd_protocol_run_command(t->proto, &c->req, &c->resp);
         return conn_start_write(c) == CONN_GONE ? CONN_GONE : CONN_PAUSE;
     }
+    /* The last read found the socket empty, but nothing reads it while the
+     * pool has the request: what the client sends meanwhile must be
+     * peeked at before the close (conn_input_pending), or it resets. */
+    c->read_dry = false;
     if (rd_net_full(t->net)) {
         /* Every request slot is taken: this one waits its turn, and no new
          * connection is taken until the backlog is gone, so memory stays

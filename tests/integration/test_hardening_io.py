@@ -277,6 +277,58 @@ def test_defect7_udp_key_lookup_runs_in_the_pool():
         check_cli_ok(proc, "UDP type-1 echo")
 
 
+@test
+def test_bytes_sent_while_the_pool_works_get_a_lingering_close():
+    """Requests read whole at once go to the pool; their clients send more
+    while they wait there (the one pool thread is held by a type-1 echo
+    whose key's page cannot be opened yet: the store opens a page once).
+    Each answer is followed by a lingering close, not a reset, which over a
+    real network could destroy the answer in flight (found by review: the
+    read before the pool had found the socket empty, and the close trusted
+    that)."""
+    faults = Faults("pool-bytes")
+    keys = SlowPage(faults, "pool-bytes")
+    with faults.daemon({"worker_processes": 1, "worker_threads": 1,
+                        "quick_commands_inline": False, "data_dir": keys.dir},
+                       log_level="info") as d:
+        only_worker(d)
+        keys.block()
+        proc = cli_encrypted_echo(d, udp=False)
+        clients = []
+        try:
+            expect(wait_until(keys.waiting, 15.0), "the coin store never opened the page")
+            for i in range(5):
+                frame, challenge = d.request(echo=0x3000 + i)
+                s = tcp_connect(d.port)
+                s.sendall(frame)
+                clients.append((s, frame, challenge))
+            time.sleep(0.2)
+            for s, _, _ in clients:
+                s.sendall(b"x" * 100)
+            time.sleep(0.1)
+        finally:
+            released = keys.release()
+        expect(released, "nobody was waiting to open the page file")
+        check_cli_ok(proc, "TCP type-1 echo")
+        for i, (s, frame, challenge) in enumerate(clients):
+            with s:
+                s.settimeout(10.0)
+                answer = b""
+                while len(answer) < 32:
+                    chunk = s.recv(32 - len(answer))
+                    expect(chunk, f"client {i}: no whole answer", answer)
+                    answer += chunk
+                r = parse_response(answer)
+                expect(r.status == 250 and r.echo == frame[30:32]
+                       and r.challenge_hash == challenge, f"client {i}: wrong answer", r)
+                try:
+                    s.shutdown(socket.SHUT_WR)
+                    rest = s.recv(64)
+                except OSError as e:        # ECONNRESET, or ENOTCONN once reset
+                    rest = e
+            expect(rest == b"", f"client {i}: reset instead of a lingering close", rest)
+
+
 # ---------------------------------------------------------------- defect 11
 
 # A client in its own process (no lock shared with the echoes measured here):
