@@ -133,24 +133,20 @@ static int commit_start(rd_commit_t *c)
     /* Not SCHED_BATCH like the rest of the worker (worker_sched_batch): a
      * commit thread sleeps on the disk, and when its sync ends it must run
      * at once, not after the running thread's time slice, for the answers
-     * it releases wait for it. */
-    pthread_attr_t attr;
+     * it releases wait for it. Set here once the thread exists (before
+     * the worker's own filter, which refuses the call), not by
+     * pthread_create's attributes: where sched_setscheduler is refused
+     * (the systemd unit's filter), those fail the thread and the worker
+     * with it, while this only leaves the thread batch. */
     struct sched_param sp = { .sched_priority = 0 };
-    int rc = 0;
-    if (pthread_attr_init(&attr) != 0)
-        return -1;
-    pthread_attr_setinheritsched(&attr, PTHREAD_EXPLICIT_SCHED);
-    pthread_attr_setschedpolicy(&attr, SCHED_OTHER);
-    pthread_attr_setschedparam(&attr, &sp);
-    for (size_t i = 0; i < c->nthreads && rc == 0; i++) {
+    for (size_t i = 0; i < c->nthreads; i++) {
         committer_t *t = &c->threads[i];
-        if (pthread_create(&t->thread, &attr, commit_main, t) != 0)
-            rc = -1;
-        else
-            t->started = true;
+        if (pthread_create(&t->thread, NULL, commit_main, t) != 0)
+            return -1;
+        t->started = true;
+        (void)pthread_setschedparam(t->thread, SCHED_OTHER, &sp);
     }
-    pthread_attr_destroy(&attr);
-    return rc;
+    return 0;
 }
 
 rd_commit_t *rd_commit_create(const rd_protocol_t *p, size_t capacity, size_t threads,

@@ -124,6 +124,30 @@ def test_started_as_another_user_workers_give_up_their_capabilities():
     d.stop()
 
 
+SECCOMP_DENY = os.environ.get("RAIDAD_SECCOMP_DENY",
+                              os.path.join(os.getcwd(), "tests", "seccomp_deny"))
+
+
+@test
+def test_workers_start_where_scheduling_calls_are_refused():
+    """The shipped unit refuses @resources (sched_setscheduler,
+    sched_setaffinity) with EPERM: the workers still start and serve, with
+    a warning for the settings they cannot apply. Before, the commit
+    threads were created with an explicit scheduling policy, pthread_create
+    failed, and every worker exited ("worker: cannot start") over and over."""
+    expect(os.access(SECCOMP_DENY, os.X_OK), f"no {SECCOMP_DENY} (make check builds it)")
+    d = Daemon({"worker_processes": 2, "worker_cpu_affinity": "auto",
+                "worker_sched_batch": True}, log_level="info")
+    d.wrapper = [SECCOMP_DENY, "sched_setscheduler", "sched_setaffinity", "--"]
+    with d:
+        workers(d, 2)
+        for _ in range(5):
+            expect(d.echo_ok(), "an echo under the filter")
+        expect(d.echo_ok(udp=True), "a UDP echo under the filter")
+        expect(not any("cannot start" in line for line in d.log_lines()),
+               "a worker could not start", d.log_tail())
+
+
 def check_dropped_capabilities(d, account):
     """D's master, started as ACCOUNT with CAP_NET_BIND_SERVICE, keeps it;
     its workers hold nothing."""
