@@ -382,6 +382,12 @@ static void master_reload_refused(rd_master_t *m, const char *why)
 {
     rd_log(RD_LOG_ERR, "reload refused, the old configuration keeps serving: %s", why);
     snprintf(m->last_error, sizeof(m->last_error), "%s", why);
+    /* It goes into STATUS=, where a line break would start another field
+     * of the notification (READY=1, WATCHDOG=trigger), and WHY may quote
+     * the configuration file. */
+    for (char *c = m->last_error; *c != '\0'; c++)
+        if (*c == '\n' || *c == '\r')
+            *c = ' ';
     rd_metrics_reload(false);
     rd_status_reload(false, why);
     master_reload_reply(m, false);

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "rd_log.h"
+#include "rd_pidfile.h"
 #include "rd_status.h"
 
 #define STALE_SECONDS 10        /* the master writes every second */
@@ -213,28 +214,26 @@ static void print_record(const record_t *r, long long now, FILE *out)
                 r->workers[i].requests);
 }
 
-/* The pid file says which master should be running; kill(pid, 0) whether
- * it is (EPERM: it is, under another user). */
+/* The master running with the pid file, found as "raidad -s" finds it
+ * (src/rd_pidfile.c: whoever holds the file's lock), not by kill(pid, 0):
+ * after a kill -9 the pid may be another process's by now. */
 static int master_pid(const char *pid_file, long *pid, FILE *out)
 {
-    FILE *f = fopen(pid_file, "re");
-    int rc;
+    pid_t running = rd_pidfile_running(pid_file);
 
-    if (f == NULL) {
-        fprintf(out, "raidad: not running (no pid file %s: %s)\n", pid_file, strerror(errno));
-        return -1;
+    if (running > 0) {
+        *pid = (long)running;
+        return 0;
     }
-    rc = fscanf(f, "%ld", pid);
-    fclose(f);
-    if (rc != 1 || *pid <= 1) {
-        fprintf(out, "raidad: not running (the pid file %s holds no process id)\n", pid_file);
-        return -1;
-    }
-    if (kill((pid_t)*pid, 0) < 0 && errno == ESRCH) {
-        fprintf(out, "raidad: not running (process %ld of %s is gone)\n", *pid, pid_file);
-        return -1;
-    }
-    return 0;
+    if (running == 0 && errno == ENOENT)
+        fprintf(out, "raidad: not running (no pid file %s)\n", pid_file);
+    else if (running == 0)
+        fprintf(out, "raidad: not running (no process holds the pid file %s: stale)\n",
+                pid_file);
+    else
+        fprintf(out, "raidad: not running (the pid file %s: %s)\n", pid_file,
+                errno == EINVAL ? "holds no process id" : strerror(errno));
+    return -1;
 }
 
 int rd_status_show(const rd_config_t *cf, FILE *out)

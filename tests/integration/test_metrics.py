@@ -705,6 +705,39 @@ def test_status_of_a_running_daemon_and_of_none():
     diag(p.stdout.strip())
 
 
+@test(timeout=60)
+def test_status_of_a_killed_master_whose_pid_is_taken():
+    """After kill -9 the pid file and the status record stay behind, and the
+    master's pid may go to another process: status finds the master as
+    "raidad -s" does (whoever holds the pid file's lock), so it says none
+    runs (3), not "running, healthy" from the leftover record (found by
+    review: it asked kill(pid, 0))."""
+    d = metrics_daemon({"worker_processes": 1})
+    d.start()
+    wait_until(lambda: status_cmd(d).returncode == 0, 5)
+    for pid in [d.pid] + child_pids(d.pid):
+        os.kill(pid, signal.SIGKILL)
+    d.kill()
+    pid_file = d.settings["pid_file"]
+    record = re.sub(r"\.pid$", "", pid_file) + ".status"
+    other = subprocess.Popen(["sleep", "30"])
+    try:
+        with open(pid_file, "w") as f:
+            f.write(f"{other.pid}\n")
+        with open(record) as f:
+            text = f.read()
+        text = re.sub(r"(?m)^master_pid \d+$", f"master_pid {other.pid}", text)
+        text = re.sub(r"(?m)^updated \d+$", f"updated {int(time.time())}", text)
+        with open(record, "w") as f:
+            f.write(text)
+        p = status_cmd(d)
+        expect(p.returncode == 3 and "stale" in p.stdout, "status of a dead master",
+               p.returncode, p.stdout, p.stderr)
+    finally:
+        other.kill()
+        other.wait()
+
+
 # --------------------------------------------------------------------------
 # The access log
 

@@ -48,6 +48,30 @@ def test_two_workers_titles_and_ready_from_the_master():
         d.echo_ok(udp=True)
 
 
+@test
+def test_a_refused_reloads_reason_stays_one_status_field():
+    """The reason of a refused reload quotes the configuration file, and
+    goes into STATUS=: a line break in the quoted value must not start a
+    field of its own (WATCHDOG=trigger would have systemd restart the
+    service; found by review)."""
+    need_notify()
+    with MasterDaemon({"worker_processes": 1}, expect_log=[r"reload refused"]) as d:
+        d.wait_workers(1)
+        with open(d.config_path) as f:
+            text = f.read()
+        with open(d.config_path, "w") as f:
+            f.write(re.sub(r"(?m)^log_level = .*$",
+                           r'log_level = "x\\nWATCHDOG=trigger\\nREADY=1";', text))
+        mark = len(d.notifications)
+        d.proc.send_signal(signal.SIGHUP)
+        expect(wait_until(lambda: any("last reload refused" in n
+                                      for n in d.notifications[mark:]), 10.0),
+               "no STATUS= for the refused reload", d.notifications[mark:])
+        seen = d.notifications[mark:]
+        expect("WATCHDOG=trigger" not in seen and "READY=1" not in seen,
+               "the quoted value became fields of the notification", seen)
+
+
 @test(timeout=60)
 def test_watchdog_is_fed_only_while_every_worker_answers():
     """WATCHDOG_USEC set: WATCHDOG=1 arrives from the master; a worker that
