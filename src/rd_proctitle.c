@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 
 #include "rd_proctitle.h"
 
@@ -62,7 +61,9 @@ void rd_proctitle_set(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(title, sizeof(title), fmt, ap);
     va_end(ap);
-    prctl(PR_SET_NAME, title + (strncmp(title, "raidad: ", 8) == 0 ? 8 : 0));
+    /* The kernel's name of the process (comm) stays the program's, as
+     * nginx's does: pidof, pgrep -x and killall find raidad by it, and
+     * the kernel's own messages (OOM, seccomp) name it. */
     if (title_start == NULL)
         return;
     memset(title_start, 0, title_len);

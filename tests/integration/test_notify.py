@@ -33,6 +33,12 @@ def test_two_workers_titles_and_ready_from_the_master():
                f"master title {title!r}")
         for w in workers:
             expect(cmdline(w) == "raidad: worker process", f"worker {w} title {cmdline(w)!r}")
+        # The kernel's name stays the program's, for pidof, pgrep -x, killall.
+        program = os.path.basename(os.path.realpath(f"/proc/{d.pid}/exe"))[:15]
+        for pid in [d.pid] + workers:
+            with open(f"/proc/{pid}/comm") as f:
+                comm = f.read().strip()
+            expect(comm == program, f"process {pid} is named {comm!r}, not {program!r}")
         ready = [pid for pid, line in d.notes if line == "READY=1"]
         expect(ready, "no READY=1", d.notes)
         expect(ready[0] == d.pid, f"READY=1 sent by PID {ready[0]}, the master is {d.pid}", d.notes)
