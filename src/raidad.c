@@ -25,6 +25,7 @@
 
 #define DEFAULT_CONF SYSCONFDIR "/raidad/raidad.conf"
 #define RELOAD_WAIT_S 30
+#define RELOAD_POLL_NS 200000000L   /* the status record, written once a second */
 
 typedef struct options {
     const char *conf;
@@ -89,38 +90,50 @@ static pid_t running_master(const char *path)
     return -1;
 }
 
-/* SIGHUP carrying RD_RELOAD_MAGIC asks the master for its verdict, which
- * comes back as SIGUSR1 (reloaded) or SIGUSR2 (refused: see its log). */
-static int signal_reload(pid_t pid)
+/* The verdict: 0 reloaded, 1 refused. */
+static int reload_verdict(bool ok)
 {
-    struct timespec wait = { .tv_sec = RELOAD_WAIT_S };
+    if (ok)
+        return 0;
+    fprintf(stderr, "raidad: the reload was refused; the old configuration keeps serving "
+            "(see the log)\n");
+    return 1;
+}
+
+/* SIGHUP carrying RD_RELOAD_MAGIC asks the master for its verdict, which
+ * comes back as SIGUSR1 (reloaded) or SIGUSR2 (refused: see its log). A
+ * master of another user (the unit's raidad, this caller root) cannot
+ * signal back: its status record counts the verdicts too, and is looked
+ * at while waiting. */
+static int signal_reload(pid_t pid, const char *pid_file)
+{
+    struct timespec slice = { .tv_nsec = RELOAD_POLL_NS };
     union sigval value = { .sival_int = RD_RELOAD_MAGIC };
+    unsigned long before = 0, now;
     sigset_t mask;
     siginfo_t si;
+    bool ok;
 
     sigemptyset(&mask);
     sigaddset(&mask, SIGUSR1);
     sigaddset(&mask, SIGUSR2);
     sigprocmask(SIG_BLOCK, &mask, NULL);
+    (void)rd_status_read_verdict(pid_file, (long)pid, &before, &ok);
     if (sigqueue(pid, SIGHUP, value) < 0) {
         fprintf(stderr, "raidad: cannot signal process %ld: %s\n", (long)pid, strerror(errno));
         return 1;
     }
-    for (;;) {
-        int sig = sigtimedwait(&mask, &si, &wait);
+    for (long waited = 0; waited < RELOAD_WAIT_S * 1000000000L; waited += RELOAD_POLL_NS) {
+        int sig = sigtimedwait(&mask, &si, &slice);
 
-        if (sig < 0) {
-            fprintf(stderr, "raidad: no answer from process %ld to the reload\n", (long)pid);
-            return 1;
-        }
-        if (si.si_pid != pid)
-            continue;
-        if (sig == SIGUSR1)
-            return 0;
-        fprintf(stderr, "raidad: the reload was refused; the old configuration keeps serving "
-                "(see the log)\n");
-        return 1;
+        if (sig > 0 && si.si_pid == pid)
+            return reload_verdict(sig == SIGUSR1);
+        if (sig < 0 && rd_status_read_verdict(pid_file, (long)pid, &now, &ok) == 0
+            && now > before)
+            return reload_verdict(ok);
     }
+    fprintf(stderr, "raidad: no answer from process %ld to the reload\n", (long)pid);
+    return 1;
 }
 
 static int send_signal(const rd_config_t *cf, const char *name)
@@ -142,7 +155,7 @@ static int send_signal(const rd_config_t *cf, const char *name)
         if ((pid = running_master(cf->pid_file)) < 0)
             return 1;
         if (sigs[i].sig == SIGHUP)
-            return signal_reload(pid);
+            return signal_reload(pid, cf->pid_file);
         if (kill(pid, sigs[i].sig) == 0)
             return 0;
         fprintf(stderr, "raidad: cannot signal process %ld: %s\n", (long)pid, strerror(errno));

@@ -375,6 +375,7 @@ static void waiters_add(rd_waiters_t *w, pid_t pid)
 
 static void master_reload_reply(rd_master_t *m, bool ok)
 {
+    rd_status_verdict(ok);
     waiters_reply(&m->waiters, ok);
 }
 

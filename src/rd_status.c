@@ -24,7 +24,15 @@ static struct {
     time_t reload_time;         /* 0: none since the start */
     bool reload_ok;
     char reload_error[256];
+    unsigned long verdicts;     /* told to the waiters of reloads so far */
+    bool verdict_ok;            /* the last one */
 } rs;
+
+void rd_status_verdict(bool ok)
+{
+    rs.verdicts++;
+    rs.verdict_ok = ok;
+}
 
 void rd_status_reload(bool ok, const char *why)
 {
@@ -62,6 +70,8 @@ static void write_record(FILE *f, const rd_status_t *st)
                 (long long)rs.reload_time);
     if (!rs.reload_ok && rs.reload_time != 0)
         fprintf(f, "reload_error %s\n", rs.reload_error);
+    if (rs.verdicts > 0)
+        fprintf(f, "reload_verdict %lu %s\n", rs.verdicts, rs.verdict_ok ? "ok" : "refused");
     for (size_t i = 0; i < st->count; i++) {
         const rd_status_worker_t *w = &st->workers[i];
 
@@ -113,6 +123,8 @@ typedef struct record {
     long long started, updated, reload_time;
     unsigned generation, expected;
     int healthy;
+    unsigned long verdicts;
+    char verdict[16];
     char reload[16];
     char reload_error[512];
     char version[32];
@@ -133,6 +145,8 @@ static void parse_line(record_t *r, const char *line)
         sscanf(line, "workers_expected %u", &r->expected) == 1 ||
         sscanf(line, "healthy %d", &r->healthy) == 1 ||
         sscanf(line, "version %31s", r->version) == 1 ||
+        /* Before "reload", whose %s would take "_verdict". */
+        sscanf(line, "reload_verdict %lu %15s", &r->verdicts, r->verdict) == 2 ||
         sscanf(line, "reload %15s %lld", r->reload, &r->reload_time) == 2)
         return;
     if (strncmp(line, "reload_error ", 13) == 0) {
@@ -234,6 +248,22 @@ static int master_pid(const char *pid_file, long *pid, FILE *out)
         fprintf(out, "raidad: not running (the pid file %s: %s)\n", pid_file,
                 errno == EINVAL ? "holds no process id" : strerror(errno));
     return -1;
+}
+
+int rd_status_read_verdict(const char *pid_file, long master_pid, unsigned long *count, bool *ok)
+{
+    char path[PATH_MAX];
+    record_t *r = calloc(1, sizeof(*r));
+    int rc = -1;
+
+    if (r != NULL && status_path(pid_file, path, sizeof(path)) == 0 && read_record(path, r) == 0
+        && r->master_pid == master_pid) {
+        *count = r->verdicts;
+        *ok = strcmp(r->verdict, "ok") == 0;
+        rc = 0;
+    }
+    free(r);
+    return rc;
 }
 
 int rd_status_show(const rd_config_t *cf, FILE *out)

@@ -13,14 +13,17 @@ import pwd
 import re
 import shutil
 import signal
+import socket
+import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import raidatest  # noqa: E402
 from raidatest import (  # noqa: E402
-    RAIDAD_WRAPPER, Daemon, Skip, child_pids, expect, raida_cli, run, test, wait_until,
-    workdir,
+    RAIDAD_WRAPPER, Daemon, Skip, child_pids, diag, expect, raida_cli, render_config, run, test,
+    wait_until, workdir,
 )
 
 ADMIN_KEY = "a0a1a2a3a4a5a6a7a8a9aaabacadaeaf"
@@ -146,6 +149,53 @@ def test_workers_start_where_scheduling_calls_are_refused():
         expect(d.echo_ok(udp=True), "a UDP echo under the filter")
         expect(not any("cannot start" in line for line in d.log_lines()),
                "a worker could not start", d.log_tail())
+
+
+@test(timeout=120)
+def test_root_gets_the_verdict_of_a_reload_from_a_master_of_another_user():
+    """As under the shipped unit (User=raidad), with "raidad -s reload" run
+    as root: the master cannot signal its verdict back (EPERM), and the
+    caller reads it from the status record instead; before, it waited 30 s
+    and said the reload had no answer (found by review)."""
+    need_root()
+    if shutil.which("setpriv") is None:
+        raise Skip("no setpriv (util-linux)")
+    try:
+        account = pwd.getpwnam("raidad")
+    except KeyError:
+        account = pwd.getpwnam("nobody")
+    d = Daemon({"worker_processes": 1}, expect_log=[r"reload refused", r"Address already in use"])
+    os.chown(d.dir, account.pw_uid, account.pw_gid)
+    d.wrapper = ["setpriv", f"--reuid={account.pw_uid}", f"--regid={account.pw_gid}",
+                 "--clear-groups"]
+    old = os.umask(0)           # the notify socket, for a master that is not root
+    try:
+        d.start()
+    finally:
+        os.umask(old)
+    # A port another socket holds: only the master finds that out.
+    taken = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    try:
+        for settings, want in (({"raida_id": 3}, 0),
+                               ({"listen": f"127.0.0.1:{taken.getsockname()[1]}"}, 1)):
+            with open(d.config_path, "w") as f:
+                f.write(render_config(dict(d.settings, **settings)))
+            start = time.monotonic()
+            p = subprocess.run([raidatest.RAIDAD, "-s", "reload", "-c", d.config_path],
+                               capture_output=True, text=True, timeout=60)
+            took = time.monotonic() - start
+            diag(f"raidad -s reload ({settings}): exit {p.returncode} in {took:.1f} s")
+            expect(p.returncode == want, f"-s reload with {settings}: exit {p.returncode}",
+                   p.stderr)
+            expect(took < 5, f"-s reload took {took:.1f} s")
+    except BaseException:
+        d.kill()
+        raise
+    finally:
+        taken.close()
+    d.stop()
 
 
 def check_dropped_capabilities(d, account):
