@@ -160,6 +160,11 @@ int rd_config_load(rd_config_t *cf, const char *path, char *err, size_t err_len)
 /* The same into a new configuration (free() it), or NULL with ERR. */
 rd_config_t *rd_config_read(const char *path, char *err, size_t err_len);
 
+/* The defaults with only pid_file taken from PATH, for "raidad -s" when
+ * PATH has an error elsewhere (an edit not yet reloaded): NULL when it
+ * cannot be parsed at all. */
+rd_config_t *rd_config_read_pid_file(const char *path);
+
 /* The same for configuration text in memory; NAME stands for the file in messages. */
 int rd_config_parse_string(rd_config_t *cf, const char *text, const char *name,
                            char *err, size_t err_len);

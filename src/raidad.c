@@ -235,7 +235,12 @@ static int signal_only(const char *path, const char *name)
 
     if (cf == NULL) {
         fprintf(stderr, "%s\n", err);
-        return 1;
+        /* An error elsewhere in the file (an edit not yet reloaded) must
+         * not keep the logs from being reopened or the daemon stopped. */
+        if ((cf = rd_config_read_pid_file(path)) == NULL)
+            return 1;
+        fprintf(stderr, "raidad: sending '%s' all the same, to the master of pid_file %s\n",
+                name, cf->pid_file);
     }
     rc = send_signal(cf, name);
     free(cf);

@@ -979,6 +979,35 @@ rd_config_t *rd_config_read(const char *path, char *err, size_t err_len)
     return cf;
 }
 
+rd_config_t *rd_config_read_pid_file(const char *path)
+{
+    char dir[PATH_MAX];
+    char *text = rd_slurp(path);
+    rd_config_t *cf = text != NULL ? malloc(sizeof(*cf)) : NULL;
+    const char *pid_file = NULL;
+    config_t lc;
+
+    if (cf == NULL) {
+        free(text);
+        return NULL;
+    }
+    rd_config_defaults(cf);
+    config_init(&lc);
+    const char *incdir = rd_dirname(path, dir, sizeof(dir));
+    if (incdir != NULL)
+        config_set_include_dir(&lc, incdir);
+    bool parsed = config_read_string(&lc, text) == CONFIG_TRUE;
+    if (parsed && config_lookup_string(&lc, "pid_file", &pid_file) == CONFIG_TRUE)
+        snprintf(cf->pid_file, sizeof(cf->pid_file), "%s", pid_file);
+    config_destroy(&lc);
+    free(text);
+    if (!parsed) {
+        free(cf);
+        return NULL;
+    }
+    return cf;
+}
+
 int rd_config_parse_string(rd_config_t *cf, const char *text, const char *name,
                            char *err, size_t err_len)
 {

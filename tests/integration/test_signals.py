@@ -216,6 +216,33 @@ def test_signal_stop_through_the_pid_file():
     check_signal_stops("stop", signal.SIGTERM)
 
 
+@test
+def test_signals_reach_the_master_while_the_file_has_an_error():
+    """An edit not yet reloaded with an error in it must not keep logrotate's
+    reopen, a status or a stop from the running master: they need pid_file
+    only, and say the error (found by review: they refused, and the
+    rotated log went on growing)."""
+    d = MasterDaemon({"worker_processes": 1})
+    d.rewrite(error_log=d.log_path)
+    with d:
+        d.wait_workers(1)
+        with open(d.config_path) as f:
+            text = f.read()
+        with open(d.config_path, "w") as f:
+            f.write(text + "worker_threads = 0;\n")
+        rotated = d.log_path + ".1"
+        os.rename(d.log_path, rotated)
+        proc = raidad("-s", "reopen", "-c", d.config_path)
+        expect(proc.returncode == 0 and "worker_threads = 0 is out of range" in proc.stderr
+               and "sending 'reopen' all the same" in proc.stderr, "raidad -s reopen",
+               describe(proc))
+        expect(wait_until(lambda: os.path.exists(d.log_path), 10), "the log was not reopened")
+        d._log_checked = 0
+        proc = raidad("-s", "stop", "-c", d.config_path)
+        expect(proc.returncode == 0, "raidad -s stop", describe(proc))
+        expect(d.proc.wait(10) == 0, "the master did not stop")
+
+
 @test(timeout=60)
 def test_signal_reopen_reopens_the_logs():
     d = MasterDaemon({"worker_processes": 2})
