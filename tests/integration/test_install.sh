@@ -67,6 +67,7 @@ bindir=$(mkvar bindir)
 sysconfdir=$(mkvar sysconfdir)
 mandir=$(mkvar mandir)
 unitdir=$(mkvar systemdsystemunitdir)
+logrotatedir=$(mkvar logrotatedir)
 conf=$dest$sysconfdir/raidad/raidad.conf
 
 # 2-5. the programs
@@ -107,7 +108,7 @@ else
 fi
 
 # 9. the logrotate file
-lr=$dest$sysconfdir/logrotate.d/raidad
+lr=$dest$logrotatedir/raidad
 if [ -s "$lr" ] && ! grep -q '@[a-z]*@' "$lr" &&
         grep -q "$sbindir/raidad -c $sysconfdir/raidad/raidad.conf -s reopen" "$lr"; then
     ok "logrotate.d/raidad installed"
