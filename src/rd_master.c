@@ -12,6 +12,7 @@
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -64,8 +65,17 @@ typedef struct rd_proc {
 } rd_proc_t;
 
 /* Who waits for a reload's verdict ("raidad -s reload"). */
+/* A caller of "raidad -s reload" waiting for its verdict, held by a
+ * pidfd: one that gave up and exited is then never signalled, nor is
+ * whatever process got its pid since (SIGUSR1 would kill it). -1 where
+ * the kernel has no pidfd_open: the pid alone. */
+typedef struct rd_waiter {
+    pid_t pid;
+    int pidfd;
+} rd_waiter_t;
+
 typedef struct rd_waiters {
-    pid_t pid[RELOAD_WAITERS];
+    rd_waiter_t w[RELOAD_WAITERS];
     unsigned count;
 } rd_waiters_t;
 
@@ -170,6 +180,15 @@ static void child_close_other_listeners(const rd_cycle_t *other, const rd_cycle_
 }
 
 /* The child keeps only its channel and its own generation's listeners. */
+/* A worker made during a reload holds none of the master's waiters. */
+static void waiters_close(rd_waiters_t *w)
+{
+    for (unsigned i = 0; i < w->count; i++)
+        if (w->w[i].pidfd >= 0)
+            close(w->w[i].pidfd);
+    w->count = 0;
+}
+
 static void child_close_inherited(rd_master_t *m, const rd_cycle_t *mine, int channel)
 {
     close(m->loop.epfd);
@@ -182,6 +201,8 @@ static void child_close_inherited(rd_master_t *m, const rd_cycle_t *mine, int ch
     child_close_other_listeners(&m->cycle, mine);
     child_close_other_listeners(&m->next, mine);
     rd_metrics_server_close_in_child();
+    waiters_close(&m->waiters);
+    waiters_close(&m->queued_waiters);
 }
 
 /* Never returns. exit(), not _exit(): the sanitizers' leak check and
@@ -353,24 +374,42 @@ static void master_status(rd_master_t *m)
     rd_notify("STATUS=%s", status);
 }
 
+static void waiter_signal(rd_waiter_t *x, int sig)
+{
+    if (x->pidfd < 0) {
+        kill(x->pid, sig);
+        return;
+    }
+    (void)syscall(SYS_pidfd_send_signal, x->pidfd, sig, NULL, 0);
+    close(x->pidfd);
+    x->pidfd = -1;
+}
+
 static void waiters_reply(rd_waiters_t *w, bool ok)
 {
     for (unsigned i = 0; i < w->count; i++)
-        kill(w->pid[i], ok ? SIGUSR1 : SIGUSR2);
+        waiter_signal(&w->w[i], ok ? SIGUSR1 : SIGUSR2);
     w->count = 0;
 }
 
+static void waiters_put(rd_waiters_t *w, rd_waiter_t x)
+{
+    if (w->count == RELOAD_WAITERS) {
+        rd_log(RD_LOG_WARN, "reload: %d processes wait already: process %ld gets no verdict",
+               RELOAD_WAITERS, (long)x.pid);
+        waiter_signal(&x, SIGUSR2);
+        return;
+    }
+    w->w[w->count++] = x;
+}
+
+/* PID asked, and waits: held from now on by a pidfd (rd_waiter_t). */
 static void waiters_add(rd_waiters_t *w, pid_t pid)
 {
     if (pid <= 0)
         return;
-    if (w->count == RELOAD_WAITERS) {
-        rd_log(RD_LOG_WARN, "reload: %d processes wait already: process %ld gets no verdict",
-               RELOAD_WAITERS, (long)pid);
-        kill(pid, SIGUSR2);
-        return;
-    }
-    w->pid[w->count++] = pid;
+    waiters_put(w, (rd_waiter_t){ .pid = pid,
+                                  .pidfd = (int)syscall(SYS_pidfd_open, pid, 0) });
 }
 
 static void master_reload_reply(rd_master_t *m, bool ok)
@@ -869,7 +908,7 @@ static void master_reload_queued(rd_master_t *m)
         return;
     m->reload_queued = false;
     for (unsigned i = 0; i < m->queued_waiters.count; i++)
-        waiters_add(&m->waiters, m->queued_waiters.pid[i]);
+        waiters_put(&m->waiters, m->queued_waiters.w[i]);
     m->queued_waiters.count = 0;
     master_reload(m, 0);
 }
