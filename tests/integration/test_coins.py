@@ -408,21 +408,8 @@ def test_config_test_checks_the_data_dir():
     bad = page_path(root, 0, 1)
     with open(bad, "r+b") as f:
         f.truncate(1000)
-    p = raidad_t({"data_dir": root})
-    expect(p.returncode != 0 and f"{bad}: 1000 bytes long" in p.stderr,
-           "a page of the wrong size: FILE: what", p.stderr)
-    # And the daemon refuses to start on it, saying the same.
-    d = Daemon({"data_dir": root}, expect_log=[r"1000 bytes long"])
-    started = False
-    try:
-        d.start()
-        started = True
-    except AssertionError as e:
-        expect("exited" in str(e), "raidad exits", str(e))
-    d.kill()
-    expect(not started, "raidad started on a damaged data directory")
-    expect(d.returncode not in (0, None), "non-zero exit")
-    expect(f"{bad}: 1000 bytes long" in d.log_text(), "the log names the file", d.log_tail())
+    # raidad -t and the daemon both say which page, and what is wrong.
+    refused_to_start(root, f"{bad}: 1000 bytes long")
     shutil.rmtree(root)
 
 

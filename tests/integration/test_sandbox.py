@@ -97,11 +97,9 @@ def test_workers_started_as_root_run_unprivileged_without_capabilities():
         expect(not log_matching(d, ROOT_WARNING), "a root warning without root workers")
 
 
-@test
-def test_started_as_another_user_workers_give_up_their_capabilities():
-    """As under the shipped unit (User=raidad, AmbientCapabilities=
-    CAP_NET_BIND_SERVICE): the master keeps the capability, the workers,
-    same user, hold none and are filtered."""
+def start_as_the_account(d, caps=()):
+    """Starts D as the unit does, as raidad (nobody where it is missing),
+    with setpriv's CAPS options; returns the account."""
     need_root()
     if shutil.which("setpriv") is None:
         raise Skip("no setpriv (util-linux)")
@@ -109,16 +107,25 @@ def test_started_as_another_user_workers_give_up_their_capabilities():
         account = pwd.getpwnam("raidad")
     except KeyError:
         account = pwd.getpwnam("nobody")
-    d = Daemon({"worker_processes": 2})
     os.chown(d.dir, account.pw_uid, account.pw_gid)
     d.wrapper = ["setpriv", f"--reuid={account.pw_uid}", f"--regid={account.pw_gid}",
-                 "--clear-groups", "--inh-caps=+net_bind_service",
-                 "--ambient-caps=+net_bind_service"]
+                 "--clear-groups", *caps]
     old = os.umask(0)           # the notify socket, for a master that is not root
     try:
         d.start()
     finally:
         os.umask(old)
+    return account
+
+
+@test
+def test_started_as_another_user_workers_give_up_their_capabilities():
+    """As under the shipped unit (User=raidad, AmbientCapabilities=
+    CAP_NET_BIND_SERVICE): the master keeps the capability, the workers,
+    same user, hold none and are filtered."""
+    d = Daemon({"worker_processes": 2})
+    account = start_as_the_account(d, ["--inh-caps=+net_bind_service",
+                                       "--ambient-caps=+net_bind_service"])
     try:
         check_dropped_capabilities(d, account)
     except BaseException:
@@ -157,22 +164,8 @@ def test_root_gets_the_verdict_of_a_reload_from_a_master_of_another_user():
     as root: the master cannot signal its verdict back (EPERM), and the
     caller reads it from the status record instead; before, it waited 30 s
     and said the reload had no answer (found by review)."""
-    need_root()
-    if shutil.which("setpriv") is None:
-        raise Skip("no setpriv (util-linux)")
-    try:
-        account = pwd.getpwnam("raidad")
-    except KeyError:
-        account = pwd.getpwnam("nobody")
     d = Daemon({"worker_processes": 1}, expect_log=[r"reload refused", r"Address already in use"])
-    os.chown(d.dir, account.pw_uid, account.pw_gid)
-    d.wrapper = ["setpriv", f"--reuid={account.pw_uid}", f"--regid={account.pw_gid}",
-                 "--clear-groups"]
-    old = os.umask(0)           # the notify socket, for a master that is not root
-    try:
-        d.start()
-    finally:
-        os.umask(old)
+    start_as_the_account(d)
     # A port another socket holds: only the master finds that out.
     taken = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     taken.bind(("127.0.0.1", 0))
