@@ -996,12 +996,16 @@ rd_config_t *rd_config_read_pid_file(const char *path)
     const char *incdir = rd_dirname(path, dir, sizeof(dir));
     if (incdir != NULL)
         config_set_include_dir(&lc, incdir);
-    bool parsed = config_read_string(&lc, text) == CONFIG_TRUE;
-    if (parsed && config_lookup_string(&lc, "pid_file", &pid_file) == CONFIG_TRUE)
-        snprintf(cf->pid_file, sizeof(cf->pid_file), "%s", pid_file);
+    bool ok = config_read_string(&lc, text) == CONFIG_TRUE;
+    char why[256];
+    /* The default only where the file names none: a pid_file written
+     * wrong must not send the signal to the master of another file. */
+    if (ok && config_lookup(&lc, "pid_file") != NULL)
+        ok = config_lookup_string(&lc, "pid_file", &pid_file) == CONFIG_TRUE
+            && rd_store_text(cf, rd_opt_find("pid_file"), pid_file, why, sizeof(why)) == 0;
     config_destroy(&lc);
     free(text);
-    if (!parsed) {
+    if (!ok) {
         free(cf);
         return NULL;
     }
@@ -1058,9 +1062,10 @@ static void rd_config_worker_ids(const rd_config_t *cf, uid_t *uid, gid_t *gid)
 void rd_config_coins(const rd_config_t *cf, rd_coins_conf_t *out)
 {
     /* One request's changes go into the pending table whole (rd_coins.c,
-     * txn_append): at least as many as a body can name, 5 bytes a coin
-     * in a pown sum. */
-    size_t most = cf->max_body_size / RD_COIN_REF_SIZE;
+     * txn_append): at least as many as any body can name, 5 bytes a coin
+     * in a pown sum, whatever max_body_size a reload brings (the store
+     * is sized once, at start). */
+    size_t most = ((size_t)1 << (8 * RD_BODY_SIZE_SIZE)) / RD_COIN_REF_SIZE;
 
     *out = (rd_coins_conf_t){
         .data_dir = cf->data_dir,

@@ -391,10 +391,10 @@ static int refuse_unreplayed(const opts_t *o)
     return -1;
 }
 
-/* The list is written last: its folder must take it before any page is
- * written, or the pages would be left with no list of their ANs. The data
- * folder (the default) is made with the pages. */
-static int check_list_folder(const opts_t *o)
+/* The list is written last: its folder is made (as the data folder is)
+ * and must take it before any page is written, or the pages would be
+ * left with no list of their ANs. */
+static int make_list_folder(const opts_t *o)
 {
     char dir[PATH_MAX];
     snprintf(dir, sizeof(dir), "%s", o->list);
@@ -403,7 +403,7 @@ static int check_list_folder(const opts_t *o)
         snprintf(dir, sizeof(dir), ".");
     else
         slash[slash == dir] = '\0';
-    if (strcmp(dir, o->data_dir) == 0 || access(dir, W_OK | X_OK) == 0)
+    if (rd_atomicfile_mkdirs(dir, DIR_MODE) == 0 && access(dir, W_OK | X_OK) == 0)
         return 0;
     fprintf(stderr, "raida-coins: %s: %s: nothing written\n", dir, strerror(errno));
     return -1;
@@ -412,7 +412,8 @@ static int check_list_folder(const opts_t *o)
 /* Writes the pages, then the list; raidad.lock held. */
 static int write_all(const opts_t *o)
 {
-    if (refuse_unreplayed(o) < 0 || (!o->force && each_page(o, refuse_existing, NULL) < 0))
+    if (refuse_unreplayed(o) < 0 || (!o->force && each_page(o, refuse_existing, NULL) < 0)
+        || make_list_folder(o) < 0)
         return EXIT_FAIL;
     writer_t *w = calloc(1, sizeof(*w));
     if (w == NULL) {
@@ -436,8 +437,6 @@ static int run(const opts_t *o)
         fprintf(stderr, "raida-coins: %s exists: nothing written (-f to replace it)\n", o->list);
         return EXIT_FAIL;
     }
-    if (check_list_folder(o) < 0)
-        return EXIT_FAIL;
     int lock_fd = -1;
     int rc = take_lock(o, &lock_fd) < 0 ? EXIT_FAIL : write_all(o);
     if (lock_fd >= 0)

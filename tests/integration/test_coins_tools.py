@@ -226,8 +226,8 @@ def test_coins_uses_an_older_installations_uppercase_page():
 def test_coins_writes_nothing_while_raidad_may_need_the_folder():
     """Not while raidad serves the folder (it holds raidad.lock), not while
     its journal holds changes a start would copy over the new pages, and
-    not when the list's folder cannot take the list (the pages would be
-    left without it)."""
+    not when the list's folder cannot be made (the pages would be left
+    without it)."""
     import fcntl
     data = fresh_dir("data")
     make(data, "-d", "2", "-s", "0-9")
@@ -242,14 +242,19 @@ def test_coins_writes_nothing_while_raidad_may_need_the_folder():
         f.write(bytes(8192))
     r = coins("-f", "-d", "2", "-s", "0-9", data)
     expect(r.returncode == 1 and "holds changes not yet replayed" in r.stderr, "journal", r)
-    r = coins("-d", "3", "-l", os.path.join(data, "no-such-folder", "list.txt"), data)
-    expect(r.returncode == 1 and "no-such-folder: No such file" in r.stderr, "list folder", r)
+    r = coins("-d", "3", "-l", os.path.join(data, "coins.txt", "list.txt"), data)
+    expect(r.returncode == 1 and "nothing written" in r.stderr, "list folder", r)
     expect(snapshot(data) == dict(before, **{"raidad.lock": snapshot(data)["raidad.lock"],
                                              "raidad.journal": snapshot(data)["raidad.journal"]}),
            "raida-coins wrote while refusing")
     # An orderly stop leaves the journal's header alone: that is no obstacle.
     os.truncate(journal, 4096)
     make(data, "-f", "-d", "2", "-s", "0-9")
+    # A list's folder that does not exist yet is made, as the data folder
+    # is, however it is spelt.
+    fresh = fresh_dir("data")
+    make(fresh, "-d", "1", "-n", "3", "-l", os.path.join(fresh, ".", "new", "list.txt"))
+    expect(len(read_list(os.path.join(fresh, "new", "list.txt"))) == 3, "the list")
 
 
 @test

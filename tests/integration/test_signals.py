@@ -238,6 +238,16 @@ def test_signals_reach_the_master_while_the_file_has_an_error():
                describe(proc))
         expect(wait_until(lambda: os.path.exists(d.log_path), 10), "the log was not reopened")
         d._log_checked = 0
+        # A pid_file written wrong is no pid_file: the default's master (the
+        # system's, maybe) must not get the signal instead.
+        wrong = d.config_path + ".wrong"
+        with open(wrong, "w") as f:
+            f.write(re.sub(r"(?m)^pid_file = .*$", "pid_file = 5;", text))
+        proc = raidad("-s", "stop", "-c", wrong)
+        expect(proc.returncode == 1 and "pid_file must be a string" in proc.stderr
+               and "all the same" not in proc.stderr, "-s stop with pid_file = 5",
+               describe(proc))
+        expect(d.alive(), "the master stopped")
         proc = raidad("-s", "stop", "-c", d.config_path)
         expect(proc.returncode == 0, "raidad -s stop", describe(proc))
         expect(d.proc.wait(10) == 0, "the master did not stop")
