@@ -35,13 +35,18 @@ typedef struct rd_status_record {
 
 /* The master: a reload was committed (OK) or refused (WHY). */
 void rd_status_reload(bool ok, const char *why);
-/* The master: the processes waiting for a reload's verdict were told OK
- * or not. Counted in the record for a waiter the master cannot signal (the
- * master runs as raidad, "raidad -s reload" as root). */
-void rd_status_verdict(bool ok);
-/* "raidad -s reload": the count of verdicts MASTER_PID's record holds, and
- * the last one. -1 when there is no record of that master. */
-int rd_status_read_verdict(const char *pid_file, long master_pid, unsigned long *count, bool *ok);
+#define RD_STATUS_MAX_WAITERS 16
+
+/* The master: the N processes PIDS waiting for a reload's verdict are
+ * told OK or not. Counted in the record, with their pids, for a waiter
+ * the master cannot signal (the master runs as raidad, "raidad -s reload"
+ * as root); the record is to be published before they are told. */
+void rd_status_verdict(bool ok, const long *pids, size_t n);
+/* "raidad -s reload": how many verdicts MASTER_PID's record counts; with
+ * ME, whether the last one was told to ME (1, and OK set) or not (0). -1
+ * when there is no record of that master. */
+int rd_status_read_verdict(const char *pid_file, long master_pid, long me, unsigned long *count,
+                           bool *ok);
 
 /* The master: writes ST for PID_FILE (nothing when it is ""). */
 void rd_status_publish(const char *pid_file, const rd_status_t *st);

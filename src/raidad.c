@@ -103,8 +103,9 @@ static int reload_verdict(bool ok)
 /* SIGHUP carrying RD_RELOAD_MAGIC asks the master for its verdict, which
  * comes back as SIGUSR1 (reloaded) or SIGUSR2 (refused: see its log). A
  * master of another user (the unit's raidad, this caller root) cannot
- * signal back: its status record counts the verdicts too, and is looked
- * at while waiting. */
+ * signal back: its status record, written before the verdict is told,
+ * counts the verdicts and names their waiters, and is looked at while
+ * waiting. */
 static int signal_reload(pid_t pid, const char *pid_file)
 {
     struct timespec slice = { .tv_nsec = RELOAD_POLL_NS };
@@ -118,7 +119,7 @@ static int signal_reload(pid_t pid, const char *pid_file)
     sigaddset(&mask, SIGUSR1);
     sigaddset(&mask, SIGUSR2);
     sigprocmask(SIG_BLOCK, &mask, NULL);
-    (void)rd_status_read_verdict(pid_file, (long)pid, &before, &ok);
+    (void)rd_status_read_verdict(pid_file, (long)pid, (long)getpid(), &before, &ok);
     if (sigqueue(pid, SIGHUP, value) < 0) {
         fprintf(stderr, "raidad: cannot signal process %ld: %s\n", (long)pid, strerror(errno));
         return 1;
@@ -128,7 +129,8 @@ static int signal_reload(pid_t pid, const char *pid_file)
 
         if (sig > 0 && si.si_pid == pid)
             return reload_verdict(sig == SIGUSR1);
-        if (sig < 0 && rd_status_read_verdict(pid_file, (long)pid, &now, &ok) == 0
+        /* A verdict counted since, told to this process. */
+        if (sig < 0 && rd_status_read_verdict(pid_file, (long)pid, (long)getpid(), &now, &ok) == 1
             && now > before)
             return reload_verdict(ok);
     }

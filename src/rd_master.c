@@ -44,7 +44,7 @@
 #define SETTLE_TIMEOUT_MS 2000  /* old workers normally go quiet in a loop turn */
 #define RESPAWN_MAX_DELAY_MS 30000
 #define CRASH_LIFETIME_MS 2000   /* a worker that dies younger crashed on start */
-#define RELOAD_WAITERS 16
+#define RELOAD_WAITERS RD_STATUS_MAX_WAITERS
 
 typedef struct rd_master rd_master_t;
 
@@ -412,9 +412,17 @@ static void waiters_add(rd_waiters_t *w, pid_t pid)
                                   .pidfd = (int)syscall(SYS_pidfd_open, pid, 0) });
 }
 
+static void master_publish_status(rd_master_t *m, bool mid_cycle);
+
+/* The record says the verdict, and to whom, before they hear it. */
 static void master_reload_reply(rd_master_t *m, bool ok)
 {
-    rd_status_verdict(ok);
+    long pids[RELOAD_WAITERS];
+
+    for (unsigned i = 0; i < m->waiters.count; i++)
+        pids[i] = (long)m->waiters.w[i].pid;
+    rd_status_verdict(ok, pids, m->waiters.count);
+    master_publish_status(m, true);
     waiters_reply(&m->waiters, ok);
 }
 
@@ -832,8 +840,10 @@ static void master_on_signal(rd_event_t *ev, uint32_t events)
 /* ---- timers ---- */
 
 /* What "raidad -s status" shows (rd_status.c), from the master's own
- * records; called before the pings reset the heartbeat flags. */
-static void master_publish_status(rd_master_t *m)
+ * records: at each tick, before the pings reset the heartbeat flags; or
+ * MID_CYCLE, between ticks, where a worker that has not yet answered the
+ * ping under way serves if it answered the last one. */
+static void master_publish_status(rd_master_t *m, bool mid_cycle)
 {
     static rd_status_t st;      /* 10 kB: off the stack */
     unsigned serving = 0;
@@ -846,12 +856,13 @@ static void master_publish_status(rd_master_t *m)
 
         if (p->pid <= 0)
             continue;
+        bool answered = p->pong || (mid_cycle && !p->stalled);
         st.workers[st.count++] = (rd_status_worker_t){
             .pid = p->pid, .generation = p->generation, .connections = p->connections,
             .state = p->draining ? "draining" : !p->ready ? "starting"
-                   : p->pong ? "serving" : "silent",
+                   : answered ? "serving" : "silent",
             .requests = rd_metrics_proc_requests(i) };
-        serving += p->generation == m->generation && !p->draining && p->ready && p->pong;
+        serving += p->generation == m->generation && !p->draining && p->ready && answered;
     }
     st.healthy = serving >= st.expected && !m->stop;
     /* Where the pid file is, which a reload does not move (master_free
@@ -865,7 +876,7 @@ static void master_tick(rd_master_t *m, uint64_t now)
 {
     bool all_answered = true;
 
-    master_publish_status(m);
+    master_publish_status(m, false);
 
     for (size_t i = 0; i < MAX_PROCS; i++) {
         rd_proc_t *p = &m->procs[i];

@@ -25,13 +25,17 @@ static struct {
     bool reload_ok;
     char reload_error[256];
     unsigned long verdicts;     /* told to the waiters of reloads so far */
-    bool verdict_ok;            /* the last one */
+    bool verdict_ok;            /* the last one, */
+    long verdict_pids[RD_STATUS_MAX_WAITERS];    /* and to whom */
+    size_t verdict_n;
 } rs;
 
-void rd_status_verdict(bool ok)
+void rd_status_verdict(bool ok, const long *pids, size_t n)
 {
     rs.verdicts++;
     rs.verdict_ok = ok;
+    rs.verdict_n = n < RD_STATUS_MAX_WAITERS ? n : RD_STATUS_MAX_WAITERS;
+    memcpy(rs.verdict_pids, pids, rs.verdict_n * sizeof(*pids));
 }
 
 void rd_status_reload(bool ok, const char *why)
@@ -70,8 +74,12 @@ static void write_record(FILE *f, const rd_status_t *st)
                 (long long)rs.reload_time);
     if (!rs.reload_ok && rs.reload_time != 0)
         fprintf(f, "reload_error %s\n", rs.reload_error);
-    if (rs.verdicts > 0)
-        fprintf(f, "reload_verdict %lu %s\n", rs.verdicts, rs.verdict_ok ? "ok" : "refused");
+    if (rs.verdicts > 0) {
+        fprintf(f, "reload_verdict %lu %s", rs.verdicts, rs.verdict_ok ? "ok" : "refused");
+        for (size_t i = 0; i < rs.verdict_n; i++)
+            fprintf(f, " %ld", rs.verdict_pids[i]);
+        fputc('\n', f);
+    }
     for (size_t i = 0; i < st->count; i++) {
         const rd_status_worker_t *w = &st->workers[i];
 
@@ -125,6 +133,7 @@ typedef struct record {
     int healthy;
     unsigned long verdicts;
     char verdict[16];
+    char verdict_pids[256];     /* " PID PID ...", as written */
     char reload[16];
     char reload_error[512];
     char version[32];
@@ -136,6 +145,14 @@ typedef struct record {
 static void parse_line(record_t *r, const char *line)
 {
     rd_status_worker_t *w = &r->workers[r->count];
+    int end = 0;
+
+    /* Before "reload", whose %s would take "_verdict". */
+    if (sscanf(line, "reload_verdict %lu %15s%n", &r->verdicts, r->verdict, &end) == 2) {
+        snprintf(r->verdict_pids, sizeof(r->verdict_pids), "%s", line + end);
+        r->verdict_pids[strcspn(r->verdict_pids, "\n")] = '\0';
+        return;
+    }
 
     if (sscanf(line, "master_pid %ld", &r->master_pid) == 1 ||
         sscanf(line, "metrics_pid %ld", &r->metrics_pid) == 1 ||
@@ -145,8 +162,6 @@ static void parse_line(record_t *r, const char *line)
         sscanf(line, "workers_expected %u", &r->expected) == 1 ||
         sscanf(line, "healthy %d", &r->healthy) == 1 ||
         sscanf(line, "version %31s", r->version) == 1 ||
-        /* Before "reload", whose %s would take "_verdict". */
-        sscanf(line, "reload_verdict %lu %15s", &r->verdicts, r->verdict) == 2 ||
         sscanf(line, "reload %15s %lld", r->reload, &r->reload_time) == 2)
         return;
     if (strncmp(line, "reload_error ", 13) == 0) {
@@ -250,7 +265,24 @@ static int master_pid(const char *pid_file, long *pid, FILE *out)
     return -1;
 }
 
-int rd_status_read_verdict(const char *pid_file, long master_pid, unsigned long *count, bool *ok)
+/* PID is one of the " PID PID ..." of LIST. */
+static bool listed(const char *list, long pid)
+{
+    char *end;
+
+    for (const char *p = list; *p != '\0'; p = end) {
+        long v = strtol(p, &end, 10);
+
+        if (end == p)
+            return false;
+        if (v == pid)
+            return true;
+    }
+    return false;
+}
+
+int rd_status_read_verdict(const char *pid_file, long master_pid, long me, unsigned long *count,
+                           bool *ok)
 {
     char path[PATH_MAX];
     record_t *r = calloc(1, sizeof(*r));
@@ -260,7 +292,7 @@ int rd_status_read_verdict(const char *pid_file, long master_pid, unsigned long 
         && r->master_pid == master_pid) {
         *count = r->verdicts;
         *ok = strcmp(r->verdict, "ok") == 0;
-        rc = 0;
+        rc = listed(r->verdict_pids, me) ? 1 : 0;
     }
     free(r);
     return rc;

@@ -158,14 +158,11 @@ def test_workers_start_where_scheduling_calls_are_refused():
                "a worker could not start", d.log_tail())
 
 
-@test(timeout=120)
-def test_root_gets_the_verdict_of_a_reload_from_a_master_of_another_user():
-    """As under the shipped unit (User=raidad), with "raidad -s reload" run
-    as root: the master cannot signal its verdict back (EPERM), and the
-    caller reads it from the status record instead; before, it waited 30 s
-    and said the reload had no answer (found by review)."""
-    d = Daemon({"worker_processes": 1}, expect_log=[r"reload refused", r"Address already in use"])
-    start_as_the_account(d)
+def check_reload_verdicts(d):
+    """raidad -s reload against D: a good reload answers 0, one the master
+    refuses 1, each within seconds; then a good one, slow to settle (the
+    old worker stopped), waits for its own verdict rather than take the
+    refusal before it (which the status record showed a second late)."""
     # A port another socket holds: only the master finds that out.
     taken = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     taken.bind(("127.0.0.1", 0))
@@ -183,11 +180,48 @@ def test_root_gets_the_verdict_of_a_reload_from_a_master_of_another_user():
             expect(p.returncode == want, f"-s reload with {settings}: exit {p.returncode}",
                    p.stderr)
             expect(took < 5, f"-s reload took {took:.1f} s")
+    finally:
+        taken.close()
+    with open(d.config_path, "w") as f:
+        f.write(render_config(dict(d.settings, raida_id=4)))
+    old = child_pids(d.pid)
+    for pid in old:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        p = subprocess.Popen([raidatest.RAIDAD, "-s", "reload", "-c", d.config_path],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(2)
+        expect(p.poll() is None, "a verdict before the reload settled", p.poll())
+    finally:
+        for pid in old:
+            os.kill(pid, signal.SIGCONT)
+    _, err = p.communicate(timeout=60)
+    expect(p.returncode == 0, f"the good reload after the refused one: exit {p.returncode}", err)
+
+
+VERDICT_LOG = [r"reload refused", r"Address already in use"]
+
+
+@test(timeout=120)
+def test_reload_verdicts_are_each_callers_own():
+    """The master signals its verdicts back (its own user's callers)."""
+    with Daemon({"worker_processes": 1}, expect_log=VERDICT_LOG) as d:
+        check_reload_verdicts(d)
+
+
+@test(timeout=120)
+def test_root_gets_the_verdict_of_a_reload_from_a_master_of_another_user():
+    """As under the shipped unit (User=raidad), with "raidad -s reload" run
+    as root: the master cannot signal its verdict back (EPERM), and the
+    caller reads it from the status record instead; before, it waited 30 s
+    and said the reload had no answer (found by review)."""
+    d = Daemon({"worker_processes": 1}, expect_log=VERDICT_LOG)
+    start_as_the_account(d)
+    try:
+        check_reload_verdicts(d)
     except BaseException:
         d.kill()
         raise
-    finally:
-        taken.close()
     d.stop()
 
 
