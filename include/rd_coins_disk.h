@@ -39,12 +39,12 @@ static inline unsigned rd_den_index(int8_t den)
     return (unsigned)(den - RD_COIN_MIN_DEN);
 }
 
-/* Opens PATH, a file of the data folder, never through a link and only
- * if it is a regular file (a FIFO would block the master): the folder
- * belongs to the workers' user, and the master, root, opens what is in
- * it. -1 with errno on failure (ELOOP for a link, EINVAL for a file of
- * another kind). MODE counts with O_CREAT only. */
-int rd_coins_disk_open(const char *path, int flags, mode_t mode);
+/* Opens PATH, a file below the data folder DIR ("DIR/..."), never through
+ * a link below DIR and only if it is a regular file (a FIFO would block
+ * the master): the folder belongs to the workers' user, and the master,
+ * root, opens what is in it. -1 with errno on failure (ELOOP for a link,
+ * EINVAL for a file of another kind). MODE counts with O_CREAT only. */
+int rd_coins_disk_open(const char *dir, const char *path, int flags, mode_t mode);
 
 /* Opens page PAGE of denomination index D (rd_coins_disk_open),
  * lowercase hex first, then uppercase; PATH gets the name tried last. -1

@@ -974,7 +974,7 @@ static int take_folder(rd_coins_shared_t *h, const rd_coins_conf_t *conf, char *
 {
     char path[RD_COIN_PATH_MAX];
     snprintf(path, sizeof(path), "%s/" RD_LOCK_NAME, conf->data_dir);
-    h->lock_fd = rd_coins_disk_open(path, O_RDWR | O_CREAT, 0600);
+    h->lock_fd = rd_coins_disk_open(conf->data_dir, path, O_RDWR | O_CREAT, 0600);
     if (h->lock_fd < 0) {
         snprintf(err, len, "%s: %s", path, strerror(errno));
         return -1;
@@ -1117,7 +1117,7 @@ rd_coins_t *rd_coins_open(rd_coins_shared_t *h, const rd_coins_conf_t *conf)
     s->dir = h->dir;
     s->conf = *conf;
     snprintf(path, sizeof(path), "%s/" RD_JOURNAL_NAME, h->dir);
-    s->jfd = rd_coins_disk_open(path, O_RDWR, 0);
+    s->jfd = rd_coins_disk_open(h->dir, path, O_RDWR, 0);
     s->dirfd = open(h->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (s->jfd < 0 || s->dirfd < 0 || pthread_mutex_init(&s->map_lock, NULL) != 0
         || pthread_mutex_init(&s->sync_lock, NULL) != 0) {

@@ -11,9 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 #include <zlib.h>
+#include <linux/openat2.h>
 
 #include "rd_bytes.h"
 #include "rd_coins_disk.h"
@@ -44,11 +46,37 @@ static bool has_letter(unsigned d, unsigned page)
     return false;
 }
 
-int rd_coins_disk_open(const char *path, int flags, mode_t mode)
+/* PATH below DIR, resolved under DIR with no link anywhere on the way
+ * (openat2's RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS), so that a folder the
+ * workers' user swapped for a link is not gone through either; DIR itself
+ * is the operator's and may be one. A kernel without openat2 gets
+ * O_NOFOLLOW on the last name only. */
+static int open_beneath(const char *dir, const char *path, int flags, mode_t mode)
+{
+    size_t n = strlen(dir);
+    if (strncmp(path, dir, n) != 0 || path[n] != '/') {
+        errno = EINVAL;
+        return -1;
+    }
+    int dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return -1;
+    struct open_how how = { .flags = (uint64_t)flags, .mode = (flags & O_CREAT) ? mode : 0,
+                            .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS };
+    int fd = (int)syscall(SYS_openat2, dfd, path + n + 1, &how, sizeof(how));
+    if (fd < 0 && errno == ENOSYS)
+        fd = openat(dfd, path + n + 1, flags, mode);
+    int err = errno;
+    close(dfd);
+    errno = err;
+    return fd;
+}
+
+int rd_coins_disk_open(const char *dir, const char *path, int flags, mode_t mode)
 {
     /* O_NONBLOCK keeps the open of a FIFO from waiting; a regular file
      * ignores it in every later call. */
-    int fd = open(path, flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, mode);
+    int fd = open_beneath(dir, path, flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, mode);
     struct stat st;
     if (fd < 0)
         return -1;
@@ -65,11 +93,11 @@ int rd_coins_disk_page_open(const char *dir, unsigned d, unsigned page, int flag
                             char *path, size_t len)
 {
     page_name(dir, d, page, false, path, len);
-    int fd = rd_coins_disk_open(path, flags, 0);
+    int fd = rd_coins_disk_open(dir, path, flags, 0);
     if (fd >= 0 || errno != ENOENT || !has_letter(d, page))
         return fd;
     page_name(dir, d, page, true, path, len);
-    return rd_coins_disk_open(path, flags, 0);
+    return rd_coins_disk_open(dir, path, flags, 0);
 }
 
 /* lstat: a link in the page's place is "not a regular file" (check_page). */
@@ -157,6 +185,26 @@ static int check_own_file(const char *dir, const char *name, char *err, size_t l
     return S_ISREG(st.st_mode) ? 0 : fail(err, len, path, "not a regular file");
 }
 
+/* The folders below DIR: Data/ and, in both spellings, each denomination's
+ * and each page group's, where there. A link in their place is refused
+ * here, with its name (the opens refuse it too: rd_coins_disk_open). */
+static int check_folders(const char *dir, char *err, size_t len)
+{
+    char path[RD_COIN_PATH_MAX];
+    struct stat st;
+    for (unsigned d = 0; d < RD_COIN_DENS; d++)
+        for (unsigned group = 0; group <= (RD_COIN_PAGES - 1) >> 8; group++)
+            for (int upper = 0; upper < 2; upper++) {
+                page_name(dir, d, group << 8, upper, path, sizeof(path));
+                for (int up = 0; up < 3; up++) {
+                    *strrchr(path, '/') = '\0';    /* the page's folder, then its parents */
+                    if (lstat(path, &st) == 0 && !S_ISDIR(st.st_mode))
+                        return fail(err, len, path, "not a folder (a link, or a file)");
+                }
+            }
+    return 0;
+}
+
 int rd_coins_disk_check(const char *dir, uid_t uid, char *err, size_t len)
 {
     char path[RD_COIN_PATH_MAX];
@@ -168,7 +216,8 @@ int rd_coins_disk_check(const char *dir, uid_t uid, char *err, size_t len)
     if (check_dir(path, uid, err, len) < 0)
         return -1;
     if (check_own_file(dir, RD_LOCK_NAME, err, len) < 0
-        || check_own_file(dir, RD_JOURNAL_NAME, err, len) < 0)
+        || check_own_file(dir, RD_JOURNAL_NAME, err, len) < 0
+        || check_folders(dir, err, len) < 0)
         return -1;
     for (unsigned d = 0; d < RD_COIN_DENS; d++)
         for (unsigned page = 0; page < RD_COIN_PAGES; page++)
@@ -330,10 +379,10 @@ static int replay_all(replay_t *r)
 static int open_journal(const char *dir, char *path, size_t len, bool *fresh)
 {
     snprintf(path, len, "%s/" RD_JOURNAL_NAME, dir);
-    int fd = rd_coins_disk_open(path, O_RDWR, 0);
+    int fd = rd_coins_disk_open(dir, path, O_RDWR, 0);
     *fresh = fd < 0 && errno == ENOENT;
     if (*fresh)
-        fd = rd_coins_disk_open(path, O_RDWR | O_CREAT | O_EXCL, 0600);
+        fd = rd_coins_disk_open(dir, path, O_RDWR | O_CREAT | O_EXCL, 0600);
     return fd;
 }
 
@@ -435,7 +484,7 @@ static bool index_load(const char *dir, index_entry_t (*idx)[RD_COIN_PAGES], uin
 {
     char path[RD_COIN_PATH_MAX];
     snprintf(path, sizeof(path), "%s/" RD_INDEX_NAME, dir);
-    int fd = rd_coins_disk_open(path, O_RDONLY, 0);
+    int fd = rd_coins_disk_open(dir, path, O_RDONLY, 0);
     FILE *f = fd < 0 ? NULL : fdopen(fd, "rb");
     if (f == NULL) {
         if (fd >= 0)
@@ -483,7 +532,7 @@ static int count_page(const char *dir, unsigned d, unsigned page, uint16_t *coun
         return 0;
     }
     uint8_t buf[RD_COIN_PAGE_SIZE];
-    int fd = rd_coins_disk_open(path, O_RDONLY, 0);
+    int fd = rd_coins_disk_open(dir, path, O_RDONLY, 0);
     ssize_t n = fd < 0 ? -1 : pread(fd, buf, sizeof(buf), 0);
     int saved = errno;
     if (fd >= 0)
@@ -543,7 +592,7 @@ int rd_coins_disk_write_index(const char *dir, const uint16_t counts[RD_COIN_DEN
     snprintf(tmp, sizeof(tmp), "%s/" RD_INDEX_NAME ".new", dir);
     /* A new file, never one found there (a link would be written through). */
     unlink(tmp);
-    int fd = rd_coins_disk_open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    int fd = rd_coins_disk_open(dir, tmp, O_WRONLY | O_CREAT | O_EXCL, 0600);
     int rc = fd < 0 || write(fd, buf, len) != (ssize_t)len || fsync(fd) < 0 ? -1 : 0;
     if (fd >= 0)
         close(fd);

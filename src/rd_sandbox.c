@@ -258,7 +258,7 @@ static const int sandbox_allowed[] = {
     SCMP_SYS(read), SCMP_SYS(write), SCMP_SYS(readv), SCMP_SYS(writev),
     SCMP_SYS(pread64), SCMP_SYS(pwrite64), SCMP_SYS(lseek), SCMP_SYS(close),
     SCMP_SYS(dup3), SCMP_SYS(fcntl), SCMP_SYS(flock),
-    SCMP_SYS(open), SCMP_SYS(openat), SCMP_SYS(fstat), SCMP_SYS(newfstatat), SCMP_SYS(statx),
+    SCMP_SYS(open), SCMP_SYS(openat), SCMP_SYS(openat2), SCMP_SYS(fstat), SCMP_SYS(newfstatat), SCMP_SYS(statx),
     SCMP_SYS(fdatasync), SCMP_SYS(fsync), SCMP_SYS(syncfs), SCMP_SYS(ftruncate),
     SCMP_SYS(rename), SCMP_SYS(renameat), SCMP_SYS(renameat2),
     SCMP_SYS(unlink), SCMP_SYS(unlinkat),

@@ -436,8 +436,9 @@ def refused_to_start(root, why):
 def test_links_in_the_data_folder_are_never_followed():
     """The data folder belongs to the workers' user, and the master (root)
     opens what is in it: a link planted there in place of the lock, the
-    journal, a page or the index's temporary file is refused or replaced,
-    never written through, and its target keeps its bytes and its owner."""
+    journal, a page, a folder on the way to a page or the index's temporary
+    file is refused or replaced, never written through, and its target
+    keeps its bytes and its owner."""
     root = os.path.join(workdir(), "linked")
     victims = os.path.join(workdir(), "victims")
     os.makedirs(victims)
@@ -469,6 +470,17 @@ def test_links_in_the_data_folder_are_never_followed():
         untouched(victim)
         os.unlink(link)
     page = page_path(root, 0, 1)
+    # A folder on the way to a page, swapped for a link to a copy elsewhere.
+    folder = os.path.dirname(os.path.dirname(page))         # Data/00
+    elsewhere = os.path.join(victims, "den00")
+    shutil.copytree(folder, elsewhere)
+    shutil.rmtree(folder)
+    os.symlink(elsewhere, folder)
+    os.lchown(folder, account.st_uid, account.st_gid)
+    refused_to_start(root, f"{folder}: not a folder (a link, or a file)")
+    os.unlink(folder)
+    shutil.copytree(elsewhere, folder)
+    give_to_workers(root)
     os.unlink(page)
     victim, _ = plant(os.path.basename(page), page)
     refused_to_start(root, f"{page}: not a regular file")

@@ -123,6 +123,29 @@ static void test_uppercase_page_name(void **state)
     expect_key(f->store, -3, 939 * 1024 + 7, NULL);
 }
 
+/* A folder on the way to a page swapped for a link after the start's
+ * check (which refuses one): the open does not go through it. */
+static void test_page_open_goes_through_no_link(void **state)
+{
+    fixture_t *f = *state;
+    char page[PATH_MAX], folder[PATH_MAX], moved[PATH_MAX], path[PATH_MAX];
+    fx_coin(f, 1, 5, NULL, 3);
+    fx_page_path(f, 1, 5, page, sizeof(page), false);
+    int fd = rd_coins_disk_page_open(f->root, rd_den_index(1), 0, O_RDONLY, path, sizeof(path));
+    assert_true(fd >= 0);
+    close(fd);
+    snprintf(folder, sizeof(folder), "%s/Data/01", f->root);
+    snprintf(moved, sizeof(moved), "%s/moved", f->root);
+    assert_int_equal(rename(folder, moved), 0);
+    assert_int_equal(symlink(moved, folder), 0);
+    errno = 0;
+    fd = rd_coins_disk_page_open(f->root, rd_den_index(1), 0, O_RDONLY, path, sizeof(path));
+    assert_int_equal(fd, -1);
+    assert_int_equal(errno, ELOOP);
+    assert_int_equal(unlink(folder), 0);
+    assert_int_equal(rename(moved, folder), 0);
+}
+
 static void test_change_durable_in_page(void **state)
 {
     fixture_t *f = *state;
@@ -897,6 +920,7 @@ int main(void)
         cmocka_unit_test(test_valid_coins),
         cmocka_unit_test_setup_teardown(test_keys_and_missing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_uppercase_page_name, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_page_open_goes_through_no_link, setup, teardown),
         cmocka_unit_test_setup_teardown(test_change_durable_in_page, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_workers_see_each_other, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transaction_all_or_nothing, setup, teardown),
