@@ -322,6 +322,7 @@ static int conn_write(rd_conn_t *c)
         }
         if (!c->out_armed) {
             c->out_armed = true;
+            c->read_dry = false;    /* the client may send while the write waits */
             if (conn_watch(c) < 0) {
                 conn_close(c);
                 return CONN_GONE;
