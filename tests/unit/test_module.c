@@ -7,6 +7,7 @@
 #include "config.h"
 
 #include <dlfcn.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -508,6 +509,56 @@ static void test_load_module_in_a_folder_others_may_write(void **state)
     rmdir(dir);
 }
 
+/* calloc, linked with -Wl,--wrap=calloc (Makefile.am): the COUNTDOWN-th
+ * group table a module set makes (calloc(256, ...)) fails, as when memory
+ * runs out. */
+void *__real_calloc(size_t n, size_t size);
+void *__wrap_calloc(size_t n, size_t size);
+static unsigned group_table_countdown;
+
+void *__wrap_calloc(size_t n, size_t size)
+{
+    if (n == 256 && size == sizeof(rd_command_t) && group_table_countdown > 0
+        && --group_table_countdown == 0) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return __real_calloc(n, size);
+}
+
+/* A module whose group table cannot be made is not in the set: freeing
+ * the set must not read its descriptor, gone with dlclose (the master
+ * crashed there at start, -t or reload). Its group is free again. */
+static void test_module_add_out_of_memory(void **state)
+{
+    const char *mod = testmod("RAIDAD_TESTMOD");
+    rd_module_set_t *set = rd_module_set_create(NULL, 0);
+    char why[256];
+    void *dl;
+
+    (void)state;
+    assert_non_null(set);
+    dl = dlopen(mod, RTLD_NOW | RTLD_LOCAL);
+    assert_non_null(dl);
+    const raidad_module_t *desc = dlsym(dl, RAIDAD_MODULE_SYMBOL);
+    assert_non_null(desc);
+    group_table_countdown = 1;
+    assert_null(rd_module_set_add(set, desc, dl, why, sizeof(why)));
+    assert_string_equal(why, "out of memory");
+    assert_null(rd_module_set_find(set, desc->name));
+    assert_int_equal(group_table_countdown, 0);
+    assert_non_null(rd_module_set_add(set, desc, dl, why, sizeof(why)));
+    assert_non_null(rd_module_set_find(set, "testmod"));
+    rd_module_set_free(set);        /* dlcloses DL */
+    set = rd_module_set_create(NULL, 0);
+    dl = dlopen(mod, RTLD_NOW | RTLD_LOCAL);
+    desc = dlsym(dl, RAIDAD_MODULE_SYMBOL);
+    group_table_countdown = 1;
+    assert_null(rd_module_set_add(set, desc, dl, why, sizeof(why)));
+    dlclose(dl);
+    rd_module_set_free(set);
+}
+
 static void test_load_module_twice(void **state)
 {
     char conf[2048], err[512];
@@ -600,6 +651,7 @@ int main(void)
         cmocka_unit_test(test_load_module_writable_by_others),
         cmocka_unit_test(test_load_module_owned_by_another_user),
         cmocka_unit_test(test_load_module_in_a_folder_others_may_write),
+        cmocka_unit_test(test_module_add_out_of_memory),
         cmocka_unit_test(test_load_module_twice),
         cmocka_unit_test(test_crash_record),
         cmocka_unit_test(test_crash_record_untrusted),
