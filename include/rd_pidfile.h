@@ -11,6 +11,7 @@
 #ifndef RD_PIDFILE_H
 #define RD_PIDFILE_H
 
+#include <stdio.h>
 #include <sys/types.h>
 
 /* Creates PATH (and its folder, /run/raidad may be gone after a reboot),
@@ -30,5 +31,9 @@ void rd_pidfile_remove(const char *path, int fd);
  * its lock). -1 with errno on any other failure (EINVAL: the file holds no
  * pid). */
 pid_t rd_pidfile_running(const char *path);
+
+/* rd_pidfile_running for "raidad -s": the pid, or -1 with why none runs
+ * said on OUT (a stale file's pid may be anyone's now: never signalled). */
+pid_t rd_pidfile_master(const char *path, FILE *out);
 
 #endif

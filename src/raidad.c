@@ -70,26 +70,6 @@ static int parse_options(int argc, char **argv, options_t *opt)
     return -1;
 }
 
-/* The running master's pid, or -1 (said why) when none runs: a pid file
- * that no master holds locked is stale, and its pid may be anyone's now. */
-static pid_t running_master(const char *path)
-{
-    pid_t pid = rd_pidfile_running(path);
-
-    if (pid > 0)
-        return pid;
-    if (pid == 0 && errno == ESRCH)
-        fprintf(stderr, "raidad: not running: no process holds the pid file %s (stale: its pid is "
-                        "not signalled)\n", path);
-    else if (pid == 0)
-        fprintf(stderr, "raidad: not running: no pid file %s\n", path);
-    else if (errno == EINVAL)
-        fprintf(stderr, "raidad: the pid file %s holds no process id\n", path);
-    else
-        fprintf(stderr, "raidad: cannot read the pid file %s: %s\n", path, strerror(errno));
-    return -1;
-}
-
 /* The verdict: 0 reloaded, 1 refused. */
 static int reload_verdict(bool ok)
 {
@@ -154,7 +134,7 @@ static int send_signal(const rd_config_t *cf, const char *name)
             fprintf(stderr, "raidad: no pid_file is set: cannot find the master\n");
             return 1;
         }
-        if ((pid = running_master(cf->pid_file)) < 0)
+        if ((pid = rd_pidfile_master(cf->pid_file, stderr)) < 0)
             return 1;
         if (sigs[i].sig == SIGHUP)
             return signal_reload(pid, cf->pid_file);

@@ -185,22 +185,34 @@ static int check_own_file(const char *dir, const char *name, char *err, size_t l
     return S_ISREG(st.st_mode) ? 0 : fail(err, len, path, "not a regular file");
 }
 
-/* The folders below DIR: Data/ and, in both spellings, each denomination's
- * and each page group's, where there. A link in their place is refused
- * here, with its name (the opens refuse it too: rd_coins_disk_open). */
+/* PATH, if there, is a folder: not a link the workers' user put there (the
+ * opens refuse one too, rd_coins_disk_open; this names it). */
+static int check_folder(const char *path, char *err, size_t len)
+{
+    struct stat st;
+    if (lstat(path, &st) == 0 && !S_ISDIR(st.st_mode))
+        return fail(err, len, path, "not a folder (a link, or a file)");
+    return 0;
+}
+
+/* Data/, and in both spellings each denomination's folder and each folder
+ * of 256 pages in it. */
 static int check_folders(const char *dir, char *err, size_t len)
 {
     char path[RD_COIN_PATH_MAX];
-    struct stat st;
+    snprintf(path, sizeof(path), "%s/Data", dir);
+    if (check_folder(path, err, len) < 0)
+        return -1;
     for (unsigned d = 0; d < RD_COIN_DENS; d++)
-        for (unsigned group = 0; group <= (RD_COIN_PAGES - 1) >> 8; group++)
-            for (int upper = 0; upper < 2; upper++) {
+        for (int upper = 0; upper < 2; upper++)
+            for (unsigned group = 0; group <= (RD_COIN_PAGES - 1) >> 8; group++) {
                 page_name(dir, d, group << 8, upper, path, sizeof(path));
-                for (int up = 0; up < 3; up++) {
-                    *strrchr(path, '/') = '\0';    /* the page's folder, then its parents */
-                    if (lstat(path, &st) == 0 && !S_ISDIR(st.st_mode))
-                        return fail(err, len, path, "not a folder (a link, or a file)");
-                }
+                *strrchr(path, '/') = '\0';             /* Data/DD/MM */
+                if (check_folder(path, err, len) < 0)
+                    return -1;
+                *strrchr(path, '/') = '\0';             /* Data/DD */
+                if (group == 0 && check_folder(path, err, len) < 0)
+                    return -1;
             }
     return 0;
 }

@@ -902,6 +902,16 @@ static int rd_apply_all(rd_config_t *cf, const config_t *lc, const rd_load_t *ld
     return rd_check_metrics_listen(cf, lc, ld);
 }
 
+/* LC made and read from TEXT, its @include files from INCDIR (NULL: the
+ * current folder). */
+static bool rd_read_text(config_t *lc, const char *text, const char *incdir)
+{
+    config_init(lc);
+    if (incdir != NULL)
+        config_set_include_dir(lc, incdir);
+    return config_read_string(lc, text) == CONFIG_TRUE;
+}
+
 /* Parses into a copy, so that CF only changes when all of it is right. */
 static int rd_parse(rd_config_t *cf, const rd_load_t *ld)
 {
@@ -911,10 +921,7 @@ static int rd_parse(rd_config_t *cf, const rd_load_t *ld)
 
     if (strlen(ld->name) >= sizeof(cf->path))
         return rd_fail(ld, NULL, 0, "the path is too long");
-    config_init(&lc);
-    if (ld->incdir != NULL)
-        config_set_include_dir(&lc, ld->incdir);
-    if (!config_read_string(&lc, ld->text))
+    if (!rd_read_text(&lc, ld->text, ld->incdir))
         rd_fail(ld, config_error_file(&lc), config_error_line(&lc), "%s",
                 config_error_text(&lc));
     else
@@ -992,11 +999,7 @@ rd_config_t *rd_config_read_pid_file(const char *path)
         return NULL;
     }
     rd_config_defaults(cf);
-    config_init(&lc);
-    const char *incdir = rd_dirname(path, dir, sizeof(dir));
-    if (incdir != NULL)
-        config_set_include_dir(&lc, incdir);
-    bool ok = config_read_string(&lc, text) == CONFIG_TRUE;
+    bool ok = rd_read_text(&lc, text, rd_dirname(path, dir, sizeof(dir)));
     char why[256];
     /* The default only where the file names none: a pid_file written
      * wrong must not send the signal to the master of another file. */

@@ -154,3 +154,22 @@ pid_t rd_pidfile_running(const char *path)
     }
     return pid;
 }
+
+pid_t rd_pidfile_master(const char *path, FILE *out)
+{
+    pid_t pid = rd_pidfile_running(path);
+
+    if (pid > 0)
+        return pid;
+    if (pid == 0 && errno == ESRCH)
+        fprintf(out, "raidad: not running: no process holds the pid file %s (stale: its pid is "
+                     "not signalled)\n", path);
+    else if (pid == 0)
+        fprintf(out, "raidad: not running: no pid file %s\n", path);
+    else if (errno == EINVAL)
+        fprintf(out, "raidad: not running: the pid file %s holds no process id\n", path);
+    else
+        fprintf(out, "raidad: not running: cannot read the pid file %s: %s\n", path,
+                strerror(errno));
+    return -1;
+}

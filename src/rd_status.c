@@ -243,28 +243,6 @@ static void print_record(const record_t *r, long long now, FILE *out)
                 r->workers[i].requests);
 }
 
-/* The master running with the pid file, found as "raidad -s" finds it
- * (src/rd_pidfile.c: whoever holds the file's lock), not by kill(pid, 0):
- * after a kill -9 the pid may be another process's by now. */
-static int master_pid(const char *pid_file, long *pid, FILE *out)
-{
-    pid_t running = rd_pidfile_running(pid_file);
-
-    if (running > 0) {
-        *pid = (long)running;
-        return 0;
-    }
-    if (running == 0 && errno == ENOENT)
-        fprintf(out, "raidad: not running (no pid file %s)\n", pid_file);
-    else if (running == 0)
-        fprintf(out, "raidad: not running (no process holds the pid file %s: stale)\n",
-                pid_file);
-    else
-        fprintf(out, "raidad: not running (the pid file %s: %s)\n", pid_file,
-                errno == EINVAL ? "holds no process id" : strerror(errno));
-    return -1;
-}
-
 /* PID is one of the " PID PID ..." of LIST. */
 static bool listed(const char *list, long pid)
 {
@@ -310,7 +288,9 @@ int rd_status_show(const rd_config_t *cf, FILE *out)
         fprintf(out, "raidad: no pid_file is configured: the status cannot be found\n");
         return 3;
     }
-    if (master_pid(cf->pid_file, &pid, out) < 0)
+    /* As "raidad -s" finds it (the pid file's lock), not by kill(pid, 0):
+     * after a kill -9 the pid may be another process's by now. */
+    if ((pid = rd_pidfile_master(cf->pid_file, out)) < 0)
         return 3;
     if (status_path(cf->pid_file, path, sizeof(path)) < 0 || (r = calloc(1, sizeof(*r))) == NULL)
         return 1;

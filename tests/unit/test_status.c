@@ -122,24 +122,27 @@ static void test_publish_writes_the_record(void **state)
     assert_int_equal(access(f->record, F_OK), -1);
 }
 
+/* A link to the victim planted at LINK, then a publish. */
+static void publish_over_a_link(const folder_t *f, const char *link)
+{
+    write_victim(f);
+    assert_int_equal(symlink(f->victim, link), 0);
+    publish_two_workers(f);
+    assert_record_only(f);
+}
+
 static void test_publish_replaces_a_link_at_the_temporary_name(void **state)
 {
     folder_t *f = *state;
 
-    write_victim(f);
-    assert_int_equal(symlink(f->victim, f->tmp), 0);
-    publish_two_workers(f);
-    assert_record_only(f);
+    publish_over_a_link(f, f->tmp);
 }
 
 static void test_publish_replaces_a_link_at_the_record(void **state)
 {
     folder_t *f = *state;
 
-    write_victim(f);
-    assert_int_equal(symlink(f->victim, f->record), 0);
-    publish_two_workers(f);
-    assert_record_only(f);
+    publish_over_a_link(f, f->record);
 }
 
 int main(void)
